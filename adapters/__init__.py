@@ -1,0 +1,1 @@
+"""Thin I/O at the edges: NATS JetStream, SQLite, HTTP, subprocesses, Anthropic, OTel."""

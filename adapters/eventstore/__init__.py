@@ -1,0 +1,27 @@
+"""Event store port and implementations (in-memory here; JetStream in `adapters.nats`)."""
+
+from adapters.eventstore.memory import InMemoryEventStore
+from adapters.eventstore.port import (
+    NEW,
+    BadEvent,
+    ConcurrencyConflict,
+    EventStore,
+    History,
+    Outcome,
+    Position,
+    StoredEvent,
+    StoreUnavailable,
+)
+
+__all__ = [
+    "NEW",
+    "BadEvent",
+    "ConcurrencyConflict",
+    "EventStore",
+    "History",
+    "InMemoryEventStore",
+    "Outcome",
+    "Position",
+    "StoreUnavailable",
+    "StoredEvent",
+]

@@ -1,0 +1,307 @@
+"""The event store port: what every implementation offers, and the shared command executor.
+
+`execute` is the one way commands change aggregates: it takes the aggregate's state (from a
+small cache of aggregates this process wrote, or by loading), asks the lifecycle to decide,
+appends the events with an optimistic check on the aggregate's last stream sequence, and on a
+conflict reloads, re-decides and retries a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from domain import lifecycle
+from domain.commands import Command, Rejected
+from domain.events import DomainEvent, Envelope
+from domain.ids import check_aggregate, check_id
+
+log = logging.getLogger("baker.eventstore")
+_CAUSED = uuid.UUID("6f1d3c52-7b0e-4c1e-9f43-2d4b8a9e5c11")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where an aggregate stands: the stream sequence of its last message, and its version."""
+
+    seq: int = 0
+    version: int = 0
+
+
+NEW = Position()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    subject: str
+    envelope: Envelope
+
+
+@dataclass(frozen=True, slots=True)
+class BadEvent:
+    """A stored message that could not be read as an event; readers skip and count it."""
+
+    seq: int
+    subject: str
+    error: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class History:
+    aggregate: str
+    aggregate_id: str
+    state: Any
+    position: Position
+    events: list[StoredEvent]
+    bad: list[BadEvent] = field(default_factory=list)
+
+    @property
+    def exists(self) -> bool:
+        return self.position.seq > 0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `execute` did: the state after it, what it appended, and any rejection."""
+
+    state: Any
+    position: Position
+    appended: list[StoredEvent]
+    rejected: Rejected | None = None
+    attempts: int = 1
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.appended) and self.rejected is None
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer appended to the aggregate since `expected` was read."""
+
+
+class StoreUnavailable(Exception):
+    """The store could not be reached within the retry budget."""
+
+
+@dataclass
+class StoreStats:
+    appended: int = 0
+    conflicts: int = 0
+    retries: int = 0
+    duplicates: int = 0
+    bad_events: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+
+
+class EventStore(abc.ABC):
+    """Append-only, per-aggregate optimistic event log with a global order."""
+
+    def __init__(self, *, cache_size: int = 50_000, max_attempts: int = 8) -> None:
+        self.stats = StoreStats()
+        self._cache: OrderedDict[tuple[str, str], tuple[Any, Position]] = OrderedDict()
+        self._cache_size = cache_size
+        self._max_attempts = max_attempts
+
+    # --- the port -----------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def _append(
+        self, aggregate: str, aggregate_id: str, envelopes: list[Envelope], expected: Position
+    ) -> tuple[list[StoredEvent], bool]:
+        """Store envelopes in order after `expected`; return them and whether any was a
+        duplicate of an earlier append (so the cache must not trust them)."""
+
+    @abc.abstractmethod
+    async def load(self, aggregate: str, aggregate_id: str) -> History:
+        """Every event of one aggregate, its folded state and position."""
+
+    @abc.abstractmethod
+    def read_all(
+        self, from_seq: int = 1, *, until_seq: int | None = None, include_bad: bool = False
+    ) -> AsyncIterator[StoredEvent | BadEvent]:
+        """Events of all aggregates in stream order, up to the head at call time."""
+
+    @abc.abstractmethod
+    def tail(
+        self, from_seq: int = 1, *, include_bad: bool = False
+    ) -> AsyncIterator[StoredEvent | BadEvent]:
+        """Like `read_all`, then keeps following new events until the caller stops."""
+
+    @abc.abstractmethod
+    async def head_seq(self) -> int:
+        """The stream sequence of the newest stored message (0 when empty)."""
+
+    # --- shared behaviour ---------------------------------------------------------------
+
+    async def append(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        events: Sequence[DomainEvent],
+        expected: Position,
+        *,
+        trace_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> list[StoredEvent]:
+        """Append `events` if the aggregate is still at `expected`, else `ConcurrencyConflict`.
+
+        With a `causation_id`, event ids derive from it, so re-appending the effect of the same
+        cause (a redelivered message) inside the dedupe window stores nothing new.
+        """
+        check_aggregate(aggregate)
+        check_id(aggregate_id, f"{aggregate} id")
+        envelopes = [
+            Envelope(
+                event_id=_event_id(causation_id, aggregate, aggregate_id, i),
+                aggregate=aggregate,
+                aggregate_id=aggregate_id,
+                version=expected.version + i + 1,
+                occurred_at=datetime.now(UTC),
+                data=event,
+                trace_id=trace_id,
+                causation_id=causation_id,
+            )
+            for i, event in enumerate(events)
+        ]
+        try:
+            stored, duplicate = await self._append(aggregate, aggregate_id, envelopes, expected)
+        except ConcurrencyConflict:
+            self.stats.conflicts += 1
+            self.forget(aggregate, aggregate_id)
+            raise
+        self.stats.appended += len(stored)
+        self._advance_cache(aggregate, aggregate_id, expected, stored, duplicate)
+        return stored
+
+    async def execute(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        command: Command,
+        *,
+        trace_id: str | None = None,
+        causation_id: str | None = None,
+    ) -> Outcome:
+        """Decide `command` against the aggregate and append the result, retrying conflicts.
+
+        A rejection is appended as `TransitionRejected` when the aggregate exists; for an
+        aggregate that does not exist there is no history to attach it to, so it is returned
+        (and logged) only.
+        """
+        for attempt in range(1, self._max_attempts + 1):
+            state, position = await self.current(aggregate, aggregate_id)
+            decision = lifecycle.decide(aggregate, state, command)
+            rejected = decision if isinstance(decision, Rejected) else None
+            if rejected is not None:
+                log.info(
+                    "rejected %s on %s %s: %s",
+                    rejected.attempted,
+                    aggregate,
+                    aggregate_id,
+                    rejected.reason,
+                    extra={"aggregate_id": aggregate_id, "trace_id": trace_id},
+                )
+                if position.version == 0:
+                    return Outcome(state, position, [], rejected, attempt)
+                events: list[DomainEvent] = [lifecycle.rejection_event(rejected)]
+            else:
+                events = list(decision)  # type: ignore[arg-type]
+            if not events:
+                return Outcome(state, position, [], None, attempt)
+            try:
+                stored = await self.append(
+                    aggregate,
+                    aggregate_id,
+                    events,
+                    position,
+                    trace_id=trace_id,
+                    causation_id=causation_id,
+                )
+            except ConcurrencyConflict:
+                self.stats.retries += 1
+                continue
+            state, position = await self.current(aggregate, aggregate_id)
+            return Outcome(state, position, stored, rejected, attempt)
+        raise ConcurrencyConflict(
+            f"{aggregate} {aggregate_id}: still conflicting after {self._max_attempts} attempts"
+        )
+
+    async def current(self, aggregate: str, aggregate_id: str) -> tuple[Any, Position]:
+        """The aggregate's state and position, from the cache or by loading it."""
+        key = (aggregate, aggregate_id)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self.stats.cache_hits += 1
+            self._cache.move_to_end(key)
+            return cached
+        self.stats.cache_misses += 1
+        history = await self.load(aggregate, aggregate_id)
+        self._remember(key, history.state, history.position)
+        return history.state, history.position
+
+    def forget(self, aggregate: str, aggregate_id: str) -> None:
+        """Drop a cached aggregate so the next use reloads it."""
+        self._cache.pop((aggregate, aggregate_id), None)
+
+    def _remember(self, key: tuple[str, str], state: Any, position: Position) -> None:
+        self._cache[key] = (state, position)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    def _advance_cache(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        expected: Position,
+        stored: list[StoredEvent],
+        duplicate: bool,
+    ) -> None:
+        key = (aggregate, aggregate_id)
+        cached = self._cache.get(key)
+        if duplicate or cached is None or cached[1] != expected or not stored:
+            self._cache.pop(key, None)
+            if duplicate:
+                self.stats.duplicates += 1
+            return
+        state = cached[0]
+        for item in stored:
+            state = lifecycle.evolve(aggregate, state, item.envelope.data)
+        last = stored[-1]
+        self._remember(key, state, Position(last.seq, last.envelope.version))
+
+    def _count_bad(self, bad: BadEvent) -> None:
+        self.stats.bad_events += 1
+        log.error(
+            "skipped unreadable stored event seq=%d subject=%s: %s",
+            bad.seq,
+            bad.subject,
+            bad.error,
+            extra={"seq": bad.seq, "subject": bad.subject},
+        )
+
+
+def _event_id(causation_id: str | None, aggregate: str, aggregate_id: str, index: int) -> str:
+    if causation_id is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_CAUSED, f"{aggregate}/{aggregate_id}/{causation_id}/{index}"))
+
+
+def fold_history(
+    aggregate: str, aggregate_id: str, items: list[StoredEvent], bad: list[BadEvent]
+) -> History:
+    """Fold loaded events into a `History`; the position counts unreadable messages too, so an
+    append after them is not refused for a sequence the reader skipped."""
+    state = lifecycle.fold(aggregate, (item.envelope.data for item in items))
+    last_seq = max([i.seq for i in items] + [b.seq for b in bad], default=0)
+    version = items[-1].envelope.version if items else 0
+    return History(aggregate, aggregate_id, state, Position(last_seq, version), items, bad)

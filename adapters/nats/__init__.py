@@ -1,0 +1,1 @@
+"""NATS and JetStream: connection, stream provisioning, event store, job queue."""

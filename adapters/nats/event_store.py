@@ -1,0 +1,227 @@
+"""The event store on JetStream: one subject per aggregate in `BAKER_EVENTS`.
+
+Appends carry `Nats-Msg-Id` (dedupe) and `Nats-Expected-Last-Subject-Sequence` (optimistic
+concurrency on the aggregate's last stream sequence). A publish that gets no answer is retried
+with the same message id, so a network retry never stores a second copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from adapters.eventstore.port import (
+    BadEvent,
+    ConcurrencyConflict,
+    EventStore,
+    History,
+    Position,
+    StoredEvent,
+    StoreUnavailable,
+    fold_history,
+)
+from adapters.nats.streams import EVENTS_STREAM
+from domain.events import Envelope, EventDecodeError, decode_event, encode_event
+from domain.ids import event_subject
+
+log = logging.getLogger("baker.eventstore")
+WRONG_LAST_SEQUENCE = 10071
+_TRANSIENT = (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitError)
+
+
+class AppendRefused(Exception):
+    """JetStream refused an append for a reason other than a concurrency conflict."""
+
+
+class JetStreamEventStore(EventStore):
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stream: str = EVENTS_STREAM,
+        prefix: str = "baker.events",
+        request_timeout: float = 2.0,
+        retry_for: float = 30.0,
+        **kwargs: int,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._nc = nc
+        self._js = nc.jetstream(timeout=request_timeout)
+        self._stream = stream
+        self._prefix = prefix
+        self._timeout = request_timeout
+        self._retry_for = retry_for
+
+    # --- writing ------------------------------------------------------------------------
+
+    async def _append(
+        self, aggregate: str, aggregate_id: str, envelopes: list[Envelope], expected: Position
+    ) -> tuple[list[StoredEvent], bool]:
+        subject = event_subject(aggregate, aggregate_id, self._prefix)
+        stored: list[StoredEvent] = []
+        any_duplicate = False
+        last = expected.seq
+        for env in envelopes:
+            headers = {
+                "Nats-Msg-Id": env.event_id,
+                "Nats-Expected-Last-Subject-Sequence": str(last),
+                "Baker-Event-Type": env.type,
+            }
+            seq, duplicate = await self._publish(subject, encode_event(env), headers)
+            if duplicate:
+                any_duplicate = True
+                item = await self._get(seq)
+                if isinstance(item, BadEvent):
+                    raise AppendRefused(f"{subject}: duplicate of unreadable message {seq}")
+                stored.append(item)
+            else:
+                stored.append(StoredEvent(seq, subject, env))
+            last = seq
+        return stored, any_duplicate
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> tuple[int, bool]:
+        """Publish until JetStream answers; the same `Nats-Msg-Id` makes retries harmless."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_for
+        delay, tries = 0.05, 0
+        while True:
+            tries += 1
+            try:
+                msg = await self._nc.request(subject, payload, timeout=self._timeout, headers=headers)
+            except _TRANSIENT as exc:
+                if loop.time() >= deadline:
+                    raise StoreUnavailable(f"{subject}: no answer from JetStream ({exc!r})") from exc
+                self.stats.retries += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            except ConnectionClosedError as exc:
+                raise StoreUnavailable(f"{subject}: NATS connection closed") from exc
+            answer: dict[str, Any] = json.loads(msg.data)
+            error = answer.get("error")
+            if error is None:
+                return int(answer["seq"]), bool(answer.get("duplicate"))
+            if error.get("err_code") == WRONG_LAST_SEQUENCE:
+                if tries > 1 and await self._is_last(subject, headers["Nats-Msg-Id"]):
+                    # An earlier try was stored but its answer was lost.
+                    info = await self._js.get_last_msg(self._stream, subject)
+                    return int(info.seq or 0), True
+                raise ConcurrencyConflict(f"{subject}: {error.get('description')}")
+            raise AppendRefused(f"{subject}: {error.get('description')} ({error.get('err_code')})")
+
+    async def _is_last(self, subject: str, msg_id: str) -> bool:
+        try:
+            last = await self._js.get_last_msg(self._stream, subject)
+        except NotFoundError:
+            return False
+        return bool(last.headers and last.headers.get("Nats-Msg-Id") == msg_id)
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def load(self, aggregate: str, aggregate_id: str) -> History:
+        """Walk the aggregate's subject with direct gets (`next_by_subj`)."""
+        subject = event_subject(aggregate, aggregate_id, self._prefix)
+        request = f"$JS.API.DIRECT.GET.{self._stream}"
+        items: list[StoredEvent] = []
+        bad: list[BadEvent] = []
+        seq = 1
+        while True:
+            body = json.dumps({"seq": seq, "next_by_subj": subject}).encode()
+            msg = await self._request_with_retry(request, body)
+            headers = msg.headers or {}
+            if not msg.data and headers.get("Status") == "404":
+                break
+            if headers.get("Status"):
+                raise StoreUnavailable(f"direct get on {subject}: status {headers['Status']}")
+            seq = int(headers["Nats-Sequence"])
+            item = _decode(seq, subject, msg.data)
+            if isinstance(item, BadEvent):
+                self._count_bad(item)
+                bad.append(item)
+            else:
+                items.append(item)
+            seq += 1
+        return fold_history(aggregate, aggregate_id, items, bad)
+
+    async def _request_with_retry(self, subject: str, body: bytes) -> Any:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._retry_for
+        while True:
+            try:
+                return await self._nc.request(subject, body, timeout=self._timeout)
+            except _TRANSIENT as exc:
+                if loop.time() >= deadline:
+                    raise StoreUnavailable(f"{subject}: no answer ({exc!r})") from exc
+                await asyncio.sleep(0.2)
+
+    async def _get(self, seq: int) -> StoredEvent | BadEvent:
+        msg = await self._js.get_msg(self._stream, seq=seq, direct=True)
+        return _decode(seq, str(msg.subject), msg.data or b"")
+
+    async def head_seq(self) -> int:
+        info = await self._js.stream_info(self._stream)
+        return int(info.state.last_seq)
+
+    async def read_all(
+        self, from_seq: int = 1, *, until_seq: int | None = None, include_bad: bool = False
+    ) -> AsyncIterator[StoredEvent | BadEvent]:
+        head = await self.head_seq()
+        end = head if until_seq is None else min(until_seq, head)
+        if end < max(from_seq, 1):
+            return
+        async for item in self._follow(from_seq, end, include_bad):
+            yield item
+
+    async def tail(
+        self, from_seq: int = 1, *, include_bad: bool = False
+    ) -> AsyncIterator[StoredEvent | BadEvent]:
+        async for item in self._follow(from_seq, None, include_bad):
+            yield item
+
+    async def _follow(
+        self, from_seq: int, end: int | None, include_bad: bool
+    ) -> AsyncIterator[StoredEvent | BadEvent]:
+        """An ordered consumer from `from_seq`; it recreates itself after gaps or reconnects."""
+        sub = await self._js.subscribe(
+            f"{self._prefix}.>",
+            stream=self._stream,
+            ordered_consumer=True,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(from_seq, 1)
+            ),
+            pending_msgs_limit=65_536,
+        )
+        try:
+            while True:
+                try:
+                    msg = await sub.next_msg(timeout=5.0)
+                except NatsTimeout:
+                    continue
+                seq = msg.metadata.sequence.stream
+                item = _decode(seq, msg.subject, msg.data)
+                if isinstance(item, BadEvent):
+                    self._count_bad(item)
+                    if include_bad:
+                        yield item
+                else:
+                    yield item
+                if end is not None and seq >= end:
+                    return
+        finally:
+            await sub.unsubscribe()
+
+
+def _decode(seq: int, subject: str, data: bytes) -> StoredEvent | BadEvent:
+    try:
+        return StoredEvent(seq, subject, decode_event(data))
+    except EventDecodeError as exc:
+        return BadEvent(seq, subject, str(exc), data)

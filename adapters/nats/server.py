@@ -1,0 +1,116 @@
+"""Running a child `nats-server -js`: for `baker up`, the bench and the integration tests.
+
+The server picks a free port itself (`-p -1`) and reports it in a ports file, so there is no
+race between finding a free port and binding it. It is stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+INSTALL_HINT = (
+    "nats-server was not found on PATH; install the Debian package with "
+    "`sudo apt-get install -y nats-server` (or run `make up`, which installs it), "
+    "or set BAKER_NATS_URL to an existing NATS server with JetStream"
+)
+
+
+class NatsServerMissing(RuntimeError):
+    """No `nats-server` binary is available."""
+
+
+def find_nats_server() -> str:
+    """Path of the `nats-server` binary, or `NatsServerMissing` with what to install."""
+    found = shutil.which("nats-server") or next(
+        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)),
+        None,
+    )
+    if found is None:
+        raise NatsServerMissing(INSTALL_HINT)
+    return found
+
+
+class NatsServerProcess:
+    """A `nats-server -js` child process with its store in `store_dir`."""
+
+    def __init__(self, store_dir: Path, *, port: int = -1, host: str = "127.0.0.1") -> None:
+        self.store_dir = Path(store_dir)
+        self.port = port
+        self.host = host
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self, timeout: float = 15.0) -> str:
+        """Start the server and wait until it accepts connections; return its URL."""
+        binary = find_nats_server()
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        ports_dir = self.store_dir / "ports"
+        ports_dir.mkdir(exist_ok=True)
+        for old in ports_dir.glob("*.ports"):
+            old.unlink()
+        log_path = self.store_dir / "nats-server.log"
+        cmd = [
+            binary, "-js", "-a", self.host, "-p", str(self.port),
+            "-sd", str(self.store_dir / "jetstream"),
+            "--ports_file_dir", str(ports_dir), "-l", str(log_path),
+        ]  # fmt: skip
+        out_path = self.store_dir / "nats-server.out"
+        with out_path.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+        deadline = time.monotonic() + timeout
+        ports_file = ports_dir / f"{Path(binary).name}_{self.proc.pid}.ports"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                err = out_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"nats-server exited with {self.proc.returncode}: {err}")
+            if ports_file.exists() and (port := _client_port(ports_file)):
+                self.port = port
+                return self.url
+            time.sleep(0.02)  # polling the ports file the server writes once it listens
+        self.stop()
+        raise TimeoutError(f"nats-server did not start within {timeout}s (log: {log_path})")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM by pid and wait; SIGKILL if it does not exit in time."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL by pid: the server gets no chance to flush."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def restart(self) -> str:
+        """Stop and start again on the same port and store."""
+        self.stop()
+        return self.start()
+
+
+def _client_port(ports_file: Path) -> int | None:
+    try:
+        doc = json.loads(ports_file.read_text())
+    except (OSError, ValueError):
+        return None  # written but not complete yet
+    for url in doc.get("nats", []):
+        return int(str(url).rsplit(":", 1)[1])
+    return None

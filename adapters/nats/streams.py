@@ -1,0 +1,217 @@
+"""Streams and consumers of DESIGN §2, provisioned idempotently.
+
+An existing stream whose configuration differs is reported field by field and left alone:
+recreating it would lose jobs or, for `BAKER_EVENTS`, history.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.manager import JetStreamManager
+
+log = logging.getLogger("baker.provision")
+
+JOBS_STREAM = "BAKER_JOBS"
+EVENTS_STREAM = "BAKER_EVENTS"
+TASKS_STREAM = "BAKER_TASKS"
+ADVISORIES_STREAM = "BAKER_ADVISORIES"
+DISPATCH_SUBJECT = "baker.jobs.dispatch"
+WORKERS_CONSUMER = "workers"
+INGEST_CONSUMER = "brain-ingest"
+MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.*"
+DAY = 86_400.0
+
+
+class ProvisioningError(RuntimeError):
+    """A stream or consumer exists with a configuration other than the one we need."""
+
+
+@dataclass(frozen=True)
+class Topology:
+    replicas: int = 1
+    max_queued_jobs: int = 10_000
+    ack_wait: float = 60.0
+    max_deliver: int = 3
+
+
+def jobs_stream(topo: Topology) -> StreamConfig:
+    return StreamConfig(
+        name=JOBS_STREAM,
+        subjects=["baker.jobs.>"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        max_age=DAY,
+        storage=StorageType.FILE,
+        num_replicas=topo.replicas,
+        max_msgs=topo.max_queued_jobs,
+        discard=DiscardPolicy.NEW,
+        duplicate_window=120.0,
+    )
+
+
+def events_stream(topo: Topology) -> StreamConfig:
+    return StreamConfig(
+        name=EVENTS_STREAM,
+        subjects=["baker.events.>"],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        num_replicas=topo.replicas,
+        max_age=0,
+        deny_delete=True,
+        deny_purge=True,
+        duplicate_window=120.0,
+        allow_direct=True,
+    )
+
+
+def tasks_stream(topo: Topology) -> StreamConfig:
+    # Not `baker.tasks.>`: `baker.tasks.launch` is core request/reply and must stay unanswered
+    # by the stream.
+    return StreamConfig(
+        name=TASKS_STREAM,
+        subjects=["baker.tasks.status.*", "baker.tasks.result.*"],
+        retention=RetentionPolicy.WORK_QUEUE,
+        max_age=DAY,
+        storage=StorageType.FILE,
+        num_replicas=topo.replicas,
+        duplicate_window=120.0,
+    )
+
+
+def advisories_stream(topo: Topology) -> StreamConfig:
+    """Max-deliveries advisories, kept so a Brain that was down still records them."""
+    return StreamConfig(
+        name=ADVISORIES_STREAM,
+        subjects=[MAX_DELIVERIES_ADVISORY],
+        retention=RetentionPolicy.LIMITS,
+        max_age=7 * DAY,
+        storage=StorageType.FILE,
+        num_replicas=topo.replicas,
+    )
+
+
+def workers_consumer(topo: Topology) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=WORKERS_CONSUMER,
+        filter_subject=DISPATCH_SUBJECT,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=topo.ack_wait,
+        max_deliver=topo.max_deliver,
+        max_ack_pending=10_000,
+    )
+
+
+def ingest_consumer(topo: Topology) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=INGEST_CONSUMER,
+        filter_subject="baker.jobs.*.>",
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,  # a status must never be dropped; bad ones are terminated explicitly
+        max_ack_pending=10_000,
+    )
+
+
+_STREAM_FIELDS = (
+    "subjects",
+    "retention",
+    "storage",
+    "max_age",
+    "max_msgs",
+    "discard",
+    "num_replicas",
+    "duplicate_window",
+    "deny_delete",
+    "deny_purge",
+    "allow_direct",
+)
+_CONSUMER_FIELDS = ("filter_subject", "ack_policy", "ack_wait", "max_deliver", "deliver_subject")
+
+
+def differences(want: Any, have: Any, fields: tuple[str, ...]) -> list[str]:
+    """Human-readable `field: have X, want Y` for every field that differs."""
+    out = []
+    for name in fields:
+        wanted, actual = getattr(want, name), getattr(have, name)
+        if wanted is None:
+            continue
+        if name == "subjects":
+            wanted, actual = sorted(wanted), sorted(actual or [])
+        if name == "max_msgs" and wanted is None:
+            continue
+        if isinstance(wanted, float) or isinstance(actual, float):
+            same = abs(float(wanted or 0) - float(actual or 0)) < 1e-3
+        else:
+            same = wanted == actual or (not wanted and not actual)
+        if not same:
+            out.append(f"{name}: have {_show(actual)}, want {_show(wanted)}")
+    return out
+
+
+def _show(value: Any) -> str:
+    return str(getattr(value, "value", value))
+
+
+async def ensure_stream(jsm: JetStreamManager, want: StreamConfig) -> Literal["created", "ok"]:
+    """Create the stream if missing; raise `ProvisioningError` if it exists and differs."""
+    assert want.name is not None
+    try:
+        info = await jsm.stream_info(want.name)
+    except NotFoundError:
+        try:
+            await jsm.add_stream(want)
+            log.info("created stream %s", want.name)
+            return "created"
+        except BadRequestError:  # lost a race with another process creating it
+            info = await jsm.stream_info(want.name)
+    diffs = differences(want, info.config, _STREAM_FIELDS)
+    if diffs:
+        raise ProvisioningError(
+            f"stream {want.name} exists with another configuration ({'; '.join(diffs)}); "
+            "it is left untouched: edit or remove it by hand (nats stream edit/rm) if intended"
+        )
+    return "ok"
+
+
+async def ensure_consumer(
+    jsm: JetStreamManager, stream: str, want: ConsumerConfig
+) -> Literal["created", "ok"]:
+    """Create a durable consumer if missing; raise `ProvisioningError` if it differs."""
+    assert want.durable_name is not None
+    try:
+        info = await jsm.consumer_info(stream, want.durable_name)
+    except NotFoundError:
+        await jsm.add_consumer(stream, want)
+        log.info("created consumer %s on %s", want.durable_name, stream)
+        return "created"
+    diffs = differences(want, info.config, _CONSUMER_FIELDS)
+    if diffs:
+        raise ProvisioningError(
+            f"consumer {want.durable_name} on {stream} exists with another configuration "
+            f"({'; '.join(diffs)}); remove it (nats consumer rm) to let baker recreate it"
+        )
+    return "ok"
+
+
+async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict[str, str]:
+    """Every stream and consumer of the system; returns what was created or found."""
+    topo = topo or Topology()
+    done: dict[str, str] = {}
+    for config in (jobs_stream, events_stream, tasks_stream, advisories_stream):
+        cfg = config(topo)
+        done[str(cfg.name)] = await ensure_stream(jsm, cfg)
+    for consumer in (workers_consumer, ingest_consumer):
+        ccfg = consumer(topo)
+        done[f"{JOBS_STREAM}/{ccfg.durable_name}"] = await ensure_consumer(jsm, JOBS_STREAM, ccfg)
+    return done

@@ -1,0 +1,200 @@
+"""Event envelope, the type registry, the stored JSON form (DESIGN §4) and upcasting."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.alias_generators import to_camel
+
+from domain.ids import AGGREGATES
+
+JsonDict = dict[str, Any]
+
+
+class DomainEvent(BaseModel):
+    """Base of every typed event payload (the envelope's `data`)."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="ignore", alias_generator=to_camel, populate_by_name=True
+    )
+
+    aggregate: ClassVar[str] = ""  # "" means: valid on any aggregate
+    schema_version: ClassVar[int] = 1
+
+    @classmethod
+    def type_name(cls) -> str:
+        return cls.__name__
+
+    def to_data(self) -> JsonDict:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One stored event: identity, position in its aggregate, time, schema and payload."""
+
+    event_id: str
+    aggregate: str
+    aggregate_id: str
+    version: int
+    occurred_at: datetime
+    data: DomainEvent
+    trace_id: str | None = None
+    causation_id: str | None = None
+
+    @property
+    def type(self) -> str:
+        return self.data.type_name()
+
+    @property
+    def schema(self) -> int:
+        return self.data.schema_version
+
+
+class EventDecodeError(ValueError):
+    """A stored event that cannot be read: bad JSON, unknown type, or invalid fields."""
+
+
+_REGISTRY: dict[str, type[DomainEvent]] = {}
+Upcaster = Callable[[JsonDict], JsonDict]
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+def register(*classes: type[DomainEvent]) -> None:
+    """Make event classes readable by name; a name may be registered once."""
+    for cls in classes:
+        name = cls.type_name()
+        if _REGISTRY.get(name, cls) is not cls:
+            raise ValueError(f"event type {name} registered twice")
+        _REGISTRY[name] = cls
+
+
+def event_types() -> dict[str, type[DomainEvent]]:
+    """Every registered event type by name."""
+    return dict(_REGISTRY)
+
+
+def upcaster(type_name: str, from_schema: int) -> Callable[[Upcaster], Upcaster]:
+    """Register `fn(data) -> data` that lifts `type_name` from `from_schema` to the next."""
+
+    def wrap(fn: Upcaster) -> Upcaster:
+        key = (type_name, from_schema)
+        if key in _UPCASTERS:
+            raise ValueError(f"upcaster for {type_name} schema {from_schema} registered twice")
+        _UPCASTERS[key] = fn
+        return fn
+
+    return wrap
+
+
+def upcast(type_name: str, schema: int, data: JsonDict) -> tuple[JsonDict, int]:
+    """Apply the upcaster chain until no upcaster is registered for the schema."""
+    while (fn := _UPCASTERS.get((type_name, schema))) is not None:
+        data = fn(dict(data))
+        schema += 1
+    return data, schema
+
+
+def format_time(moment: datetime) -> str:
+    """ISO-8601 in UTC with a `Z`, microseconds kept."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def to_document(env: Envelope) -> JsonDict:
+    """The stored JSON form of DESIGN §4 as a dict."""
+    doc: JsonDict = {
+        "eventId": env.event_id,
+        "type": env.type,
+        "aggregate": env.aggregate,
+        "aggregateId": env.aggregate_id,
+        "version": env.version,
+        "occurredAt": format_time(env.occurred_at),
+        "schema": env.schema,
+        "data": env.data.to_data(),
+    }
+    if env.trace_id is not None:
+        doc["traceId"] = env.trace_id
+    if env.causation_id is not None:
+        doc["causationId"] = env.causation_id
+    return doc
+
+
+def encode_event(env: Envelope) -> bytes:
+    """Serialise an envelope to the bytes stored on `baker.events.<aggregate>.<id>`."""
+    return json.dumps(to_document(env), separators=(",", ":")).encode()
+
+
+_REQUIRED: Final = {
+    "eventId": str,
+    "type": str,
+    "aggregate": str,
+    "aggregateId": str,
+    "version": int,
+    "occurredAt": str,
+    "data": dict,
+}
+
+
+def decode_event(raw: bytes | str) -> Envelope:
+    """Parse stored bytes into an envelope, upcasting old schemas; raise `EventDecodeError`."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise EventDecodeError(f"event is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise EventDecodeError(f"event must be a JSON object, got {type(doc).__name__}")
+    return from_document(doc)
+
+
+def from_document(doc: JsonDict) -> Envelope:
+    """Build an envelope from its JSON document; raise `EventDecodeError` naming the field."""
+    for key, kind in _REQUIRED.items():
+        value = doc.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise EventDecodeError(f"{key}: missing or not a {kind.__name__}")
+    type_name: str = doc["type"]
+    cls = _REGISTRY.get(type_name)
+    if cls is None:
+        raise EventDecodeError(f"type: unknown event type {type_name!r}")
+    if doc["aggregate"] not in AGGREGATES or (cls.aggregate and cls.aggregate != doc["aggregate"]):
+        raise EventDecodeError(f"aggregate: {doc['aggregate']!r} is wrong for {type_name}")
+    schema = doc.get("schema", 1)
+    if not isinstance(schema, int) or schema < 1:
+        raise EventDecodeError(f"schema: {schema!r} is not a positive integer")
+    data, schema = upcast(type_name, schema, doc["data"])
+    if schema != cls.schema_version:
+        raise EventDecodeError(
+            f"schema: {type_name} schema {schema} is unknown to this reader "
+            f"(it knows {cls.schema_version})"
+        )
+    try:
+        event = cls.model_validate(data)
+        occurred = datetime.fromisoformat(doc["occurredAt"])
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "data"
+        raise EventDecodeError(f"data.{field}: {err['msg']}") from None
+    except ValueError as exc:
+        raise EventDecodeError(f"occurredAt: {exc}") from None
+    return Envelope(
+        event_id=doc["eventId"],
+        aggregate=doc["aggregate"],
+        aggregate_id=doc["aggregateId"],
+        version=doc["version"],
+        occurred_at=occurred,
+        data=event,
+        trace_id=_opt_str(doc, "traceId"),
+        causation_id=_opt_str(doc, "causationId"),
+    )
+
+
+def _opt_str(doc: JsonDict, key: str) -> str | None:
+    value = doc.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    raise EventDecodeError(f"{key}: must be a string")

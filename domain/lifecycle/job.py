@@ -1,0 +1,237 @@
+"""The job lifecycle: dispatched → received → running → completed | failed | cancelled."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+from domain.commands import DispatchJob, FailJob, RecordStatus, Rejected, RequestCancel
+from domain.events import (
+    DomainEvent,
+    JobCancelled,
+    JobCancelRequested,
+    JobCompleted,
+    JobDispatched,
+    JobFailed,
+    JobProgressed,
+    JobReceived,
+    JobResultRecorded,
+    JobStarted,
+    TransitionRejected,
+)
+from domain.lifecycle.machine import CompiledMachine, MachineSpec, t
+from domain.specs import redacted_payload, spec_warnings
+
+ACTIVE: Final = ("dispatched", "received", "running")
+TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
+
+SPEC: Final = MachineSpec(
+    name="job",
+    states=("new", *ACTIVE, *sorted(TERMINAL)),
+    initial="new",
+    terminal=TERMINAL,
+    transitions=(
+        t("dispatch", "new", "dispatched", "JobDispatched"),
+        t("receive", "dispatched", "received", "JobReceived"),
+        t("receive", ("received", "running"), "received", "JobReceived", "higher_attempt"),
+        t("start", "dispatched", "running", "JobStarted"),
+        t("start", "received", "running", "JobStarted", "not_stale"),
+        t("start", "running", "running", "JobStarted", "higher_attempt"),
+        t("progress", "running", None, "JobProgressed", "new_progress"),
+        t("complete", "running", "completed", "JobCompleted"),
+        t("fail", ACTIVE, "failed", "JobFailed", "not_stale"),
+        t("request_cancel", ACTIVE, None, "JobCancelRequested", "not_cancel_requested"),
+        t("cancel", ACTIVE, "cancelled", "JobCancelled"),
+        t("record_result", ("completed", "failed"), None, "JobResultRecorded", "adds_result"),
+    ),
+    guards={
+        "higher_attempt": "the report's attempt is higher than the job's (a redelivery)",
+        "not_stale": "the report is not from an earlier attempt",
+        "new_progress": "same attempt, and the progress text changed",
+        "not_cancel_requested": "no cancel was requested yet",
+        "adds_result": "the terminal event had no result and this report brings one",
+    },
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobState:
+    status: str = "new"
+    version: int = 0
+    job_type: str | None = None
+    attempt: int = 0
+    worker_id: str | None = None
+    progress: str | None = None
+    cancel_requested: bool = False
+    has_result: bool = False
+    timeout_seconds: int | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+JobCommand = DispatchJob | RecordStatus | RequestCancel | FailJob
+_STATUS_TRIGGERS: Final = {
+    "received": ("receive",),
+    "running": ("start", "progress"),
+    "completed": ("complete", "record_result"),
+    "failed": ("fail", "record_result"),
+    "cancelled": ("cancel",),
+}
+
+
+def _attempt(state: JobState, cmd: object) -> int:
+    attempt = getattr(cmd, "attempt", None)
+    return attempt if attempt is not None else max(state.attempt, 1)
+
+
+def _higher_attempt(state: JobState, cmd: object) -> bool:
+    attempt = getattr(cmd, "attempt", None)
+    return attempt is not None and attempt > state.attempt
+
+
+def _not_stale(state: JobState, cmd: object) -> bool:
+    attempt = getattr(cmd, "attempt", None)
+    return attempt is None or attempt >= state.attempt
+
+
+def _new_progress(state: JobState, cmd: object) -> bool:
+    progress = getattr(cmd, "progress", None)
+    return _attempt(state, cmd) == state.attempt and progress not in (None, state.progress)
+
+
+def _adds_result(state: JobState, cmd: object) -> bool:
+    return (
+        isinstance(cmd, RecordStatus)
+        and cmd.status == state.status
+        and cmd.result is not None
+        and not state.has_result
+    )
+
+
+MACHINE: Final[CompiledMachine[JobState, Any]] = CompiledMachine(
+    SPEC,
+    {
+        "higher_attempt": _higher_attempt,
+        "not_stale": _not_stale,
+        "new_progress": _new_progress,
+        "not_cancel_requested": lambda s, _c: not s.cancel_requested,
+        "adds_result": _adds_result,
+    },
+)
+
+
+def decide(state: JobState, cmd: JobCommand) -> list[DomainEvent] | Rejected:
+    """What happens when `cmd` meets a job in `state`: new events, none, or a rejection."""
+    if isinstance(cmd, RecordStatus):
+        return _decide_status(state, cmd)
+    trigger = {DispatchJob: "dispatch", RequestCancel: "request_cancel", FailJob: "fail"}[type(cmd)]
+    if MACHINE.fire(state.status, trigger, state, cmd) is not None:
+        return [_EVENT_FOR[trigger](state, cmd)]
+    duplicate = (isinstance(cmd, DispatchJob) and state.status != "new") or (
+        isinstance(cmd, RequestCancel) and state.cancel_requested and not state.terminal
+    )
+    if duplicate:
+        return []
+    return _reject(state, trigger, cmd)
+
+
+def _decide_status(state: JobState, cmd: RecordStatus) -> list[DomainEvent] | Rejected:
+    for trigger in _STATUS_TRIGGERS[cmd.status]:
+        if MACHINE.fire(state.status, trigger, state, cmd) is not None:
+            return [_EVENT_FOR[trigger](state, cmd)]
+    if cmd.status == state.status and (state.terminal or _attempt(state, cmd) == state.attempt):
+        return []  # a duplicate of the current status
+    return _reject(state, cmd.status, cmd)
+
+
+def _reject(state: JobState, attempted: str, cmd: JobCommand) -> Rejected:
+    attempt = getattr(cmd, "attempt", None)
+    if state.status == "new":
+        reason = "no such job"
+    elif state.terminal:
+        reason = f"job is already {state.status}; terminal states absorb"
+    elif attempt is not None and attempt < state.attempt:
+        reason = f"stale report from attempt {attempt}; the job is on attempt {state.attempt}"
+    elif attempt is not None and attempt == state.attempt and attempted == "received":
+        reason = f"late 'received' for attempt {attempt} while {state.status}"
+    else:
+        reason = f"illegal transition {state.status} -> {attempted}"
+    detail: dict[str, Any] = {"command": cmd.type_name}
+    for key in ("status", "attempt", "worker_id", "source", "reason"):
+        value = getattr(cmd, key, None)
+        if value is not None:
+            detail[key] = value
+    return Rejected(state.status, attempted, reason, detail)
+
+
+def _dispatched(_s: JobState, c: Any) -> DomainEvent:
+    return JobDispatched(
+        job_type=c.spec.type,
+        payload=redacted_payload(c.spec),
+        timeout_seconds=c.spec.timeout_seconds,
+        reply_to=c.reply_to,
+        created_at=c.created_at,
+        warnings=spec_warnings(c.spec),
+    )
+
+
+_EVENT_FOR: Final[dict[str, Callable[[JobState, Any], DomainEvent]]] = {
+    "dispatch": _dispatched,
+    "receive": lambda s, c: JobReceived(worker_id=c.worker_id, attempt=_attempt(s, c)),
+    "start": lambda s, c: JobStarted(
+        worker_id=c.worker_id, attempt=_attempt(s, c), progress=c.progress
+    ),
+    "progress": lambda s, c: JobProgressed(
+        worker_id=c.worker_id, attempt=_attempt(s, c), progress=c.progress
+    ),
+    "complete": lambda s, c: JobCompleted(
+        worker_id=c.worker_id, attempt=c.attempt, result=c.result, duration_ms=c.duration_ms
+    ),
+    "fail": lambda s, c: JobFailed(
+        reason=getattr(c, "reason", "error") if isinstance(c, FailJob) else "error",
+        error=c.error or "the worker reported a failure without an error message",
+        worker_id=getattr(c, "worker_id", None),
+        attempt=getattr(c, "attempt", None),
+        duration_ms=getattr(c, "duration_ms", None),
+    ),
+    "request_cancel": lambda s, c: JobCancelRequested(reason=c.reason),
+    "cancel": lambda s, c: JobCancelled(worker_id=c.worker_id, detail=c.error or c.progress),
+    "record_result": lambda s, c: JobResultRecorded(
+        result=c.result, error=c.error, duration_ms=c.duration_ms
+    ),
+}
+
+
+def evolve(state: JobState, event: DomainEvent) -> JobState:
+    """The job state after `event`; every event, rejected transitions too, bumps the version."""
+    fold = _FOLDS.get(type(event))
+    if fold is None:
+        raise TypeError(f"{type(event).__name__} is not a job event")
+    return fold(state, event)
+
+
+def _bump(s: JobState, **changes: Any) -> JobState:
+    return replace(s, version=s.version + 1, **changes)
+
+
+_FOLDS: Final[dict[type[DomainEvent], Callable[[JobState, Any], JobState]]] = {
+    JobDispatched: lambda s, e: _bump(
+        s, status="dispatched", job_type=e.job_type, timeout_seconds=e.timeout_seconds
+    ),
+    JobReceived: lambda s, e: _bump(
+        s, status="received", attempt=e.attempt, worker_id=e.worker_id, progress=None
+    ),
+    JobStarted: lambda s, e: _bump(
+        s, status="running", attempt=e.attempt, worker_id=e.worker_id, progress=e.progress
+    ),
+    JobProgressed: lambda s, e: _bump(s, progress=e.progress),
+    JobCompleted: lambda s, e: _bump(s, status="completed", has_result=e.result is not None),
+    JobResultRecorded: lambda s, e: _bump(s, has_result=True),
+    JobFailed: lambda s, e: _bump(s, status="failed"),
+    JobCancelRequested: lambda s, e: _bump(s, cancel_requested=True),
+    JobCancelled: lambda s, e: _bump(s, status="cancelled"),
+    TransitionRejected: lambda s, e: _bump(s),
+}

@@ -1,0 +1,142 @@
+"""Job specifications for `agent`, `command` and `http` jobs as a discriminated union."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.alias_generators import to_camel
+
+from domain.errors import FieldError, first_error
+
+MAX_PROMPT_CHARS: Final = 10_000
+MAX_COMMAND_CHARS: Final = 1024
+MAX_TIMEOUT_SECONDS: Final = 86_400
+HTTP_METHODS: Final = ("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
+IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# Models that have reached end of life: still passed through, with a warning in the event.
+RETIRED_MODELS: Final = {"claude-sonnet-4-20250514": "reached end of life on 2026-06-15"}
+
+_SECRET_NAME = re.compile(r"(auth|token|secret|key|password|passwd|cookie|credential)", re.I)
+REDACTED: Final = "***"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
+    )
+
+
+class AgentPayload(_Spec):
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: str | None = Field(default=None, min_length=1, max_length=200)
+    max_tokens: int | None = Field(default=None, ge=1, le=64_000)
+    system: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+
+
+class CommandPayload(_Spec):
+    command: str = Field(min_length=1, max_length=MAX_COMMAND_CHARS)
+
+    @field_validator("command")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty command")
+        return value
+
+
+class HttpPayload(_Spec):
+    url: str = Field(min_length=1, max_length=4096)
+    method: str = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    timeout_seconds: float | None = Field(default=None, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme.lower() not in ("http", "https") or not rest.strip("/"):
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        method = value.upper()
+        if method not in HTTP_METHODS:
+            raise ValueError(f"must be one of {', '.join(HTTP_METHODS)}")
+        return method
+
+
+class _Job(_Spec):
+    timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+
+
+class AgentJob(_Job):
+    type: Literal["agent"]
+    payload: AgentPayload
+
+
+class CommandJob(_Job):
+    type: Literal["command"]
+    payload: CommandPayload
+
+
+class HttpJob(_Job):
+    type: Literal["http"]
+    payload: HttpPayload
+
+
+JobSpec = Annotated[AgentJob | CommandJob | HttpJob, Field(discriminator="type")]
+_SPEC: TypeAdapter[AgentJob | CommandJob | HttpJob] = TypeAdapter(JobSpec)
+
+
+def parse_job_spec(doc: Any) -> AgentJob | CommandJob | HttpJob:
+    """Validate `{type, payload, timeoutSeconds?}`; raise `FieldError` naming the bad field."""
+    if not isinstance(doc, dict):
+        raise FieldError("body", "must be a JSON object")
+    if doc.get("type") not in ("agent", "command", "http"):
+        raise FieldError("type", "must be one of: agent, command, http")
+    try:
+        return _SPEC.validate_python(doc)
+    except ValidationError as exc:
+        raise FieldError(*first_error(exc)) from None
+
+
+def payload_document(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any]:
+    """The payload as it travels on the wire (camelCase, nothing unset)."""
+    return spec.payload.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def redacted_payload(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any]:
+    """The payload with secret-looking headers and env assignments masked, for events."""
+    doc = payload_document(spec)
+    if isinstance(spec, HttpJob):
+        doc["headers"] = {
+            k: (REDACTED if _SECRET_NAME.search(k) else v) for k, v in spec.payload.headers.items()
+        }
+    elif isinstance(spec, CommandJob):
+        doc["command"] = redact_command(spec.payload.command)
+    return doc
+
+
+def redact_command(command: str) -> str:
+    """Mask the values of leading `SECRET_NAME=value` assignments in a command line."""
+    words = command.split(" ")
+    for i, word in enumerate(words):
+        name, sep, _ = word.partition("=")
+        if not sep or not name.replace("_", "").isalnum():
+            break
+        if _SECRET_NAME.search(name):
+            words[i] = f"{name}={REDACTED}"
+    return " ".join(words)
+
+
+def spec_warnings(spec: AgentJob | CommandJob | HttpJob) -> list[str]:
+    """Warnings worth keeping in the job's history (e.g. a retired model named explicitly)."""
+    if isinstance(spec, AgentJob) and spec.payload.model in RETIRED_MODELS:
+        model = spec.payload.model
+        return [f"model {model} {RETIRED_MODELS[model]}; passed through as requested"]
+    return []

@@ -1,0 +1,122 @@
+"""Wire messages of DESIGN §3: lenient parsing, strict values, pure encode/decode.
+
+Parsing accepts camelCase or snake_case and the upstream repo's `jobId`; unknown fields are
+kept (`extra`) so a newer sender never breaks an older reader. Values are checked strictly and
+a bad one raises `WireError` naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from domain.errors import FieldError, first_error
+from domain.events.job import JobType
+from domain.ids import InvalidId, check_id
+
+WorkerStatus = Literal["received", "running", "completed", "failed", "cancelled"]
+FinalStatus = Literal["completed", "failed", "cancelled"]
+_ID = Field(validation_alias=AliasChoices("id", "jobId", "job_id"), min_length=1, max_length=128)
+
+
+class WireError(FieldError):
+    """A wire message that cannot be used; `field` names the culprit."""
+
+
+class WireMessage(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+
+    def encode(self) -> bytes:
+        """Bytes to publish: camelCase, unset fields left out."""
+        return self.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+class DispatchMessage(WireMessage):
+    id: str = _ID
+    type: JobType
+    payload: dict[str, Any]
+    reply_to: str | None = None
+    created_at: datetime | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1, le=86_400)
+    attempt: int | None = Field(default=None, ge=1)
+
+
+class StatusMessage(WireMessage):
+    id: str = _ID
+    status: WorkerStatus
+    progress: str | None = Field(default=None, max_length=8192)
+    worker_id: str | None = Field(default=None, max_length=128)
+    attempt: int | None = Field(default=None, ge=1, le=1000)
+    timestamp: datetime | None = None
+    error: str | None = None
+    # The upstream repo puts the outcome into the terminal status: accept it there too.
+    result: Any = None
+    duration_ms: int | None = Field(default=None, ge=0)
+    trace_id: str | None = None
+
+
+class ResultMessage(WireMessage):
+    id: str = _ID
+    status: FinalStatus
+    result: Any = None
+    error: str | None = None
+    duration_ms: int | None = Field(default=None, ge=0)
+    worker_id: str | None = Field(default=None, max_length=128)
+    attempt: int | None = Field(default=None, ge=1, le=1000)
+    trace_id: str | None = None
+
+
+M = TypeVar("M", bound=WireMessage)
+
+
+def decode(kind: type[M], raw: bytes | str) -> M:
+    """Parse and validate a wire message; raise `WireError` naming the bad field."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WireError("body", f"not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise WireError("body", "must be a JSON object")
+    try:
+        msg = kind.model_validate(doc)
+    except ValidationError as exc:
+        raise WireError(*first_error(exc)) from None
+    try:
+        check_id(getattr(msg, "id", "x"), "id")
+    except InvalidId as exc:
+        raise WireError("id", str(exc).partition(": ")[2]) from None
+    return msg
+
+
+def peek_id(raw: bytes | str) -> str | None:
+    """Best-effort job id of a message that failed to decode, so its job can be failed."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    for key in ("id", "jobId", "job_id"):
+        value = doc.get(key)
+        if isinstance(value, str):
+            try:
+                return check_id(value)
+            except InvalidId:
+                return None
+    return None
+
+
+def decode_dispatch(raw: bytes | str) -> DispatchMessage:
+    return decode(DispatchMessage, raw)
+
+
+def decode_status(raw: bytes | str) -> StatusMessage:
+    return decode(StatusMessage, raw)
+
+
+def decode_result(raw: bytes | str) -> ResultMessage:
+    return decode(ResultMessage, raw)
