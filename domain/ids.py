@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Final, Literal, get_args
 
 Aggregate = Literal["job", "task", "extension", "service", "handoff", "brain"]
@@ -33,6 +34,7 @@ def check_aggregate(value: str) -> Aggregate:
     return value  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=65_536)
 def event_subject(aggregate: str, aggregate_id: str, prefix: str = "baker.events") -> str:
-    """The JetStream subject that holds one aggregate's events."""
+    """The JetStream subject that holds one aggregate's events (ids are checked)."""
     return f"{prefix}.{check_aggregate(aggregate)}.{check_id(aggregate_id, f'{aggregate} id')}"

@@ -122,7 +122,7 @@ class InMemoryEventStore(EventStore):
         seq = max(from_seq, 1)
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self._log) >= seq)
+                await self._changed.wait_for(lambda at=seq: len(self._log) >= at)
             end = len(self._log)
             async for item in self.read_all(seq, until_seq=end, include_bad=include_bad):
                 yield item

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import random
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 from domain import lifecycle
 from domain.commands import Command, Rejected
 from domain.events import DomainEvent, Envelope
-from domain.ids import check_aggregate, check_id
+from domain.ids import event_subject
 
 log = logging.getLogger("baker.eventstore")
 _CAUSED = uuid.UUID("6f1d3c52-7b0e-4c1e-9f43-2d4b8a9e5c11")
@@ -157,8 +158,7 @@ class EventStore(abc.ABC):
         With a `causation_id`, event ids derive from it, so re-appending the effect of the same
         cause (a redelivered message) inside the dedupe window stores nothing new.
         """
-        check_aggregate(aggregate)
-        check_id(aggregate_id, f"{aggregate} id")
+        event_subject(aggregate, aggregate_id)  # refuses ids that are not subject tokens
         envelopes = [
             Envelope(
                 event_id=_event_id(causation_id, aggregate, aggregate_id, i),
@@ -292,8 +292,15 @@ class EventStore(abc.ABC):
 
 def _event_id(causation_id: str | None, aggregate: str, aggregate_id: str, index: int) -> str:
     if causation_id is None:
-        return str(uuid.uuid4())
+        # A random version-4 UUID; `random` is fine here: ids need uniqueness, not secrecy,
+        # and it is several times cheaper than `uuid4()`'s system call on the append path.
+        return _random_uuid4()
     return str(uuid.uuid5(_CAUSED, f"{aggregate}/{aggregate_id}/{causation_id}/{index}"))
+
+
+def _random_uuid4() -> str:
+    h = f"{random.getrandbits(128):032x}"
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 def fold_history(

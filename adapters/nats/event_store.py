@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeout
@@ -29,6 +30,7 @@ from adapters.eventstore.port import (
     StoreUnavailable,
     fold_history,
 )
+from adapters.nats.requests import RequestMux
 from adapters.nats.streams import EVENTS_STREAM
 from domain.events import Envelope, EventDecodeError, decode_event, encode_event
 from domain.ids import event_subject
@@ -60,6 +62,11 @@ class JetStreamEventStore(EventStore):
         self._prefix = prefix
         self._timeout = request_timeout
         self._retry_for = retry_for
+        self._mux = RequestMux(nc)
+
+    async def close(self) -> None:
+        """Stop the reply subscription and its sweeper (the connection stays open)."""
+        await self._mux.close()
 
     # --- writing ------------------------------------------------------------------------
 
@@ -88,7 +95,9 @@ class JetStreamEventStore(EventStore):
             last = seq
         return stored, any_duplicate
 
-    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> tuple[int, bool]:
+    async def _publish(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> tuple[int, bool]:
         """Publish until JetStream answers; the same `Nats-Msg-Id` makes retries harmless."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for
@@ -96,17 +105,19 @@ class JetStreamEventStore(EventStore):
         while True:
             tries += 1
             try:
-                msg = await self._nc.request(subject, payload, timeout=self._timeout, headers=headers)
+                msg = await self._mux.request(subject, payload, headers, self._timeout)
             except _TRANSIENT as exc:
                 if loop.time() >= deadline:
-                    raise StoreUnavailable(f"{subject}: no answer from JetStream ({exc!r})") from exc
+                    raise StoreUnavailable(
+                        f"{subject}: no answer from JetStream ({exc!r})"
+                    ) from exc
                 self.stats.retries += 1
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
                 continue
             except ConnectionClosedError as exc:
                 raise StoreUnavailable(f"{subject}: NATS connection closed") from exc
-            answer: dict[str, Any] = json.loads(msg.data)
+            answer: dict[str, Any] = orjson.loads(msg.data)
             error = answer.get("error")
             if error is None:
                 return int(answer["seq"]), bool(answer.get("duplicate"))

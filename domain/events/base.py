@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Final
 
+import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -102,7 +102,12 @@ def upcast(type_name: str, schema: int, data: JsonDict) -> tuple[JsonDict, int]:
 
 def format_time(moment: datetime) -> str:
     """ISO-8601 in UTC with a `Z`, microseconds kept."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.utcoffset() != _ZERO:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+_ZERO = timedelta(0)
 
 
 def to_document(env: Envelope) -> JsonDict:
@@ -125,8 +130,26 @@ def to_document(env: Envelope) -> JsonDict:
 
 
 def encode_event(env: Envelope) -> bytes:
-    """Serialise an envelope to the bytes stored on `baker.events.<aggregate>.<id>`."""
-    return json.dumps(to_document(env), separators=(",", ":")).encode()
+    """Serialise an envelope to the bytes stored on `baker.events.<aggregate>.<id>`.
+
+    The same JSON as `to_document(env)`, built with compiled serializers (pydantic's for the
+    payload, orjson for the envelope): this runs once per append.
+    """
+    head: JsonDict = {
+        "eventId": env.event_id,
+        "type": env.type,
+        "aggregate": env.aggregate,
+        "aggregateId": env.aggregate_id,
+        "version": env.version,
+        "occurredAt": env.occurred_at,
+        "schema": env.schema,
+    }
+    if env.trace_id is not None:
+        head["traceId"] = env.trace_id
+    if env.causation_id is not None:
+        head["causationId"] = env.causation_id
+    data = env.data.model_dump_json(by_alias=True, exclude_none=True).encode()
+    return orjson.dumps(head, option=orjson.OPT_UTC_Z)[:-1] + b',"data":' + data + b"}"
 
 
 _REQUIRED: Final = {
@@ -143,8 +166,8 @@ _REQUIRED: Final = {
 def decode_event(raw: bytes | str) -> Envelope:
     """Parse stored bytes into an envelope, upcasting old schemas; raise `EventDecodeError`."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise EventDecodeError(f"event is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise EventDecodeError(f"event must be a JSON object, got {type(doc).__name__}")

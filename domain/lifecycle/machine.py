@@ -54,6 +54,7 @@ class CompiledMachine(Generic[S, C]):
     """A `transitions.Machine` built from a spec, plus its compiled lookup table."""
 
     def __init__(self, spec: MachineSpec, guards: Mapping[str, Callable[[S, C], bool]]) -> None:
+        _check_states(spec)
         missing = {tr.guard for tr in spec.transitions if tr.guard} - set(guards)
         if missing:
             raise ValueError(f"{spec.name}: guards without a function: {sorted(missing)}")
@@ -95,6 +96,17 @@ def build_machine(spec: MachineSpec, model: Any) -> Machine:
         auto_transitions=False,
         ignore_invalid_triggers=True,
     )
+
+
+def _check_states(spec: MachineSpec) -> None:
+    named = {spec.initial, *spec.terminal}
+    for tr in spec.transitions:
+        named.update(tr.sources)
+        if tr.dest is not None:
+            named.add(tr.dest)
+    unknown = named - set(spec.states)
+    if unknown:
+        raise ValueError(f"{spec.name}: transitions name unknown states {sorted(unknown)}")
 
 
 def _compile(machine: Machine) -> dict[tuple[str, str], tuple[tuple[str, str | None], ...]]:

@@ -57,7 +57,11 @@ class EventStoreContract(abc.ABC):
 
     async def test_versions_are_contiguous_across_appends(self, store: EventStore) -> None:
         pos = NEW
-        for batch in ([dispatched()], [JobStarted(attempt=1)], [JobProgressed(attempt=1, progress="a"), JobProgressed(attempt=1, progress="b")]):  # noqa: E501
+        for batch in (
+            [dispatched()],
+            [JobStarted(attempt=1)],
+            [JobProgressed(attempt=1, progress="a"), JobProgressed(attempt=1, progress="b")],
+        ):
             stored = await store.append("job", "job-v", batch, pos)
             pos = Position(stored[-1].seq, stored[-1].envelope.version)
         history = await store.load("job", "job-v")
@@ -72,9 +76,7 @@ class EventStoreContract(abc.ABC):
             await store.append("job", "job-c", [dispatched()], NEW)
         assert len((await store.load("job", "job-c")).events) == 1
 
-    async def test_exactly_one_of_racing_appends_wins_each_version(
-        self, store: EventStore
-    ) -> None:
+    async def test_exactly_one_of_racing_appends_wins_each_version(self, store: EventStore) -> None:
         stored = await store.append("job", "job-r", [dispatched()], NEW)
         pos = Position(stored[0].seq, 1)
         writers = [store, *[await self.other_writer(store) for _ in range(4)]]
@@ -107,7 +109,11 @@ class EventStoreContract(abc.ABC):
         )
         assert all(o.changed for o in outcomes)
         history = await store.load("job", "job-x")
-        progress = [e.envelope.data.progress for e in history.events if isinstance(e.envelope.data, JobProgressed)]  # noqa: E501
+        progress = [
+            e.envelope.data.progress
+            for e in history.events
+            if isinstance(e.envelope.data, JobProgressed)
+        ]
         assert sorted(progress) == sorted(texts)  # none lost, none duplicated
         assert [e.envelope.version for e in history.events] == list(range(1, 15))
 
@@ -128,7 +134,8 @@ class EventStoreContract(abc.ABC):
         history = await store.load("job", "job-e")
         assert history.state.status == "completed"
         assert [e.envelope.type for e in history.events] == [
-            "JobDispatched", "JobStarted", "JobCompleted", "TransitionRejected", "TransitionRejected",
+            "JobDispatched", "JobStarted", "JobCompleted",
+            "TransitionRejected", "TransitionRejected",
         ]  # fmt: skip
 
     async def test_execute_on_a_missing_aggregate_rejects_without_creating_it(
@@ -197,7 +204,7 @@ class EventStoreContract(abc.ABC):
         await self.put_raw(store, "baker.events.job.job-b", doc)
         before = store.stats.bad_events
         history = await store.load("job", "job-b")
-        assert [b.seq for b in history.bad][0] == bad_seq
+        assert history.bad[0].seq == bad_seq
         assert "not valid JSON" in history.bad[0].error
         assert "unknown event type 'NoSuchEvent'" in history.bad[1].error
         assert store.stats.bad_events == before + 2

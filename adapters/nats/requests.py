@@ -1,0 +1,84 @@
+"""Pipelined request/reply for JetStream publishes: one reply subscription, one sweeper.
+
+nats-py's `request` arms a timer per call (`asyncio.wait_for`); at thousands of appends per
+second that is a large share of the client's CPU. Here every pending request shares one
+wildcard reply subscription, and a single sweeper task expires the ones past their deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+
+
+class RequestMux:
+    def __init__(self, nc: NATS, sweep_every: float = 0.05) -> None:
+        self._nc = nc
+        self._sweep_every = sweep_every
+        self._prefix = ""
+        self._pending: dict[str, tuple[asyncio.Future[Msg], float]] = {}
+        self._tokens = itertools.count()
+        self._ready: asyncio.Lock | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._sub: Any = None
+
+    async def _start(self) -> None:
+        if self._ready is None:
+            self._ready = asyncio.Lock()
+        async with self._ready:
+            if self._sub is not None:
+                return
+            inbox = self._nc.new_inbox()
+            self._sub = await self._nc.subscribe(f"{inbox}.*", cb=self._on_reply)
+            self._prefix = f"{inbox}."
+            self._sweeper = asyncio.create_task(self._sweep(), name="baker-request-sweeper")
+
+    async def request(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float
+    ) -> Msg:
+        """Publish with a reply subject and wait for the answer, or `nats.errors.TimeoutError`."""
+        if self._sub is None:
+            await self._start()
+        loop = asyncio.get_running_loop()
+        token = str(next(self._tokens))
+        future: asyncio.Future[Msg] = loop.create_future()
+        self._pending[token] = (future, loop.time() + timeout)
+        try:
+            await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
+            msg = await future
+        finally:
+            self._pending.pop(token, None)
+        if not msg.data and msg.headers and msg.headers.get("Status") == "503":
+            raise NoRespondersError
+        return msg
+
+    async def _on_reply(self, msg: Msg) -> None:
+        entry = self._pending.get(msg.subject[len(self._prefix) :])
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(msg)
+
+    async def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._sweep_every)
+            now = loop.time()
+            # Insertion order is deadline order when timeouts are equal; stop at the first live.
+            for future, deadline in list(self._pending.values()):
+                if deadline > now:
+                    break
+                if not future.done():
+                    future.set_exception(NatsTimeout())
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            await asyncio.gather(self._sweeper, return_exceptions=True)
+        if self._sub is not None and not self._nc.is_closed:
+            await self._sub.unsubscribe()
+        self._sub = None

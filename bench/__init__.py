@@ -1,0 +1,1 @@
+"""Benchmarks that report ratios against raw nats-py, raw sqlite and Celery."""

@@ -1,0 +1,34 @@
+"""`python -m bench <name>`: run a benchmark, print its table, save bench/results/<name>.json."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from bench import event_store
+
+BENCHES = {"event-store": event_store}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("name", choices=sorted(BENCHES))
+    parser.add_argument("--rounds", type=int, default=5, help="runs to take the median of")
+    parser.add_argument("--json", action="store_true", help="print the raw result document")
+    args = parser.parse_args(argv)
+    module = BENCHES[args.name]
+    print(f"bench {args.name}: {args.rounds} rounds", file=sys.stderr)
+    doc = asyncio.run(module.run(rounds=args.rounds))
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        m = doc["machine"]
+        print(f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Python {m['python']}\n")
+        print(module.report(doc))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Read models: SQLite schema, pure event -> row folds, and the typed queries."""

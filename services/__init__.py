@@ -1,0 +1,1 @@
+"""Daemons and entry points: brain, worker, projector, monitor, CLI; wired in bootstrap."""

@@ -1,0 +1,92 @@
+"""The JetStream event store survives server restarts and lost acknowledgements."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from adapters.eventstore import NEW, Position
+from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.event_store import JetStreamEventStore
+from adapters.nats.server import NatsServerProcess
+from domain.events import JobProgressed, JobStarted
+from tests.contract.event_store_contract import dispatched
+from tests.support.proxy import HoldingProxy
+
+
+async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll a condition (not a sleep standing in for one): fail loudly on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("how", ["stop", "kill"])
+async def test_acknowledged_events_survive_a_server_restart(
+    nats_server: NatsServerProcess, provisioned: NATS, how: str
+) -> None:
+    store = JetStreamEventStore(provisioned, request_timeout=0.5, retry_for=60)
+    pos = NEW
+    acked = []
+    for event in (dispatched(), JobStarted(attempt=1)):
+        stored = await store.append("job", "job-restart", [event], pos)
+        acked += stored
+        pos = Position(stored[-1].seq, stored[-1].envelope.version)
+
+    nats_server.stop() if how == "stop" else nats_server.kill()
+    pending = asyncio.create_task(
+        store.append("job", "job-restart", [JobProgressed(attempt=1, progress="during")], pos)
+    )
+    await wait_until(lambda: _true_after(store.stats.retries >= 1))
+    nats_server.start()  # same port, same store dir
+    stored = await asyncio.wait_for(pending, 60)
+    acked += stored
+    pos = Position(stored[-1].seq, stored[-1].envelope.version)
+    acked += await store.append(
+        "job", "job-restart", [JobProgressed(attempt=1, progress="after")], pos
+    )
+
+    history = await store.load("job", "job-restart")
+    assert [e.envelope.event_id for e in history.events] == [a.envelope.event_id for a in acked]
+    assert [e.envelope.version for e in history.events] == [1, 2, 3, 4]
+    assert provisioned.is_connected  # it reconnected by itself
+
+
+async def _true_after(value: bool) -> bool:
+    return value
+
+
+async def test_a_retry_after_a_lost_ack_stores_one_copy(
+    nats_server: NatsServerProcess, provisioned: NATS
+) -> None:
+    proxy = HoldingProxy("127.0.0.1", nats_server.port)
+    await proxy.start()
+    conn = await connect(NatsSettings(url=f"nats://127.0.0.1:{proxy.port}"))
+    try:
+        store = JetStreamEventStore(conn, request_timeout=0.3, retry_for=30)
+        first = await store.append("job", "job-ack", [dispatched()], NEW)
+        pos = Position(first[0].seq, 1)
+        observer = JetStreamEventStore(provisioned)
+
+        proxy.hold_replies()
+        append = asyncio.create_task(store.append("job", "job-ack", [JobStarted(attempt=1)], pos))
+
+        async def stored_and_retried() -> bool:
+            return await observer.head_seq() > first[0].seq and store.stats.retries >= 2
+
+        await wait_until(stored_and_retried)
+        proxy.release()
+        result = await asyncio.wait_for(append, 30)
+
+        history = await observer.load("job", "job-ack")
+        assert [e.envelope.type for e in history.events] == ["JobDispatched", "JobStarted"]
+        assert result[0].seq == history.events[1].seq
+        assert await observer.head_seq() == history.events[1].seq  # no second copy anywhere
+    finally:
+        await conn.close()
+        await proxy.close()

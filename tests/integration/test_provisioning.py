@@ -1,0 +1,49 @@
+"""Streams and consumers exactly as DESIGN §2; an existing different config is reported."""
+
+from __future__ import annotations
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from adapters.nats.streams import ProvisioningError, provision
+
+
+async def test_provisioning_is_idempotent_and_matches_the_design(nc: NATS) -> None:
+    first = await provision(nc.jsm())
+    assert set(first.values()) == {"created"}
+    assert set((await provision(nc.jsm())).values()) == {"ok"}
+
+    jsm = nc.jsm()
+    jobs = (await jsm.stream_info("BAKER_JOBS")).config
+    assert jobs.subjects == ["baker.jobs.>"]
+    assert jobs.retention == RetentionPolicy.WORK_QUEUE
+    assert (jobs.max_age, jobs.max_msgs, jobs.discard) == (86400, 10000, DiscardPolicy.NEW)
+    assert jobs.storage == StorageType.FILE and jobs.num_replicas == 1
+
+    events = (await jsm.stream_info("BAKER_EVENTS")).config
+    assert events.subjects == ["baker.events.>"]
+    assert events.retention == RetentionPolicy.LIMITS
+    assert events.deny_delete and events.deny_purge and events.allow_direct
+    assert events.duplicate_window == 120 and not events.max_age
+
+    workers = (await jsm.consumer_info("BAKER_JOBS", "workers")).config
+    assert (workers.filter_subject, workers.ack_wait, workers.max_deliver) == (
+        "baker.jobs.dispatch", 60, 3,
+    )  # fmt: skip
+    ingest = (await jsm.consumer_info("BAKER_JOBS", "brain-ingest")).config
+    assert ingest.filter_subject == "baker.jobs.*.>"
+
+
+async def test_a_different_existing_stream_is_reported_and_left_alone(nc: NATS) -> None:
+    jsm = nc.jsm()
+    await jsm.add_stream(
+        StreamConfig(name="BAKER_EVENTS", subjects=["baker.events.>"], max_age=3600)
+    )
+    await nc.jetstream().publish("baker.events.job.job-1", b"{}")
+    with pytest.raises(ProvisioningError) as err:
+        await provision(jsm)
+    text = str(err.value)
+    assert "BAKER_EVENTS" in text and "max_age: have 3600" in text and "deny_delete" in text
+    info = await jsm.stream_info("BAKER_EVENTS")
+    assert info.config.max_age == 3600 and info.state.messages == 1  # untouched

@@ -1,0 +1,133 @@
+"""Random worker reports thrown at a job: duplicates, reordering, redeliveries, late messages
+after a terminal state, cancel requests. The invariants are checked against DESIGN §5 as
+written, independently of the implementation's transition table."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from adapters.eventstore import InMemoryEventStore, Outcome
+from domain.commands import DispatchJob, FailJob, RecordStatus, RequestCancel
+from domain.lifecycle import fold
+from domain.specs import parse_job_spec
+
+ACTIVE = {"dispatched", "received", "running"}
+TERMINAL = {"completed", "failed", "cancelled"}
+STATUS_AFTER = {
+    "JobDispatched": "dispatched", "JobReceived": "received", "JobStarted": "running",
+    "JobCompleted": "completed", "JobFailed": "failed", "JobCancelled": "cancelled",
+}  # fmt: skip
+KEEPS_STATUS = {"JobProgressed", "JobCancelRequested", "JobResultRecorded", "TransitionRejected"}
+# DESIGN §5, transcribed: (from, to) pairs a job may take.
+LEGAL = (
+    {("new", "dispatched"), ("dispatched", "received"), ("dispatched", "running"),
+     ("received", "running"), ("running", "running"), ("received", "received"),
+     ("running", "received")}
+    | {(a, "failed") for a in ACTIVE}
+    | {(a, "cancelled") for a in ACTIVE}
+    | {("running", "completed")}
+)  # fmt: skip
+
+reports = st.builds(
+    RecordStatus,
+    status=st.sampled_from(["received", "running", "completed", "failed", "cancelled"]),
+    worker_id=st.sampled_from([None, "worker-aaaa0001", "worker-bbbb0002"]),
+    attempt=st.one_of(st.none(), st.integers(min_value=1, max_value=4)),
+    progress=st.sampled_from([None, "10%", "50%", "90%"]),
+    result=st.sampled_from([None, "ok", {"exitCode": 0}]),
+    source=st.sampled_from(["status", "result"]),
+)
+
+
+class JobChaos(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.store = InMemoryEventStore()
+        self.sent: list[RecordStatus] = []
+        self.rejections = 0
+        self.last: Outcome | None = None
+
+    def execute(self, cmd: Any) -> None:
+        self.last = self.loop.run_until_complete(self.store.execute("job", "job-chaos", cmd))
+        self.rejections += self.last.rejected is not None
+
+    def history(self) -> list[Any]:
+        return self.loop.run_until_complete(self.store.load("job", "job-chaos")).events
+
+    @initialize()
+    def dispatch(self) -> None:
+        spec = parse_job_spec({"type": "command", "payload": {"command": "uptime"}})
+        self.execute(DispatchJob(spec=spec))
+
+    @rule(report=reports)
+    def worker_reports(self, report: RecordStatus) -> None:
+        self.sent.append(report)
+        self.execute(report)
+
+    @rule(data=st.data())
+    def an_old_message_arrives_again(self, data: st.DataObject) -> None:
+        if self.sent:
+            self.execute(data.draw(st.sampled_from(self.sent)))
+
+    @rule(reason=st.sampled_from(["operator", None]))
+    def someone_requests_cancel(self, reason: str | None) -> None:
+        self.execute(RequestCancel(reason))
+
+    @rule(reason=st.sampled_from(["max_deliveries", "stuck", "dispatch_failed"]))
+    def the_brain_fails_it(self, reason: Any) -> None:
+        self.execute(FailJob(reason=reason, error=f"failed: {reason}"))
+
+    @invariant()
+    def versions_are_contiguous(self) -> None:
+        versions = [e.envelope.version for e in self.history()]
+        assert versions == list(range(1, len(versions) + 1))
+
+    @invariant()
+    def folding_the_log_equals_the_live_state(self) -> None:
+        folded = fold("job", [e.envelope.data for e in self.history()])
+        assert self.last is not None and folded == self.last.state
+        cached, _ = self.loop.run_until_complete(self.store.current("job", "job-chaos"))
+        assert cached == folded
+
+    @invariant()
+    def no_illegal_transition_enters_the_log(self) -> None:
+        status, attempt = "new", 0
+        for item in self.history():
+            name = item.envelope.type
+            data = item.envelope.data
+            if name in KEEPS_STATUS:
+                continue
+            after = STATUS_AFTER[name]
+            assert (status, after) in LEGAL, f"{status} -> {after} via {name}"
+            if name == "JobReceived" and status in ("received", "running"):
+                assert data.attempt > attempt, "redelivery without a higher attempt"
+            attempt = getattr(data, "attempt", None) or attempt
+            status = after
+
+    @invariant()
+    def terminal_states_absorb(self) -> None:
+        seen_terminal = None
+        for item in self.history():
+            after = STATUS_AFTER.get(item.envelope.type)
+            if seen_terminal is not None:
+                assert after is None, f"{item.envelope.type} after {seen_terminal}"
+            if after in TERMINAL:
+                seen_terminal = after
+
+    @invariant()
+    def every_rejection_is_recorded(self) -> None:
+        recorded = [e for e in self.history() if e.envelope.type == "TransitionRejected"]
+        assert len(recorded) == self.rejections
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+
+JobChaos.TestCase.settings = settings(max_examples=150, stateful_step_count=30, deadline=None)
+TestJobChaos = JobChaos.TestCase
