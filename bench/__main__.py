@@ -25,7 +25,10 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(doc, indent=2))
     else:
         m = doc["machine"]
-        print(f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['memory']}, Python {m['python']}\n")
+        print(
+            f"\nMachine: {m['cpu']}, {m['cores']} cores, {m['memory']}, {m['os']}, "
+            f"Python {m['python']}, {m['nats_server']}\n"
+        )
         print(module.report(doc))
     return 0
 

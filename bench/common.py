@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from adapters.nats.server import NatsServerProcess
+from adapters.nats.server import NatsServerMissing, NatsServerProcess, find_nats_server
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,7 +47,15 @@ def machine() -> dict[str, Any]:
         mem = f"{kb / 1024 / 1024:.0f} GiB"
     except (OSError, ValueError, IndexError):
         pass
+    try:
+        binary = find_nats_server()
+        nats = subprocess.run(  # noqa: S603
+            [binary, "--version"], capture_output=True, text=True, check=False, timeout=10
+        ).stdout.strip()
+    except (NatsServerMissing, OSError, subprocess.SubprocessError):
+        nats = "unknown"
     return {
+        "nats_server": nats,
         "cpu": model,
         "cores": os.cpu_count(),
         "memory": mem,

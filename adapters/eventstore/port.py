@@ -141,6 +141,10 @@ class EventStore(abc.ABC):
     async def head_seq(self) -> int:
         """The stream sequence of the newest stored message (0 when empty)."""
 
+    async def close(self) -> None:
+        """Release what the store holds (subscriptions, tasks, cached states)."""
+        self._cache.clear()
+
     # --- shared behaviour ---------------------------------------------------------------
 
     async def append(
@@ -229,7 +233,10 @@ class EventStore(abc.ABC):
             except ConcurrencyConflict:
                 self.stats.retries += 1
                 continue
-            state, position = await self.current(aggregate, aggregate_id)
+            # `append` advanced the cached state unless the server reported a duplicate.
+            state, position = self._cache.get((aggregate, aggregate_id)) or await self.current(
+                aggregate, aggregate_id
+            )
             return Outcome(state, position, stored, rejected, attempt)
         raise ConcurrencyConflict(
             f"{aggregate} {aggregate_id}: still conflicting after {self._max_attempts} attempts"

@@ -30,17 +30,23 @@ def redact_url(url: str) -> str:
 async def connect(settings: NatsSettings) -> NATS:
     """Connect, retrying until `connect_timeout`, then reconnecting for ever after a drop."""
     where = redact_url(settings.url)
+    holder: list[NATS] = []
+
+    def closing() -> bool:
+        return bool(holder) and (holder[0].is_closed or holder[0].is_draining)
 
     async def on_error(exc: Exception) -> None:
-        log.warning("nats error on %s: %s", where, exc)
+        if not closing():
+            log.warning("nats error on %s: %s", where, exc)
 
     async def on_disconnect() -> None:
-        log.warning("disconnected from %s; reconnecting", where)
+        if not closing():
+            log.warning("disconnected from %s; reconnecting", where)
 
     async def on_reconnect() -> None:
         log.info("reconnected to %s", where)
 
-    return await nats.connect(
+    nc = await nats.connect(
         servers=[settings.url],
         name=settings.name,
         user_credentials=settings.creds,
@@ -52,3 +58,5 @@ async def connect(settings: NatsSettings) -> NATS:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    holder.append(nc)
+    return nc

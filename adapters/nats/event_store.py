@@ -66,6 +66,7 @@ class JetStreamEventStore(EventStore):
 
     async def close(self) -> None:
         """Stop the reply subscription and its sweeper (the connection stays open)."""
+        await super().close()
         await self._mux.close()
 
     # --- writing ------------------------------------------------------------------------

@@ -69,7 +69,8 @@ class NatsServerProcess:
         ]  # fmt: skip
         out_path = self.store_dir / "nats-server.out"
         with out_path.open("ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+            argv = _with_parent_death(cmd)  # fixed binary and flags, no shell
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
         deadline = time.monotonic() + timeout
         ports_file = ports_dir / f"{Path(binary).name}_{self.proc.pid}.ports"
         while time.monotonic() < deadline:
@@ -104,6 +105,13 @@ class NatsServerProcess:
         """Stop and start again on the same port and store."""
         self.stop()
         return self.start()
+
+
+def _with_parent_death(cmd: list[str]) -> list[str]:
+    """Prefix `setpriv --pdeathsig TERM` when available: Linux then stops the server if the
+    thread that started it dies (even by SIGKILL), so no server is orphaned."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *cmd] if setpriv else cmd
 
 
 def _client_port(ports_file: Path) -> int | None:

@@ -1,0 +1,44 @@
+# The two commands a new user needs: `make up` and `make test`. Each sets itself up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: up test lint typecheck unit integration e2e bench clean nats-server deps
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required (found " + sys.version.split()[0] + ")")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+deps: $(STAMP) nats-server
+
+nats-server:
+	@scripts/ensure-nats-server.sh
+
+up: deps
+	$(BIN)/baker up
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict domain projections
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: deps
+	$(BIN)/pytest -q tests/integration tests/e2e
+
+test: deps lint typecheck
+	$(BIN)/pytest -q
+
+bench: deps
+	$(BIN)/python -m bench event-store
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

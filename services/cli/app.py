@@ -1,0 +1,48 @@
+"""The `baker` command line: one sub-command per operator task (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from services.cli import lifecycle_cmd, system_cmd
+from services.cli.output import fail
+from services.config import ConfigError, Settings
+from services.logs import setup_logging
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+REGISTRARS = (lifecycle_cmd.register, system_cmd.register)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="baker",
+        description="Baker Street jobs: event-sourced jobs and tasks on NATS JetStream.",
+    )
+    parser.add_argument("--log-format", choices=["text", "json"], help="override BAKER_LOG_FORMAT")
+    parser.add_argument("--log-level", help="override BAKER_LOG_LEVEL (DEBUG, INFO, ...)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    for register in REGISTRARS:
+        register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return fail(str(exc), 2)
+    setup_logging(args.log_level or settings.log_level, args.log_format or settings.log_format)
+    handler: Handler = args.handler
+    try:
+        return handler(args, settings)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

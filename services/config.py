@@ -1,0 +1,77 @@
+"""Settings from the environment (DESIGN §7); a bad value names its variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_ALLOWED_COMMANDS = (
+    "kubectl,curl,ls,df,uptime,date,whoami,cat,echo,grep,ps,dig,nslookup,ping,traceroute,helm"
+)
+
+
+class ConfigError(ValueError):
+    """An environment variable with a value we cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    nats_url: str | None  # None: `baker up` embeds a server; other commands use the default
+    nats_creds: str | None
+    data_dir: Path
+    db_path: Path
+    api_port: int
+    api_token: str | None
+    allowed_commands: tuple[str, ...]
+    worker_concurrency: int
+    ack_wait: float
+    default_model: str | None
+    log_format: Literal["text", "json"]
+    log_level: str
+
+    @property
+    def nats_url_or_default(self) -> str:
+        return self.nats_url or "nats://127.0.0.1:4222"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("BAKER_DATA_DIR", "./.baker"))
+        log_format = env.get("BAKER_LOG_FORMAT", "text")
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"BAKER_LOG_FORMAT: {log_format!r} is not 'text' or 'json'")
+        commands = tuple(
+            c.strip()
+            for c in env.get("BAKER_ALLOWED_COMMANDS", DEFAULT_ALLOWED_COMMANDS).split(",")
+            if c.strip()
+        )
+        return cls(
+            nats_url=env.get("BAKER_NATS_URL") or None,
+            nats_creds=env.get("BAKER_NATS_CREDS") or None,
+            data_dir=data_dir,
+            db_path=Path(env.get("BAKER_DB") or data_dir / "readmodel.db"),
+            api_port=_int(env, "BAKER_API_PORT", 3000, 0, 65535),
+            api_token=env.get("BAKER_API_TOKEN") or None,
+            allowed_commands=commands,
+            worker_concurrency=_int(env, "BAKER_WORKER_CONCURRENCY", 4, 1, 1024),
+            ack_wait=float(_int(env, "BAKER_ACK_WAIT_SECONDS", 60, 1, 86_400)),
+            default_model=env.get("BAKER_DEFAULT_MODEL") or None,
+            log_format=log_format,  # type: ignore[arg-type]
+            log_level=env.get("BAKER_LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: {value} is outside {low}..{high}")
+    return value

@@ -1,0 +1,56 @@
+"""Structured logging: readable text by default, one JSON object per line on demand.
+
+Context such as job id and trace id travels in `extra=` and is printed by both formats.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+CONTEXT_KEYS = (
+    "service", "job_id", "trace_id", "aggregate_id", "worker_id", "seq", "subject", "instance",
+)  # fmt: skip
+
+
+def _context(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: getattr(record, k) for k in CONTEXT_KEYS if getattr(record, k, None) is not None}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **_context(record),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S.%f")[:-3]
+        ctx = " ".join(f"{k}={v}" for k, v in _context(record).items())
+        line = f"{moment} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if ctx:
+            line += f"  [{ctx}]"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Route all logs to stderr in the chosen format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,79 @@
+"""Running `baker` as a child process in e2e tests."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+BAKER = shutil.which("baker", path=str(Path(sys.executable).parent)) or "baker"
+
+
+class BakerProcess:
+    """`baker ARGS` with stdout read line by line on a thread, so tests can wait for text."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(
+            [BAKER, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=cwd,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        with self.proc.stdout:
+            for line in self.proc.stdout:
+                self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        return code
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        """Block until a line containing `text` is printed; fail with the output so far."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{text!r} not seen; output:\n" + "\n".join(self.lines))
+            try:
+                line = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise RuntimeError(f"exited before {text!r}; output:\n" + "\n".join(self.lines))
+            self.lines.append(line)
+            if text in line:
+                return line
+
+    def stop(self, sig: int, timeout: float = 30.0) -> int:
+        self.proc.send_signal(sig)
+        return self.wait(timeout)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0): look at its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
