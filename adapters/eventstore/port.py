@@ -9,9 +9,11 @@ conflict reloads, re-decides and retries a bounded number of times.
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import random
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -106,11 +108,14 @@ class StoreStats:
 class EventStore(abc.ABC):
     """Append-only, per-aggregate optimistic event log with a global order."""
 
-    def __init__(self, *, cache_size: int = 50_000, max_attempts: int = 8) -> None:
+    def __init__(self, *, cache_size: int = 50_000, max_attempts: int = 16) -> None:
         self.stats = StoreStats()
         self._cache: OrderedDict[tuple[str, str], tuple[Any, Position]] = OrderedDict()
         self._cache_size = cache_size
         self._max_attempts = max_attempts
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     # --- the port -----------------------------------------------------------------------
 
@@ -201,7 +206,25 @@ class EventStore(abc.ABC):
         aggregate that does not exist there is no history to attach it to, so it is returned
         (and logged) only.
         """
+        # Commands on one aggregate inside this process queue up instead of racing each other:
+        # conflicts are then only with other processes, which bounds the retries.
+        lock = self._locks.get((aggregate, aggregate_id))
+        if lock is None:
+            lock = self._locks[(aggregate, aggregate_id)] = asyncio.Lock()
+        async with lock:
+            return await self._execute(aggregate, aggregate_id, command, trace_id, causation_id)
+
+    async def _execute(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        command: Command,
+        trace_id: str | None,
+        causation_id: str | None,
+    ) -> Outcome:
         for attempt in range(1, self._max_attempts + 1):
+            if attempt > 1:  # another process won the race: back off a little, with jitter
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))  # noqa: S311
             state, position = await self.current(aggregate, aggregate_id)
             decision = lifecycle.decide(aggregate, state, command)
             rejected = decision if isinstance(decision, Rejected) else None
