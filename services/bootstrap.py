@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import EventStore
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.connection import connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import Topology, provision
 from services.config import Settings
@@ -31,7 +31,7 @@ def topology(settings: Settings) -> Topology:
 @asynccontextmanager
 async def runtime(settings: Settings, url: str, name: str) -> AsyncIterator[Runtime]:
     """Connect to NATS, make sure the streams exist, and build the event store."""
-    nc = await connect(NatsSettings(url=url, creds=settings.nats_creds, name=name))
+    nc = await connect(settings.nats(url, name))
     store = JetStreamEventStore(nc)
     try:
         await provision(nc.jsm(), topology(settings))

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from adapters.nats.connection import NatsSettings
+
 DEFAULT_ALLOWED_COMMANDS = (
     "kubectl,curl,ls,df,uptime,date,whoami,cat,echo,grep,ps,dig,nslookup,ping,traceroute,helm"
 )
@@ -31,6 +33,13 @@ class Settings:
     default_model: str | None
     log_format: Literal["text", "json"]
     log_level: str
+    nats_connect_within: float = 15.0
+
+    def nats(self, url: str, name: str) -> NatsSettings:
+        """Connection settings for `url` with this configuration's creds and timeout."""
+        return NatsSettings(
+            url=url, creds=self.nats_creds, name=name, first_connect_within=self.nats_connect_within
+        )
 
     @property
     def nats_url_or_default(self) -> str:
@@ -61,6 +70,7 @@ class Settings:
             default_model=env.get("BAKER_DEFAULT_MODEL") or None,
             log_format=log_format,  # type: ignore[arg-type]
             log_level=env.get("BAKER_LOG_LEVEL", "INFO").upper(),
+            nats_connect_within=float(_int(env, "BAKER_NATS_CONNECT_TIMEOUT", 15, 1, 3600)),
         )
 
 

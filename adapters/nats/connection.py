@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -20,6 +21,11 @@ class NatsSettings:
     name: str = "baker"
     connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
+    first_connect_within: float = 15.0
+
+
+class NatsUnavailable(ConnectionError):
+    """The first connection could not be made in time; the message says why."""
 
 
 def redact_url(url: str) -> str:
@@ -28,15 +34,19 @@ def redact_url(url: str) -> str:
 
 
 async def connect(settings: NatsSettings) -> NATS:
-    """Connect, retrying until `connect_timeout`, then reconnecting for ever after a drop."""
+    """Connect (retrying for up to `first_connect_within` seconds, then `NatsUnavailable`
+    with the last error), and once connected, reconnect for ever after any drop."""
     where = redact_url(settings.url)
     holder: list[NATS] = []
 
     def closing() -> bool:
         return bool(holder) and (holder[0].is_closed or holder[0].is_draining)
 
+    errors: list[str] = []
+
     async def on_error(exc: Exception) -> None:
-        if not closing():
+        errors.append(str(exc) or type(exc).__name__)
+        if holder and not closing():
             log.warning("nats error on %s: %s", where, exc)
 
     async def on_disconnect() -> None:
@@ -46,7 +56,7 @@ async def connect(settings: NatsSettings) -> NATS:
     async def on_reconnect() -> None:
         log.info("reconnected to %s", where)
 
-    nc = await nats.connect(
+    attempt = nats.connect(
         servers=[settings.url],
         name=settings.name,
         user_credentials=settings.creds,
@@ -58,5 +68,13 @@ async def connect(settings: NatsSettings) -> NATS:
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
     )
+    try:
+        nc = await asyncio.wait_for(attempt, settings.first_connect_within)
+    except TimeoutError:
+        last = errors[-1] if errors else "no answer"
+        raise NatsUnavailable(
+            f"cannot connect to NATS at {where} within {settings.first_connect_within:.0f}s "
+            f"(last error: {last})"
+        ) from None
     holder.append(nc)
     return nc

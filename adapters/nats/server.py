@@ -39,8 +39,16 @@ def find_nats_server() -> str:
 class NatsServerProcess:
     """A `nats-server -js` child process with its store in `store_dir`."""
 
-    def __init__(self, store_dir: Path, *, port: int = -1, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int = -1,
+        host: str = "127.0.0.1",
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
         self.store_dir = Path(store_dir)
+        self.extra_args = extra_args
         self.port = port
         self.host = host
         self.proc: subprocess.Popen[bytes] | None = None
@@ -65,7 +73,7 @@ class NatsServerProcess:
         cmd = [
             binary, "-js", "-a", self.host, "-p", str(self.port),
             "-sd", str(self.store_dir / "jetstream"),
-            "--ports_file_dir", str(ports_dir), "-l", str(log_path),
+            "--ports_file_dir", str(ports_dir), "-l", str(log_path), *self.extra_args,
         ]  # fmt: skip
         out_path = self.store_dir / "nats-server.out"
         with out_path.open("ab") as out:

@@ -6,6 +6,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from adapters.nats.connection import NatsUnavailable
+from adapters.nats.server import NatsServerMissing
+from adapters.nats.streams import ProvisioningError
 from services.cli import lifecycle_cmd, system_cmd
 from services.cli.output import fail
 from services.config import ConfigError, Settings
@@ -42,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except KeyboardInterrupt:
         return 130
+    except (NatsUnavailable, ProvisioningError, NatsServerMissing) as exc:
+        return fail(str(exc))
 
 
 if __name__ == "__main__":

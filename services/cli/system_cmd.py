@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.connection import connect
 from adapters.nats.streams import ProvisioningError, provision
 from services.bootstrap import topology
 from services.cli.app_support import run_async
@@ -35,9 +35,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        nc = await connect(
-            NatsSettings(url=settings.nats_url_or_default, creds=settings.nats_creds)
-        )
+        nc = await connect(settings.nats(settings.nats_url_or_default, "baker-cli"))
         try:
             done = await provision(nc.jsm(), topology(settings))
         except ProvisioningError as exc:

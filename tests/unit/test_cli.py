@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 
@@ -42,3 +43,16 @@ def test_bad_environment_exits_2_naming_the_variable(
     monkeypatch.setenv("BAKER_API_PORT", "port")
     assert main(["lifecycle", "job"]) == 2
     assert "BAKER_API_PORT: 'port' is not an integer" in capsys.readouterr().err
+
+
+def test_an_unreachable_nats_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("BAKER_NATS_URL", f"nats://user:pw@127.0.0.1:{port}")
+    monkeypatch.setenv("BAKER_NATS_CONNECT_TIMEOUT", "1")
+    assert main(["provision"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot connect to NATS at nats://***@127.0.0.1" in err and "pw" not in err
