@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +34,12 @@ class Settings:
     log_format: Literal["text", "json"]
     log_level: str
     nats_connect_within: float = 15.0
+    worker_grace: float = 30.0
+    heartbeat_every: float = 30.0
+    stuck_after: float = 120.0
+    http_allowed_hosts: tuple[str, ...] | None = None
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    anthropic_base_url: str | None = None
 
     def nats(self, url: str, name: str) -> NatsSettings:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -71,7 +77,33 @@ class Settings:
             log_format=log_format,  # type: ignore[arg-type]
             log_level=env.get("BAKER_LOG_LEVEL", "INFO").upper(),
             nats_connect_within=float(_int(env, "BAKER_NATS_CONNECT_TIMEOUT", 15, 1, 3600)),
+            worker_grace=_float(env, "BAKER_WORKER_GRACE_SECONDS", 30.0),
+            heartbeat_every=_float(env, "BAKER_HEARTBEAT_SECONDS", 30.0),
+            stuck_after=_float(env, "BAKER_STUCK_TIMEOUT_SECONDS", 120.0),
+            http_allowed_hosts=_list(env, "BAKER_HTTP_ALLOWED_HOSTS"),
+            anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+            anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
         )
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: {raw!r} is not a number") from None
+    if not 0 < value <= 86_400:
+        raise ConfigError(f"{name}: {value} is outside (0, 86400]")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass, field
 
 from adapters.nats.connection import redact_url
 from adapters.nats.server import NatsServerMissing, NatsServerProcess
 from services.bootstrap import runtime
 from services.config import Settings
+from services.signals import stop_on_signals
 
 log = logging.getLogger("baker.up")
 
@@ -37,7 +37,7 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
         except NatsServerMissing as exc:
             log.error("%s", exc)
             return 1
-    _stop_on_signals(options.stop)
+    stop_on_signals(options.stop)
     try:
         async with runtime(settings, url, "baker-up") as rt:
             head = await rt.store.head_seq()
@@ -52,12 +52,3 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
     return 0
-
-
-def _stop_on_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):  # not the main thread
-            return

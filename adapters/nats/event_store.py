@@ -13,9 +13,8 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-import orjson
 from nats.aio.client import Client as NATS
-from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -30,7 +29,7 @@ from adapters.eventstore.port import (
     StoreUnavailable,
     fold_history,
 )
-from adapters.nats.requests import RequestMux
+from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
 from adapters.nats.streams import EVENTS_STREAM
 from domain.events import Envelope, EventDecodeError, decode_event, encode_event
 from domain.ids import event_subject
@@ -62,12 +61,17 @@ class JetStreamEventStore(EventStore):
         self._prefix = prefix
         self._timeout = request_timeout
         self._retry_for = retry_for
-        self._mux = RequestMux(nc)
+        self._publisher = JetStreamPublisher(
+            nc, request_timeout=request_timeout, retry_for=retry_for, on_retry=self._count_retry
+        )
+
+    def _count_retry(self) -> None:
+        self.stats.retries += 1
 
     async def close(self) -> None:
         """Stop the reply subscription and its sweeper (the connection stays open)."""
         await super().close()
-        await self._mux.close()
+        await self._publisher.close()
 
     # --- writing ------------------------------------------------------------------------
 
@@ -99,36 +103,23 @@ class JetStreamEventStore(EventStore):
     async def _publish(
         self, subject: str, payload: bytes, headers: dict[str, str]
     ) -> tuple[int, bool]:
-        """Publish until JetStream answers; the same `Nats-Msg-Id` makes retries harmless."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._retry_for
-        delay, tries = 0.05, 0
-        while True:
-            tries += 1
-            try:
-                msg = await self._mux.request(subject, payload, headers, self._timeout)
-            except _TRANSIENT as exc:
-                if loop.time() >= deadline:
-                    raise StoreUnavailable(
-                        f"{subject}: no answer from JetStream ({exc!r})"
-                    ) from exc
-                self.stats.retries += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-                continue
-            except ConnectionClosedError as exc:
-                raise StoreUnavailable(f"{subject}: NATS connection closed") from exc
-            answer: dict[str, Any] = orjson.loads(msg.data)
-            error = answer.get("error")
-            if error is None:
-                return int(answer["seq"]), bool(answer.get("duplicate"))
-            if error.get("err_code") == WRONG_LAST_SEQUENCE:
-                if tries > 1 and await self._is_last(subject, headers["Nats-Msg-Id"]):
-                    # An earlier try was stored but its answer was lost.
-                    info = await self._js.get_last_msg(self._stream, subject)
-                    return int(info.seq or 0), True
-                raise ConcurrencyConflict(f"{subject}: {error.get('description')}")
-            raise AppendRefused(f"{subject}: {error.get('description')} ({error.get('err_code')})")
+        """Publish an event; a wrong last sequence is a `ConcurrencyConflict`."""
+        retries_before = self._publisher.retries
+        try:
+            seq, duplicate = await self._publisher.publish(subject, payload, headers)
+        except PublishUnavailable as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except PublishRefused as exc:
+            if exc.code != WRONG_LAST_SEQUENCE:
+                raise AppendRefused(str(exc)) from exc
+            retried = self._publisher.retries > retries_before
+            if retried and await self._is_last(subject, headers["Nats-Msg-Id"]):
+                # An earlier try was stored but its answer was lost and the dedupe window
+                # is over: the message is there, at the end of the subject.
+                last = await self._js.get_last_msg(self._stream, subject)
+                return int(last.seq or 0), True
+            raise ConcurrencyConflict(f"{subject}: {exc.description}") from exc
+        return seq, duplicate
 
     async def _is_last(self, subject: str, msg_id: str) -> bool:
         try:

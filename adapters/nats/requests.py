@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
+from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeout
 
 
@@ -82,3 +84,71 @@ class RequestMux:
         if self._sub is not None and not self._nc.is_closed:
             await self._sub.unsubscribe()
         self._sub = None
+
+
+class PublishRefused(Exception):
+    """JetStream answered a publish with an error."""
+
+    def __init__(self, subject: str, code: int, description: str) -> None:
+        super().__init__(f"{subject}: {description} ({code})")
+        self.code = code
+        self.description = description
+
+
+class PublishUnavailable(Exception):
+    """JetStream did not answer a publish within the retry budget."""
+
+
+class JetStreamPublisher:
+    """Publishes to JetStream and waits for the PubAck, retrying silence with the same headers.
+
+    With a `Nats-Msg-Id` header a retry of a publish that was in fact stored is answered as a
+    duplicate (JetStream checks the id before anything else), so retrying is always safe.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        request_timeout: float = 2.0,
+        retry_for: float = 30.0,
+        on_retry: Callable[[], None] | None = None,
+    ) -> None:
+        self._nc = nc
+        self.mux = RequestMux(nc)
+        self.timeout = request_timeout
+        self.retry_for = retry_for
+        self.retries = 0
+        self._on_retry = on_retry
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> tuple[int, bool]:
+        """(stream sequence, was it a duplicate); `PublishRefused` or `PublishUnavailable`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                msg = await self.mux.request(subject, payload, headers, self.timeout)
+            except (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitError) as exc:
+                if loop.time() >= deadline:
+                    raise PublishUnavailable(f"{subject}: no answer ({exc!r})") from exc
+                self.retries += 1
+                if self._on_retry is not None:
+                    self._on_retry()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            except ConnectionClosedError as exc:
+                raise PublishUnavailable(f"{subject}: NATS connection closed") from exc
+            answer: dict[str, Any] = orjson.loads(msg.data)
+            error = answer.get("error")
+            if error is None:
+                return int(answer["seq"]), bool(answer.get("duplicate"))
+            raise PublishRefused(
+                subject, int(error.get("err_code", 0)), str(error.get("description"))
+            )
+
+    async def close(self) -> None:
+        await self.mux.close()

@@ -30,6 +30,10 @@ ADVISORIES_STREAM = "BAKER_ADVISORIES"
 DISPATCH_SUBJECT = "baker.jobs.dispatch"
 WORKERS_CONSUMER = "workers"
 INGEST_CONSUMER = "brain-ingest"
+ADVISORIES_CONSUMER = "brain-advisories"
+CANCELS_BUCKET = "baker-cancels"
+CANCELS_STREAM = f"KV_{CANCELS_BUCKET}"
+CANCELS_PREFIX = f"$KV.{CANCELS_BUCKET}"
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.*"
 DAY = 86_400.0
 
@@ -102,6 +106,24 @@ def advisories_stream(topo: Topology) -> StreamConfig:
     )
 
 
+def cancels_stream(topo: Topology) -> StreamConfig:
+    """A KV bucket (one value per job id) that signals cancel requests to workers."""
+    return StreamConfig(
+        name=CANCELS_STREAM,
+        subjects=[f"{CANCELS_PREFIX}.>"],
+        retention=RetentionPolicy.LIMITS,
+        max_age=DAY,
+        max_msgs_per_subject=1,
+        storage=StorageType.FILE,
+        num_replicas=topo.replicas,
+        allow_rollup_hdrs=True,
+        deny_delete=True,
+        duplicate_window=120.0,
+        allow_direct=True,
+        discard=DiscardPolicy.NEW,
+    )
+
+
 def workers_consumer(topo: Topology) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=WORKERS_CONSUMER,
@@ -121,6 +143,15 @@ def ingest_consumer(topo: Topology) -> ConsumerConfig:
         ack_wait=30.0,
         max_deliver=-1,  # a status must never be dropped; bad ones are terminated explicitly
         max_ack_pending=10_000,
+    )
+
+
+def advisories_consumer(_topo: Topology) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=ADVISORIES_CONSUMER,
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
     )
 
 
@@ -207,10 +238,14 @@ async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict
     """Every stream and consumer of the system; returns what was created or found."""
     topo = topo or Topology()
     done: dict[str, str] = {}
-    for config in (jobs_stream, events_stream, tasks_stream, advisories_stream):
+    for config in (jobs_stream, events_stream, tasks_stream, advisories_stream, cancels_stream):
         cfg = config(topo)
         done[str(cfg.name)] = await ensure_stream(jsm, cfg)
-    for consumer in (workers_consumer, ingest_consumer):
+    for stream, consumer in (
+        (JOBS_STREAM, workers_consumer),
+        (JOBS_STREAM, ingest_consumer),
+        (ADVISORIES_STREAM, advisories_consumer),
+    ):
         ccfg = consumer(topo)
-        done[f"{JOBS_STREAM}/{ccfg.durable_name}"] = await ensure_consumer(jsm, JOBS_STREAM, ccfg)
+        done[f"{stream}/{ccfg.durable_name}"] = await ensure_consumer(jsm, stream, ccfg)
     return done

@@ -1,0 +1,93 @@
+"""The job queue on JetStream: dispatch, worker status and results, cancel signals.
+
+Every publish waits for JetStream's acknowledgement and carries a `Nats-Msg-Id`, so retries
+after silence never queue a job or a status twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
+
+from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
+from adapters.nats.streams import (
+    CANCELS_PREFIX,
+    CANCELS_STREAM,
+    DISPATCH_SUBJECT,
+    JOBS_STREAM,
+    WORKERS_CONSUMER,
+)
+from domain.wire import DispatchMessage, ResultMessage, StatusMessage
+
+MAX_MESSAGES_EXCEEDED = 10077  # discard-new stream at its message limit
+
+
+class QueueFull(Exception):
+    """`BAKER_JOBS` holds its maximum number of messages; the job was not queued."""
+
+
+class QueueUnavailable(Exception):
+    """JetStream refused or did not answer a publish."""
+
+
+class JobQueue:
+    def __init__(self, nc: NATS, *, request_timeout: float = 2.0, retry_for: float = 15.0):
+        self._nc = nc
+        self._js = nc.jetstream(timeout=request_timeout)
+        self.publisher = JetStreamPublisher(
+            nc, request_timeout=request_timeout, retry_for=retry_for
+        )
+
+    async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
+        try:
+            seq, _ = await self.publisher.publish(subject, payload, headers)
+        except PublishRefused as exc:
+            if exc.code == MAX_MESSAGES_EXCEEDED or "maximum messages" in exc.description:
+                raise QueueFull(f"the job queue is full ({exc.description})") from exc
+            raise QueueUnavailable(str(exc)) from exc
+        except PublishUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
+        return seq
+
+    async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
+        """Queue a job for the workers; `Nats-Msg-Id` is the job id (no double dispatch)."""
+        return await self._publish(
+            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": msg.id}
+        )
+
+    async def report_status(self, msg: StatusMessage, headers: dict[str, str], msg_id: str) -> int:
+        return await self._publish(
+            f"baker.jobs.status.{msg.id}", msg.encode(), {**headers, "Nats-Msg-Id": msg_id}
+        )
+
+    async def report_result(self, msg: ResultMessage, headers: dict[str, str], msg_id: str) -> int:
+        return await self._publish(
+            f"baker.jobs.result.{msg.id}", msg.encode(), {**headers, "Nats-Msg-Id": msg_id}
+        )
+
+    async def signal_cancel(self, job_id: str, reason: str | None) -> None:
+        """Tell every worker that `job_id` is to be cancelled (a KV put, seen at once)."""
+        body = json.dumps({"jobId": job_id, "reason": reason}).encode()
+        await self._publish(f"{CANCELS_PREFIX}.{job_id}", body, {})
+
+    async def cancel_signalled(self, job_id: str) -> str | None:
+        """The cancel reason if a cancel was signalled for `job_id` (None when not)."""
+        try:
+            msg = await self._js.get_last_msg(CANCELS_STREAM, f"{CANCELS_PREFIX}.{job_id}")
+        except NotFoundError:
+            return None
+        try:
+            reason = json.loads(msg.data or b"{}").get("reason")
+        except ValueError:
+            reason = None
+        return str(reason or "cancel requested")
+
+    async def depth(self) -> tuple[int, int]:
+        """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
+        info = await self._js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
+        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+
+    async def close(self) -> None:
+        await self.publisher.close()

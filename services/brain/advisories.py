@@ -1,0 +1,94 @@
+"""Max-deliveries advisories become `JobFailed(reason=max_deliveries)`.
+
+JetStream publishes an advisory when the `workers` consumer gives up on a message; the
+`BAKER_ADVISORIES` stream keeps it, so a Brain that was down when it fired still records it.
+The given-up message itself stays in the work-queue stream until removed: it is read for its
+job id and then deleted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NotFoundError
+
+from adapters.eventstore import EventStore, StoreUnavailable
+from adapters.nats.streams import (
+    ADVISORIES_CONSUMER,
+    ADVISORIES_STREAM,
+    JOBS_STREAM,
+    WORKERS_CONSUMER,
+)
+from domain.commands import FailJob
+from domain.wire import peek_id
+
+log = logging.getLogger("baker.brain.advisories")
+
+
+class MaxDeliveries:
+    def __init__(self, nc: NATS, store: EventStore) -> None:
+        self._js = nc.jetstream()
+        self._jsm = nc.jsm()
+        self._store = store
+        self.recorded = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        psub = await self._js.pull_subscribe_bind(
+            durable=ADVISORIES_CONSUMER, stream=ADVISORIES_STREAM
+        )
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await psub.fetch(32, timeout=0.5)
+                except (NatsTimeout, TimeoutError):
+                    continue
+                for msg in msgs:
+                    await self.handle(msg)
+        finally:
+            await psub.unsubscribe()
+
+    async def handle(self, msg: Msg) -> None:
+        try:
+            doc = json.loads(msg.data)
+            seq, deliveries = int(doc["stream_seq"]), int(doc.get("deliveries", 0))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("unreadable advisory on %s: %s", msg.subject, exc)
+            await msg.term()
+            return
+        if doc.get("consumer") != WORKERS_CONSUMER:
+            await msg.ack()
+            return
+        try:
+            await self._fail_job(seq, deliveries)
+        except StoreUnavailable:
+            await msg.nak(delay=2)
+            return
+        await msg.ack()
+
+    async def _fail_job(self, seq: int, deliveries: int) -> None:
+        try:
+            queued = await self._jsm.get_msg(JOBS_STREAM, seq=seq)
+        except NotFoundError:
+            log.warning("job message %d is gone (expired?): cannot tell which job gave up", seq)
+            return
+        job_id = peek_id(queued.data or b"")
+        if job_id is None:
+            log.error("given-up message %d has no readable job id", seq)
+        else:
+            error = f"no worker completed the job in {deliveries} deliveries"
+            outcome = await self._store.execute(
+                "job",
+                job_id,
+                FailJob(reason="max_deliveries", error=error),
+                causation_id=f"max-deliveries-{seq}",
+            )
+            self.recorded += int(outcome.changed)
+            log.warning("job gave up after %d deliveries", deliveries, extra={"job_id": job_id})
+        with contextlib.suppress(NotFoundError):
+            await self._jsm.delete_msg(JOBS_STREAM, seq)

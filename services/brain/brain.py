@@ -1,0 +1,79 @@
+"""The Brain's background work in one object: dispatcher, ingest, advisories, watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from adapters.eventstore import EventStore, Outcome
+from adapters.nats.job_queue import JobQueue
+from services import heartbeat
+from services.brain.advisories import MaxDeliveries
+from services.brain.dispatcher import Dispatcher
+from services.brain.ingest import Ingest
+from services.brain.watchdog import Watchdog
+
+
+@dataclass(frozen=True)
+class BrainSettings:
+    stuck_after: float = 120.0
+    undeliverable_after: float = 60.0
+    check_every: float = 5.0
+    heartbeat_every: float = 30.0
+
+
+class Brain:
+    def __init__(
+        self,
+        nc: NATS,
+        store: EventStore,
+        settings: BrainSettings | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.settings = settings or BrainSettings()
+        self.instance = instance or f"brain-{uuid.uuid4().hex[:8]}"
+        self._nc = nc
+        self.store = store
+        self.queue = JobQueue(nc)
+        self.watchdog = Watchdog(
+            nc,
+            store,
+            self.queue,
+            stuck_after=self.settings.stuck_after,
+            undeliverable_after=self.settings.undeliverable_after,
+            check_every=self.settings.check_every,
+        )
+        self.dispatcher = Dispatcher(store, self.queue, on_outcome=self._observe)
+        self.ingest = Ingest(nc, store, on_outcome=self._observe)
+        self.advisories = MaxDeliveries(nc, store)
+
+    def _observe(self, job_id: str, outcome: Outcome) -> None:
+        self.watchdog.observe(job_id, outcome.state)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ingest, advisories, watchdog and heartbeat until `stop`."""
+        try:
+            await asyncio.gather(
+                self.ingest.run(stop),
+                self.advisories.run(stop),
+                self.watchdog.run(stop),
+                heartbeat.beat(
+                    self._nc, "brain", self.instance, self._details, stop,
+                    self.settings.heartbeat_every,
+                ),
+            )  # fmt: skip
+        finally:
+            await self.queue.close()
+
+    def _details(self) -> dict[str, Any]:
+        stats = self.ingest.stats
+        return {
+            "ingested": stats.processed,
+            "malformed": stats.malformed,
+            "rejected": stats.rejected,
+            "watching": len(self.watchdog.active),
+        }

@@ -1,0 +1,126 @@
+"""Dispatching and cancelling jobs: the Brain's write side for clients.
+
+The `JobDispatched` event is appended first, then the job is queued. If queueing fails the job
+is failed with reason `dispatch_failed` in the same call, so there is never a dispatched job
+that no worker will see and nobody is told about.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from adapters import tracing
+from adapters.eventstore import EventStore, Outcome, StoreUnavailable
+from adapters.nats.job_queue import JobQueue, QueueFull, QueueUnavailable
+from domain.commands import DispatchJob, FailJob, RequestCancel
+from domain.specs import AgentJob, CommandJob, HttpJob, payload_document
+from domain.wire import DispatchMessage
+
+log = logging.getLogger("baker.brain.dispatch")
+JobSpec = AgentJob | CommandJob | HttpJob
+
+
+class DispatchFailed(Exception):
+    """The job was recorded but could not be queued; it is now `failed`."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.job_id = job_id
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+class JobAlreadyFinished(Exception):
+    """Cancelling a job in a terminal state."""
+
+
+@dataclass(frozen=True)
+class Dispatched:
+    job_id: str
+    seq: int  # stream sequence of the JobDispatched event (for read-your-writes)
+    trace_id: str | None
+
+
+def new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex[:16]}"
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: EventStore,
+        queue: JobQueue,
+        on_outcome: Callable[[str, Outcome], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._on_outcome = on_outcome or (lambda _job, _outcome: None)
+        self._tracer = tracing.tracer("baker.brain")
+
+    async def dispatch(self, spec: JobSpec, job_id: str | None = None) -> Dispatched:
+        """Record and queue a job; `QueueFull` or `DispatchFailed` when it cannot be queued."""
+        job_id = job_id or new_job_id()
+        created = datetime.now(UTC)
+        with self._tracer.start_as_current_span(
+            "job.dispatch", attributes={"job.id": job_id, "job.type": spec.type}
+        ) as span:
+            trace_id = tracing.trace_id_of(span)
+            headers: dict[str, str] = {}
+            tracing.inject(headers)
+            reply_to = f"baker.jobs.status.{job_id}"
+            outcome = await self._store.execute(
+                "job",
+                job_id,
+                DispatchJob(spec=spec, reply_to=reply_to, created_at=created),
+                trace_id=trace_id,
+            )
+            seq = outcome.position.seq
+            self._on_outcome(job_id, outcome)
+            if not outcome.changed:  # the same id again: already dispatched, nothing to do
+                return Dispatched(job_id, seq, trace_id)
+            message = DispatchMessage(
+                id=job_id,
+                type=spec.type,
+                payload=payload_document(spec),
+                reply_to=reply_to,
+                created_at=created,
+                timeout_seconds=spec.timeout_seconds,
+            )
+            try:
+                await self._queue.dispatch(message, headers)
+            except (QueueFull, QueueUnavailable) as exc:
+                await self._fail(job_id, str(exc), trace_id)
+                if isinstance(exc, QueueFull):
+                    raise
+                raise DispatchFailed(job_id, str(exc)) from exc
+            log.info("dispatched %s job", spec.type, extra={"job_id": job_id, "trace_id": trace_id})
+            return Dispatched(job_id, seq, trace_id)
+
+    async def _fail(self, job_id: str, error: str, trace_id: str | None) -> None:
+        log.warning(
+            "could not queue the job: %s", error, extra={"job_id": job_id, "trace_id": trace_id}
+        )
+        try:
+            outcome = await self._store.execute(
+                "job", job_id, FailJob(reason="dispatch_failed", error=error), trace_id=trace_id
+            )
+            self._on_outcome(job_id, outcome)
+        except StoreUnavailable:
+            log.exception("could not record dispatch_failed", extra={"job_id": job_id})
+
+    async def cancel(self, job_id: str, reason: str | None = None) -> int:
+        """Request cancellation; the worker running the job stops it. Returns the event seq."""
+        with self._tracer.start_as_current_span("job.cancel", attributes={"job.id": job_id}):
+            outcome = await self._store.execute("job", job_id, RequestCancel(reason=reason))
+            if outcome.rejected is not None:
+                if outcome.position.version == 0:
+                    raise JobNotFound(job_id)
+                raise JobAlreadyFinished(outcome.rejected.reason)
+            await self._queue.signal_cancel(job_id, reason)
+            return outcome.position.seq

@@ -1,0 +1,161 @@
+"""Ingest: worker status and result messages become job events.
+
+One durable consumer, `brain-ingest`, filtered on `baker.jobs.*.>`, so a job's messages arrive
+in the order its worker published them. They are handled in order per job and concurrently
+across jobs; each is decided by the job lifecycle and appended (or recorded as a rejected
+transition) with the message's stream sequence as its cause, then acknowledged. A redelivered
+message therefore appends nothing new. A malformed message is terminated, counted and logged
+with its subject; it never blocks the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+
+from adapters import tracing
+from adapters.eventstore import EventStore, Outcome, StoreUnavailable
+from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM
+from domain.commands import RecordStatus
+from domain.wire import ResultMessage, StatusMessage, WireError, decode_result, decode_status
+from services.serial import KeyedSerial
+
+log = logging.getLogger("baker.brain.ingest")
+POISON_AFTER = 5  # deliveries of a message our own code keeps failing on
+
+
+@dataclass
+class IngestStats:
+    processed: int = 0
+    malformed: int = 0
+    rejected: int = 0
+    errors: int = 0
+
+
+class Ingest:
+    def __init__(
+        self,
+        nc: NATS,
+        store: EventStore,
+        *,
+        batch: int = 256,
+        max_inflight: int = 2048,
+        on_outcome: Callable[[str, Outcome], None] | None = None,
+    ) -> None:
+        self._js = nc.jetstream()
+        self._store = store
+        self._batch = batch
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._serial = KeyedSerial()
+        self._on_outcome = on_outcome
+        self._tracer = tracing.tracer("baker.brain")
+        self.stats = IngestStats()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Fetch and handle messages until `stop` is set, then finish what is in flight."""
+        psub = await self._js.pull_subscribe_bind(durable=INGEST_CONSUMER, stream=JOBS_STREAM)
+        try:
+            while not stop.is_set():
+                try:
+                    msgs = await psub.fetch(self._batch, timeout=0.5)
+                except (NatsTimeout, TimeoutError):
+                    continue
+                for msg in msgs:
+                    await self._slots.acquire()
+                    self._serial.submit(_job_of(msg.subject), lambda m=msg: self._guarded(m))
+        finally:
+            await self._serial.drain()
+            await psub.unsubscribe()
+
+    async def _guarded(self, msg: Msg) -> None:
+        try:
+            await self.handle(msg)
+        finally:
+            self._slots.release()
+
+    async def handle(self, msg: Msg) -> None:
+        """Decide one status/result message and acknowledge it."""
+        parts = msg.subject.split(".")
+        if len(parts) != 4 or parts[2] not in ("status", "result"):
+            await self._malformed(msg, f"subject {msg.subject} is not a status or result subject")
+            return
+        kind, job_id = parts[2], parts[3]
+        try:
+            wire = decode_status(msg.data) if kind == "status" else decode_result(msg.data)
+        except WireError as exc:
+            await self._malformed(msg, str(exc))
+            return
+        if wire.id != job_id:
+            await self._malformed(msg, f"id: {wire.id!r} does not match the subject's {job_id!r}")
+            return
+        await self._apply(msg, job_id, _command(wire, kind))
+
+    async def _apply(self, msg: Msg, job_id: str, cmd: RecordStatus) -> None:
+        trace_id = tracing.trace_id_from_headers(msg.headers)
+        seq = msg.metadata.sequence.stream
+        parent = tracing.extract(msg.headers)
+        with self._tracer.start_as_current_span(
+            f"job.ingest.{cmd.status}", context=parent, attributes={"job.id": job_id}
+        ):
+            try:
+                outcome = await self._store.execute(
+                    "job", job_id, cmd, trace_id=trace_id, causation_id=f"jobs-{seq}"
+                )
+            except StoreUnavailable:
+                log.warning("event store unavailable; will retry", extra={"job_id": job_id})
+                await msg.nak(delay=2)
+                return
+            except Exception:
+                await self._failed(msg, job_id)
+                return
+        self.stats.processed += 1
+        if outcome.rejected is not None:
+            self.stats.rejected += 1
+        if self._on_outcome is not None:
+            self._on_outcome(job_id, outcome)
+        await msg.ack()
+
+    async def _failed(self, msg: Msg, job_id: str) -> None:
+        self.stats.errors += 1
+        deliveries = msg.metadata.num_delivered
+        log.exception(
+            "ingest failed on %s (delivery %d)", msg.subject, deliveries, extra={"job_id": job_id}
+        )
+        if deliveries >= POISON_AFTER:
+            await msg.term()
+        else:
+            await msg.nak(delay=1)
+
+    async def _malformed(self, msg: Msg, reason: str) -> None:
+        self.stats.malformed += 1
+        log.error(
+            "malformed message on %s: %s", msg.subject, reason, extra={"subject": msg.subject}
+        )
+        await msg.term()
+
+
+def _job_of(subject: str) -> str:
+    return subject.rsplit(".", 1)[-1]
+
+
+def _command(wire: StatusMessage | ResultMessage, kind: str) -> RecordStatus:
+    extra: dict[str, Any] = {}
+    if isinstance(wire, StatusMessage):
+        extra["progress"] = wire.progress
+    return RecordStatus(
+        status=wire.status,
+        worker_id=wire.worker_id,
+        attempt=wire.attempt,
+        error=wire.error,
+        result=wire.result,
+        duration_ms=wire.duration_ms,
+        source="result" if kind == "result" else "status",
+        **extra,
+    )

@@ -1,0 +1,26 @@
+"""`baker brain` and `baker worker`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from services.cli.app_support import run_async
+from services.config import Settings
+from services.daemons import run_brain, run_worker
+
+
+def register(commands: Any) -> None:
+    brain = commands.add_parser("brain", help="run the Brain: ingest, advisories, watchdog")
+    brain.set_defaults(handler=lambda _a, s: run_async(run_brain(s)))
+    worker = commands.add_parser("worker", help="run a worker of the `workers` queue group")
+    worker.add_argument(
+        "--concurrency", type=int, help="jobs at once (default BAKER_WORKER_CONCURRENCY)"
+    )
+    worker.set_defaults(handler=cmd_worker)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if args.concurrency is not None and args.concurrency < 1:
+        raise SystemExit("baker worker: error: --concurrency must be at least 1")
+    return run_async(run_worker(settings, args.concurrency))

@@ -1,0 +1,253 @@
+"""The worker: pull jobs from the `workers` consumer, run them, report, acknowledge.
+
+Read top to bottom: `run` fetches no more jobs than it has free slots; `_process` runs one job
+(cancel check, `received`, `running`, the executor with in-progress acks, the result, the ack);
+cancel signals arrive on the cancel bucket's subjects and stop the job's executor task; on
+shutdown the worker stops fetching, lets running jobs finish within a grace period and naks
+the rest so another worker takes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
+
+from adapters import tracing
+from adapters.executors.base import Execution
+from adapters.nats.job_queue import JobQueue, QueueUnavailable
+from adapters.nats.streams import CANCELS_PREFIX, JOBS_STREAM, WORKERS_CONSUMER
+from domain.wire import DispatchMessage, WireError, decode_dispatch, peek_id
+from services import heartbeat
+from services.worker.executors import ExecutorSettings, execute
+from services.worker.reporter import Reporter
+
+log = logging.getLogger("baker.worker")
+CRASH_NAK_DELAY = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    executors: ExecutorSettings
+    concurrency: int = 4
+    ack_wait: float = 60.0
+    grace: float = 30.0
+    heartbeat_every: float = 30.0
+
+
+@dataclass
+class WorkerStats:
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    malformed: int = 0
+    crashed: int = 0
+
+
+@dataclass
+class Running:
+    msg: Msg
+    execution: asyncio.Task[Execution] | None = None
+    cancel_reason: str | None = None
+    shutting_down: bool = False
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Worker:
+    def __init__(self, nc: NATS, settings: WorkerSettings, worker_id: str | None = None) -> None:
+        self.id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
+        self._nc = nc
+        self._js = nc.jetstream()
+        self.settings = settings
+        self.queue = JobQueue(nc)
+        self.running: dict[str, Running] = {}
+        self.stats = WorkerStats()
+        self._slot_free = asyncio.Event()
+        self._tracer = tracing.tracer("baker.worker")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then shut down gracefully."""
+        psub = await self._js.pull_subscribe_bind(durable=WORKERS_CONSUMER, stream=JOBS_STREAM)
+        cancels = await self._nc.subscribe(f"{CANCELS_PREFIX}.*", cb=self._on_cancel)
+        beats = asyncio.create_task(
+            heartbeat.beat(
+                self._nc, "worker", self.id, self._details, stop, self.settings.heartbeat_every
+            )
+        )
+        log.info("worker %s ready (concurrency %d)", self.id, self.settings.concurrency)
+        try:
+            await self._fetch_loop(psub, stop)
+        finally:
+            await self._shutdown()
+            await cancels.unsubscribe()
+            await psub.unsubscribe()
+            await beats
+            await self.queue.close()
+
+    async def _fetch_loop(self, psub: Any, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            free = self.settings.concurrency - len(self.running)
+            if free <= 0:
+                self._slot_free.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._slot_free.wait(), 1.0)
+                continue
+            try:
+                msgs = await psub.fetch(free, timeout=1.0)
+            except (NatsTimeout, TimeoutError):
+                continue
+            for msg in msgs:
+                self._start(msg)
+
+    def _start(self, msg: Msg) -> None:
+        job_id = peek_id(msg.data) or f"unreadable-{msg.metadata.sequence.stream}"
+        running = Running(msg)
+        self.running[job_id] = running
+        task = asyncio.create_task(self._process(job_id, running))
+        task.add_done_callback(lambda _t: self._finished(job_id, running))
+
+    def _finished(self, job_id: str, running: Running) -> None:
+        running.done.set()
+        if self.running.get(job_id) is running:
+            del self.running[job_id]
+        self._slot_free.set()
+
+    async def _process(self, job_id: str, running: Running) -> None:
+        msg = running.msg
+        try:
+            dispatch = decode_dispatch(msg.data)
+        except WireError as exc:
+            await self._malformed(msg, exc)
+            return
+        attempt = msg.metadata.num_delivered
+        parent = tracing.extract(msg.headers)
+        attributes = {"job.id": job_id, "job.type": dispatch.type, "job.attempt": attempt}
+        with self._tracer.start_as_current_span("job.run", context=parent, attributes=attributes):
+            headers: dict[str, str] = {}
+            tracing.inject(headers)
+            reporter = Reporter(
+                self.queue, job_id, self.id, attempt, headers, tracing.trace_id_of()
+            )
+            try:
+                await self._run_job(dispatch, running, reporter)
+            except Exception:
+                self.stats.crashed += 1
+                log.exception("job handler crashed", extra={"job_id": job_id})
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=CRASH_NAK_DELAY)
+
+    async def _run_job(
+        self, dispatch: DispatchMessage, running: Running, reporter: Reporter
+    ) -> None:
+        msg = running.msg
+        reason = await self.queue.cancel_signalled(dispatch.id)
+        if reason is not None:
+            await reporter.finish("cancelled", error=f"cancelled before it started: {reason}")
+            self.stats.cancelled += 1
+            await msg.ack()
+            return
+        await reporter.status("received")
+        keep_alive = asyncio.create_task(self._keep_alive(msg))
+        try:
+            if running.shutting_down:  # stopped between fetch and start: someone else runs it
+                await msg.nak()
+                return
+            await reporter.status("running")
+            started = time.monotonic()
+            running.execution = asyncio.create_task(
+                execute(dispatch, self.settings.executors, reporter.progress)
+            )
+            await asyncio.wait({running.execution})
+            duration = int((time.monotonic() - started) * 1000)
+            await self._report_outcome(running, reporter, duration)
+        finally:
+            keep_alive.cancel()
+
+    async def _report_outcome(self, running: Running, reporter: Reporter, duration: int) -> None:
+        task, msg = running.execution, running.msg
+        assert task is not None
+        if task.cancelled():
+            if running.shutting_down:  # not the job's fault: let another worker run it
+                await msg.nak()
+                return
+            await reporter.finish(
+                "cancelled", error=f"cancelled: {running.cancel_reason}", duration_ms=duration
+            )
+            self.stats.cancelled += 1
+        elif (exc := task.exception()) is not None:
+            raise exc  # our own crash: nak and redeliver
+        else:
+            result = task.result()
+            status = "completed" if result.ok else "failed"
+            await reporter.finish(
+                status, result=result.result, error=result.error, duration_ms=duration
+            )
+            if result.ok:
+                self.stats.completed += 1
+            else:
+                self.stats.failed += 1
+        await msg.ack()
+
+    async def _keep_alive(self, msg: Msg) -> None:
+        """In-progress acks every ack-wait/3, so a long job is not redelivered."""
+        every = self.settings.ack_wait / 3
+        while True:
+            await asyncio.sleep(every)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        job_id = msg.subject.rsplit(".", 1)[-1]
+        running = self.running.get(job_id)
+        if running is None:
+            return
+        try:
+            reason = json.loads(msg.data).get("reason") or "cancel requested"
+        except (ValueError, AttributeError):
+            reason = "cancel requested"
+        running.cancel_reason = str(reason)
+        if running.execution is not None:
+            running.execution.cancel()
+        log.info("cancelling job: %s", reason, extra={"job_id": job_id})
+
+    async def _malformed(self, msg: Msg, exc: WireError) -> None:
+        self.stats.malformed += 1
+        await msg.term()
+        job_id = peek_id(msg.data)
+        log.error("malformed dispatch message: %s", exc, extra={"job_id": job_id})
+        if job_id is None:
+            return
+        reporter = Reporter(self.queue, job_id, self.id, msg.metadata.num_delivered, {}, None)
+        with contextlib.suppress(QueueUnavailable):
+            await reporter.finish("failed", error=f"malformed dispatch message: {exc}")
+
+    async def _shutdown(self) -> None:
+        if not self.running:
+            return
+        log.info("waiting up to %.0fs for %d running jobs", self.settings.grace, len(self.running))
+        pending = [r.done.wait() for r in self.running.values()]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*pending), self.settings.grace)
+        for running in list(self.running.values()):
+            running.shutting_down = True
+            if running.execution is not None:
+                running.execution.cancel()
+        await asyncio.gather(*(r.done.wait() for r in list(self.running.values())))
+
+    def _details(self) -> dict[str, Any]:
+        return {
+            "activeJobs": sorted(self.running),
+            "concurrency": self.settings.concurrency,
+            "completed": self.stats.completed,
+            "failed": self.stats.failed,
+            "cancelled": self.stats.cancelled,
+        }

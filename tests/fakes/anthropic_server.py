@@ -1,0 +1,181 @@
+"""A fake Anthropic Messages API on 127.0.0.1 that the real `anthropic` SDK talks to over HTTP.
+
+Each test scripts the answers (a queue of `Reply`s, or a function of the request) and then reads
+`requests` to see what the SDK sent, e.g. the `tool_result` blocks of a tool-use loop:
+
+    with FakeAnthropic([tool_use("command", {"command": "echo hi"}), text_message("done")]) as api:
+        await run_agent(..., base_url=api.base_url)
+        assert api.requests[1]["messages"][-1]["content"][0]["type"] == "tool_result"
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Script = Callable[[dict[str, Any]], Reply]
+
+
+def message(content: list[dict[str, Any]], stop_reason: str, usage: tuple[int, int]) -> Reply:
+    """A 200 answer in the Messages API's shape; `model` is filled from the request."""
+    body = {
+        "id": f"msg_fake_{next(_ids)}",
+        "type": "message",
+        "role": "assistant",
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+    }
+    return Reply(200, body)
+
+
+def text_message(text: str, usage: tuple[int, int] = (10, 5)) -> Reply:
+    """The model's final answer."""
+    return message([{"type": "text", "text": text}], "end_turn", usage)
+
+
+def tool_use(
+    name: str,
+    tool_input: dict[str, Any],
+    *,
+    text: str | None = None,
+    usage: tuple[int, int] = (10, 5),
+) -> Reply:
+    """The model asking for one tool call (optionally after some text)."""
+    block = {
+        "type": "tool_use",
+        "id": f"toolu_fake_{next(_ids)}",
+        "name": name,
+        "input": tool_input,
+    }
+    content: list[dict[str, Any]] = [{"type": "text", "text": text}, block] if text else [block]
+    return message(content, "tool_use", usage)
+
+
+def error(status: int, kind: str, text: str, headers: dict[str, str] | None = None) -> Reply:
+    """An error in the API's shape: `{"type": "error", "error": {"type", "message"}}`."""
+    body = {"type": "error", "error": {"type": kind, "message": text}}
+    return Reply(status, body, headers or {})
+
+
+def rate_limited() -> Reply:
+    # `retry-after: 0` as the API may send; `retry-after-ms` keeps the SDK's wait at 1 ms.
+    return error(
+        429, "rate_limit_error", "rate limited", {"retry-after": "0", "retry-after-ms": "1"}
+    )
+
+
+def server_error() -> Reply:
+    return error(500, "api_error", "internal server error", {"retry-after-ms": "1"})
+
+
+class FakeAnthropic:
+    """The fake server as a context manager: `with FakeAnthropic(script) as api: api.base_url`."""
+
+    def __init__(self, script: Iterable[Reply] | Script = ()) -> None:
+        self._script: Script | None = script if callable(script) else None
+        self._queue: deque[Reply] = deque() if callable(script) else deque(script)
+        self._lock = threading.Lock()
+        self.requests: list[dict[str, Any]] = []
+        self.headers: list[dict[str, str]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "use FakeAnthropic as a context manager"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def push(self, *replies: Reply) -> None:
+        """Queue more answers."""
+        with self._lock:
+            self._queue.extend(replies)
+
+    def answer(self, request: dict[str, Any], headers: dict[str, str]) -> Reply:
+        """Record the request and pick the scripted reply (a 500 that forbids retries if none)."""
+        with self._lock:
+            self.requests.append(request)
+            self.headers.append(headers)
+            if self._script is not None:
+                return self._script(request)
+            if self._queue:
+                return self._queue.popleft()
+        return error(500, "api_error", "fake: no scripted reply left", {"x-should-retry": "false"})
+
+    def __enter__(self) -> FakeAnthropic:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server.daemon_threads = True
+        # A short poll interval: `shutdown()` waits for the serving loop's next poll.
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def _handler_for(api: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("content-length") or 0)
+            request = json.loads(self.rfile.read(length) or b"{}")
+            if self.path.split("?")[0] != "/v1/messages":
+                self._send(error(404, "not_found_error", f"no route {self.path}"))
+                return
+            reply = api.answer(request, {k.lower(): v for k, v in self.headers.items()})
+            if reply.status == 200:
+                reply = Reply(200, {"model": request.get("model"), **reply.body}, reply.headers)
+            self._send(reply)
+
+        def do_GET(self) -> None:
+            """`GET /v1/models`: something an `http` tool call can fetch from a known host."""
+            if self.path.split("?")[0] != "/v1/models":
+                self._send(error(404, "not_found_error", f"no route {self.path}"))
+                return
+            models = [{"type": "model", "id": "claude-fake-1", "display_name": "Fake"}]
+            self._send(Reply(200, {"data": models, "has_more": False}))
+
+        def _send(self, reply: Reply) -> None:
+            data = json.dumps(reply.body).encode()
+            self.send_response(reply.status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.send_header("request-id", f"req_fake_{next(_ids)}")
+            for key, value in reply.headers.items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            """Quiet: the test output is not the place for an access log."""
+
+    return Handler
