@@ -22,6 +22,7 @@ from adapters.eventstore import EventStore, StoreUnavailable
 from adapters.nats.streams import (
     ADVISORIES_CONSUMER,
     ADVISORIES_STREAM,
+    INGEST_CONSUMER,
     JOBS_STREAM,
     WORKERS_CONSUMER,
 )
@@ -48,10 +49,22 @@ class MaxDeliveries:
                     msgs = await psub.fetch(32, timeout=0.5)
                 except (NatsTimeout, TimeoutError):
                     continue
+                await self._ingest_caught_up()
                 for msg in msgs:
                     await self.handle(msg)
         finally:
             await psub.unsubscribe()
+
+    async def _ingest_caught_up(self, within: float = 10.0) -> None:
+        """Let the ingest record what the workers reported first, so a job's history reads in
+        the order things happened (after an outage both streams have a backlog)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while loop.time() < deadline:
+            info = await self._jsm.consumer_info(JOBS_STREAM, INGEST_CONSUMER)
+            if not info.num_pending and not info.num_ack_pending:
+                return
+            await asyncio.sleep(0.05)  # polling the ingest backlog
 
     async def handle(self, msg: Msg) -> None:
         try:

@@ -32,7 +32,6 @@ from services.worker.executors import ExecutorSettings, execute
 from services.worker.reporter import Reporter
 
 log = logging.getLogger("baker.worker")
-CRASH_NAK_DELAY = 5.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +41,7 @@ class WorkerSettings:
     ack_wait: float = 60.0
     grace: float = 30.0
     heartbeat_every: float = 30.0
+    crash_nak_delay: float = 5.0
 
 
 @dataclass
@@ -143,7 +143,7 @@ class Worker:
                 self.stats.crashed += 1
                 log.exception("job handler crashed", extra={"job_id": job_id})
                 with contextlib.suppress(Exception):
-                    await msg.nak(delay=CRASH_NAK_DELAY)
+                    await msg.nak(delay=self.settings.crash_nak_delay)
 
     async def _run_job(
         self, dispatch: DispatchMessage, running: Running, reporter: Reporter

@@ -7,10 +7,16 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import nats
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from adapters import tracing
 from adapters.nats.server import NatsServerProcess
 from domain.specs import parse_job_spec
+from services.worker.executors import ExecutorSettings
+from tests.fakes.anthropic_server import FakeAnthropic, text_message, tool_use
 from tests.integration.pipeline import Pipeline, running_pipeline, types
 
 
@@ -95,3 +101,85 @@ async def test_a_command_outside_the_allowlist_fails_with_the_digest_message(
     assert history.events[-1].envelope.data.error == (
         "command rejected: 'rm' is not in the allowed commands list"
     )
+
+
+async def test_agent_job_uses_tools_and_reports_progress(pipe: Pipeline) -> None:
+    script = [
+        tool_use("command", {"command": "echo from-the-tool"}),
+        text_message("The tool said from-the-tool.", usage=(30, 7)),
+    ]
+    with FakeAnthropic(script) as api:
+        await pipe.start_worker(
+            executors=ExecutorSettings(
+                allowed_commands=("echo",),
+                anthropic_api_key="sk-test",
+                anthropic_base_url=api.base_url,
+            )
+        )
+        job = await pipe.brain.dispatcher.dispatch(
+            parse_job_spec({"type": "agent", "payload": {"prompt": "say hi through a tool"}})
+        )
+        history = await pipe.wait_job(job.job_id, {"completed"})
+    assert types(history) == [
+        "JobDispatched", "JobReceived", "JobStarted", "JobProgressed", "JobProgressed",
+        "JobCompleted",
+    ]  # fmt: skip
+    result = history.events[-1].envelope.data.result
+    assert result["text"] == "The tool said from-the-tool."
+    assert result["iterations"] == 2 and result["toolCalls"][0]["ok"]
+    tool_result = api.requests[1]["messages"][-1]["content"][0]
+    assert tool_result["type"] == "tool_result" and "from-the-tool" in json.dumps(tool_result)
+    assert "sk-test" not in json.dumps([e.envelope.data.to_data() for e in history.events])
+
+
+async def test_an_agent_job_without_an_api_key_fails_clearly(pipe: Pipeline) -> None:
+    await pipe.start_worker()  # no ANTHROPIC_API_KEY configured
+    job = await pipe.brain.dispatcher.dispatch(
+        parse_job_spec({"type": "agent", "payload": {"prompt": "hi"}})
+    )
+    history = await pipe.wait_job(job.job_id, {"failed"})
+    assert "ANTHROPIC_API_KEY" in history.events[-1].envelope.data.error
+
+
+async def test_a_worker_written_against_the_wire_contract_only(
+    pipe: Pipeline, nats_server: NatsServerProcess
+) -> None:
+    """The seed example: a raw nats-py worker that sends `running` then `completed`."""
+    job = await pipe.brain.dispatcher.dispatch(
+        parse_job_spec({"type": "command", "payload": {"command": "uptime"}})
+    )
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    sub = await js.pull_subscribe_bind(durable="workers", stream="BAKER_JOBS")
+    [msg] = await sub.fetch(1, timeout=5)
+    job_msg = json.loads(msg.data)
+    for status in ({"status": "running", "progress": "Analyzing..."}, {"status": "completed"}):
+        await js.publish(
+            f"baker.jobs.status.{job_msg['id']}",
+            json.dumps({"id": job_msg["id"], **status}).encode(),
+        )
+    await msg.ack()
+    await nc.close()
+    history = await pipe.wait_job(job.job_id, {"completed"})
+    assert types(history) == ["JobDispatched", "JobStarted", "JobCompleted"]
+    assert history.events[1].envelope.data.progress == "Analyzing..."
+
+
+async def test_the_trace_crosses_the_nats_hop(pipe: Pipeline) -> None:
+    exporter = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(exporter))
+    await pipe.start_worker()
+    job = await pipe.brain.dispatcher.dispatch(
+        parse_job_spec({"type": "command", "payload": {"command": "echo traced"}})
+    )
+    history = await pipe.wait_job(job.job_id, {"completed"})
+    spans = [
+        s for s in exporter.get_finished_spans() if s.context.trace_id == int(job.trace_id, 16)
+    ]
+    by_name = {s.name: s for s in spans}
+    dispatch, run = by_name["job.dispatch"], by_name["job.run"]
+    assert run.parent is not None and run.parent.span_id == dispatch.context.span_id
+    assert run.attributes["job.id"] == job.job_id
+    ingest = [s for s in spans if s.name.startswith("job.ingest.")]
+    assert ingest and all(s.parent.span_id == run.context.span_id for s in ingest)  # type: ignore[union-attr]
+    assert {e.envelope.trace_id for e in history.events} == {job.trace_id}

@@ -1,0 +1,121 @@
+"""Ingest under duplicated, reordered, redelivered and malformed status messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from adapters.nats.server import NatsServerProcess
+from domain.commands import DispatchJob
+from domain.specs import parse_job_spec
+from tests.integration.pipeline import Pipeline, running_pipeline, types
+
+SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo x"}})
+
+
+@pytest.fixture
+async def pipe(nats_server: NatsServerProcess) -> AsyncIterator[Pipeline]:
+    async with running_pipeline(nats_server, start_brain=False) as p:
+        yield p
+
+
+async def publish(pipe: Pipeline, job_id: str, kind: str, body: dict[str, Any] | bytes) -> None:
+    data = body if isinstance(body, bytes) else json.dumps({"id": job_id, **body}).encode()
+    await pipe.nc.jetstream().publish(f"baker.jobs.{kind}.{job_id}", data)
+
+
+async def pull_and_handle(pipe: Pipeline, count: int) -> list[Any]:
+    sub = await pipe.nc.jetstream().pull_subscribe_bind(durable="brain-ingest", stream="BAKER_JOBS")
+    msgs = await sub.fetch(count, timeout=5)
+    for msg in msgs:
+        await pipe.brain.ingest.handle(msg)
+    await sub.unsubscribe()
+    return msgs
+
+
+async def test_duplicates_and_late_messages_are_absorbed(pipe: Pipeline) -> None:
+    job = await pipe.brain.dispatcher.dispatch(SPEC)
+    j = job.job_id
+    for kind, body in [
+        ("status", {"status": "received", "attempt": 1, "workerId": "w1"}),
+        ("status", {"status": "received", "attempt": 1, "workerId": "w1"}),  # duplicate
+        ("status", {"status": "running", "attempt": 1, "progress": "half"}),
+        ("status", {"status": "running", "attempt": 1, "progress": "half"}),  # duplicate
+        ("status", {"status": "received", "attempt": 1}),  # late, out of order
+        ("result", {"status": "completed", "result": {"answer": 42}}),
+        ("status", {"status": "completed"}),  # the status says it too
+        ("status", {"status": "running", "attempt": 1, "progress": "ghost"}),  # after the end
+    ]:
+        await publish(pipe, j, kind, body)
+    await pull_and_handle(pipe, 8)
+    history = await pipe.store.load("job", j)
+    assert types(history) == [
+        "JobDispatched", "JobReceived", "JobStarted", "TransitionRejected", "JobCompleted",
+        "TransitionRejected",
+    ]  # fmt: skip
+    assert history.events[4].envelope.data.result == {"answer": 42}
+    late = history.events[3].envelope.data
+    assert (late.from_state, late.attempted) == ("running", "received")
+    assert pipe.brain.ingest.stats.rejected == 2
+
+
+async def test_a_redelivered_message_appends_nothing_new(
+    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await pipe.brain.dispatcher.dispatch(SPEC)
+    await publish(pipe, job.job_id, "status", {"status": "running", "progress": "p1"})
+    sub = await pipe.nc.jetstream().pull_subscribe_bind(durable="brain-ingest", stream="BAKER_JOBS")
+    [first] = await sub.fetch(1, timeout=5)
+    acked: list[bool] = []
+
+    async def lost_ack() -> None:
+        acked.append(True)  # the ack never reaches the server: JetStream would redeliver
+
+    monkeypatch.setattr(first, "ack", lost_ack)
+    await pipe.brain.ingest.handle(first)
+    await publish(pipe, job.job_id, "status", {"status": "running", "progress": "p2"})
+    [second] = await sub.fetch(1, timeout=5)
+    await pipe.brain.ingest.handle(second)
+    await pipe.brain.ingest.handle(first)  # the redelivery of p1, after p2
+    history = await pipe.store.load("job", job.job_id)
+    assert types(history) == ["JobDispatched", "JobStarted", "JobProgressed"]
+    assert [getattr(e.envelope.data, "progress", None) for e in history.events] == [
+        None,
+        "p1",
+        "p2",
+    ]
+    await sub.unsubscribe()
+
+
+async def test_malformed_messages_are_terminated_counted_and_do_not_block(pipe: Pipeline) -> None:
+    job = await pipe.brain.dispatcher.dispatch(SPEC)
+    await publish(pipe, job.job_id, "status", b"{not json")
+    await publish(pipe, job.job_id, "status", {"status": "exploded"})
+    await publish(
+        pipe, "job-other", "status", json.dumps({"id": job.job_id, "status": "running"}).encode()
+    )
+    await publish(pipe, job.job_id, "status", {"status": "running"})
+    await pull_and_handle(pipe, 4)
+    assert pipe.brain.ingest.stats.malformed == 3
+    assert (await pipe.store.load("job", job.job_id)).state.status == "running"
+    info = await pipe.nc.jsm().consumer_info("BAKER_JOBS", "brain-ingest")
+    assert info.num_ack_pending == 0 and info.num_pending == 0  # nothing left to redeliver
+
+
+async def test_a_malformed_dispatch_is_terminated_and_reported_failed(pipe: Pipeline) -> None:
+    # The job is recorded, but the message a buggy dispatcher queued for it is broken.
+    await pipe.store.execute("job", "job-broken", DispatchJob(spec=SPEC))
+    bad = json.dumps({"id": "job-broken", "type": "shell", "payload": {}}).encode()
+    await pipe.nc.jetstream().publish("baker.jobs.dispatch", bad, headers={"Nats-Msg-Id": "x"})
+    await pipe.nc.jetstream().publish("baker.jobs.dispatch", b"\xff no id at all")
+    worker = await pipe.start_worker()
+    pipe.tasks.append(asyncio.create_task(pipe.brain.run(pipe.stop)))
+    history = await pipe.wait_job("job-broken", {"failed"})
+    assert "malformed dispatch message: type:" in history.events[-1].envelope.data.error
+    assert worker.stats.malformed == 2
+    jobs = await pipe.nc.jsm().stream_info("BAKER_JOBS")
+    assert jobs.state.messages == 0  # both terminated, nothing redelivered

@@ -1,0 +1,183 @@
+"""Failures the pipeline survives and records: dead workers, long jobs, crashes, back-pressure,
+stuck and undeliverable jobs, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import pytest
+
+from adapters.nats.job_queue import QueueFull
+from adapters.nats.server import NatsServerProcess
+from adapters.nats.streams import Topology
+from domain.specs import parse_job_spec
+from services.brain.brain import BrainSettings
+from tests.e2e.procs import BakerProcess
+from tests.integration.pipeline import Pipeline, running_pipeline, types
+
+
+def command(text: str, timeout: int | None = None) -> object:
+    doc: dict[str, object] = {"type": "command", "payload": {"command": text}}
+    if timeout:
+        doc["timeoutSeconds"] = timeout
+    return parse_job_spec(doc)
+
+
+async def until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.02)  # polling the condition
+
+
+def worker_process(pipe: Pipeline) -> BakerProcess:
+    return BakerProcess("worker", env={
+        "BAKER_NATS_URL": pipe.server.url, "BAKER_ALLOWED_COMMANDS": "sleep,echo",
+        "BAKER_ACK_WAIT_SECONDS": str(int(pipe.ack_wait)), "BAKER_HEARTBEAT_SECONDS": "0.5",
+    })  # fmt: skip
+
+
+async def test_a_killed_worker_s_job_completes_on_another_with_attempt_2(
+    nats_server: NatsServerProcess,
+) -> None:
+    async with running_pipeline(nats_server, topology=Topology(ack_wait=2)) as pipe:
+        first = worker_process(pipe)
+        worker_line = first.wait_for("baker worker worker-")
+        first_id = worker_line.split()[2].rstrip(":")
+        job = await pipe.brain.dispatcher.dispatch(command("sleep 3"))
+        await pipe.wait_job(job.job_id, lambda h: h.state.status == "running")
+        first.stop(signal.SIGKILL)
+        second = await pipe.start_worker()
+        history = await pipe.wait_job(job.job_id, {"completed"}, timeout=30)
+    received = [e.envelope.data for e in history.events if e.envelope.type == "JobReceived"]
+    assert [(r.attempt, r.worker_id) for r in received] == [(1, first_id), (2, second.id)]
+    assert history.events[-1].envelope.data.worker_id == second.id
+
+
+async def test_in_progress_acks_keep_a_long_job_from_redelivery(
+    nats_server: NatsServerProcess,
+) -> None:
+    async with running_pipeline(nats_server, topology=Topology(ack_wait=1)) as pipe:
+        await pipe.start_worker()
+        job = await pipe.brain.dispatcher.dispatch(command("sleep 3.5"))  # 3.5 x ack wait
+        history = await pipe.wait_job(job.job_id, {"completed"})
+        info = await pipe.nc.jsm().consumer_info("BAKER_JOBS", "workers")
+    assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
+    assert info.num_redelivered == 0
+
+
+async def test_max_deliveries_is_recorded_even_by_a_brain_that_was_down(
+    nats_server: NatsServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def crash(*_args: object) -> object:
+        raise RuntimeError("worker bug")
+
+    monkeypatch.setattr("services.worker.worker.execute", crash)
+    async with running_pipeline(nats_server, start_brain=False) as pipe:
+        job = await pipe.brain.dispatcher.dispatch(command("echo never"))
+        worker = await pipe.start_worker(crash_nak_delay=0.1)
+        jsm = pipe.nc.jsm()
+
+        async def advisory_kept() -> bool:
+            return (await jsm.stream_info("BAKER_ADVISORIES")).state.messages == 1
+
+        await until(advisory_kept)
+        assert worker.stats.crashed == 3
+        pipe.tasks.append(asyncio.create_task(pipe.brain.run(pipe.stop)))  # the Brain comes up
+        history = await pipe.wait_job(job.job_id, {"failed"})
+        assert (await jsm.stream_info("BAKER_JOBS")).state.messages == 0  # given-up msg removed
+    assert types(history) == ["JobDispatched"] + ["JobReceived", "JobStarted"] * 3 + ["JobFailed"]
+    failed = history.events[-1].envelope.data
+    assert failed.reason == "max_deliveries" and "3 deliveries" in failed.error
+
+
+async def test_a_full_queue_is_an_explicit_error_and_the_job_is_failed(
+    nats_server: NatsServerProcess,
+) -> None:
+    async with running_pipeline(nats_server, topology=Topology(max_queued_jobs=3)) as pipe:
+        for _ in range(3):
+            await pipe.brain.dispatcher.dispatch(command("echo queued"))
+        with pytest.raises(QueueFull):
+            await pipe.brain.dispatcher.dispatch(command("echo too-many"), job_id="job-overflow")
+        history = await pipe.store.load("job", "job-overflow")
+    assert types(history) == ["JobDispatched", "JobFailed"]
+    assert history.events[-1].envelope.data.reason == "dispatch_failed"
+    assert "queue is full" in history.events[-1].envelope.data.error
+
+
+async def test_a_silent_job_is_failed_as_stuck_but_a_leased_one_is_not(
+    nats_server: NatsServerProcess,
+) -> None:
+    brain = BrainSettings(stuck_after=1.0, check_every=0.2)
+    async with running_pipeline(nats_server, topology=Topology(ack_wait=60), brain=brain) as pipe:
+        silent = await pipe.brain.dispatcher.dispatch(command("echo a"))
+        leased = await pipe.brain.dispatcher.dispatch(command("echo b"))
+        js = pipe.nc.jetstream()
+        sub = await js.pull_subscribe_bind(durable="workers", stream="BAKER_JOBS")
+        await sub.fetch(2, timeout=5)  # taken by a "worker" that then goes quiet
+        for job in (silent, leased):
+            body = {"id": job.job_id, "status": "received", "attempt": 1, "workerId": "w-quiet"}
+            await js.publish(f"baker.jobs.status.{job.job_id}", json.dumps(body).encode())
+        stop_leasing = asyncio.Event()
+
+        async def lease() -> None:
+            beat = {
+                "service": "worker",
+                "instance": "w-quiet",
+                "details": {"activeJobs": [leased.job_id]},
+            }
+            while not stop_leasing.is_set():
+                await pipe.nc.publish("baker.system.health", json.dumps(beat).encode())
+                await asyncio.sleep(0.2)  # the lease interval of this fake worker
+
+        leasing = asyncio.create_task(lease())
+        history = await pipe.wait_job(silent.job_id, {"failed"})
+        assert (await pipe.store.load("job", leased.job_id)).state.status == "received"
+        stop_leasing.set()
+        await leasing
+        leased_history = await pipe.wait_job(leased.job_id, {"failed"})
+    assert history.events[-1].envelope.data.reason == "stuck"
+    assert "stuck in 'received'" in history.events[-1].envelope.data.error
+    assert leased_history.events[-1].envelope.data.reason == "stuck"
+
+
+async def test_a_dispatched_job_whose_queue_message_is_gone_is_failed(
+    nats_server: NatsServerProcess,
+) -> None:
+    brain = BrainSettings(undeliverable_after=0.3, check_every=0.2)
+    async with running_pipeline(nats_server, brain=brain) as pipe:
+        job = await pipe.brain.dispatcher.dispatch(command("echo lost"))
+        jsm = pipe.nc.jsm()
+        await jsm.delete_msg("BAKER_JOBS", (await jsm.stream_info("BAKER_JOBS")).state.last_seq)
+        history = await pipe.wait_job(job.job_id, {"failed"})
+    assert "never delivered" in history.events[-1].envelope.data.error
+
+
+async def test_sigterm_lets_running_jobs_finish_within_the_grace_period(
+    nats_server: NatsServerProcess,
+) -> None:
+    async with running_pipeline(nats_server) as pipe:
+        worker = await pipe.start_worker(grace=10.0)
+        job = await pipe.brain.dispatcher.dispatch(command("sleep 1"))
+        await pipe.wait_job(job.job_id, lambda h: h.state.status == "running")
+        await pipe.stop_worker(worker)  # returns once the worker has shut down
+        history = await pipe.store.load("job", job.job_id)
+    assert history.state.status == "completed" and worker.stats.completed == 1
+
+
+async def test_jobs_still_running_after_the_grace_period_go_back_to_the_queue(
+    nats_server: NatsServerProcess,
+) -> None:
+    async with running_pipeline(nats_server) as pipe:
+        first = await pipe.start_worker(grace=0.2)
+        job = await pipe.brain.dispatcher.dispatch(command("sleep 2"))
+        await pipe.wait_job(job.job_id, lambda h: h.state.status == "running")
+        await pipe.stop_worker(first)
+        second = await pipe.start_worker()
+        history = await pipe.wait_job(job.job_id, {"completed"})
+    received = [e.envelope.data for e in history.events if e.envelope.type == "JobReceived"]
+    assert [(r.attempt, r.worker_id) for r in received] == [(1, first.id), (2, second.id)]
