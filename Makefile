@@ -38,7 +38,9 @@ test: deps lint typecheck
 	$(BIN)/pytest -q
 
 bench: deps
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench event-store
+	$(BIN)/python -m bench pipeline
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

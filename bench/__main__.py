@@ -7,9 +7,9 @@ import asyncio
 import json
 import sys
 
-from bench import event_store
+from bench import event_store, pipeline
 
-BENCHES = {"event-store": event_store}
+BENCHES = {"event-store": event_store, "pipeline": pipeline}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,10 @@ a bad one raises `WireError` naming the field.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
@@ -76,8 +76,8 @@ M = TypeVar("M", bound=WireMessage)
 def decode(kind: type[M], raw: bytes | str) -> M:
     """Parse and validate a wire message; raise `WireError` naming the bad field."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise WireError("body", f"not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise WireError("body", "must be a JSON object")
@@ -95,8 +95,8 @@ def decode(kind: type[M], raw: bytes | str) -> M:
 def peek_id(raw: bytes | str) -> str | None:
     """Best-effort job id of a message that failed to decode, so its job can be failed."""
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return None
     if not isinstance(doc, dict):
         return None

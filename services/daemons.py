@@ -8,6 +8,7 @@ from services.bootstrap import runtime
 from services.brain.brain import Brain, BrainSettings
 from services.config import Settings
 from services.signals import stop_on_signals
+from services.tuning import tune_gc
 from services.worker.executors import ExecutorSettings
 from services.worker.worker import Worker, WorkerSettings
 
@@ -33,6 +34,7 @@ def brain_settings(settings: Settings) -> BrainSettings:
 
 
 async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
+    tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with runtime(settings, settings.nats_url_or_default, "baker-worker") as rt:
@@ -43,6 +45,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
 
 
 async def run_brain(settings: Settings) -> int:
+    tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with runtime(settings, settings.nats_url_or_default, "baker-brain") as rt:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import hashlib
 import logging
 import random
 import uuid
@@ -199,12 +200,14 @@ class EventStore(abc.ABC):
         *,
         trace_id: str | None = None,
         causation_id: str | None = None,
+        new: bool = False,
     ) -> Outcome:
         """Decide `command` against the aggregate and append the result, retrying conflicts.
 
         A rejection is appended as `TransitionRejected` when the aggregate exists; for an
         aggregate that does not exist there is no history to attach it to, so it is returned
-        (and logged) only.
+        (and logged) only. `new=True` says the caller just minted the id: the first attempt
+        skips reading the aggregate (if it did exist, the append conflicts and it is read).
         """
         # Commands on one aggregate inside this process queue up instead of racing each other:
         # conflicts are then only with other processes, which bounds the retries.
@@ -212,6 +215,8 @@ class EventStore(abc.ABC):
         if lock is None:
             lock = self._locks[(aggregate, aggregate_id)] = asyncio.Lock()
         async with lock:
+            if new and (aggregate, aggregate_id) not in self._cache:
+                self._remember((aggregate, aggregate_id), lifecycle.initial_state(aggregate), NEW)
             return await self._execute(aggregate, aggregate_id, command, trace_id, causation_id)
 
     async def _execute(
@@ -325,7 +330,13 @@ def _event_id(causation_id: str | None, aggregate: str, aggregate_id: str, index
         # A random version-4 UUID; `random` is fine here: ids need uniqueness, not secrecy,
         # and it is several times cheaper than `uuid4()`'s system call on the append path.
         return _random_uuid4()
-    return str(uuid.uuid5(_CAUSED, f"{aggregate}/{aggregate_id}/{causation_id}/{index}"))
+    # uuid5(_CAUSED, name), computed without building UUID objects (hot path of the ingest).
+    name = f"{aggregate}/{aggregate_id}/{causation_id}/{index}".encode()
+    h = bytearray(hashlib.sha1(_CAUSED.bytes + name, usedforsecurity=False).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50
+    h[8] = (h[8] & 0x3F) | 0x80
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def _random_uuid4() -> str:

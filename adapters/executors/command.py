@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -169,3 +170,19 @@ def _exit_error(code: int, stderr: str) -> str:
     if code < 0:
         return f"command killed by signal {-code} (exit code {code}){detail}"
     return f"command exited with code {code}{detail}"
+
+
+def prefer_pidfd_watcher() -> None:
+    """On Python 3.11 asyncio waits for each child in a thread of its own; a pidfd watcher
+    (the default from 3.12 on) watches children from the event loop instead."""
+    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
+        return
+    watcher = asyncio.get_child_watcher()
+    if not isinstance(watcher, asyncio.PidfdChildWatcher):
+        try:
+            os.close(os.pidfd_open(os.getpid()))
+        except (AttributeError, OSError):
+            return  # the kernel has no pidfd: keep the default watcher
+        watcher = asyncio.PidfdChildWatcher()
+        asyncio.set_child_watcher(watcher)
+    watcher.attach_loop(asyncio.get_running_loop())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from nats.aio.client import Client as NATS
-from nats.js.errors import NotFoundError
+from nats.js.api import DeliverPolicy
 
 from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
 from adapters.nats.streams import (
@@ -72,17 +72,26 @@ class JobQueue:
         body = json.dumps({"jobId": job_id, "reason": reason}).encode()
         await self._publish(f"{CANCELS_PREFIX}.{job_id}", body, {})
 
-    async def cancel_signalled(self, job_id: str) -> str | None:
-        """The cancel reason if a cancel was signalled for `job_id` (None when not)."""
+    async def signalled_cancels(self) -> dict[str, str]:
+        """Every cancel signal still in the bucket (the last day), job id -> reason."""
+        info = await self._js.stream_info(CANCELS_STREAM)
+        if not info.state.messages:
+            return {}
+        found: dict[str, str] = {}
+        sub = await self._js.subscribe(
+            f"{CANCELS_PREFIX}.*",
+            stream=CANCELS_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        )
         try:
-            msg = await self._js.get_last_msg(CANCELS_STREAM, f"{CANCELS_PREFIX}.{job_id}")
-        except NotFoundError:
-            return None
-        try:
-            reason = json.loads(msg.data or b"{}").get("reason")
-        except ValueError:
-            reason = None
-        return str(reason or "cancel requested")
+            while True:
+                msg = await sub.next_msg(timeout=5)
+                found[msg.subject.rsplit(".", 1)[-1]] = cancel_reason(msg.data)
+                if msg.metadata.num_pending == 0:
+                    return found
+        finally:
+            await sub.unsubscribe()
 
     async def depth(self) -> tuple[int, int]:
         """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
@@ -91,3 +100,12 @@ class JobQueue:
 
     async def close(self) -> None:
         await self.publisher.close()
+
+
+def cancel_reason(data: bytes | None) -> str:
+    """The reason carried by a cancel signal (a default when it has none or is unreadable)."""
+    try:
+        reason = json.loads(data or b"{}").get("reason")
+    except (ValueError, AttributeError):
+        reason = None
+    return str(reason or "cancel requested")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +51,16 @@ class Brain:
         self.dispatcher = Dispatcher(store, self.queue, on_outcome=self._observe)
         self.ingest = Ingest(nc, store, on_outcome=self._observe)
         self.advisories = MaxDeliveries(nc, store)
+        self._observers: list[Callable[[str, Outcome], None]] = []
+
+    def add_observer(self, observer: Callable[[str, Outcome], None]) -> None:
+        """Be told of every job outcome the dispatcher or the ingest records."""
+        self._observers.append(observer)
 
     def _observe(self, job_id: str, outcome: Outcome) -> None:
         self.watchdog.observe(job_id, outcome.state)
+        for observer in self._observers:
+            observer(job_id, outcome)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest, advisories, watchdog and heartbeat until `stop`."""

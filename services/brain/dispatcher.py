@@ -79,6 +79,7 @@ class Dispatcher:
                 job_id,
                 DispatchJob(spec=spec, reply_to=reply_to, created_at=created),
                 trace_id=trace_id,
+                new=True,  # ids are fresh; a client re-sending one just conflicts and re-reads
             )
             seq = outcome.position.seq
             self._on_outcome(job_id, outcome)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,10 @@ class Reporter:
         )
         await self._queue.report_status(msg, self._headers, self._msg_id())
 
+    async def started(self) -> None:
+        """`received` then `running`, pipelined: both are on the wire before either ack."""
+        await asyncio.gather(self.status("received"), self.status("running"))
+
     async def progress(self, text: str) -> None:
         await self.status("running", progress=text[:8192])
 
@@ -73,5 +78,8 @@ class Reporter:
             attempt=self.attempt,
             trace_id=self._trace_id,
         )
-        await self._queue.report_result(result_msg, self._headers, self._msg_id())
-        await self.status(status, error=error)
+        # Pipelined, in this order on the wire; both must be stored before the job is acked.
+        await asyncio.gather(
+            self._queue.report_result(result_msg, self._headers, self._msg_id()),
+            self.status(status, error=error),
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -20,11 +19,12 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 
 from adapters import tracing
 from adapters.executors.base import Execution
-from adapters.nats.job_queue import JobQueue, QueueUnavailable
+from adapters.executors.command import prefer_pidfd_watcher
+from adapters.nats.job_queue import JobQueue, QueueUnavailable, cancel_reason
+from adapters.nats.pull import PullSubscriber
 from adapters.nats.streams import CANCELS_PREFIX, JOBS_STREAM, WORKERS_CONSUMER
 from domain.wire import DispatchMessage, WireError, decode_dispatch, peek_id
 from services import heartbeat
@@ -66,18 +66,20 @@ class Worker:
     def __init__(self, nc: NATS, settings: WorkerSettings, worker_id: str | None = None) -> None:
         self.id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
         self._nc = nc
-        self._js = nc.jetstream()
         self.settings = settings
         self.queue = JobQueue(nc)
         self.running: dict[str, Running] = {}
+        self.cancels: dict[str, str] = {}  # job id -> reason, for jobs still in the queue
         self.stats = WorkerStats()
         self._slot_free = asyncio.Event()
         self._tracer = tracing.tracer("baker.worker")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then shut down gracefully."""
-        psub = await self._js.pull_subscribe_bind(durable=WORKERS_CONSUMER, stream=JOBS_STREAM)
+        prefer_pidfd_watcher()
+        puller = await PullSubscriber(self._nc, JOBS_STREAM, WORKERS_CONSUMER).start()
         cancels = await self._nc.subscribe(f"{CANCELS_PREFIX}.*", cb=self._on_cancel)
+        self.cancels.update(await self.queue.signalled_cancels())  # from before we started
         beats = asyncio.create_task(
             heartbeat.beat(
                 self._nc, "worker", self.id, self._details, stop, self.settings.heartbeat_every
@@ -85,15 +87,15 @@ class Worker:
         )
         log.info("worker %s ready (concurrency %d)", self.id, self.settings.concurrency)
         try:
-            await self._fetch_loop(psub, stop)
+            await self._fetch_loop(puller, stop)
         finally:
             await self._shutdown()
             await cancels.unsubscribe()
-            await psub.unsubscribe()
+            await puller.stop()
             await beats
             await self.queue.close()
 
-    async def _fetch_loop(self, psub: Any, stop: asyncio.Event) -> None:
+    async def _fetch_loop(self, puller: PullSubscriber, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self.settings.concurrency - len(self.running)
             if free <= 0:
@@ -101,11 +103,7 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._slot_free.wait(), 1.0)
                 continue
-            try:
-                msgs = await psub.fetch(free, timeout=1.0)
-            except (NatsTimeout, TimeoutError):
-                continue
-            for msg in msgs:
+            for msg in await puller.fetch(free, wait=1.0):
                 self._start(msg)
 
     def _start(self, msg: Msg) -> None:
@@ -149,19 +147,18 @@ class Worker:
         self, dispatch: DispatchMessage, running: Running, reporter: Reporter
     ) -> None:
         msg = running.msg
-        reason = await self.queue.cancel_signalled(dispatch.id)
+        reason = self.cancels.pop(dispatch.id, None)
         if reason is not None:
             await reporter.finish("cancelled", error=f"cancelled before it started: {reason}")
             self.stats.cancelled += 1
             await msg.ack()
             return
-        await reporter.status("received")
+        if running.shutting_down:  # stopped between fetch and start: someone else runs it
+            await msg.nak()
+            return
         keep_alive = asyncio.create_task(self._keep_alive(msg))
         try:
-            if running.shutting_down:  # stopped between fetch and start: someone else runs it
-                await msg.nak()
-                return
-            await reporter.status("running")
+            await reporter.started()
             started = time.monotonic()
             running.execution = asyncio.create_task(
                 execute(dispatch, self.settings.executors, reporter.progress)
@@ -207,14 +204,12 @@ class Worker:
 
     async def _on_cancel(self, msg: Msg) -> None:
         job_id = msg.subject.rsplit(".", 1)[-1]
+        reason = cancel_reason(msg.data)
+        self.cancels[job_id] = reason
         running = self.running.get(job_id)
         if running is None:
             return
-        try:
-            reason = json.loads(msg.data).get("reason") or "cancel requested"
-        except (ValueError, AttributeError):
-            reason = "cancel requested"
-        running.cancel_reason = str(reason)
+        running.cancel_reason = reason
         if running.execution is not None:
             running.execution.cancel()
         log.info("cancelling job: %s", reason, extra={"job_id": job_id})
