@@ -9,6 +9,7 @@ from adapters.eventstore.port import (
     History,
     Outcome,
     Position,
+    SequenceGap,
     StoredEvent,
     StoreUnavailable,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "InMemoryEventStore",
     "Outcome",
     "Position",
+    "SequenceGap",
     "StoreUnavailable",
     "StoredEvent",
 ]

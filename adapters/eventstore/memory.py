@@ -128,5 +128,26 @@ class InMemoryEventStore(EventStore):
                 yield item
             seq = end + 1
 
+    async def tail_batches(
+        self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
+    ) -> AsyncIterator[list[StoredEvent | BadEvent]]:
+        seq = max(from_seq, 1)
+        while True:
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(
+                        self._changed.wait_for(lambda at=seq: len(self._log) >= at), idle
+                    )
+                except TimeoutError:
+                    yield []
+                    continue
+            end = min(len(self._log), seq + max_batch - 1)
+            batch = [self._read(s) for s in range(seq, end + 1)]
+            for item in batch:
+                if isinstance(item, BadEvent):
+                    self._count_bad(item)
+            seq = end + 1
+            yield batch
+
     async def head_seq(self) -> int:
         return len(self._log)

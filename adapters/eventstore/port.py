@@ -95,6 +95,18 @@ class StoreUnavailable(Exception):
     """The store could not be reached within the retry budget."""
 
 
+class SequenceGap(Exception):
+    """A reader expected one stream sequence and got a later one: events are missing."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        super().__init__(
+            f"sequence gap in the event log: expected {expected}, got {got} "
+            f"({got - expected} events missing); stopping rather than skipping them"
+        )
+        self.expected = expected
+        self.got = got
+
+
 @dataclass
 class StoreStats:
     appended: int = 0
@@ -142,6 +154,14 @@ class EventStore(abc.ABC):
         self, from_seq: int = 1, *, include_bad: bool = False
     ) -> AsyncIterator[StoredEvent | BadEvent]:
         """Like `read_all`, then keeps following new events until the caller stops."""
+
+    @abc.abstractmethod
+    def tail_batches(
+        self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
+    ) -> AsyncIterator[list[StoredEvent | BadEvent]]:
+        """Follow the log from `from_seq` in batches (bad messages included, in order): a batch
+        is what arrives within `max_wait` of its first message, at most `max_batch`; after
+        `idle` seconds without any, an empty batch. `SequenceGap` if a sequence is missing."""
 
     @abc.abstractmethod
     async def head_seq(self) -> int:

@@ -8,6 +8,7 @@ with the same message id, so a network retry never stores a second copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -16,7 +17,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from adapters.eventstore.port import (
@@ -25,10 +26,12 @@ from adapters.eventstore.port import (
     EventStore,
     History,
     Position,
+    SequenceGap,
     StoredEvent,
     StoreUnavailable,
     fold_history,
 )
+from adapters.nats.pull import PullSubscriber
 from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
 from adapters.nats.streams import EVENTS_STREAM
 from domain.events import Envelope, EventDecodeError, decode_event, encode_event
@@ -61,6 +64,7 @@ class JetStreamEventStore(EventStore):
         self._prefix = prefix
         self._timeout = request_timeout
         self._retry_for = retry_for
+        self.pending = 0  # messages after the last one `tail_batches` delivered (the lag)
         self._publisher = JetStreamPublisher(
             nc, request_timeout=request_timeout, retry_for=retry_for, on_retry=self._count_retry
         )
@@ -221,6 +225,65 @@ class JetStreamEventStore(EventStore):
                     return
         finally:
             await sub.unsubscribe()
+
+    async def tail_batches(
+        self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
+    ) -> AsyncIterator[list[StoredEvent | BadEvent]]:
+        """Batches from an ephemeral pull consumer: we only ever ask for what we can take, so
+        nothing piles up and nothing is dropped. (`max_wait` is not needed: a pull returns
+        everything already available at once.)"""
+        expected = max(from_seq, 1)
+        puller, name = await self._pull_from(expected)
+        try:
+            while True:
+                msgs = await puller.fetch(max_batch, wait=idle)
+                batch: list[StoredEvent | BadEvent] = []
+                for msg in msgs:
+                    seq = msg.metadata.sequence.stream
+                    if seq < expected:
+                        continue  # seen before a consumer reset
+                    if seq > expected:
+                        if not await self._exists(expected):
+                            raise SequenceGap(expected, seq)
+                        # Lost in transit (a reconnect): read again from where we are.
+                        await self._drop_consumer(puller, name)
+                        puller, name = await self._pull_from(expected)
+                        break
+                    expected = seq + 1
+                    item = _decode(seq, msg.subject, msg.data)
+                    if isinstance(item, BadEvent):
+                        self._count_bad(item)
+                    batch.append(item)
+                if msgs:
+                    self.pending = int(msgs[-1].metadata.num_pending)
+                yield batch
+        finally:
+            await self._drop_consumer(puller, name)
+
+    async def _pull_from(self, seq: int) -> tuple[PullSubscriber, str]:
+        info = await self._nc.jsm().add_consumer(
+            self._stream,
+            ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=seq,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=60.0,  # the server removes it if we vanish
+            ),
+        )
+        name = str(info.name)
+        return await PullSubscriber(self._nc, self._stream, name).start(), name
+
+    async def _drop_consumer(self, puller: PullSubscriber, name: str) -> None:
+        await puller.stop()
+        with contextlib.suppress(Exception):
+            await self._nc.jsm().delete_consumer(self._stream, name)
+
+    async def _exists(self, seq: int) -> bool:
+        try:
+            await self._nc.jsm().get_msg(self._stream, seq=seq)
+        except NotFoundError:
+            return False
+        return True
 
 
 def _decode(seq: int, subject: str, data: bytes) -> StoredEvent | BadEvent:

@@ -43,23 +43,20 @@ class PullSubscriber:
 
     def _buffered(self, n: int) -> list[Msg]:
         """Messages of an earlier pull that arrived after it gave up (still ours to handle)."""
-        queue: asyncio.Queue[Msg] = self._sub._pending_queue
         out: list[Msg] = []
-        while len(out) < n and not queue.empty():
-            msg = queue.get_nowait()
+        while len(out) < n and (msg := take_nowait(self._sub)) is not None:
             if _status(msg) is None:
                 out.append(msg)
         return out
 
     async def _pull(self, request: dict[str, Any], n: int, wait: float) -> list[Msg]:
         await self._nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
-        queue: asyncio.Queue[Msg] = self._sub._pending_queue
         out: list[Msg] = []
         # One deadline for the whole pull: if the connection drops, its status never comes.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait + 2.0):
                 while len(out) < n:
-                    msg = await queue.get()
+                    msg = await take(self._sub)
                     status = _status(msg)
                     if status is None:
                         out.append(msg)
@@ -77,3 +74,25 @@ def _status(msg: Msg) -> str | None:
     if msg.data or not msg.headers:
         return None
     return msg.headers.get("Status")
+
+
+# nats-py's `next_msg` starts a task and a timer for every message; these take from the
+# subscription's queue directly and keep its pending-bytes count right (otherwise it would
+# believe we are a slow consumer and start dropping messages).
+
+
+def take_nowait(sub: Any) -> Msg | None:
+    """The next queued message of an iterator-mode subscription, or None."""
+    try:
+        msg: Msg = sub._pending_queue.get_nowait()
+    except asyncio.QueueEmpty:
+        return None
+    sub._pending_size -= len(msg.data)
+    return msg
+
+
+async def take(sub: Any) -> Msg:
+    """Wait for the next message of an iterator-mode subscription."""
+    msg: Msg = await sub._pending_queue.get()
+    sub._pending_size -= len(msg.data)
+    return msg

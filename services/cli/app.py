@@ -9,13 +9,18 @@ from collections.abc import Callable, Sequence
 from adapters.nats.connection import NatsUnavailable
 from adapters.nats.server import NatsServerMissing
 from adapters.nats.streams import ProvisioningError
-from services.cli import daemon_cmd, lifecycle_cmd, system_cmd
+from services.cli import daemon_cmd, lifecycle_cmd, readmodel_cmd, system_cmd
 from services.cli.output import fail
 from services.config import ConfigError, Settings
 from services.logs import setup_logging
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-REGISTRARS = (system_cmd.register, daemon_cmd.register, lifecycle_cmd.register)
+REGISTRARS = (
+    system_cmd.register,
+    daemon_cmd.register,
+    readmodel_cmd.register,
+    lifecycle_cmd.register,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -222,3 +222,23 @@ class EventStoreContract(abc.ABC):
                 await store.append("job", bad, [dispatched()], NEW)
         with pytest.raises(InvalidId):
             await store.append("jobs", "job-1", [dispatched()], NEW)
+
+    async def test_tail_batches_deliver_everything_in_order_then_idle(
+        self, store: EventStore
+    ) -> None:
+        start = await store.head_seq() + 1
+        for i in range(7):
+            await store.append("job", f"job-tb{i}", [dispatched()], NEW)
+        bad = await self.put_raw(store, "baker.events.job.job-tb0", b"garbage")
+        seen: list[int] = []
+        kinds: list[str] = []
+        batches = store.tail_batches(start, max_batch=3, max_wait=0.05, idle=0.2)
+        async for batch in batches:
+            if not batch:  # idle: everything so far was delivered
+                break
+            assert len(batch) <= 3
+            seen += [item.seq for item in batch]
+            kinds += [type(item).__name__ for item in batch]
+        await batches.aclose()
+        assert seen == list(range(start, bad + 1))
+        assert kinds == ["StoredEvent"] * 7 + ["BadEvent"]

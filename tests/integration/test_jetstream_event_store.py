@@ -7,8 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.aio.client import Client as NATS
 
+from adapters.eventstore import NEW, SequenceGap
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
+from domain.events import JobDispatched
 from tests.contract.event_store_contract import EventStoreContract
 
 
@@ -29,3 +31,17 @@ class TestJetStreamEventStore(EventStoreContract):
     async def put_raw(self, store: JetStreamEventStore, subject: str, data: bytes) -> int:
         ack = await store._nc.jetstream().publish(subject, data)
         return int(ack.seq)
+
+
+async def test_a_gap_in_the_log_stops_a_batch_reader(provisioned: NATS) -> None:
+    jsm = provisioned.jsm()
+    await jsm.add_stream(name="GAPPY", subjects=["gappy.>"])
+    store = JetStreamEventStore(provisioned, stream="GAPPY", prefix="gappy")
+    for i in range(3):
+        await store.append("job", f"job-g{i}", [JobDispatched(job_type="command", payload={})], NEW)
+    await jsm.delete_msg("GAPPY", 2)
+    batches = store.tail_batches(1, idle=0.5)
+    with pytest.raises(SequenceGap, match="expected 2, got 3"):
+        async for _ in batches:
+            pass
+    await store.close()

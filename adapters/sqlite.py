@@ -1,0 +1,98 @@
+"""Opening the read-model SQLite file, and swapping in a rebuilt one (blue-green).
+
+`BAKER_DB` (e.g. `readmodel.db`) is a symbolic link to the current generation
+(`readmodel-<n>.db`); SQLite follows the link, so each generation keeps its own WAL files. A
+rebuild writes generation n+1 next to it and then replaces the link atomically: connections
+already open keep reading generation n until they notice the swap and reopen.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from projections.schema import DDL
+
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",  # with WAL: a crash loses no committed transaction
+    "PRAGMA busy_timeout=5000",
+    "PRAGMA foreign_keys=OFF",
+)
+
+
+async def open_db(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
+    """A connection in autocommit mode (transactions are explicit) with our pragmas."""
+    db = await aiosqlite.connect(_uri(path, readonly), uri=readonly, isolation_level=None)
+    for pragma in PRAGMAS if not readonly else PRAGMAS[2:]:
+        await db.execute(pragma)
+    return db
+
+
+def _uri(path: Path, readonly: bool) -> str:
+    target = current_target(path)
+    return f"file:{target}?mode=ro" if readonly else str(target)
+
+
+async def ensure_schema(db: aiosqlite.Connection) -> None:
+    for statement in DDL:
+        await db.execute(statement)
+
+
+def current_target(path: Path) -> Path:
+    """The generation file `path` points at (`path` itself when it is a plain file)."""
+    if path.is_symlink():
+        return (path.parent / os.readlink(path)).resolve()
+    return path
+
+
+def next_generation(path: Path) -> Path:
+    """A fresh file name for the next generation of `path`."""
+    stem, suffix = path.stem, path.suffix or ".db"
+    pattern = re.compile(rf"^{re.escape(stem)}-(\d+){re.escape(suffix)}$")
+    numbers = [
+        int(m.group(1))
+        for p in path.parent.glob(f"{stem}-*{suffix}")
+        if (m := pattern.match(p.name))
+    ]
+    return path.parent / f"{stem}-{max(numbers, default=0) + 1}{suffix}"
+
+
+def initialise(path: Path) -> Path:
+    """Make `path` a link to a generation file, creating generation 1 if nothing exists yet.
+    A plain file left by an older version is kept as it is (it is swapped out later)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() or path.is_symlink():
+        return current_target(path)
+    first = next_generation(path)
+    swap_in(path, first)
+    return first
+
+
+def swap_in(path: Path, generation: Path) -> None:
+    """Point `path` at `generation` atomically (rename of a new link over the old one)."""
+    tmp = path.parent / f".{path.name}.swap-{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(generation.name)
+    os.replace(tmp, path)
+
+
+def discard(generation: Path) -> None:
+    """Remove a generation file and its WAL companions (open readers keep their copy)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{generation}{suffix}").unlink(missing_ok=True)
+
+
+@asynccontextmanager
+async def connected(path: Path, *, readonly: bool = False) -> AsyncIterator[aiosqlite.Connection]:
+    """`open_db` as a context manager that always closes the connection."""
+    db = await open_db(path, readonly=readonly)
+    try:
+        yield db
+    finally:
+        await db.close()

@@ -1,0 +1,211 @@
+"""Typed reads of the read model, used by the API and the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from projections.jobs import JOB_COLUMNS, JobRow
+from projections.system import (
+    BRAIN_COLUMNS,
+    EXTENSION_COLUMNS,
+    HANDOFF_COLUMNS,
+    SERVICE_COLUMNS,
+    TASK_COLUMNS,
+)
+
+MAX_LIMIT = 500
+PHASES = ("dispatched_to_received", "received_to_running", "running_to_terminal")
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    status: str | None = None
+    type: str | None = None
+    limit: int = 50
+    cursor: int | None = None  # `next` of the previous page (a dispatch sequence)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[dict[str, Any]]
+    next: int | None
+
+
+def job_document(row: JobRow | dict[str, Any]) -> dict[str, Any]:
+    """A job row as API JSON: camelCase keys, JSON columns decoded."""
+    doc: dict[str, Any] = {_camel(key): value for key, value in row.items()}
+    for key in ("result", "payload", "warnings"):
+        if doc[key] is not None:
+            doc[key] = orjson.loads(doc[key])
+    doc["cancelRequested"] = bool(doc["cancelRequested"])
+    return doc
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _where(filters: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
+    parts = [(clause, value) for clause, value in filters if value is not None]
+    if not parts:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in parts), [v for _, v in parts]
+
+
+async def list_jobs(db: aiosqlite.Connection, f: JobFilter) -> JobPage:
+    """Newest first, keyset-paginated on the dispatch sequence."""
+    limit = max(1, min(f.limit, MAX_LIMIT))
+    where, args = _where(
+        [("status = ?", f.status), ("type = ?", f.type), ("dispatched_seq < ?", f.cursor)]
+    )
+    sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs{where} ORDER BY dispatched_seq DESC LIMIT ?"  # noqa: S608
+    async with db.execute(sql, [*args, limit + 1]) as cursor:
+        rows = [dict(zip(JOB_COLUMNS, r, strict=True)) async for r in cursor]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return JobPage([job_document(r) for r in rows], rows[-1]["dispatched_seq"] if more else None)
+
+
+async def get_job(db: aiosqlite.Connection, job_id: str) -> dict[str, Any] | None:
+    sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id = ?"  # noqa: S608
+    async with db.execute(sql, (job_id,)) as cursor:
+        row = await cursor.fetchone()
+    return job_document(dict(zip(JOB_COLUMNS, row, strict=True))) if row else None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    job_id: str | None = None
+    type: str | None = None
+    worker_id: str | None = None
+    since: str | None = None  # ISO-8601
+    until: str | None = None
+    limit: int = 100
+
+
+async def search_events(db: aiosqlite.Connection, f: EventFilter) -> list[dict[str, Any]]:
+    """Job events (rejected transitions included) by job, type, worker and time."""
+    where, args = _where(
+        [
+            ("job_id = ?", f.job_id), ("type = ?", f.type), ("worker_id = ?", f.worker_id),
+            ("occurred_at >= ?", f.since), ("occurred_at <= ?", f.until),
+        ]
+    )  # fmt: skip
+    sql = f"SELECT seq, document FROM job_events{where} ORDER BY seq LIMIT ?"  # noqa: S608
+    async with db.execute(sql, [*args, max(1, min(f.limit, 10 * MAX_LIMIT))]) as cursor:
+        return [{"seq": seq, **orjson.loads(doc)} async for seq, doc in cursor]
+
+
+async def job_stats(db: aiosqlite.Connection) -> dict[str, Any]:
+    """Counts per type and status, and p50/p95/p99 of each phase per type (milliseconds)."""
+    counts: dict[str, dict[str, int]] = {}
+    async with db.execute("SELECT type, status, count FROM job_stats WHERE count != 0") as cur:
+        async for job_type, status, count in cur:
+            counts.setdefault(job_type, {})[status] = count
+    latency: dict[str, dict[str, dict[str, int | None]]] = {}
+    async with db.execute(
+        "SELECT type, phase, count(*) FROM job_latency GROUP BY type, phase"
+    ) as cur:
+        groups = [row async for row in cur]
+    for job_type, phase, n in groups:
+        latency.setdefault(job_type, {})[phase] = {
+            "count": n,
+            **{f"p{q}": await _percentile(db, job_type, phase, n, q / 100) for q in (50, 95, 99)},
+        }
+    return {"counts": counts, "latencyMs": latency}
+
+
+async def _percentile(
+    db: aiosqlite.Connection, job_type: str, phase: str, n: int, q: float
+) -> int | None:
+    offset = min(n - 1, int(q * n))
+    async with db.execute(
+        "SELECT ms FROM job_latency WHERE type = ? AND phase = ? ORDER BY ms LIMIT 1 OFFSET ?",
+        (job_type, phase, offset),
+    ) as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row else None
+
+
+async def _rows(
+    db: aiosqlite.Connection, table: str, columns: tuple[str, ...], order: str, where: str = ""
+) -> list[dict[str, Any]]:
+    sql = f"SELECT {', '.join(columns)} FROM {table} {where} ORDER BY {order}"  # noqa: S608
+    async with db.execute(sql) as cursor:
+        return [{_camel(k): v for k, v in zip(columns, r, strict=True)} async for r in cursor]
+
+
+async def extensions(db: aiosqlite.Connection) -> list[dict[str, Any]]:
+    rows = await _rows(db, "extensions", EXTENSION_COLUMNS, "id")
+    for row in rows:
+        row["tools"] = orjson.loads(row["tools"]) if row["tools"] else []
+        row["online"] = row["status"] == "online"
+    return rows
+
+
+async def services(db: aiosqlite.Connection) -> list[dict[str, Any]]:
+    return await _rows(db, "services", SERVICE_COLUMNS, "service, instance")
+
+
+async def tasks(db: aiosqlite.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    rows = await _rows(
+        db, "tasks", TASK_COLUMNS, f"last_seq DESC LIMIT {max(1, min(limit, MAX_LIMIT))}"
+    )
+    return [_task_doc(r) for r in rows]
+
+
+async def task(db: aiosqlite.Connection, task_id: str) -> dict[str, Any] | None:
+    sql = f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE id = ?"  # noqa: S608
+    async with db.execute(sql, (task_id,)) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    return _task_doc({_camel(k): v for k, v in zip(TASK_COLUMNS, row, strict=True)})
+
+
+def _task_doc(row: dict[str, Any]) -> dict[str, Any]:
+    if row.get("result") is not None:
+        row["result"] = orjson.loads(row["result"])
+    return row
+
+
+async def handoff_state(db: aiosqlite.Connection, history: int = 20) -> dict[str, Any]:
+    brains = await _rows(db, "brains", BRAIN_COLUMNS, "updated_at DESC")
+    handoffs = await _rows(db, "handoffs", HANDOFF_COLUMNS, f"last_seq DESC LIMIT {history}")
+    active = next((b for b in brains if b["status"] == "active"), None)
+    return {
+        "active": active,
+        "generation": active["generation"] if active else None,
+        "inProgress": next((h for h in handoffs if h["status"] in ("requested", "draining")), None),
+        "brains": brains,
+        "history": handoffs,
+    }
+
+
+async def checkpoints(db: aiosqlite.Connection) -> dict[str, int]:
+    async with db.execute("SELECT projection, last_seq FROM checkpoints") as cursor:
+        return {name: seq async for name, seq in cursor}
+
+
+async def dead_letters(db: aiosqlite.Connection, limit: int = 100) -> list[dict[str, Any]]:
+    async with db.execute(
+        "SELECT seq, projection, subject, error FROM dead_letters ORDER BY seq DESC LIMIT ?",
+        (limit,),
+    ) as cursor:
+        return [
+            {"seq": s, "projection": p, "subject": subj, "error": e}
+            async for s, p, subj, e in cursor
+        ]
+
+
+__all__ = [
+    "PHASES", "EventFilter", "JobFilter", "JobPage", "checkpoints", "dead_letters",
+    "extensions", "get_job", "handoff_state", "job_document", "job_stats", "list_jobs",
+    "search_events", "services", "task", "tasks",
+]  # fmt: skip

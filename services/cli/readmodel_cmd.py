@@ -1,0 +1,269 @@
+"""`baker projector`, `rebuild`, `verify`, `jobs`, `job`: the read model from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from adapters.eventstore import SequenceGap
+from adapters.sqlite import open_db
+from projections import queries
+from projections.pit import jobs_as_of, seq_at
+from services.bootstrap import runtime
+from services.cli.app_support import run_async
+from services.cli.output import emit_table, errors, fail
+from services.config import Settings
+from services.projector import Projector, ProjectorSettings, rate_meter
+from services.rebuild import VerifyReport, rebuild, verify
+from services.signals import stop_on_signals
+from services.tuning import tune_gc
+
+JOB_COLUMNS = ("id", "type", "status", "attempt", "workerId", "updatedAt", "detail")
+
+
+def register(commands: Any) -> None:
+    p = commands.add_parser("projector", help="fold the event log into the read model (daemon)")
+    p.add_argument("--batch", type=int, default=1000, help="events per transaction at most")
+    p.set_defaults(handler=cmd_projector)
+
+    r = commands.add_parser("rebuild", help="rebuild the read model from seq 1 and swap it in")
+    r.add_argument("--projection", choices=sorted(_projections()), help="only this projection")
+    r.set_defaults(handler=cmd_rebuild)
+
+    v = commands.add_parser("verify", help="compare the read model with a fresh rebuild")
+    v.add_argument("--json", action="store_true", help="machine-readable output")
+    v.set_defaults(handler=cmd_verify)
+
+    j = commands.add_parser("jobs", help="list jobs from the read model")
+    j.add_argument(
+        "--status",
+        choices=["dispatched", "received", "running", "completed", "failed", "cancelled"],
+    )
+    j.add_argument("--type", choices=["agent", "command", "http"])
+    j.add_argument("--limit", type=_positive, default=50)
+    j.add_argument("--cursor", type=int, help="`next` of the previous page")
+    j.add_argument("--as-of", type=_as_of, metavar="SEQ|TIME", help="the jobs as they were then")
+    j.add_argument("--json", action="store_true")
+    j.set_defaults(handler=cmd_jobs)
+
+    one = commands.add_parser("job", help="one job's read-model row")
+    one.add_argument("id")
+    one.add_argument("--json", action="store_true")
+    one.set_defaults(handler=cmd_job)
+
+
+def _projections() -> list[str]:
+    from projections.schema import PROJECTIONS  # noqa: PLC0415 - keep import light for --help
+
+    return list(PROJECTIONS)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _as_of(text: str) -> int | datetime:
+    if text.isdigit():
+        return int(text)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a sequence number nor an ISO-8601 time"
+        ) from None
+
+
+def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        tune_gc()
+        stop = asyncio.Event()
+        stop_on_signals(stop)
+        async with runtime(settings, settings.nats_url_or_default, "baker-projector") as rt:
+            projector = Projector(
+                rt.store,
+                settings.db_path,
+                ProjectorSettings(batch=args.batch, heartbeat_every=settings.heartbeat_every),
+                nc=rt.nc,
+            )
+            await projector.open()
+            start = projector.applied + 1
+            print(f"baker projector {projector.instance}: from seq {start}", flush=True)
+            meter = asyncio.create_task(rate_meter(projector))
+            try:
+                await projector.run(stop)
+            except SequenceGap as exc:
+                return fail(f"{exc}; run `baker rebuild` after checking the stream", 3)
+            finally:
+                meter.cancel()
+        return 0
+
+    return run_async(go())
+
+
+def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        async with runtime(settings, settings.nats_url_or_default, "baker-rebuild") as rt:
+            with _bar() as bar:
+                task = bar.add_task("rebuild", total=None, rate="")
+
+                def progress(seq: int, head: int, rate: float) -> None:
+                    bar.update(task, completed=seq, total=head, rate=f"{rate:,.0f} events/s")
+
+                result = await rebuild(
+                    rt.store, settings.db_path, projection=args.projection, progress=progress
+                )
+        print(
+            f"rebuilt {result.generation.name} up to seq {result.last_seq} in {result.seconds:.1f}s"
+        )
+        return 0
+
+    return run_async(go())
+
+
+def _bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=errors,
+    )  # fmt: skip
+
+
+def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        if not settings.db_path.exists():
+            return fail(f"no read model at {settings.db_path}", 2)
+        async with runtime(settings, settings.nats_url_or_default, "baker-verify") as rt:
+            report = await verify(rt.store, settings.db_path)
+        _print_report(report, args.json)
+        return 0 if report.ok else 1
+
+    return run_async(go())
+
+
+def _print_report(report: VerifyReport, as_json: bool) -> None:
+    if as_json:
+        diffs = [d.__dict__ for d in report.diffs]
+        print(
+            orjson.dumps(
+                {
+                    "ok": report.ok,
+                    "checkpoint": report.checkpoint,
+                    "tables": report.tables,
+                    "diffs": diffs,
+                },
+                default=str,
+            ).decode()
+        )
+        return
+    emit_table(
+        f"verify at seq {report.checkpoint}",
+        ("table", "matches"),
+        [(t, "yes" if ok else "NO") for t, ok in report.tables.items()],
+    )
+    for d in report.diffs:
+        print(f"drift in {d.table}: {d.live_rows} live rows, {d.shadow_rows} rebuilt")
+        for key in d.only_live:
+            print(f"  only in live: {key}")
+        for key in d.only_shadow:
+            print(f"  missing from live: {key}")
+        for row in d.different:
+            print(f"  differs {row['key']}: {row['columns']}")
+    print(
+        "read model matches the event log"
+        if report.ok
+        else "DRIFT: the read model differs from the event log"
+    )
+
+
+async def _open_read_model(settings: Settings) -> aiosqlite.Connection | None:
+    path: Path = settings.db_path
+    if not _exists(path):
+        fail(f"no read model at {path}: start `baker projector` or `baker up` first", 2)
+        return None
+    return await open_db(path, readonly=True)
+
+
+def _exists(path: Path) -> bool:
+    return path.exists()
+
+
+def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        db = await _open_read_model(settings)
+        if db is None:
+            return 2
+        try:
+            if args.as_of is not None:
+                seq = args.as_of if isinstance(args.as_of, int) else await seq_at(db, args.as_of)
+                rows = await jobs_as_of(db, seq)
+                ordered = sorted(rows.values(), key=lambda r: r["dispatched_seq"], reverse=True)
+                picked = [
+                    r
+                    for r in ordered
+                    if (args.status in (None, r["status"])) and (args.type in (None, r["type"]))
+                ]
+                docs, title = (
+                    [queries.job_document(r) for r in picked[: args.limit]],
+                    f"jobs as of seq {seq}",
+                )
+                nxt = None
+            else:
+                page = await queries.list_jobs(
+                    db, queries.JobFilter(args.status, args.type, args.limit, args.cursor)
+                )
+                docs, title, nxt = page.jobs, "jobs", page.next
+        finally:
+            await db.close()
+        if args.json:
+            print(orjson.dumps({"jobs": docs, "next": nxt}).decode())
+        else:
+            emit_table(title, JOB_COLUMNS, [_job_line(d) for d in docs])
+            if nxt is not None:
+                print(f"more: --cursor {nxt}")
+        return 0
+
+    return run_async(go())
+
+
+def _job_line(doc: dict[str, Any]) -> tuple[Any, ...]:
+    detail = doc.get("error") or doc.get("progress") or ""
+    if not detail and isinstance(doc.get("result"), dict):
+        detail = orjson.dumps(doc["result"]).decode()[:60]
+    return (
+        doc["id"],
+        doc["type"],
+        doc["status"],
+        doc["attempt"],
+        doc.get("workerId") or "",
+        doc["updatedAt"],
+        str(detail)[:60],
+    )
+
+
+def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
+    async def go() -> int:
+        db = await _open_read_model(settings)
+        if db is None:
+            return 2
+        try:
+            doc = await queries.get_job(db, args.id)
+        finally:
+            await db.close()
+        if doc is None:
+            return fail(f"no job {args.id!r} in the read model", 1)
+        if args.json:
+            print(orjson.dumps(doc).decode())
+        else:
+            emit_table(f"job {args.id}", ("field", "value"), [(k, v) for k, v in doc.items()])
+        return 0
+
+    return run_async(go())
