@@ -7,9 +7,9 @@ import asyncio
 import json
 import sys
 
-from bench import event_store, pipeline
+from bench import event_store, pipeline, projector
 
-BENCHES = {"event-store": event_store, "pipeline": pipeline}
+BENCHES = {"event-store": event_store, "pipeline": pipeline, "projector": projector}
 
 
 def main(argv: list[str] | None = None) -> int:

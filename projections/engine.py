@@ -49,6 +49,7 @@ class Item(Protocol):
     seq: int
     subject: str
     envelope: Envelope
+    raw: bytes
 
 
 class Bad(Protocol):
@@ -138,7 +139,8 @@ async def apply_jobs(db: aiosqlite.Connection, items: list[Item]) -> list[DeadLe
         latencies += [(job_id, phase, new["type"], ms) for phase, ms in change.latencies]
         rows[job_id] = new
         changed.add(job_id)
-        events.append(event_row(item.envelope, item.seq, encode_event(item.envelope)))
+        document = item.raw or encode_event(item.envelope)
+        events.append(event_row(item.envelope, item.seq, document, new["updated_at"]))
     await db.executemany(_upsert("jobs", JOB_COLUMNS), [tuple(rows[j].values()) for j in changed])
     await db.executemany(_upsert("job_events", EVENT_COLUMNS), events)
     await db.executemany(_upsert("job_latency", ("job_id", "phase", "type", "ms")), latencies)

@@ -171,7 +171,7 @@ EVENT_COLUMNS = (
 )  # fmt: skip
 
 
-def event_row(env: Envelope, seq: int, document: bytes) -> tuple[Any, ...]:
+def event_row(env: Envelope, seq: int, document: bytes, at: str) -> tuple[Any, ...]:
     """A `job_events` row: searchable columns plus the whole stored event."""
     data = env.data
     return (
@@ -179,7 +179,7 @@ def event_row(env: Envelope, seq: int, document: bytes) -> tuple[Any, ...]:
         env.aggregate_id,
         env.version,
         env.type,
-        format_time(env.occurred_at),
+        at,
         getattr(data, "worker_id", None),
         getattr(data, "attempt", None),
         env.trace_id,

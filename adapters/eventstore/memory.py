@@ -99,7 +99,7 @@ class InMemoryEventStore(EventStore):
     def _read(self, seq: int) -> StoredEvent | BadEvent:
         subject, data = self._log[seq - 1]
         try:
-            return StoredEvent(seq, subject, decode_event(data))
+            return StoredEvent(seq, subject, decode_event(data), data)
         except EventDecodeError as exc:
             return BadEvent(seq, subject, str(exc), data)
 

@@ -46,6 +46,7 @@ class StoredEvent:
     seq: int
     subject: str
     envelope: Envelope
+    raw: bytes = b""  # the stored bytes, when the reader had them
 
 
 @dataclass(frozen=True, slots=True)

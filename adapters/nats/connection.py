@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import nats
 from nats.aio.client import Client as NATS
 
+from adapters.nats import speedups
+
 log = logging.getLogger("baker.nats")
 DEFAULT_URL = "nats://127.0.0.1:4222"
 
@@ -36,6 +38,7 @@ def redact_url(url: str) -> str:
 async def connect(settings: NatsSettings) -> NATS:
     """Connect (retrying for up to `first_connect_within` seconds, then `NatsUnavailable`
     with the last error), and once connected, reconnect for ever after any drop."""
+    speedups.install()
     where = redact_url(settings.url)
     holder: list[NATS] = []
 

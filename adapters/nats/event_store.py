@@ -288,6 +288,6 @@ class JetStreamEventStore(EventStore):
 
 def _decode(seq: int, subject: str, data: bytes) -> StoredEvent | BadEvent:
     try:
-        return StoredEvent(seq, subject, decode_event(data))
+        return StoredEvent(seq, subject, decode_event(data), data)
     except EventDecodeError as exc:
         return BadEvent(seq, subject, str(exc), data)

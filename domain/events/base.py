@@ -176,10 +176,16 @@ def decode_event(raw: bytes | str) -> Envelope:
 
 def from_document(doc: JsonDict) -> Envelope:
     """Build an envelope from its JSON document; raise `EventDecodeError` naming the field."""
-    for key, kind in _REQUIRED.items():
-        value = doc.get(key)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise EventDecodeError(f"{key}: missing or not a {kind.__name__}")
+    get = doc.get
+    # One combined check on the hot path (every projector read); the detailed one names the
+    # field only when something is wrong.
+    if not (
+        type(get("eventId")) is str and type(get("type")) is str
+        and type(get("aggregate")) is str and type(get("aggregateId")) is str
+        and type(get("version")) is int and type(get("occurredAt")) is str
+        and type(get("data")) is dict
+    ):  # fmt: skip
+        _explain(doc)
     type_name: str = doc["type"]
     cls = _REGISTRY.get(type_name)
     if cls is None:
@@ -214,6 +220,13 @@ def from_document(doc: JsonDict) -> Envelope:
         trace_id=_opt_str(doc, "traceId"),
         causation_id=_opt_str(doc, "causationId"),
     )
+
+
+def _explain(doc: JsonDict) -> None:
+    for key, kind in _REQUIRED.items():
+        value = doc.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise EventDecodeError(f"{key}: missing or not a {kind.__name__}")
 
 
 def _opt_str(doc: JsonDict, key: str) -> str | None:
