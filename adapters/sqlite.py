@@ -39,9 +39,24 @@ def _uri(path: Path, readonly: bool) -> str:
     return f"file:{target}?mode=ro" if readonly else str(target)
 
 
-async def ensure_schema(db: aiosqlite.Connection) -> None:
+async def ensure_schema(db: aiosqlite.Connection, *, indexes: bool = True) -> None:
+    """Create missing tables (and, unless told otherwise, their secondary indexes)."""
     for statement in DDL:
-        await db.execute(statement)
+        if indexes or not statement.startswith("CREATE INDEX"):
+            await db.execute(statement)
+
+
+async def bulk_mode(db: aiosqlite.Connection) -> None:
+    """For a file nobody reads yet (a rebuild): journal in memory, no syncs until `live_mode`."""
+    await db.execute("PRAGMA journal_mode=MEMORY")
+    await db.execute("PRAGMA synchronous=OFF")
+
+
+async def live_mode(db: aiosqlite.Connection) -> None:
+    """Back to WAL with normal syncing, with every index in place."""
+    await ensure_schema(db)
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=NORMAL")
 
 
 def current_target(path: Path) -> Path:
@@ -96,3 +111,33 @@ async def connected(path: Path, *, readonly: bool = False) -> AsyncIterator[aios
         yield db
     finally:
         await db.close()
+
+
+class ReadModel:
+    """A read-only connection to the read model that follows blue-green swaps."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        self._target: Path | None = None
+
+    async def db(self) -> aiosqlite.Connection:
+        """The connection to the current generation (reopened after a swap)."""
+        target = current_target(self.path)
+        if self._db is None or target != self._target:
+            old, self._db = self._db, await open_db(self.path, readonly=True)
+            self._target = target
+            if old is not None:
+                await old.close()
+        return self._db
+
+    async def applied(self) -> int:
+        """The lowest projection checkpoint: everything up to it is in the read model."""
+        async with (await self.db()).execute("SELECT min(last_seq) FROM checkpoints") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0] or 0) if row else 0
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None

@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiosqlite
 import orjson
@@ -230,27 +230,32 @@ async def apply_batch(
     if not items:
         return BatchResult(checkpoints, 0)
     last = items[-1].seq
-    floor = min(checkpoints.values(), default=0)
     dead: list[DeadLetter] = []
+    by_aggregate: dict[str, list[Item]] = {}
+    bad: list[Bad] = []
+    for i in items:
+        env = getattr(i, "envelope", None)
+        if env is None:
+            bad.append(cast(Bad, i))
+        else:
+            by_aggregate.setdefault(env.aggregate, []).append(cast(Item, i))
     await db.execute("BEGIN IMMEDIATE")
     try:
+        # The database's checkpoints are the truth: another projector writing the same file
+        # may have applied part of this batch already; those events are skipped, not doubled.
+        stored = {n: seq for n, (seq, _v) in (await read_checkpoints(db)).items()}
+        checkpoints = {n: max(seq, stored.get(n, seq)) for n, seq in checkpoints.items()}
+        floor = min(checkpoints.values(), default=0)
         for name, appliers in APPLIERS.items():
             if name not in checkpoints:
                 continue
-            spec = PROJECTIONS[name]
-            mine: list[Item] = [
-                i  # type: ignore[misc]
-                for i in items
-                if hasattr(i, "envelope") and i.seq > checkpoints[name]
-                and i.envelope.aggregate in spec.aggregates
-            ]  # fmt: skip
+            after, aggregates = checkpoints[name], PROJECTIONS[name].aggregates
+            mine = [i for a in aggregates for i in by_aggregate.get(a, ()) if i.seq > after]
+            if len(aggregates) > 1:
+                mine.sort(key=lambda i: i.seq)
             for apply in appliers:
                 dead += await apply(db, mine)
-        dead += [
-            DeadLetter(b.seq, "*", b.subject, b.error, b.raw)
-            for b in items
-            if not hasattr(b, "envelope") and b.seq > floor
-        ]
+        dead += [DeadLetter(b.seq, "*", b.subject, b.error, b.raw) for b in bad if b.seq > floor]
         await db.executemany(
             "INSERT OR IGNORE INTO dead_letters (seq, projection, subject, error, document) "
             "VALUES (?, ?, ?, ?, ?)",

@@ -40,6 +40,8 @@ class Settings:
     http_allowed_hosts: tuple[str, ...] | None = None
     anthropic_api_key: str | None = field(default=None, repr=False)
     anthropic_base_url: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    api_host: str = "127.0.0.1"
 
     def nats(self, url: str, name: str) -> NatsSettings:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -83,6 +85,8 @@ class Settings:
             http_allowed_hosts=_list(env, "BAKER_HTTP_ALLOWED_HOSTS"),
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
             anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
+            cors_origins=_list(env, "BAKER_CORS_ORIGINS") or (),
+            api_host=env.get("BAKER_API_HOST") or "127.0.0.1",
         )
 
 

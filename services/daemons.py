@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.bootstrap import runtime
-from services.brain.brain import Brain, BrainSettings
+from services.brain.brain import BrainSettings
 from services.config import Settings
 from services.signals import stop_on_signals
 from services.tuning import tune_gc
@@ -45,11 +45,16 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
 
 
 async def run_brain(settings: Settings) -> int:
+    """The Brain with its API, its own read model (projector) and live bus."""
+    from services.composition import start_brain_process, stop_brain_process  # noqa: PLC0415
+
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
-    async with runtime(settings, settings.nats_url_or_default, "baker-brain") as rt:
-        brain = Brain(rt.nc, rt.store, brain_settings(settings))
-        print(f"baker brain {brain.instance}: running", flush=True)
-        await brain.run(stop)
+    url = settings.nats_url_or_default
+    async with runtime(settings, url, "baker-brain") as rt:
+        proc = await start_brain_process(rt, settings, stop, url)
+        print(f"baker brain {proc.brain.instance}: API on port {proc.port}", flush=True)
+        await stop.wait()
+        await stop_brain_process(proc)
     return 0

@@ -21,7 +21,15 @@ import aiosqlite
 import orjson
 
 from adapters.eventstore import EventStore
-from adapters.sqlite import current_target, ensure_schema, next_generation, open_db, swap_in
+from adapters.sqlite import (
+    bulk_mode,
+    current_target,
+    ensure_schema,
+    live_mode,
+    next_generation,
+    open_db,
+    swap_in,
+)
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import ALL_TABLES, KEYS, PROJECTIONS
 
@@ -47,11 +55,15 @@ async def build(
             src = await open_db(copy_from, readonly=True)
             await src.backup(db)
             await src.close()
-        await ensure_schema(db)
+        await bulk_mode(db)
+        # A fresh file loads faster without secondary indexes; they are built once at the end.
+        await ensure_schema(db, indexes=copy_from is not None)
         await _reset(db, names)
         await init_checkpoints(db)
         head = upto if upto is not None else await store.head_seq()
-        return await _replay(store, db, head, progress)
+        last = await _replay(store, db, head, progress)
+        await live_mode(db)
+        return last
     finally:
         await db.close()
 

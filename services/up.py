@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from adapters.nats.connection import redact_url
 from adapters.nats.server import NatsServerMissing, NatsServerProcess
 from services.bootstrap import runtime
+from services.composition import start_brain_process, stop_brain_process
 from services.config import Settings
 from services.signals import stop_on_signals
 
@@ -22,6 +23,7 @@ log = logging.getLogger("baker.up")
 @dataclass
 class UpOptions:
     nats_port: int = -1
+    workers: int = 2
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -45,9 +47,15 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             print(f"baker up: NATS {redact_url(url)} ({where})", flush=True)
             print(f"baker up: data dir {settings.data_dir.resolve()}", flush=True)
             print(f"baker up: event log holds {head} events; streams provisioned", flush=True)
+            proc = await start_brain_process(
+                rt, settings, options.stop, url, workers=options.workers
+            )
+            print(f"baker up: brain {proc.brain.instance}, projector, {options.workers} workers")
+            print(f"baker up: dashboard http://{settings.api_host}:{proc.port}/", flush=True)
             print("baker up: running; Ctrl-C or SIGTERM stops everything", flush=True)
             await options.stop.wait()
             print("baker up: stopping", flush=True)
+            await stop_brain_process(proc)
     finally:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

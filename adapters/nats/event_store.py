@@ -31,7 +31,7 @@ from adapters.eventstore.port import (
     StoreUnavailable,
     fold_history,
 )
-from adapters.nats.pull import PullSubscriber
+from adapters.nats.pull import PullSubscriber, stream_position
 from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
 from adapters.nats.streams import EVENTS_STREAM
 from domain.events import Envelope, EventDecodeError, decode_event, encode_event
@@ -239,7 +239,7 @@ class JetStreamEventStore(EventStore):
                 msgs = await puller.fetch(max_batch, wait=idle)
                 batch: list[StoredEvent | BadEvent] = []
                 for msg in msgs:
-                    seq = msg.metadata.sequence.stream
+                    seq, pending = stream_position(msg)
                     if seq < expected:
                         continue  # seen before a consumer reset
                     if seq > expected:
@@ -254,8 +254,8 @@ class JetStreamEventStore(EventStore):
                     if isinstance(item, BadEvent):
                         self._count_bad(item)
                     batch.append(item)
-                if msgs:
-                    self.pending = int(msgs[-1].metadata.num_pending)
+                if batch:
+                    self.pending = pending
                 yield batch
         finally:
             await self._drop_consumer(puller, name)

@@ -96,3 +96,13 @@ async def take(sub: Any) -> Msg:
     msg: Msg = await sub._pending_queue.get()
     sub._pending_size -= len(msg.data)
     return msg
+
+
+def stream_position(msg: Msg) -> tuple[int, int]:
+    """(stream sequence, messages pending after it) from a JetStream delivery's reply subject,
+    without building nats-py's full metadata object (a date and seven ints per message)."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
+        return int(tokens[5]), int(tokens[8])
+    # $JS.ACK.<domain>.<account>.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>...
+    return int(tokens[7]), int(tokens[10])

@@ -22,6 +22,7 @@ def register(commands: Any) -> None:
     up.add_argument(
         "--nats-port", type=int, default=-1, help="port for the embedded nats-server (-1: free)"
     )
+    up.add_argument("--workers", type=int, default=2, help="workers to run in-process (default 2)")
     up.set_defaults(handler=cmd_up)
 
     prov = commands.add_parser("provision", help="create the streams and consumers if missing")
@@ -30,7 +31,9 @@ def register(commands: Any) -> None:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    return run_async(run_up(settings, UpOptions(nats_port=args.nats_port)))
+    if args.workers < 0:
+        raise SystemExit("baker up: error: --workers must be 0 or more")
+    return run_async(run_up(settings, UpOptions(nats_port=args.nats_port, workers=args.workers)))
 
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,0 +1,111 @@
+"""Composing a Brain process: Brain + projector + event bus + HTTP API (+ workers in `up`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from nats.aio.client import Client as NATS
+
+from adapters.nats.connection import connect
+from adapters.sqlite import ReadModel
+from services.api.app import create_app
+from services.api.bus import EventBus
+from services.api.context import ApiContext, BrainStatus
+from services.bootstrap import Runtime
+from services.brain.brain import Brain
+from services.config import Settings
+from services.daemons import brain_settings, worker_settings
+from services.projector import Projector, ProjectorSettings
+from services.worker.worker import Worker
+
+log = logging.getLogger("baker.system")
+
+
+@dataclass
+class BrainProcess:
+    """Everything a Brain process runs, started and stopped together."""
+
+    rt: Runtime
+    brain: Brain
+    projector: Projector
+    bus: EventBus
+    api: uvicorn.Server
+    workers: list[tuple[Worker, NATS]] = field(default_factory=list)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def port(self) -> int:
+        return int(self.api.servers[0].sockets[0].getsockname()[1])
+
+
+async def start_brain_process(
+    rt: Runtime,
+    settings: Settings,
+    stop: asyncio.Event,
+    url: str,
+    *,
+    workers: int = 0,
+) -> BrainProcess:
+    """Open the read model, start the Brain, the projector, the live bus, the API and workers."""
+    if settings.api_token is None:
+        log.warning("BAKER_API_TOKEN is not set: the API accepts requests without a token")
+    projector = Projector(
+        rt.store,
+        settings.db_path,
+        ProjectorSettings(heartbeat_every=settings.heartbeat_every),
+        nc=rt.nc,
+    )
+    await projector.open()
+    brain = Brain(rt.nc, rt.store, brain_settings(settings))
+    bus = EventBus(rt.store)
+    ctx = ApiContext(
+        nc=rt.nc, store=rt.store, dispatcher=brain.dispatcher, queue=brain.queue,
+        read_model=ReadModel(settings.db_path), token=settings.api_token,
+        cors_origins=settings.cors_origins, brain=BrainStatus(instance=brain.instance),
+        wait_for=projector.wait_for,
+        counters=lambda: {"malformed": brain.ingest.stats.malformed},
+        bus=bus,
+    )  # fmt: skip
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
+        access_log=False, lifespan="off",
+    ))  # fmt: skip
+    proc = BrainProcess(rt, brain, projector, bus, server)
+    proc.tasks += [
+        asyncio.create_task(projector.run(stop), name="projector"),
+        asyncio.create_task(brain.run(stop), name="brain"),
+        asyncio.create_task(bus.run(stop), name="bus"),
+        asyncio.create_task(server.serve(), name="api"),
+    ]
+    for _ in range(workers):
+        conn = await connect(settings.nats(url, "baker-worker"))
+        worker = Worker(conn, worker_settings(settings))
+        proc.workers.append((worker, conn))
+        proc.tasks.append(asyncio.create_task(worker.run(stop), name=worker.id))
+    while not server.started:
+        if any(t.done() for t in proc.tasks):
+            await _raise_first(proc.tasks)
+        await asyncio.sleep(0.01)  # uvicorn offers no event for "listening"
+    await bus.started.wait()
+    return proc
+
+
+async def _raise_first(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+async def stop_brain_process(proc: BrainProcess) -> None:
+    """After `stop` is set: stop serving HTTP, let workers finish, wait for every loop."""
+    proc.api.should_exit = True
+    await asyncio.gather(*proc.tasks, return_exceptions=True)
+    for _, conn in proc.workers:
+        with contextlib.suppress(Exception):
+            await conn.close()
+    await proc.projector.close()
