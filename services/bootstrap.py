@@ -38,4 +38,7 @@ async def runtime(settings: Settings, url: str, name: str) -> AsyncIterator[Runt
         yield Runtime(settings, nc, store)
     finally:
         await store.close()
-        await nc.drain()
+        try:
+            await nc.drain()
+        except Exception:  # reconnecting or already gone: just close
+            await nc.close()

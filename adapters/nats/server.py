@@ -78,7 +78,11 @@ class NatsServerProcess:
         out_path = self.store_dir / "nats-server.out"
         with out_path.open("ab") as out:
             argv = _with_parent_death(cmd)  # fixed binary and flags, no shell
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+            # Its own session: a Ctrl-C in our terminal must not kill the server before we have
+            # shut down cleanly; we stop it ourselves, last (and it dies with us regardless).
+            self.proc = subprocess.Popen(  # noqa: S603
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         ports_file = ports_dir / f"{Path(binary).name}_{self.proc.pid}.ports"
         while time.monotonic() < deadline:
