@@ -35,6 +35,7 @@ class BrainProcess:
     projector: Projector
     bus: EventBus
     api: uvicorn.Server
+    read_model: ReadModel | None = None
     workers: list[tuple[Worker, NATS]] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -70,12 +71,13 @@ async def start_brain_process(
         wait_for=projector.wait_for,
         counters=lambda: {"malformed": brain.ingest.stats.malformed},
         bus=bus,
+        keepalive=settings.sse_keepalive,
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
-        access_log=False, lifespan="off",
+        access_log=False, lifespan="off", timeout_graceful_shutdown=5,
     ))  # fmt: skip
-    proc = BrainProcess(rt, brain, projector, bus, server)
+    proc = BrainProcess(rt, brain, projector, bus, server, read_model=ctx.read_model)
     proc.tasks += [
         asyncio.create_task(projector.run(stop), name="projector"),
         asyncio.create_task(brain.run(stop), name="brain"),
@@ -109,3 +111,5 @@ async def stop_brain_process(proc: BrainProcess) -> None:
         with contextlib.suppress(Exception):
             await conn.close()
     await proc.projector.close()
+    if proc.read_model is not None:
+        await proc.read_model.close()  # its thread would keep the process alive

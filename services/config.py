@@ -42,12 +42,19 @@ class Settings:
     anthropic_base_url: str | None = None
     cors_origins: tuple[str, ...] = ()
     api_host: str = "127.0.0.1"
+    api_url_override: str | None = None
+    sse_keepalive: float = 15.0
 
     def nats(self, url: str, name: str) -> NatsSettings:
         """Connection settings for `url` with this configuration's creds and timeout."""
         return NatsSettings(
             url=url, creds=self.nats_creds, name=name, first_connect_within=self.nats_connect_within
         )
+
+    @property
+    def api_url(self) -> str:
+        """Where the CLI finds the Brain API (`BAKER_API_URL`, else this machine's port)."""
+        return self.api_url_override or f"http://127.0.0.1:{self.api_port}"
 
     @property
     def nats_url_or_default(self) -> str:
@@ -87,6 +94,8 @@ class Settings:
             anthropic_base_url=env.get("ANTHROPIC_BASE_URL") or None,
             cors_origins=_list(env, "BAKER_CORS_ORIGINS") or (),
             api_host=env.get("BAKER_API_HOST") or "127.0.0.1",
+            api_url_override=env.get("BAKER_API_URL") or None,
+            sse_keepalive=_float(env, "BAKER_SSE_KEEPALIVE_SECONDS", 15.0),
         )
 
 

@@ -52,6 +52,20 @@ class EventBus:
         finally:
             with contextlib.suppress(Exception):
                 await batches.aclose()
+            self.close()
+
+    def close(self) -> None:
+        """Tell every subscriber the feed has ended (their streams close)."""
+        for key, queues in list(self._subs.items()):
+            for queue in list(queues):
+                self._end(key, queue)
+
+    def _end(self, key: str, queue: asyncio.Queue[StoredEvent | None]) -> None:
+        self.unsubscribe(key, queue)
+        with contextlib.suppress(asyncio.QueueEmpty):
+            while queue.full():
+                queue.get_nowait()
+        queue.put_nowait(None)
 
     def _deliver(self, item: StoredEvent) -> None:
         for key in (item.envelope.aggregate_id, ALL):
@@ -60,7 +74,4 @@ class EventBus:
                     queue.put_nowait(item)
                 except asyncio.QueueFull:
                     log.warning("dropping a live-event subscriber that fell behind")
-                    self.unsubscribe(key, queue)
-                    with contextlib.suppress(asyncio.QueueFull):
-                        queue.get_nowait()
-                        queue.put_nowait(None)
+                    self._end(key, queue)

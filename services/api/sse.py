@@ -13,6 +13,7 @@ from domain.events import to_document
 from services.api.bus import ALL, EventBus
 from services.api.context import ApiContext
 
+_GONE = b'event: error\ndata: {"error": "the live feed ended (server stopping, or this client fell behind); reconnect"}\n\n'  # noqa: E501
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
@@ -66,7 +67,7 @@ async def _job_stream(
                 yield b": keep-alive\n\n"
                 continue
             if item is None:
-                yield b'event: error\ndata: {"error": "the client fell too far behind"}\n\n'
+                yield _GONE
                 return
             if item.seq <= last_seq:
                 continue  # already in the replayed history
@@ -92,7 +93,7 @@ async def follow_all(ctx: ApiContext, aggregate: str | None) -> AsyncIterator[by
                 yield b": keep-alive\n\n"
                 continue
             if item is None:
-                yield b'event: error\ndata: {"error": "the client fell too far behind"}\n\n'
+                yield _GONE
                 return
             if aggregate is None or item.envelope.aggregate == aggregate:
                 yield frame(item)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from adapters.nats.connection import NatsUnavailable
 from adapters.nats.server import NatsServerMissing
 from adapters.nats.streams import ProvisioningError
-from services.cli import daemon_cmd, lifecycle_cmd, readmodel_cmd, system_cmd
+from services.cli import daemon_cmd, jobs_cmd, lifecycle_cmd, readmodel_cmd, system_cmd
 from services.cli.output import fail
 from services.config import ConfigError, Settings
 from services.logs import setup_logging
@@ -18,6 +18,7 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 REGISTRARS = (
     system_cmd.register,
     daemon_cmd.register,
+    jobs_cmd.register,
     readmodel_cmd.register,
     lifecycle_cmd.register,
 )

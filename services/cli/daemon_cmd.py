@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from services.cli.app_support import run_async
+from services.cli.output import usage_error
 from services.config import Settings
 from services.daemons import run_brain, run_worker
 
@@ -22,5 +23,5 @@ def register(commands: Any) -> None:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.concurrency is not None and args.concurrency < 1:
-        raise SystemExit("baker worker: error: --concurrency must be at least 1")
+        usage_error("baker worker: --concurrency must be at least 1")
     return run_async(run_worker(settings, args.concurrency))

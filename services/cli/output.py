@@ -41,3 +41,9 @@ def fail(message: str, code: int = 1) -> int:
     errors.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.stderr.flush()
     return code
+
+
+def usage_error(message: str) -> None:
+    """A bad argument found after parsing: say so and exit 2, like argparse does."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise SystemExit(2)

@@ -9,7 +9,7 @@ from adapters.nats.connection import connect
 from adapters.nats.streams import ProvisioningError, provision
 from services.bootstrap import topology
 from services.cli.app_support import run_async
-from services.cli.output import emit_table, fail
+from services.cli.output import emit_table, fail, usage_error
 from services.config import Settings
 from services.up import UpOptions, run_up
 
@@ -32,7 +32,7 @@ def register(commands: Any) -> None:
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     if args.workers < 0:
-        raise SystemExit("baker up: error: --workers must be 0 or more")
+        usage_error("baker up: --workers must be 0 or more")
     return run_async(run_up(settings, UpOptions(nats_port=args.nats_port, workers=args.workers)))
 
 

@@ -40,8 +40,13 @@ class BakerProcess:
         self._queue.put(None)
 
     def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the exit; every line printed is then in `lines`."""
         code = self.proc.wait(timeout)
         self._reader.join(timeout)
+        while not self._queue.empty():
+            line = self._queue.get_nowait()
+            if line is not None:
+                self.lines.append(line)
         return code
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:

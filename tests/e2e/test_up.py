@@ -1,26 +1,17 @@
-"""`baker up` on the embedded default: starts nats-server, stops it, keeps the data."""
+"""`baker up` on the embedded default: everything in one process, nothing left behind, and
+the data survives a restart."""
 
 from __future__ import annotations
 
-import re
+import asyncio
 import signal
 import time
 from pathlib import Path
 
-from adapters.eventstore import NEW
-from adapters.nats.connection import NatsSettings, connect
-from adapters.nats.event_store import JetStreamEventStore
-from domain.events import JobDispatched
+import httpx
+
 from tests.e2e.procs import BakerProcess, pid_alive
-
-
-def start_up(data_dir: Path) -> tuple[BakerProcess, str, int]:
-    proc = BakerProcess("up", env={"BAKER_DATA_DIR": str(data_dir), "BAKER_NATS_URL": ""})
-    line = proc.wait_for("baker up: NATS")
-    match = re.search(r"NATS (nats://\S+) \(embedded, pid (\d+)\)", line)
-    assert match, line
-    proc.wait_for("running;")
-    return proc, match.group(1), int(match.group(2))
+from tests.e2e.system import running, start
 
 
 def wait_gone(pid: int, timeout: float = 10.0) -> bool:
@@ -32,30 +23,59 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
     return True
 
 
-async def test_up_runs_embedded_nats_and_sigterm_leaves_nothing_behind(tmp_path: Path) -> None:
-    proc, url, nats_pid = start_up(tmp_path / "data")
-    assert pid_alive(nats_pid)
-    nc = await connect(NatsSettings(url=url))
-    store = JetStreamEventStore(nc)
-    await store.append("job", "job-kept", [JobDispatched(job_type="command", payload={})], NEW)
-    await store.close()
-    await nc.close()
-    assert proc.stop(signal.SIGTERM) == 0
-    assert wait_gone(nats_pid)
+def nats_pid(proc: BakerProcess) -> int:
+    line = next(x for x in proc.lines if "baker up: NATS" in x)
+    return int(line.rsplit("pid ", 1)[1].rstrip(")"))
 
-    again, _, pid2 = start_up(tmp_path / "data")
-    assert any("event log holds 1 events" in line for line in again.lines)
-    assert again.stop(signal.SIGINT) == 0
-    assert wait_gone(pid2)
+
+async def completed(url: str, headers: dict[str, str], command: str) -> str:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
+        job = (
+            await c.post("/api/jobs", json={"type": "command", "payload": {"command": command}})
+        ).json()
+        deadline = time.monotonic() + 30
+        while (await c.get(f"/api/jobs/{job['id']}")).json().get("status") != "completed":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)  # polling the read model
+        return str(job["id"])
+
+
+async def test_up_runs_everything_and_a_restart_keeps_the_data(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running(data, token="t0k") as first:
+        job_id = await completed(first.url, first.headers, "echo before-restart")
+        pid = nats_pid(first.proc)
+    assert wait_gone(pid)  # SIGTERM (in `running`) stopped the child nats-server too
+
+    with running(data, token="t0k") as second:
+        assert any(
+            "event log holds" in line and "holds 0 " not in line for line in second.proc.lines
+        )
+        async with httpx.AsyncClient(base_url=second.url, headers=second.headers) as c:
+            earlier = (await c.get(f"/api/jobs/{job_id}")).json()
+        assert earlier["status"] == "completed"
+        assert earlier["result"]["stdout"] == "before-restart\n"
+        await completed(second.url, second.headers, "echo after-restart")
 
 
 def test_a_killed_up_takes_its_nats_server_with_it(tmp_path: Path) -> None:
-    proc, _, nats_pid = start_up(tmp_path / "data")
-    proc.stop(signal.SIGKILL)
-    assert wait_gone(nats_pid)
+    system = start(tmp_path / "data")
+    pid = nats_pid(system.proc)
+    system.proc.stop(signal.SIGKILL)
+    assert wait_gone(pid)
+
+
+def test_sigint_stops_everything_cleanly(tmp_path: Path) -> None:
+    system = start(tmp_path / "data")
+    pid = nats_pid(system.proc)
+    assert system.proc.stop(signal.SIGINT, timeout=60) == 0
+    assert any("baker up: stopping" in line for line in system.proc.lines)
+    assert wait_gone(pid)
 
 
 def test_baker_help_lists_the_commands() -> None:
     proc = BakerProcess("--help")
     proc.wait_for("lifecycle")
     assert proc.wait() == 0
+    for command in ("up", "dispatch", "jobs", "history", "tail", "rebuild", "verify", "health"):
+        assert any(f"    {command} " in line for line in proc.lines), command
