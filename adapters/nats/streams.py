@@ -31,6 +31,7 @@ DISPATCH_SUBJECT = "baker.jobs.dispatch"
 WORKERS_CONSUMER = "workers"
 INGEST_CONSUMER = "brain-ingest"
 ADVISORIES_CONSUMER = "brain-advisories"
+TASKS_CONSUMER = "brain-tasks"
 CANCELS_BUCKET = "baker-cancels"
 CANCELS_STREAM = f"KV_{CANCELS_BUCKET}"
 CANCELS_PREFIX = f"$KV.{CANCELS_BUCKET}"
@@ -146,6 +147,18 @@ def ingest_consumer(topo: Topology) -> ConsumerConfig:
     )
 
 
+def tasks_consumer(_topo: Topology) -> ConsumerConfig:
+    """Task runners' status and result messages, for the Brain's task ingest."""
+    return ConsumerConfig(
+        durable_name=TASKS_CONSUMER,
+        filter_subject="baker.tasks.>",
+        ack_policy=AckPolicy.EXPLICIT,
+        ack_wait=30.0,
+        max_deliver=-1,
+        max_ack_pending=10_000,
+    )
+
+
 def advisories_consumer(_topo: Topology) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=ADVISORIES_CONSUMER,
@@ -245,6 +258,7 @@ async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict
         (JOBS_STREAM, workers_consumer),
         (JOBS_STREAM, ingest_consumer),
         (ADVISORIES_STREAM, advisories_consumer),
+        (TASKS_STREAM, tasks_consumer),
     ):
         ccfg = consumer(topo)
         done[f"{stream}/{ccfg.durable_name}"] = await ensure_consumer(jsm, stream, ccfg)

@@ -44,7 +44,8 @@ class ApiContext:
     wait_for: Callable[[int, float], Awaitable[bool]] | None = None
     counters: Callable[[], dict[str, Any]] = dict
     health: Callable[[], Awaitable[dict[str, Any]]] | None = None
-    launch_task: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
+    # POST /api/tasks: (body) -> (HTTP status, JSON answer); None while task pods are off.
+    launch_task: Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
     keepalive: float = 15.0
     max_body: int = 1 << 20
     bus: Any = None  # services.api.bus.EventBus: live events for SSE

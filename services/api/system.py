@@ -126,7 +126,8 @@ async def launch_task(request: Request) -> Any:
         return JSONResponse({"error": "body: not valid JSON"}, status_code=400)
     if not isinstance(body, dict):
         return JSONResponse({"error": "body: must be a JSON object"}, status_code=400)
-    return await ctx.launch_task(body)
+    status, doc = await ctx.launch_task(body)
+    return JSONResponse(doc, status_code=status)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
