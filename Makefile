@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck unit integration e2e bench clean nats-server deps
+.PHONY: up test lint typecheck unit integration e2e bench clean nats-server deps browser-deps
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required (found " + sys.version.split()[0] + ")")'
@@ -17,6 +17,16 @@ deps: $(STAMP) nats-server
 
 nats-server:
 	@scripts/ensure-nats-server.sh
+
+# The dashboard's browser test: Debian's Chromium driven by playwright-core (no browser download).
+BROWSER_DIR := tests/e2e/browser
+
+browser-deps: $(BROWSER_DIR)/node_modules/.installed-stamp
+	@scripts/ensure-chromium.sh
+
+$(BROWSER_DIR)/node_modules/.installed-stamp: $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
+	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
+	@touch $@
 
 up: deps
 	$(BIN)/baker up
@@ -34,7 +44,7 @@ unit: $(STAMP)
 integration: deps
 	$(BIN)/pytest -q tests/integration tests/e2e
 
-test: deps lint typecheck
+test: deps browser-deps lint typecheck
 	$(BIN)/pytest -q
 
 bench: deps

@@ -85,10 +85,11 @@ def decode(kind: type[M], raw: bytes | str) -> M:
         msg = kind.model_validate(doc)
     except ValidationError as exc:
         raise WireError(*first_error(exc)) from None
-    try:
-        check_id(getattr(msg, "id", "x"), "id")
-    except InvalidId as exc:
-        raise WireError("id", str(exc).partition(": ")[2]) from None
+    if hasattr(msg, "id"):
+        try:
+            check_id(msg.id, "id")
+        except InvalidId as exc:
+            raise WireError("id", str(exc).partition(": ")[2]) from None
     return msg
 
 

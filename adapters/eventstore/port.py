@@ -16,7 +16,7 @@ import random
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -127,6 +127,10 @@ class EventStore(abc.ABC):
         self._cache: OrderedDict[tuple[str, str], tuple[Any, Position]] = OrderedDict()
         self._cache_size = cache_size
         self._max_attempts = max_attempts
+        # Set by a Brain: refuses appends once it is no longer the leader, and stamps each
+        # event with the fencing generation it writes under.
+        self.fence: Callable[[str], None] | None = None
+        self.generation: int | None = None
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -190,6 +194,8 @@ class EventStore(abc.ABC):
         cause (a redelivered message) inside the dedupe window stores nothing new.
         """
         event_subject(aggregate, aggregate_id)  # refuses ids that are not subject tokens
+        if self.fence is not None:
+            self.fence(aggregate)
         envelopes = [
             Envelope(
                 event_id=_event_id(causation_id, aggregate, aggregate_id, i),
@@ -200,6 +206,7 @@ class EventStore(abc.ABC):
                 data=event,
                 trace_id=trace_id,
                 causation_id=causation_id,
+                generation=self.generation,
             )
             for i, event in enumerate(events)
         ]

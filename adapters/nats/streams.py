@@ -35,6 +35,9 @@ TASKS_CONSUMER = "brain-tasks"
 CANCELS_BUCKET = "baker-cancels"
 CANCELS_STREAM = f"KV_{CANCELS_BUCKET}"
 CANCELS_PREFIX = f"$KV.{CANCELS_BUCKET}"
+LEADER_BUCKET = "baker-leader"
+LEADER_STREAM = f"KV_{LEADER_BUCKET}"
+LEADER_KEY = f"$KV.{LEADER_BUCKET}.brain"
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.*"
 DAY = 86_400.0
 
@@ -105,6 +108,13 @@ def advisories_stream(topo: Topology) -> StreamConfig:
         num_replicas=topo.replicas,
         duplicate_window=120.0,
     )
+
+
+def leader_stream(topo: Topology) -> StreamConfig:
+    """A KV bucket holding the active Brain and its fencing generation (compare-and-set)."""
+    config = cancels_stream(topo)
+    config.name, config.subjects, config.max_age = LEADER_STREAM, [f"$KV.{LEADER_BUCKET}.>"], 0
+    return config
 
 
 def cancels_stream(topo: Topology) -> StreamConfig:
@@ -251,7 +261,10 @@ async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict
     """Every stream and consumer of the system; returns what was created or found."""
     topo = topo or Topology()
     done: dict[str, str] = {}
-    for config in (jobs_stream, events_stream, tasks_stream, advisories_stream, cancels_stream):
+    streams = (
+        jobs_stream, events_stream, tasks_stream, advisories_stream, cancels_stream, leader_stream,
+    )  # fmt: skip
+    for config in streams:
         cfg = config(topo)
         done[str(cfg.name)] = await ensure_stream(jsm, cfg)
     for stream, consumer in (

@@ -46,6 +46,7 @@ class Envelope:
     data: DomainEvent
     trace_id: str | None = None
     causation_id: str | None = None
+    generation: int | None = None  # fencing generation of the Brain that appended it
 
     @property
     def type(self) -> str:
@@ -126,6 +127,8 @@ def to_document(env: Envelope) -> JsonDict:
         doc["traceId"] = env.trace_id
     if env.causation_id is not None:
         doc["causationId"] = env.causation_id
+    if env.generation is not None:
+        doc["generation"] = env.generation
     return doc
 
 
@@ -148,6 +151,8 @@ def encode_event(env: Envelope) -> bytes:
         head["traceId"] = env.trace_id
     if env.causation_id is not None:
         head["causationId"] = env.causation_id
+    if env.generation is not None:
+        head["generation"] = env.generation
     data = env.data.model_dump_json(by_alias=True, exclude_none=True).encode()
     return orjson.dumps(head, option=orjson.OPT_UTC_Z)[:-1] + b',"data":' + data + b"}"
 
@@ -219,6 +224,7 @@ def from_document(doc: JsonDict) -> Envelope:
         data=event,
         trace_id=_opt_str(doc, "traceId"),
         causation_id=_opt_str(doc, "causationId"),
+        generation=_opt_int(doc, "generation"),
     )
 
 
@@ -227,6 +233,13 @@ def _explain(doc: JsonDict) -> None:
         value = doc.get(key)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise EventDecodeError(f"{key}: missing or not a {kind.__name__}")
+
+
+def _opt_int(doc: JsonDict, key: str) -> int | None:
+    value = doc.get(key)
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise EventDecodeError(f"{key}: must be an integer")
 
 
 def _opt_str(doc: JsonDict, key: str) -> str | None:

@@ -109,7 +109,13 @@ def _guard(
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > ctx.max_body):
             return error(413, f"request body larger than {ctx.max_body} bytes")
-        return await call_next(request)
+        if request.method != "POST":
+            return await call_next(request)
+        ctx.brain.inflight += 1  # a draining Brain waits for these before handing over
+        try:
+            return await call_next(request)
+        finally:
+            ctx.brain.inflight -= 1
 
     return middleware
 

@@ -24,6 +24,7 @@ class BrainStatus:
     instance: str = "brain"
     mode: str = "single"
     started: float = field(default_factory=lambda: asyncio.get_event_loop().time())
+    inflight: int = 0  # requests being served that may change something (drain waits for 0)
 
     @property
     def accepting(self) -> bool:

@@ -62,22 +62,26 @@ class Brain:
         for observer in self._observers:
             observer(job_id, outcome)
 
+    async def run_work(self, stop: asyncio.Event) -> None:
+        """Ingest, advisories and the watchdog until `stop`; in-flight ingest is finished."""
+        await asyncio.gather(
+            self.ingest.run(stop), self.advisories.run(stop), self.watchdog.run(stop)
+        )
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Ingest, advisories, watchdog and heartbeat until `stop`."""
+        """Work and heartbeat until `stop` (a Brain that is always the only one)."""
         try:
             await asyncio.gather(
-                self.ingest.run(stop),
-                self.advisories.run(stop),
-                self.watchdog.run(stop),
+                self.run_work(stop),
                 heartbeat.beat(
-                    self._nc, "brain", self.instance, self._details, stop,
+                    self._nc, "brain", self.instance, self.details, stop,
                     self.settings.heartbeat_every,
                 ),
             )  # fmt: skip
         finally:
             await self.queue.close()
 
-    def _details(self) -> dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         stats = self.ingest.stats
         return {
             "ingested": stats.processed,

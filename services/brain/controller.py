@@ -1,0 +1,282 @@
+"""A Brain's role over time: pending → active → draining → shutdown (blue-green handoff).
+
+An active Brain that receives `ready` from a pending one records the handoff, drains (no new
+dispatches, ingest and watchdogs stopped after finishing what is in flight), sends `clear`
+and waits for `ack`: the new Brain takes the next fencing generation and answers `ack`. If no
+`ack` comes and the generation did not move, the old Brain aborts and resumes. A pending Brain
+that hears nothing (or `abort`) becomes active on its own after its timeout; the old one, if
+alive, sees the newer generation and stops. Every step is an event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from adapters.eventstore import EventStore
+from adapters.nats.leader import Leader
+from domain import commands as c
+from domain.handoff import HANDOFF_SUBJECT, HandoffMessage, decode_handoff
+from domain.wire import WireError
+from services.api.context import BrainStatus
+from services.brain.brain import Brain
+from services.brain.leadership import Leadership
+
+log = logging.getLogger("baker.brain.handoff")
+
+
+@dataclass(frozen=True)
+class HandoffSettings:
+    pending_timeout: float = 120.0
+    drain_cap: float = 60.0
+    ack_timeout: float = 30.0
+    ready_every: float = 5.0
+
+
+class Controller:
+    def __init__(
+        self,
+        nc: NATS,
+        store: EventStore,
+        brain: Brain,
+        status: BrainStatus,
+        leadership: Leadership,
+        settings: HandoffSettings | None = None,
+        *,
+        stale_handoffs: Callable[[], Awaitable[list[str]]] | None = None,
+    ) -> None:
+        self._nc = nc
+        self._store = store
+        self.brain = brain
+        self.status = status
+        self.leadership = leadership
+        self.settings = settings or HandoffSettings()
+        self._stale_handoffs = stale_handoffs
+        self._inbox: asyncio.Queue[HandoffMessage] = asyncio.Queue()
+        self._lost = asyncio.Event()
+        self._work: asyncio.Task[None] | None = None
+        self._work_stop = asyncio.Event()
+        self.malformed = 0
+
+    @property
+    def me(self) -> str:
+        return self.leadership.instance
+
+    async def run(self, role: Literal["active", "pending"], stop: asyncio.Event) -> None:
+        """Play the role until `stop`, a completed handoff, or being fenced."""
+        sub = await self._nc.subscribe(HANDOFF_SUBJECT, cb=self._receive)
+        await self.leadership.watch(self._fenced)
+        try:
+            await self._record(
+                "brain", self.me, c.StartBrain(role=role, version=self.status.version)
+            )
+            self._set("pending")
+            if role == "pending":
+                await self._join(stop)
+            else:
+                await self._activate(fresh=True)
+            await self._serve(stop)
+        finally:
+            await self._stop_work()
+            await sub.unsubscribe()
+            await self.leadership.close()
+
+    # --- active --------------------------------------------------------------------------
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        while self.status.state == "active":
+            msg = await self._next(stop)
+            if msg is None:  # stopped or fenced
+                reason = "fenced by a newer generation" if self._lost.is_set() else "stopped"
+                await self._shut_down(reason)
+                return
+            if msg.type == "ready" and msg.from_instance != self.me:
+                await self._hand_over(msg)
+
+    async def _next(self, stop: asyncio.Event) -> HandoffMessage | None:
+        waiters = [
+            asyncio.ensure_future(x) for x in (self._inbox.get(), stop.wait(), self._lost.wait())
+        ]
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for w in pending:
+            w.cancel()
+        first = waiters[0]
+        if first in done:
+            return first.result()
+        return None
+
+    async def _hand_over(self, ready: HandoffMessage) -> None:
+        handoff = f"handoff-{uuid.uuid4().hex[:12]}"
+        assert self.leadership.mine is not None
+        generation = self.leadership.mine + 1
+        log.info("handing over to %s (generation %d)", ready.from_instance, generation)
+        try:
+            await self._record("handoff", handoff, c.RequestHandoff(
+                to_instance=ready.from_instance, to_version=ready.version,
+                generation=generation, from_instance=self.me,
+            ))  # fmt: skip
+            await self._record("brain", self.me, c.DrainBrain(handoff_id=handoff))
+            self._set("draining")
+            await self._record(
+                "handoff",
+                handoff,
+                c.StartHandoffDrain(from_instance=self.me, from_version=self.status.version),
+            )
+            await self._drain()
+            await self._send(
+                "clear", to=ready.from_instance, generation=generation, handoff_id=handoff
+            )
+            if await self._acknowledged(handoff, ready.from_instance, generation):
+                await self._record("handoff", handoff, c.CompleteHandoff(generation=generation))
+                await self._shut_down(f"handed over to {ready.from_instance}")
+                return
+            await self._abort(
+                handoff, ready.from_instance, "no ack in time and the generation did not move"
+            )
+        except Exception as exc:
+            log.exception("handoff failed")
+            await self._abort(handoff, ready.from_instance, f"handoff failed: {exc}")
+
+    async def _drain(self) -> None:
+        """Stop taking work, finish what is in flight (bounded by the drain cap)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.drain_cap
+        await self._stop_work(deadline - loop.time())
+        while self.status.inflight > 0 and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)  # polling the API's in-flight request counter
+
+    async def _acknowledged(self, handoff: str, to: str, generation: int) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.ack_timeout
+        while (left := deadline - loop.time()) > 0:
+            try:
+                msg = await asyncio.wait_for(self._inbox.get(), left)
+            except TimeoutError:
+                break
+            if msg.type == "ack" and msg.handoff_id == handoff and msg.from_instance == to:
+                return True
+            if msg.type == "abort" and msg.handoff_id == handoff:
+                return False
+        # The ack may have been lost while the new Brain did take over: the record decides.
+        current = await self.leadership.refresh()
+        return current is not None and current.instance == to and current.generation >= generation
+
+    async def _abort(self, handoff: str, to: str, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._send("abort", to=to, handoff_id=handoff, reason=reason)
+        await self._record("handoff", handoff, c.AbortHandoff(reason=reason))
+        current = await self.leadership.refresh()
+        if self.leadership.leading:
+            await self._record("brain", self.me, c.ResumeBrain(handoff_id=handoff, reason=reason))
+            self._set("active")
+            self._start_work()
+        else:
+            holder = current.instance if current else "nobody"
+            await self._shut_down(f"handoff aborted but {holder} now leads")
+
+    # --- pending -------------------------------------------------------------------------
+
+    async def _join(self, stop: asyncio.Event) -> None:
+        """Ask the active Brain to hand over; activate on `clear`, or alone after the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.pending_timeout
+        await self._send("ready")
+        next_ready = loop.time() + self.settings.ready_every
+        clear: HandoffMessage | None = None
+        while clear is None and not stop.is_set() and (left := deadline - loop.time()) > 0:
+            try:
+                msg = await asyncio.wait_for(
+                    self._inbox.get(), min(left, max(next_ready - loop.time(), 0.01))
+                )
+            except TimeoutError:
+                if loop.time() >= next_ready:  # the active Brain may have missed the first one
+                    await self._send("ready")
+                    next_ready = loop.time() + self.settings.ready_every
+                continue
+            if msg.to_instance == self.me and msg.type == "clear":
+                clear = msg
+            elif msg.to_instance == self.me and msg.type == "abort":
+                log.warning("handoff aborted by %s: %s", msg.from_instance, msg.reason)
+                break
+        if stop.is_set():
+            return
+        await self._activate(fresh=clear is None)
+        if clear is not None:
+            await self._send(
+                "ack",
+                to=clear.from_instance,
+                handoff_id=clear.handoff_id,
+                generation=self.leadership.mine or 0,
+            )
+
+    async def _activate(self, *, fresh: bool) -> None:
+        taken = await self.leadership.take()
+        await self._record(
+            "brain", self.me, c.ActivateBrain(generation=taken.generation, fresh_start=fresh)
+        )
+        self._store.generation = taken.generation
+        self._set("active")
+        if fresh and self._stale_handoffs is not None:
+            for handoff in await self._stale_handoffs():
+                with contextlib.suppress(Exception):
+                    await self._record(
+                        "handoff", handoff, c.AbortHandoff(reason=f"{self.me} started fresh")
+                    )
+        self._start_work()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def _start_work(self) -> None:
+        self._work_stop = asyncio.Event()
+        self._work = asyncio.create_task(self.brain.run_work(self._work_stop), name="brain-work")
+
+    async def _stop_work(self, within: float | None = None) -> None:
+        self._work_stop.set()
+        if self._work is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(self._work), within)
+            self._work = None
+
+    async def _shut_down(self, reason: str) -> None:
+        await self._stop_work(self.settings.drain_cap)
+        with contextlib.suppress(Exception):
+            await self._record("brain", self.me, c.ShutDownBrain(reason=reason))
+        self._set("shutdown")
+        log.info("brain %s shut down: %s", self.me, reason)
+
+    async def _fenced(self, leader: Leader) -> None:
+        if self.status.state == "active":
+            self._lost.set()
+
+    def _set(self, state: str) -> None:
+        self.status.state = state
+
+    async def _record(self, aggregate: str, agg_id: str, cmd: Any) -> None:
+        await self._store.execute(aggregate, agg_id, cmd)
+
+    async def _send(self, kind: str, *, to: str | None = None, **fields: Any) -> None:
+        msg = HandoffMessage(
+            type=kind, from_instance=self.me, to_instance=to, version=self.status.version,  # type: ignore[arg-type]
+            timestamp=datetime.now(UTC), **fields,
+        )  # fmt: skip
+        await self._nc.publish(HANDOFF_SUBJECT, msg.encode())
+        await self._nc.flush()
+
+    async def _receive(self, msg: Msg) -> None:
+        try:
+            parsed = decode_handoff(msg.data)
+        except WireError as exc:
+            self.malformed += 1
+            log.error("malformed handoff message: %s", exc)
+            return
+        if parsed.from_instance != self.me:
+            self._inbox.put_nowait(parsed)
