@@ -6,20 +6,24 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from nats.aio.client import Client as NATS
 
 from adapters.nats.connection import connect
+from adapters.nats.leader import LeaderRecord
 from adapters.sqlite import ReadModel
+from services import heartbeat
 from services.api.app import create_app
 from services.api.bus import EventBus
 from services.api.context import ApiContext, BrainStatus
 from services.bootstrap import Runtime
 from services.brain.brain import Brain
+from services.brain.controller import Controller
+from services.brain.leadership import Leadership
 from services.config import Settings
-from services.daemons import brain_settings, worker_settings
+from services.daemons import brain_settings, handoff_settings, worker_settings
 from services.projector import Projector, ProjectorSettings
 from services.worker.worker import Worker
 
@@ -36,6 +40,7 @@ class BrainProcess:
     bus: EventBus
     api: uvicorn.Server
     read_model: ReadModel | None = None
+    controller: Controller | None = None
     workers: list[tuple[Worker, NATS]] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -51,6 +56,7 @@ async def start_brain_process(
     url: str,
     *,
     workers: int = 0,
+    role: Literal["active", "pending"] = "active",
 ) -> BrainProcess:
     """Open the read model, start the Brain, the projector, the live bus, the API and workers."""
     if settings.api_token is None:
@@ -64,10 +70,13 @@ async def start_brain_process(
     await projector.open()
     brain = Brain(rt.nc, rt.store, brain_settings(settings))
     bus = EventBus(rt.store)
+    status = BrainStatus(
+        instance=brain.instance, version=settings.brain_version, state="pending", mode=role
+    )
     ctx = ApiContext(
         nc=rt.nc, store=rt.store, dispatcher=brain.dispatcher, queue=brain.queue,
         read_model=ReadModel(settings.db_path), token=settings.api_token,
-        cors_origins=settings.cors_origins, brain=BrainStatus(instance=brain.instance),
+        cors_origins=settings.cors_origins, brain=status,
         wait_for=projector.wait_for,
         counters=lambda: {"malformed": brain.ingest.stats.malformed},
         bus=bus,
@@ -77,10 +86,29 @@ async def start_brain_process(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
         access_log=False, lifespan="off", timeout_graceful_shutdown=5,
     ))  # fmt: skip
+    leadership = Leadership(LeaderRecord(rt.nc), brain.instance, settings.brain_version)
+    rt.store.fence = leadership.check  # only the leader changes jobs and tasks
+    controller = Controller(
+        rt.nc, rt.store, brain, status, leadership, handoff_settings(settings),
+        stale_handoffs=lambda: _open_handoffs(ctx.read_model),
+    )  # fmt: skip
+
+    async def play_role() -> None:
+        await controller.run(role, stop)
+        stop.set()  # handed over or fenced: this process is done
+
+    def details() -> dict[str, Any]:
+        return {"state": status.state, "generation": leadership.mine, **brain.details()}
+
     proc = BrainProcess(rt, brain, projector, bus, server, read_model=ctx.read_model)
+    proc.controller = controller
     proc.tasks += [
         asyncio.create_task(projector.run(stop), name="projector"),
-        asyncio.create_task(brain.run(stop), name="brain"),
+        asyncio.create_task(play_role(), name="brain"),
+        asyncio.create_task(
+            heartbeat.beat(rt.nc, "brain", brain.instance, details, stop, settings.heartbeat_every),
+            name="brain-heartbeat",
+        ),
         asyncio.create_task(bus.run(stop), name="bus"),
         asyncio.create_task(server.serve(), name="api"),
     ]
@@ -97,6 +125,15 @@ async def start_brain_process(
     return proc
 
 
+async def _open_handoffs(read_model: ReadModel) -> list[str]:
+    """Handoffs left half-way by a Brain that vanished (a fresh start aborts them)."""
+    db = await read_model.db()
+    async with db.execute(
+        "SELECT id FROM handoffs WHERE status IN ('requested', 'draining')"
+    ) as cur:
+        return [row[0] async for row in cur]
+
+
 async def _raise_first(tasks: list[asyncio.Task[Any]]) -> None:
     for task in tasks:
         if task.done() and task.exception() is not None:
@@ -107,6 +144,7 @@ async def stop_brain_process(proc: BrainProcess) -> None:
     """After `stop` is set: stop serving HTTP, let workers finish, wait for every loop."""
     proc.api.should_exit = True
     await asyncio.gather(*proc.tasks, return_exceptions=True)
+    await proc.brain.queue.close()
     for _, conn in proc.workers:
         with contextlib.suppress(Exception):
             await conn.close()

@@ -44,6 +44,11 @@ class Settings:
     api_host: str = "127.0.0.1"
     api_url_override: str | None = None
     sse_keepalive: float = 15.0
+    brain_role: Literal["active", "pending"] = "active"
+    brain_version: str = "0.1.0"
+    handoff_pending_timeout: float = 120.0
+    handoff_drain_cap: float = 60.0
+    handoff_ack_timeout: float = 30.0
 
     def nats(self, url: str, name: str) -> NatsSettings:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -96,6 +101,11 @@ class Settings:
             api_host=env.get("BAKER_API_HOST") or "127.0.0.1",
             api_url_override=env.get("BAKER_API_URL") or None,
             sse_keepalive=_float(env, "BAKER_SSE_KEEPALIVE_SECONDS", 15.0),
+            brain_role=_role(env),
+            brain_version=env.get("BAKER_BRAIN_VERSION") or "0.1.0",
+            handoff_pending_timeout=_float(env, "BAKER_HANDOFF_PENDING_TIMEOUT", 120.0),
+            handoff_drain_cap=_float(env, "BAKER_HANDOFF_DRAIN_CAP", 60.0),
+            handoff_ack_timeout=_float(env, "BAKER_HANDOFF_ACK_TIMEOUT", 30.0),
         )
 
 
@@ -110,6 +120,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value <= 86_400:
         raise ConfigError(f"{name}: {value} is outside (0, 86400]")
     return value
+
+
+def _role(env: Mapping[str, str]) -> Literal["active", "pending"]:
+    role = env.get("BAKER_BRAIN_ROLE") or "active"
+    if role not in ("active", "pending"):
+        raise ConfigError(f"BAKER_BRAIN_ROLE: {role!r} is not 'active' or 'pending'")
+    return role  # type: ignore[return-value]
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:

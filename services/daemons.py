@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 from services.bootstrap import runtime
 from services.brain.brain import BrainSettings
+from services.brain.controller import HandoffSettings
 from services.config import Settings
 from services.signals import stop_on_signals
 from services.tuning import tune_gc
@@ -29,6 +31,14 @@ def worker_settings(settings: Settings, concurrency: int | None = None) -> Worke
     )
 
 
+def handoff_settings(settings: Settings) -> HandoffSettings:
+    return HandoffSettings(
+        pending_timeout=settings.handoff_pending_timeout,
+        drain_cap=settings.handoff_drain_cap,
+        ack_timeout=settings.handoff_ack_timeout,
+    )
+
+
 def brain_settings(settings: Settings) -> BrainSettings:
     return BrainSettings(stuck_after=settings.stuck_after, heartbeat_every=settings.heartbeat_every)
 
@@ -44,7 +54,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
     return 0
 
 
-async def run_brain(settings: Settings) -> int:
+async def run_brain(settings: Settings, role: Literal["active", "pending"] = "active") -> int:
     """The Brain with its API, its own read model (projector) and live bus."""
     from services.composition import start_brain_process, stop_brain_process  # noqa: PLC0415
 
@@ -53,8 +63,8 @@ async def run_brain(settings: Settings) -> int:
     stop_on_signals(stop)
     url = settings.nats_url_or_default
     async with runtime(settings, url, "baker-brain") as rt:
-        proc = await start_brain_process(rt, settings, stop, url)
-        print(f"baker brain {proc.brain.instance}: API on port {proc.port}", flush=True)
+        proc = await start_brain_process(rt, settings, stop, url, role=role)
+        print(f"baker brain {proc.brain.instance} ({role}): API on port {proc.port}", flush=True)
         await stop.wait()
         await stop_brain_process(proc)
     return 0

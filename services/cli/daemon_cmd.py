@@ -12,8 +12,14 @@ from services.daemons import run_brain, run_worker
 
 
 def register(commands: Any) -> None:
-    brain = commands.add_parser("brain", help="run the Brain: ingest, advisories, watchdog")
-    brain.set_defaults(handler=lambda _a, s: run_async(run_brain(s)))
+    brain = commands.add_parser(
+        "brain", help="run the Brain: API, dispatch, ingest, watchdogs, its read model"
+    )
+    brain.add_argument(
+        "--role", choices=["active", "pending"],
+        help="pending: ask the active Brain to hand over (default BAKER_BRAIN_ROLE or active)",
+    )  # fmt: skip
+    brain.set_defaults(handler=lambda a, s: run_async(run_brain(s, a.role or s.brain_role)))
     worker = commands.add_parser("worker", help="run a worker of the `workers` queue group")
     worker.add_argument(
         "--concurrency", type=int, help="jobs at once (default BAKER_WORKER_CONCURRENCY)"

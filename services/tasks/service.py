@@ -1,0 +1,302 @@
+"""Task pods on the Brain's side: launch, ingest of the runners' messages, deadlines.
+
+`launch` validates a request, asks a launcher on `baker.tasks.launch` (core request/reply) and
+records `TaskLaunched` with the launcher that answered; no answer or a refusal ends the task
+`failed`. `run` ingests the `brain-tasks` pull consumer like the job ingest (stream sequences
+as causation ids, malformed messages terminated and counted) and runs a deadline watchdog that
+times out any task past its deadline, even one whose runner never said a word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import ConnectionClosedError, NoRespondersError
+
+from adapters import tracing
+from adapters.eventstore import EventStore, StoredEvent, StoreUnavailable
+from adapters.nats.pull import PullSubscriber
+from adapters.nats.streams import TASKS_CONSUMER, TASKS_STREAM
+from domain import lifecycle
+from domain.commands import LaunchTask, RecordTaskStatus, TimeOutTask
+from domain.errors import FieldError
+from domain.events import TaskLaunched
+from domain.tasks import (
+    LAUNCH_SUBJECT,
+    LaunchReply,
+    LaunchRequest,
+    TaskResultMessage,
+    TaskStatusMessage,
+    decode,
+    parse_task_request,
+    record_command,
+)
+from domain.wire import WireError
+from services.serial import KeyedSerial
+
+log = logging.getLogger("baker.tasks")
+POISON_AFTER = 5  # deliveries of a message our own code keeps failing on
+UNKNOWN_AFTER = 10  # deliveries of a message for a task the log does not know
+
+
+@dataclass
+class TaskStats:
+    launched: int = 0
+    launch_failed: int = 0
+    processed: int = 0
+    malformed: int = 0
+    rejected: int = 0
+    unknown: int = 0
+    errors: int = 0
+    timed_out: int = 0
+    watching: int = 0
+
+
+class TaskService:
+    def __init__(
+        self,
+        nc: NATS,
+        store: EventStore,
+        *,
+        launch_timeout: float = 5.0,
+        check_every: float = 1.0,
+        batch: int = 64,
+    ) -> None:
+        self._nc = nc
+        self._store = store
+        self.launch_timeout = launch_timeout
+        self.check_every = check_every
+        self._batch = batch
+        self._serial = KeyedSerial()
+        self._deadlines: dict[str, tuple[datetime, int]] = {}
+        self._launching: dict[str, asyncio.Event] = {}
+        self._tracer = tracing.tracer("baker.tasks")
+        self.stats = TaskStats()
+
+    # --- launch -------------------------------------------------------------------------
+
+    async def launch(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """`POST /api/tasks`: (HTTP status, JSON answer)."""
+        try:
+            request = parse_task_request(body)
+        except FieldError as exc:
+            return 400, {"error": str(exc)}
+        task_id = f"task-{secrets.token_hex(8)}"
+        deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_seconds)
+        gate = self._launching[task_id] = asyncio.Event()
+        try:
+            with self._tracer.start_as_current_span("task.launch", attributes={"task.id": task_id}):
+                headers: dict[str, str] = {}
+                tracing.inject(headers)
+                launch = LaunchRequest(
+                    task_id=task_id,
+                    goal=request.goal,
+                    mode=request.mode,
+                    toolbox=request.toolbox,
+                    timeout_seconds=request.timeout_seconds,
+                    deadline_at=deadline,
+                    traceparent=headers.get("traceparent"),
+                )
+                reply, refusal = await self._ask_launcher(launch, headers)
+                return await self._record_launch(launch, reply, refusal, tracing.trace_id_of())
+        except StoreUnavailable as exc:
+            log.error("task %s: event store unavailable at launch: %s", task_id, exc)
+            return 503, {"error": f"event store unavailable: {exc}", "id": task_id}
+        finally:
+            gate.set()
+            self._launching.pop(task_id, None)
+
+    async def _ask_launcher(
+        self, launch: LaunchRequest, headers: dict[str, str]
+    ) -> tuple[LaunchReply | None, str | None]:
+        """The launcher's reply, and the reason the task cannot run (None when it can)."""
+        try:
+            msg = await self._nc.request(
+                LAUNCH_SUBJECT, launch.encode(), timeout=self.launch_timeout, headers=headers
+            )
+        except NoRespondersError:
+            return None, f"no task launcher is running (nobody listens on {LAUNCH_SUBJECT})"
+        except TimeoutError:
+            return None, f"no task launcher answered within {self.launch_timeout:g}s"
+        except ConnectionClosedError:
+            return None, "NATS connection closed: could not ask a task launcher"
+        try:
+            reply = decode(LaunchReply, msg.data)
+        except WireError as exc:
+            return None, f"the task launcher's answer was unreadable ({exc})"
+        if not reply.ok:
+            return reply, f"launcher {reply.launcher} refused: {reply.error or 'no reason given'}"
+        return reply, None
+
+    async def _record_launch(
+        self,
+        launch: LaunchRequest,
+        reply: LaunchReply | None,
+        refusal: str | None,
+        trace_id: str | None,
+    ) -> tuple[int, dict[str, Any]]:
+        task_id = launch.task_id
+        command = LaunchTask(
+            goal=launch.goal,
+            mode=launch.mode,
+            timeout_seconds=launch.timeout_seconds,
+            toolbox=launch.toolbox,
+            launcher=reply.launcher if reply is not None else "none",
+            deadline_at=launch.deadline_at,
+        )
+        await self._store.execute("task", task_id, command, trace_id=trace_id, new=True)
+        if refusal is not None:
+            failed = RecordTaskStatus(status="failed", error=refusal)
+            await self._store.execute("task", task_id, failed, trace_id=trace_id)
+            self.stats.launch_failed += 1
+            log.warning("task %s failed to launch: %s", task_id, refusal)
+            return 503, {"error": refusal, "id": task_id}
+        self._deadlines[task_id] = (launch.deadline_at, launch.timeout_seconds)
+        self.stats.launched += 1
+        self.stats.watching = len(self._deadlines)
+        return 202, {"id": task_id, "status": "launched"}
+
+    # --- ingest and watchdog ------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Ingest runner messages and time out overdue tasks until `stop` is set."""
+        puller = await PullSubscriber(self._nc, TASKS_STREAM, TASKS_CONSUMER).start()
+        watchdog = asyncio.create_task(self._watch(stop), name="baker-task-deadlines")
+        try:
+            while not stop.is_set():
+                for msg in await puller.fetch(self._batch, wait=0.5):
+                    self._serial.submit(msg.subject.rsplit(".", 1)[-1], partial(self.handle, msg))
+        finally:
+            await self._serial.drain()
+            watchdog.cancel()
+            await asyncio.gather(watchdog, return_exceptions=True)
+            await puller.stop()
+
+    async def handle(self, msg: Msg) -> None:
+        """Decide one status/result message and acknowledge it."""
+        parts = msg.subject.split(".")
+        if len(parts) != 4 or parts[2] not in ("status", "result"):
+            await self._malformed(msg, f"subject {msg.subject} is not a status or result subject")
+            return
+        kind, task_id = parts[2], parts[3]
+        wire: TaskStatusMessage | TaskResultMessage
+        try:
+            if kind == "status":
+                wire = decode(TaskStatusMessage, msg.data)
+            else:
+                wire = decode(TaskResultMessage, msg.data)
+        except WireError as exc:
+            await self._malformed(msg, str(exc))
+            return
+        if wire.task_id != task_id:
+            await self._malformed(msg, f"taskId {wire.task_id!r} does not match the subject")
+            return
+        gate = self._launching.get(task_id)
+        if gate is not None:  # the runner spoke before its TaskLaunched was appended
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gate.wait(), self.launch_timeout + 5.0)
+        await self._apply(msg, task_id, record_command(wire))
+
+    async def _apply(self, msg: Msg, task_id: str, command: RecordTaskStatus) -> None:
+        seq = msg.metadata.sequence.stream
+        trace_id = tracing.trace_id_from_headers(msg.headers)
+        try:
+            outcome = await self._store.execute(
+                "task", task_id, command, trace_id=trace_id, causation_id=f"tasks-{seq}"
+            )
+        except StoreUnavailable:
+            await msg.nak(delay=2)
+            return
+        except Exception:
+            self.stats.errors += 1
+            log.exception("task ingest failed on %s", msg.subject, extra={"task_id": task_id})
+            await (msg.term() if msg.metadata.num_delivered >= POISON_AFTER else msg.nak(delay=1))
+            return
+        if outcome.rejected is not None and outcome.position.version == 0:
+            await self._unknown(msg, task_id)
+            return
+        self.stats.processed += 1
+        if outcome.rejected is not None:
+            self.stats.rejected += 1
+        if outcome.state.terminal:
+            self._forget(task_id)
+        await msg.ack()
+
+    async def _unknown(self, msg: Msg, task_id: str) -> None:
+        if msg.metadata.num_delivered < UNKNOWN_AFTER:
+            await msg.nak(delay=0.5)  # its TaskLaunched may still be on its way
+            return
+        self.stats.unknown += 1
+        log.error("message on %s for unknown task %s: dropped", msg.subject, task_id)
+        await msg.term()
+
+    async def _malformed(self, msg: Msg, reason: str) -> None:
+        self.stats.malformed += 1
+        log.error("malformed task message on %s: %s", msg.subject, reason)
+        await msg.term()
+
+    def _forget(self, task_id: str) -> None:
+        self._deadlines.pop(task_id, None)
+        self.stats.watching = len(self._deadlines)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        try:
+            count = await self.restore()
+            log.info("watching %d unfinished tasks", count)
+        except StoreUnavailable as exc:
+            log.error("could not restore unfinished tasks: %s", exc)
+        while not stop.is_set():
+            await self.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.check_every)
+
+    async def restore(self) -> int:
+        """Watch the deadlines of every unfinished task in the event log."""
+        found: dict[str, tuple[Any, datetime, int]] = {}
+        async for item in self._store.read_all(1):
+            if not isinstance(item, StoredEvent) or item.envelope.aggregate != "task":
+                continue
+            env, event = item.envelope, item.envelope.data
+            state, deadline, timeout = found.get(
+                env.aggregate_id, (lifecycle.initial_state("task"), env.occurred_at, 0)
+            )
+            if isinstance(event, TaskLaunched):
+                timeout = event.timeout_seconds
+                deadline = event.deadline_at or env.occurred_at + timedelta(seconds=timeout)
+            found[env.aggregate_id] = (lifecycle.evolve("task", state, event), deadline, timeout)
+        for task_id, (state, deadline, timeout) in found.items():
+            if not state.terminal and timeout:
+                self._deadlines.setdefault(task_id, (deadline, timeout))
+        self.stats.watching = len(self._deadlines)
+        return len(self._deadlines)
+
+    async def check(self) -> None:
+        """Time out every watched task past its deadline (runner silent or not)."""
+        now = datetime.now(UTC)
+        for task_id, (deadline, timeout) in list(self._deadlines.items()):
+            if deadline > now:
+                continue
+            try:
+                state, _ = await self._store.current("task", task_id)
+                if not state.terminal:
+                    outcome = await self._store.execute(
+                        "task",
+                        task_id,
+                        TimeOutTask(timeout_seconds=timeout),
+                        causation_id=f"deadline-{task_id}",
+                    )
+                    if outcome.changed:
+                        self.stats.timed_out += 1
+                        log.warning("task %s timed out after %ds", task_id, timeout)
+            except StoreUnavailable:
+                continue  # next round
+            self._forget(task_id)
