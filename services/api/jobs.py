@@ -54,6 +54,8 @@ class Dispatched(BaseModel):
 class JobPage(BaseModel):
     jobs: list[dict[str, Any]]
     next: int | None
+    applied: int | None = None
+    asOf: int | None = None  # noqa: N815
 
 
 class ErrorBody(BaseModel):
@@ -108,7 +110,12 @@ async def list_jobs(
     if asOf is not None:
         return await _as_of(db, asOf, status, type, limit)
     page = await queries.list_jobs(db, queries.JobFilter(status, type, limit, cursor))
-    return {"jobs": page.jobs, "next": page.next}
+    # `applied`: the stream sequence this page reflects, to join it to the live stream.
+    return {
+        "jobs": page.jobs,
+        "next": page.next,
+        "applied": await _ctx(request).read_model.applied(),
+    }
 
 
 async def _as_of(db: Any, as_of: str, status: str | None, job_type: str | None, limit: int) -> Any:
@@ -167,7 +174,7 @@ async def all_events(
     aggregate: Literal["job", "task", "extension", "service", "brain", "handoff"] | None = None,
 ) -> Any:
     """Server-Sent Events of every new event (optionally of one aggregate kind)."""
-    events = sse.follow_all(_ctx(request), aggregate)
+    events = sse.follow_all(_ctx(request), aggregate, _last_event_id(request))
     return StreamingResponse(events, media_type="text/event-stream", headers=sse.HEADERS)
 
 

@@ -17,11 +17,13 @@ _GONE = b'event: error\ndata: {"error": "the live feed ended (server stopping, o
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
 
 
-def frame(item: StoredEvent) -> bytes:
-    """One event: `id` is the aggregate version (for `Last-Event-ID`), `event` its type."""
+def frame(item: StoredEvent, by_seq: bool = False) -> bytes:
+    """One event: `id` is the aggregate version on a job's stream, the stream sequence on the
+    stream of all events (each is what `Last-Event-ID` resumes from), `event` its type."""
     doc = {"seq": item.seq, **to_document(item.envelope)}
+    event_id = item.seq if by_seq else item.envelope.version
     return (
-        f"id: {item.envelope.version}\nevent: {item.envelope.type}\n".encode()
+        f"id: {event_id}\nevent: {item.envelope.type}\n".encode()
         + b"data: " + orjson.dumps(doc) + b"\n\n"
     )  # fmt: skip
 
@@ -79,12 +81,22 @@ async def _job_stream(
         bus.unsubscribe(job_id, queue)
 
 
-async def follow_all(ctx: ApiContext, aggregate: str | None) -> AsyncIterator[bytes]:
-    """Every event stored from now on (of one aggregate kind when given), with keep-alives."""
+async def follow_all(
+    ctx: ApiContext, aggregate: str | None, after_seq: int = 0
+) -> AsyncIterator[bytes]:
+    """Every event stored from now on (of one aggregate kind when given), with keep-alives;
+    with `after_seq` (a `Last-Event-ID`) the events since then are replayed first."""
     bus: EventBus = ctx.bus
     queue = bus.subscribe(ALL)
+    last = after_seq
     try:
         yield b": connected\n\n"
+        if after_seq:
+            async for item in ctx.store.read_all(after_seq + 1):
+                if isinstance(item, StoredEvent):
+                    last = item.seq
+                    if aggregate is None or item.envelope.aggregate == aggregate:
+                        yield frame(item, by_seq=True)
         while True:
             try:
                 async with asyncio.timeout(ctx.keepalive):
@@ -95,7 +107,9 @@ async def follow_all(ctx: ApiContext, aggregate: str | None) -> AsyncIterator[by
             if item is None:
                 yield _GONE
                 return
+            if item.seq <= last:
+                continue  # already replayed
             if aggregate is None or item.envelope.aggregate == aggregate:
-                yield frame(item)
+                yield frame(item, by_seq=True)
     finally:
         bus.unsubscribe(ALL, queue)

@@ -221,3 +221,24 @@ def test_schemathesis_finds_no_server_error(system: System, tmp_path: Path) -> N
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+async def test_the_stream_of_all_events_resumes_from_last_event_id(system: System) -> None:
+    async with client(system) as c:
+        job_id = await dispatch(c, "echo replay-me")
+        await wait_status(c, job_id, {"completed"})
+        history = (await c.get(f"/api/jobs/{job_id}/history")).json()["events"]
+        first = history[0]["seq"]
+        seen: list[int] = []
+        headers = {"Last-Event-ID": str(first)}
+        async with c.stream(
+            "GET", "/api/events/stream", params={"aggregate": "job"}, headers=headers
+        ) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    doc = json.loads(line[5:])
+                    if doc["aggregateId"] == job_id:
+                        seen.append(doc["seq"])
+                if len(seen) == 3:
+                    break
+    assert seen == [e["seq"] for e in history[1:4]]  # replayed from after `first`, in order
