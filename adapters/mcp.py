@@ -69,11 +69,10 @@ async def _exchange(client: httpx.AsyncClient, url: str, timeout: float) -> list
     version = init.get("protocolVersion")
     if isinstance(version, str):
         headers["mcp-protocol-version"] = version
-    # The spec wants this notification before other requests; servers answer 202, no body.
+    # The spec wants this notification before other requests (servers answer 202, no body).
+    # Its answer is not checked: a server that dislikes it still shows that in `tools/list`.
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    reply = await client.post(url, content=orjson.dumps(note), headers=headers, timeout=timeout)
-    if reply.status_code >= 400:
-        raise McpError(f"notifications/initialized: HTTP {reply.status_code}")
+    await client.post(url, content=orjson.dumps(note), headers=headers, timeout=timeout)
     tools: list[dict[str, Any]] = []
     params: dict[str, Any] = {}
     for _ in range(MAX_PAGES):

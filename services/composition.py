@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,12 +19,14 @@ from services import heartbeat
 from services.api.app import create_app
 from services.api.bus import EventBus
 from services.api.context import ApiContext, BrainStatus
+from services.api.liveness import LastSeen
 from services.bootstrap import Runtime
 from services.brain.brain import Brain
 from services.brain.controller import Controller
 from services.brain.leadership import Leadership
 from services.config import Settings
-from services.daemons import brain_settings, handoff_settings, worker_settings
+from services.daemons import brain_settings, handoff_settings, monitor_settings, worker_settings
+from services.monitor.monitor import Monitor
 from services.projector import Projector, ProjectorSettings
 from services.worker.worker import Worker
 
@@ -57,6 +60,7 @@ async def start_brain_process(
     *,
     workers: int = 0,
     role: Literal["active", "pending"] = "active",
+    monitor: bool = False,
 ) -> BrainProcess:
     """Open the read model, start the Brain, the projector, the live bus, the API and workers."""
     if settings.api_token is None:
@@ -86,6 +90,13 @@ async def start_brain_process(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
         access_log=False, lifespan="off", timeout_graceful_shutdown=5,
     ))  # fmt: skip
+    if monitor:  # `baker up`: the monitor runs here and knows every heartbeat
+        the_monitor = Monitor(rt.nc, rt.store, monitor_settings(settings))
+        ctx.health = _async(the_monitor.snapshot)
+    else:
+        last_seen = LastSeen()
+        await last_seen.start(rt.nc)
+        ctx.health = last_seen.snapshot
     leadership = Leadership(LeaderRecord(rt.nc), brain.instance, settings.brain_version)
     rt.store.fence = leadership.check  # only the leader changes jobs and tasks
     controller = Controller(
@@ -102,6 +113,8 @@ async def start_brain_process(
 
     proc = BrainProcess(rt, brain, projector, bus, server, read_model=ctx.read_model)
     proc.controller = controller
+    if monitor:
+        proc.tasks.append(asyncio.create_task(the_monitor.run(stop), name="monitor"))
     proc.tasks += [
         asyncio.create_task(projector.run(stop), name="projector"),
         asyncio.create_task(play_role(), name="brain"),
@@ -123,6 +136,13 @@ async def start_brain_process(
         await asyncio.sleep(0.01)  # uvicorn offers no event for "listening"
     await bus.started.wait()
     return proc
+
+
+def _async(fn: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def call() -> dict[str, Any]:
+        return fn()
+
+    return call
 
 
 async def _open_handoffs(read_model: ReadModel) -> list[str]:

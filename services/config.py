@@ -49,6 +49,10 @@ class Settings:
     handoff_pending_timeout: float = 120.0
     handoff_drain_cap: float = 60.0
     handoff_ack_timeout: float = 30.0
+    missed_heartbeats: int = 3
+    monitor_sweep: float = 5.0
+    mcp_retries: int = 3
+    mcp_retry_delay: float = 3.0
 
     def nats(self, url: str, name: str) -> NatsSettings:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -106,6 +110,10 @@ class Settings:
             handoff_pending_timeout=_float(env, "BAKER_HANDOFF_PENDING_TIMEOUT", 120.0),
             handoff_drain_cap=_float(env, "BAKER_HANDOFF_DRAIN_CAP", 60.0),
             handoff_ack_timeout=_float(env, "BAKER_HANDOFF_ACK_TIMEOUT", 30.0),
+            missed_heartbeats=_int(env, "BAKER_MISSED_HEARTBEATS", 3, 1, 100),
+            monitor_sweep=_float(env, "BAKER_MONITOR_SWEEP_SECONDS", 5.0),
+            mcp_retries=_int(env, "BAKER_MCP_DISCOVERY_RETRIES", 3, 0, 20),
+            mcp_retry_delay=_float(env, "BAKER_MCP_DISCOVERY_DELAY_SECONDS", 3.0),
         )
 
 

@@ -9,6 +9,7 @@ from services.bootstrap import runtime
 from services.brain.brain import BrainSettings
 from services.brain.controller import HandoffSettings
 from services.config import Settings
+from services.monitor.monitor import MonitorSettings
 from services.signals import stop_on_signals
 from services.tuning import tune_gc
 from services.worker.executors import ExecutorSettings
@@ -37,6 +38,30 @@ def handoff_settings(settings: Settings) -> HandoffSettings:
         drain_cap=settings.handoff_drain_cap,
         ack_timeout=settings.handoff_ack_timeout,
     )
+
+
+def monitor_settings(settings: Settings) -> MonitorSettings:
+    return MonitorSettings(
+        heartbeat_every=settings.heartbeat_every,
+        missed=settings.missed_heartbeats,
+        sweep_every=settings.monitor_sweep,
+        discovery_retries=settings.mcp_retries,
+        discovery_delay=settings.mcp_retry_delay,
+    )
+
+
+async def run_monitor(settings: Settings) -> int:
+    """The extensions registry and the service health monitor."""
+    from services.monitor.monitor import Monitor  # noqa: PLC0415
+
+    tune_gc()
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    async with runtime(settings, settings.nats_url_or_default, "baker-monitor") as rt:
+        monitor = Monitor(rt.nc, rt.store, monitor_settings(settings))
+        print(f"baker monitor {monitor.instance}: running", flush=True)
+        await monitor.run(stop)
+    return 0
 
 
 def brain_settings(settings: Settings) -> BrainSettings:

@@ -48,9 +48,10 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             print(f"baker up: data dir {settings.data_dir.resolve()}", flush=True)
             print(f"baker up: event log holds {head} events; streams provisioned", flush=True)
             proc = await start_brain_process(
-                rt, settings, options.stop, url, workers=options.workers
+                rt, settings, options.stop, url, workers=options.workers, monitor=True
             )
-            print(f"baker up: brain {proc.brain.instance}, projector, {options.workers} workers")
+            parts = f"brain {proc.brain.instance}, projector, monitor, {options.workers} workers"
+            print(f"baker up: {parts}", flush=True)
             print(f"baker up: dashboard http://{settings.api_host}:{proc.port}/", flush=True)
             print("baker up: running; Ctrl-C or SIGTERM stops everything", flush=True)
             await options.stop.wait()

@@ -8,7 +8,7 @@ from typing import Any
 from services.cli.app_support import run_async
 from services.cli.output import usage_error
 from services.config import Settings
-from services.daemons import run_brain, run_worker
+from services.daemons import run_brain, run_monitor, run_worker
 
 
 def register(commands: Any) -> None:
@@ -20,6 +20,10 @@ def register(commands: Any) -> None:
         help="pending: ask the active Brain to hand over (default BAKER_BRAIN_ROLE or active)",
     )  # fmt: skip
     brain.set_defaults(handler=lambda a, s: run_async(run_brain(s, a.role or s.brain_role)))
+    monitor = commands.add_parser(
+        "monitor", help="run the extensions registry and the service health monitor"
+    )
+    monitor.set_defaults(handler=lambda _a, s: run_async(run_monitor(s)))
     worker = commands.add_parser("worker", help="run a worker of the `workers` queue group")
     worker.add_argument(
         "--concurrency", type=int, help="jobs at once (default BAKER_WORKER_CONCURRENCY)"

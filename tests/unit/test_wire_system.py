@@ -154,7 +154,9 @@ def test_bad_deregisters_name_the_field() -> None:
         ({"service": "worker", "instance": "w-1", "uptime": "long"}, "uptime", "number"),
     ],
 )
-def test_bad_health_heartbeats_name_the_field(doc: dict[str, object], field: str, hint: str) -> None:
+def test_bad_health_heartbeats_name_the_field(
+    doc: dict[str, object], field: str, hint: str
+) -> None:
     with pytest.raises(WireError) as err:
         decode_health(json.dumps(doc))
     assert err.value.field == field

@@ -1,0 +1,334 @@
+"""The extensions registry of `baker monitor` on a real nats-server and JetStream event store."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from adapters.eventstore import History
+from adapters.nats.event_store import JetStreamEventStore
+from services.monitor import Monitor, MonitorSettings
+from tests.fakes.mcp_server import FakeMcp, tool
+
+ANNOUNCE, HEARTBEAT, DEREGISTER = (
+    "baker.extensions.announce",
+    "baker.extensions.heartbeat",
+    "baker.extensions.deregister",
+)
+# Liveness does not matter in these tests unless they say so: a long timeout keeps it out.
+CALM = MonitorSettings(discovery_retries=3, discovery_delay=0.01, sweep_every=0.05)
+# 0.2 s heartbeats, offline after 3 missed: 0.6 s.
+FAST = MonitorSettings(heartbeat_every=0.2, missed=3, discovery_delay=0.01, sweep_every=0.05)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    nc: NATS, store: JetStreamEventStore, settings: MonitorSettings, instance: str | None = None
+) -> AsyncIterator[Monitor]:
+    monitor = Monitor(nc, store, settings, instance)
+    stop = asyncio.Event()
+    task = asyncio.create_task(monitor.run(stop))
+    await until(lambda: monitor.ready.is_set() or task.done(), "the monitor restored its state")
+    if task.done():
+        task.result()  # raises what stopped it
+    try:
+        yield monitor
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        await asyncio.sleep(0.01)  # polling the condition, not waiting for time to pass
+
+
+async def history_until(
+    store: JetStreamEventStore, ext_id: str, check: Callable[[list[str]], bool], timeout: float = 10
+) -> History:
+    deadline = time.monotonic() + timeout
+    while True:
+        history = await store.load("extension", ext_id)
+        if check(types(history)):
+            return history
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{ext_id}: condition not met; events: {types(history)}")
+        await asyncio.sleep(0.02)
+
+
+def types(history: History) -> list[str]:
+    return [e.envelope.type for e in history.events]
+
+
+def announce(ext_id: str, url: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
+    return {"id": ext_id, "name": ext_id.removeprefix("ext-"), "version": version,
+            "description": "test extension", "mcpUrl": url, **extra}  # fmt: skip
+
+
+async def publish(nc: NATS, subject: str, doc: dict[str, Any] | bytes) -> None:
+    await nc.publish(subject, doc if isinstance(doc, bytes) else json.dumps(doc).encode())
+    await nc.flush()
+
+
+async def test_announce_records_the_extension_and_its_tools_after_retries(
+    provisioned: NATS,
+) -> None:
+    store = JetStreamEventStore(provisioned)
+    with FakeMcp([tool("forecast"), tool("alerts")], fail_first=2) as mcp:
+        async with running(provisioned, store, CALM) as monitor:
+            await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
+            history = await history_until(
+                store, "ext-weather", lambda t: "ExtensionToolsDiscovered" in t
+            )
+            assert types(history) == ["ExtensionAnnounced", "ExtensionToolsDiscovered"]
+            assert history.state.status == "online"
+            assert [t["name"] for t in history.state.tools] == ["forecast", "alerts"]
+            assert mcp.methods().count("initialize") == 3  # two failures, then it worked
+            assert monitor.stats["discoveries"] == 1 and monitor.stats["discovery_failures"] == 0
+    await store.close()
+
+
+async def test_repeated_announces_and_heartbeats_add_no_events(provisioned: NATS) -> None:
+    store = JetStreamEventStore(provisioned)
+    with FakeMcp([tool("forecast")]) as mcp:
+        async with running(provisioned, store, CALM) as monitor:
+            doc = announce("ext-weather", mcp.url, tools=["forecast"])
+            await publish(provisioned, ANNOUNCE, doc)
+            await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
+            before = types(await store.load("extension", "ext-weather"))
+            for i in range(5):
+                await publish(provisioned, ANNOUNCE, doc)
+                beat = {"id": "ext-weather", "timestamp": datetime.now(UTC).isoformat(),
+                        "uptime": i, "activeRequests": 0}  # fmt: skip
+                await publish(provisioned, HEARTBEAT, beat)
+                await publish(provisioned, "baker.extensions.ext-weather.heartbeat", beat)
+            await until(
+                lambda: (
+                    monitor.stats["announces"] == 6 and monitor.stats["extension_heartbeats"] == 10
+                ),
+                "every message was handled",
+            )
+            assert types(await store.load("extension", "ext-weather")) == before
+            assert before == ["ExtensionAnnounced", "ExtensionToolsDiscovered"]
+            assert mcp.methods().count("tools/list") == 1  # no rediscovery on a keepalive
+            assert monitor.stats["malformed"] == 0 and monitor.stats["unknown_extensions"] == 0
+    await store.close()
+
+
+async def test_missed_heartbeats_go_offline_and_a_heartbeat_brings_it_back(
+    provisioned: NATS,
+) -> None:
+    store = JetStreamEventStore(provisioned)
+    with FakeMcp([tool("forecast")]) as mcp:
+        async with running(provisioned, store, FAST) as monitor:
+            await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
+            await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
+            # Heartbeats keep it online for well over the timeout...
+            started = time.monotonic()
+            while time.monotonic() - started < 1.2:
+                await publish(provisioned, HEARTBEAT, {"id": "ext-weather"})
+                last_beat = datetime.now(UTC)
+                await asyncio.sleep(0.1)  # the heartbeat cadence under test
+            assert monitor.sweeps > 5
+            assert "ExtensionWentOffline" not in types(await store.load("extension", "ext-weather"))
+            # ...and silence takes it offline, no earlier than three missed intervals.
+            history = await history_until(
+                store, "ext-weather", lambda t: "ExtensionWentOffline" in t
+            )
+            offline = history.events[-1].envelope
+            assert offline.occurred_at - last_beat >= timedelta(seconds=0.6)
+            assert offline.data.missed_heartbeats == 3  # type: ignore[attr-defined]
+            assert history.state.status == "offline"
+            # Back online on the next heartbeat; tools changed meanwhile are rediscovered.
+            mcp.set_tools([tool("forecast"), tool("radar")])
+            await publish(provisioned, "baker.extensions.ext-weather.heartbeat", b"{}")
+            history = await history_until(
+                store, "ext-weather", lambda t: t.count("ExtensionToolsDiscovered") == 2
+            )
+            assert types(history) == [
+                "ExtensionAnnounced", "ExtensionToolsDiscovered", "ExtensionWentOffline",
+                "ExtensionCameOnline", "ExtensionToolsDiscovered",
+            ]  # fmt: skip
+            assert [t["name"] for t in history.state.tools] == ["forecast", "radar"]
+            assert (monitor.stats["went_offline"], monitor.stats["came_online"]) == (1, 1)
+    await store.close()
+
+
+async def test_re_announcing_is_a_keepalive_too(provisioned: NATS) -> None:
+    store = JetStreamEventStore(provisioned)
+    with FakeMcp([tool("forecast")]) as mcp:
+        async with running(provisioned, store, FAST) as monitor:
+            started = time.monotonic()
+            while time.monotonic() - started < 1.2:  # upstream SDKs re-announce every beat
+                await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
+                await asyncio.sleep(0.1)  # the keepalive cadence under test
+            await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
+            history = await store.load("extension", "ext-weather")
+            assert types(history) == ["ExtensionAnnounced", "ExtensionToolsDiscovered"]
+            await history_until(store, "ext-weather", lambda t: "ExtensionWentOffline" in t)
+    await store.close()
+
+
+async def test_a_new_version_is_announced_again_and_deregister_ends_it(provisioned: NATS) -> None:
+    store = JetStreamEventStore(provisioned)
+    with FakeMcp([tool("forecast")]) as old, FakeMcp([tool("forecast"), tool("radar")]) as new:
+        async with running(provisioned, store, CALM) as monitor:
+            await publish(provisioned, ANNOUNCE, announce("ext-weather", old.url))
+            await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
+            await publish(provisioned, ANNOUNCE, announce("ext-weather", new.url, "2.0.0"))
+            history = await history_until(
+                store, "ext-weather", lambda t: t.count("ExtensionToolsDiscovered") == 2
+            )
+            assert types(history) == [
+                "ExtensionAnnounced", "ExtensionToolsDiscovered",
+                "ExtensionAnnounced", "ExtensionToolsDiscovered",
+            ]  # fmt: skip
+            assert history.state.ext_version == "2.0.0" and history.state.mcp_url == new.url
+            assert new.methods().count("tools/list") == 1
+            await publish(provisioned, DEREGISTER, {"id": "ext-weather", "reason": "scaled to 0"})
+            history = await history_until(
+                store, "ext-weather", lambda t: t[-1] == "ExtensionDeregistered"
+            )
+            assert history.state.status == "deregistered"
+            assert history.events[-1].envelope.data.reason == "scaled to 0"  # type: ignore[attr-defined]
+            # Heartbeats after that change nothing; a new announce registers it again.
+            await publish(provisioned, HEARTBEAT, {"id": "ext-weather"})
+            await publish(provisioned, DEREGISTER, {"id": "ext-weather"})
+            await until(lambda: monitor.stats["deregisters"] == 2, "the deregisters were handled")
+            assert len((await store.load("extension", "ext-weather")).events) == 5
+            await publish(provisioned, ANNOUNCE, announce("ext-weather", new.url, "2.0.0"))
+            history = await history_until(
+                store, "ext-weather", lambda t: t[-1] == "ExtensionAnnounced"
+            )
+            assert history.state.status == "online"
+    await store.close()
+
+
+async def test_malformed_messages_are_counted_and_the_loop_keeps_working(
+    provisioned: NATS,
+) -> None:
+    store = JetStreamEventStore(provisioned)
+    bad = [
+        (ANNOUNCE, b"not json"),
+        (ANNOUNCE, b"[1, 2]"),
+        (ANNOUNCE, json.dumps({"name": "x", "version": "1", "mcpUrl": "http://h/mcp"}).encode()),
+        (ANNOUNCE, json.dumps(announce("ext.dotted", "http://h/mcp")).encode()),
+        (ANNOUNCE, json.dumps(announce("ext-x", "not a url")).encode()),
+        (ANNOUNCE, json.dumps({**announce("ext-x", "http://h/mcp"), "version": 2}).encode()),
+        (HEARTBEAT, b""),
+        (HEARTBEAT, b'{"id": 42}'),
+        (HEARTBEAT, b'{"id": "ext-x", "uptime": "long"}'),
+        ("baker.extensions.ext-x.heartbeat", b'{"id": "ext-y"}'),
+        (DEREGISTER, b'{"reason": "no id"}'),
+        (DEREGISTER, b'{"id": "a b"}'),
+    ]
+    with FakeMcp([tool("ping")]) as mcp:
+        async with running(provisioned, store, CALM) as monitor:
+            for subject, data in bad:
+                await publish(provisioned, subject, data)
+            await publish(provisioned, HEARTBEAT, {"id": "ext-never-announced"})
+            await until(lambda: monitor.stats["malformed"] == len(bad), "all were counted")
+            await until(lambda: monitor.stats["unknown_extensions"] == 1, "unknown counted")
+            assert not (await store.load("extension", "ext-never-announced")).exists
+            assert not (await store.load("extension", "ext-x")).exists
+            await publish(provisioned, ANNOUNCE, announce("ext-ping", mcp.url))
+            await history_until(store, "ext-ping", lambda t: "ExtensionToolsDiscovered" in t)
+            assert monitor.stats["errors"] == 0
+    await store.close()
+
+
+async def test_a_failed_discovery_leaves_it_online_and_never_blocks_other_messages(
+    provisioned: NATS,
+) -> None:
+    store = JetStreamEventStore(provisioned)
+    slow = MonitorSettings(discovery_retries=2, discovery_delay=0.5, sweep_every=0.05)
+    with FakeMcp([tool("slow")], fail_first=100) as broken, FakeMcp([tool("ping")]) as fine:
+        async with running(provisioned, store, slow) as monitor:
+            await publish(provisioned, ANNOUNCE, announce("ext-broken", broken.url))
+            await until(lambda: len(broken.requests) == 1, "discovery of ext-broken started")
+            await publish(provisioned, ANNOUNCE, announce("ext-fine", fine.url))
+            await history_until(store, "ext-fine", lambda t: "ExtensionToolsDiscovered" in t)
+            assert monitor.stats["discovery_failures"] == 0  # ext-broken is still retrying
+            await until(lambda: monitor.stats["discovery_failures"] == 1, "discovery gave up")
+            history = await store.load("extension", "ext-broken")
+            assert types(history) == ["ExtensionAnnounced"]
+            assert history.state.status == "online" and history.state.tools == ()
+            # As upstream does, the next (unchanged) announce tries the discovery again.
+            broken.fail_next(0)
+            await publish(provisioned, ANNOUNCE, announce("ext-broken", broken.url))
+            history = await history_until(
+                store, "ext-broken", lambda t: "ExtensionToolsDiscovered" in t
+            )
+            assert types(history) == ["ExtensionAnnounced", "ExtensionToolsDiscovered"]
+    await store.close()
+
+
+async def test_a_restarted_monitor_keeps_what_it_knew_and_gives_a_full_grace_period(
+    provisioned: NATS,
+) -> None:
+    settings = MonitorSettings(heartbeat_every=0.3, missed=3, discovery_delay=0.01,
+                               sweep_every=0.05)  # fmt: skip
+    timeout = timedelta(seconds=0.9)
+    first_store = JetStreamEventStore(provisioned)
+    with FakeMcp([tool("forecast")]) as mcp:
+        async with running(provisioned, first_store, settings) as first:
+            await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
+            await until(lambda: first.stats["discoveries"] == 1, "tools were discovered")
+        last_seen = time.monotonic()
+        await first_store.close()
+        # The outage under test: the monitor is down for longer than the offline timeout.
+        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - last_seen)))
+        store = JetStreamEventStore(provisioned)  # a new process: nothing cached
+        restarted_at = datetime.now(UTC)
+        async with running(provisioned, store, settings) as second:
+            assert second.extensions.known["ext-weather"].status == "online"
+            await until(lambda: second.sweeps >= 3, "a few sweeps ran")
+            assert types(await store.load("extension", "ext-weather")) == [
+                "ExtensionAnnounced", "ExtensionToolsDiscovered",
+            ]  # not offline at once  # fmt: skip
+            # It goes offline only after the whole timeout without a heartbeat...
+            history = await history_until(
+                store, "ext-weather", lambda t: "ExtensionWentOffline" in t
+            )
+            assert history.events[-1].envelope.occurred_at - restarted_at >= timeout
+            # ...and it still knows the extension: a bare heartbeat brings it back.
+            await publish(provisioned, HEARTBEAT, {"id": "ext-weather"})
+            history = await history_until(
+                store, "ext-weather", lambda t: t[-1] == "ExtensionCameOnline"
+            )
+            await until(lambda: second.stats["discoveries"] == 1, "tools were checked again")
+            assert types(await store.load("extension", "ext-weather")) == [
+                "ExtensionAnnounced", "ExtensionToolsDiscovered", "ExtensionWentOffline",
+                "ExtensionCameOnline",
+            ]  # fmt: skip
+            assert second.stats["unknown_extensions"] == 0
+    await store.close()
+
+
+async def test_heartbeats_after_a_restart_keep_a_known_extension_online(provisioned: NATS) -> None:
+    store = JetStreamEventStore(provisioned)
+    with FakeMcp([tool("forecast")]) as mcp:
+        async with running(provisioned, store, FAST) as first:
+            await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
+            await until(lambda: first.stats["discoveries"] == 1, "tools were discovered")
+        fresh = JetStreamEventStore(provisioned)  # a new process: nothing cached
+        async with running(provisioned, fresh, FAST) as second:
+            started = time.monotonic()
+            while time.monotonic() - started < 1.2:  # twice the offline timeout
+                await publish(provisioned, HEARTBEAT, {"id": "ext-weather"})
+                await asyncio.sleep(0.1)  # the heartbeat cadence under test
+            assert second.sweeps > 5 and second.stats["unknown_extensions"] == 0
+            history = await store.load("extension", "ext-weather")
+            assert types(history) == ["ExtensionAnnounced", "ExtensionToolsDiscovered"]
+    await fresh.close()
+    await store.close()
