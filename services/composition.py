@@ -28,6 +28,7 @@ from services.config import Settings
 from services.daemons import brain_settings, handoff_settings, monitor_settings, worker_settings
 from services.monitor.monitor import Monitor
 from services.projector import Projector, ProjectorSettings
+from services.tasks.wiring import build_launcher, run_launcher
 from services.worker.worker import Worker
 
 log = logging.getLogger("baker.system")
@@ -85,6 +86,7 @@ async def start_brain_process(
         counters=lambda: {"malformed": brain.ingest.stats.malformed},
         bus=bus,
         keepalive=settings.sse_keepalive,
+        launch_task=brain.tasks.launch,
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
@@ -115,6 +117,9 @@ async def start_brain_process(
     proc.controller = controller
     if monitor:
         proc.tasks.append(asyncio.create_task(the_monitor.run(stop), name="monitor"))
+        launcher = build_launcher(rt.nc, settings, url)  # `baker up` launches tasks itself
+        if launcher is not None:
+            proc.tasks.append(asyncio.create_task(run_launcher(launcher, stop), name="launcher"))
     proc.tasks += [
         asyncio.create_task(projector.run(stop), name="projector"),
         asyncio.create_task(play_role(), name="brain"),

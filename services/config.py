@@ -53,6 +53,13 @@ class Settings:
     monitor_sweep: float = 5.0
     mcp_retries: int = 3
     mcp_retry_delay: float = 3.0
+    task_launcher: Literal["local", "kubernetes", "off"] = "local"
+    task_grace: float = 2.0
+    task_runner_nats_url: str | None = None
+    task_image: str = "baker-street/task-runner:latest"
+    k8s_api: str | None = None
+    k8s_token: str | None = field(default=None, repr=False)
+    k8s_namespace: str = "baker-street-tasks"
 
     def nats(self, url: str, name: str) -> NatsSettings:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -114,6 +121,13 @@ class Settings:
             monitor_sweep=_float(env, "BAKER_MONITOR_SWEEP_SECONDS", 5.0),
             mcp_retries=_int(env, "BAKER_MCP_DISCOVERY_RETRIES", 3, 0, 20),
             mcp_retry_delay=_float(env, "BAKER_MCP_DISCOVERY_DELAY_SECONDS", 3.0),
+            task_launcher=_launcher(env),
+            task_grace=_float(env, "BAKER_TASK_GRACE_SECONDS", 2.0),
+            task_runner_nats_url=env.get("BAKER_TASK_RUNNER_NATS_URL") or None,
+            task_image=env.get("BAKER_TASK_IMAGE") or "baker-street/task-runner:latest",
+            k8s_api=env.get("BAKER_K8S_API") or None,
+            k8s_token=env.get("BAKER_K8S_TOKEN") or None,
+            k8s_namespace=env.get("BAKER_K8S_NAMESPACE") or "baker-street-tasks",
         )
 
 
@@ -135,6 +149,13 @@ def _role(env: Mapping[str, str]) -> Literal["active", "pending"]:
     if role not in ("active", "pending"):
         raise ConfigError(f"BAKER_BRAIN_ROLE: {role!r} is not 'active' or 'pending'")
     return role  # type: ignore[return-value]
+
+
+def _launcher(env: Mapping[str, str]) -> Literal["local", "kubernetes", "off"]:
+    kind = env.get("BAKER_TASK_LAUNCHER") or "local"
+    if kind not in ("local", "kubernetes", "off"):
+        raise ConfigError(f"BAKER_TASK_LAUNCHER: {kind!r} is not local, kubernetes or off")
+    return kind  # type: ignore[return-value]
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:

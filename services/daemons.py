@@ -64,6 +64,23 @@ async def run_monitor(settings: Settings) -> int:
     return 0
 
 
+async def run_task_launcher(settings: Settings) -> int:
+    """The configured task launcher on its own (`baker launcher`)."""
+    from services.tasks.wiring import build_launcher, run_launcher  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    url = settings.nats_url_or_default
+    async with runtime(settings, url, "baker-launcher") as rt:
+        launcher = build_launcher(rt.nc, settings, url)
+        if launcher is None:
+            print("baker launcher: BAKER_TASK_LAUNCHER=off, nothing to do", flush=True)
+            return 0
+        print(f"baker launcher ({launcher.name}): running", flush=True)
+        await run_launcher(launcher, stop)
+    return 0
+
+
 def brain_settings(settings: Settings) -> BrainSettings:
     return BrainSettings(stuck_after=settings.stuck_after, heartbeat_every=settings.heartbeat_every)
 

@@ -22,6 +22,7 @@ from services.api.context import ApiContext
 from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNotFound
 
 router = APIRouter()
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 JobId = Annotated[str, Field(min_length=1, max_length=128)]
 Status = Literal["dispatched", "received", "running", "completed", "failed", "cancelled"]
 
@@ -102,7 +103,7 @@ async def list_jobs(
     status: Status | None = None,
     type: Literal["agent", "command", "http"] | None = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     asOf: Annotated[str | None, Query(description="a stream sequence or an ISO-8601 time")] = None,  # noqa: N803
 ) -> Any:
     """Jobs, newest first, keyset-paginated; `asOf` shows the jobs as they were then."""
@@ -120,7 +121,7 @@ async def list_jobs(
 
 async def _as_of(db: Any, as_of: str, status: str | None, job_type: str | None, limit: int) -> Any:
     if as_of.isdigit():
-        seq = int(as_of)
+        seq = min(int(as_of), MAX_SEQ)  # past the end of the log is "as of now"
     else:
         try:
             seq = await seq_at(db, datetime.fromisoformat(as_of))

@@ -17,6 +17,7 @@ from services.brain.advisories import MaxDeliveries
 from services.brain.dispatcher import Dispatcher
 from services.brain.ingest import Ingest
 from services.brain.watchdog import Watchdog
+from services.tasks.service import TaskService
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Brain:
         self.dispatcher = Dispatcher(store, self.queue, on_outcome=self._observe)
         self.ingest = Ingest(nc, store, on_outcome=self._observe)
         self.advisories = MaxDeliveries(nc, store)
+        self.tasks = TaskService(nc, store)
         self._observers: list[Callable[[str, Outcome], None]] = []
 
     def add_observer(self, observer: Callable[[str, Outcome], None]) -> None:
@@ -65,7 +67,10 @@ class Brain:
     async def run_work(self, stop: asyncio.Event) -> None:
         """Ingest, advisories and the watchdog until `stop`; in-flight ingest is finished."""
         await asyncio.gather(
-            self.ingest.run(stop), self.advisories.run(stop), self.watchdog.run(stop)
+            self.ingest.run(stop),
+            self.advisories.run(stop),
+            self.watchdog.run(stop),
+            self.tasks.run(stop),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

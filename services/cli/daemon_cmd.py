@@ -8,7 +8,7 @@ from typing import Any
 from services.cli.app_support import run_async
 from services.cli.output import usage_error
 from services.config import Settings
-from services.daemons import run_brain, run_monitor, run_worker
+from services.daemons import run_brain, run_monitor, run_task_launcher, run_worker
 
 
 def register(commands: Any) -> None:
@@ -24,6 +24,10 @@ def register(commands: Any) -> None:
         "monitor", help="run the extensions registry and the service health monitor"
     )
     monitor.set_defaults(handler=lambda _a, s: run_async(run_monitor(s)))
+    launcher = commands.add_parser(
+        "launcher", help="run the task launcher (BAKER_TASK_LAUNCHER: local or kubernetes)"
+    )
+    launcher.set_defaults(handler=lambda _a, s: run_async(run_task_launcher(s)))
     worker = commands.add_parser("worker", help="run a worker of the `workers` queue group")
     worker.add_argument(
         "--concurrency", type=int, help="jobs at once (default BAKER_WORKER_CONCURRENCY)"

@@ -74,7 +74,7 @@ def _positive(text: str) -> int:
 
 def _as_of(text: str) -> int | datetime:
     if text.isdigit():
-        return int(text)
+        return min(int(text), 2**63 - 1)
     try:
         return datetime.fromisoformat(text)
     except ValueError:

@@ -51,6 +51,7 @@ class _Launcher:
         self.instructions: dict[str, LaunchRequest] = {}
         self.launched = 0
         self.refused = 0
+        self.ready = asyncio.Event()  # set once both subscriptions are in place
 
     async def run(self, stop: asyncio.Event) -> None:
         """Answer launch and instruction requests until `stop` is set."""
@@ -58,6 +59,8 @@ class _Launcher:
             await self._nc.subscribe(LAUNCH_SUBJECT, queue=LAUNCHER_QUEUE, cb=self._on_launch),
             await self._nc.subscribe("baker.tasks.instructions.*", cb=self._on_instructions),
         ]
+        await self._nc.flush()
+        self.ready.set()
         try:
             await stop.wait()
         finally:
@@ -115,6 +118,7 @@ class LocalSettings:
     open_files: int = 256
     address_space: int = 2 << 30
     file_size: int = 256 << 20
+    run_as: int | None = None  # uid (and gid) for the runner when we may switch (root)
 
 
 class LocalLauncher(_Launcher):
@@ -141,7 +145,11 @@ class LocalLauncher(_Launcher):
     async def start(self, request: LaunchRequest) -> LaunchReply:
         if len(self.processes) >= self.settings.max_tasks:
             return self._refuse(f"at capacity ({self.settings.max_tasks} tasks running)")
+        if self.settings.run_as is not None and not shutil.which("setpriv"):
+            return self._refuse("run_as needs `setpriv` (util-linux), which is not installed")
         workdir = Path(tempfile.mkdtemp(prefix=f"baker-{request.task_id}-", dir=self.workdir))
+        if self.settings.run_as is not None:
+            os.chown(workdir, self.settings.run_as, self.settings.run_as)
         try:
             with (workdir / "runner.log").open("wb") as out:
                 proc = await asyncio.create_subprocess_exec(
@@ -163,10 +171,9 @@ class LocalLauncher(_Launcher):
         return LaunchReply(ok=True, launcher=self.name, runner_id=f"local-{proc.pid}")
 
     def _sandboxed(self, request: LaunchRequest) -> list[str]:
-        """The runner's argv behind `setpriv` (no new privileges, dies with us) and `prlimit`."""
+        """The runner's argv behind `prlimit` and `setpriv` (no new privileges, dies with us,
+        optionally another user); each execs the next, so the runner keeps the pid."""
         prefix: list[str] = []
-        if setpriv := shutil.which("setpriv"):
-            prefix += [setpriv, "--no-new-privs", "--pdeathsig", "KILL"]
         if prlimit := shutil.which("prlimit"):
             s = self.settings
             cpu = int(request.timeout_seconds + self.grace) + 1
@@ -174,6 +181,10 @@ class LocalLauncher(_Launcher):
                 prlimit, f"--nofile={s.open_files}", f"--as={s.address_space}",
                 f"--fsize={s.file_size}", "--core=0", f"--cpu={cpu}", "--",
             ]  # fmt: skip
+        if setpriv := shutil.which("setpriv"):
+            prefix += [setpriv, "--no-new-privs", "--pdeathsig", "KILL"]
+            if (uid := self.settings.run_as) is not None:
+                prefix += [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
         return [*prefix, *self.runner_cmd]
 
     def _env(self, request: LaunchRequest, workdir: Path) -> dict[str, str]:

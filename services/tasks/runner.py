@@ -212,6 +212,8 @@ async def _run(nc: NATS, reporter: Reporter) -> int:
         late = datetime.now(UTC) >= spec.deadline_at
         status: ResultStatus = "timeout" if late else "failed"
         execution = Execution(ok=False, error="the task runner was terminated (SIGTERM)")
+    elif (failure := work.exception()) is not None:  # a bug of ours: still say so
+        status, execution = "failed", Execution(ok=False, error=f"task runner error: {failure!r}")
     else:
         status, execution = work.result()
     duration = round((time.monotonic() - started) * 1000)

@@ -118,11 +118,27 @@ class TaskService:
     async def _ask_launcher(
         self, launch: LaunchRequest, headers: dict[str, str]
     ) -> tuple[LaunchReply | None, str | None]:
-        """The launcher's reply, and the reason the task cannot run (None when it can)."""
+        """The launcher's reply, and the reason the task cannot run (None when it can).
+
+        "No responders" is retried for up to a second (nobody got the request, so it is safe):
+        a launcher that is just starting, or the server's interest lagging its SUB.
+        """
+        loop = asyncio.get_running_loop()
+        retry_until = loop.time() + min(1.0, self.launch_timeout / 2)
         try:
-            msg = await self._nc.request(
-                LAUNCH_SUBJECT, launch.encode(), timeout=self.launch_timeout, headers=headers
-            )
+            while True:
+                try:
+                    msg = await self._nc.request(
+                        LAUNCH_SUBJECT,
+                        launch.encode(),
+                        timeout=self.launch_timeout,
+                        headers=headers,
+                    )
+                    break
+                except NoRespondersError:
+                    if loop.time() >= retry_until:
+                        raise
+                    await asyncio.sleep(0.1)
         except NoRespondersError:
             return None, f"no task launcher is running (nobody listens on {LAUNCH_SUBJECT})"
         except TimeoutError:
