@@ -98,6 +98,14 @@ async def take(sub: Any) -> Msg:
     return msg
 
 
+def delivery(msg: Msg) -> tuple[int, int]:
+    """(stream sequence, delivery count) of a JetStream delivery, from its reply subject."""
+    tokens = msg.reply.split(".")
+    if len(tokens) == 9:
+        return int(tokens[5]), int(tokens[4])
+    return int(tokens[7]), int(tokens[6])
+
+
 def stream_position(msg: Msg) -> tuple[int, int]:
     """(stream sequence, messages pending after it) from a JetStream delivery's reply subject,
     without building nats-py's full metadata object (a date and seven ints per message)."""

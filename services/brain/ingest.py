@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 
 from adapters import tracing
 from adapters.eventstore import EventStore, Outcome, StoreUnavailable
-from adapters.nats.pull import PullSubscriber
+from adapters.nats.pull import PullSubscriber, delivery
 from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM
 from domain.commands import RecordStatus
 from domain.wire import ResultMessage, StatusMessage, WireError, decode_result, decode_status
@@ -96,7 +96,7 @@ class Ingest:
         # The worker's trace id is kept on the event; no span per message: at thousands of
         # messages a second a span each costs more than the rest of the ingest.
         trace_id = tracing.trace_id_from_headers(msg.headers)
-        seq = msg.metadata.sequence.stream
+        seq, _ = delivery(msg)
         try:
             outcome = await self._store.execute(
                 "job", job_id, cmd, trace_id=trace_id, causation_id=f"jobs-{seq}"

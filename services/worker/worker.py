@@ -24,7 +24,7 @@ from adapters import tracing
 from adapters.executors.base import Execution
 from adapters.executors.command import prefer_pidfd_watcher
 from adapters.nats.job_queue import JobQueue, QueueUnavailable, cancel_reason
-from adapters.nats.pull import PullSubscriber
+from adapters.nats.pull import PullSubscriber, delivery
 from adapters.nats.streams import CANCELS_PREFIX, JOBS_STREAM, WORKERS_CONSUMER
 from domain.wire import DispatchMessage, WireError, decode_dispatch, peek_id
 from services import heartbeat
@@ -126,7 +126,7 @@ class Worker:
         except WireError as exc:
             await self._malformed(msg, exc)
             return
-        attempt = msg.metadata.num_delivered
+        _, attempt = delivery(msg)
         parent = tracing.extract(msg.headers)
         attributes = {"job.id": job_id, "job.type": dispatch.type, "job.attempt": attempt}
         with self._tracer.start_as_current_span("job.run", context=parent, attributes=attributes):

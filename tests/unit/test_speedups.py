@@ -37,3 +37,18 @@ def test_typical_event_headers() -> None:
             "Baker-Event-Type": "JobDispatched",
         }
     )
+
+
+def test_reply_subject_parsing_matches_nats_py_metadata() -> None:
+    from nats.aio.msg import Msg  # noqa: PLC0415
+
+    from adapters.nats.pull import delivery, stream_position  # noqa: PLC0415
+
+    for reply in (
+        "$JS.ACK.BAKER_JOBS.workers.3.1234.55.1700000000000000000.7",
+        "$JS.ACK._.ACCHASH.BAKER_EVENTS.c.1.99.98.1700000000000000000.0.xyz",
+    ):
+        msg = Msg(_client=None, subject="s", reply=reply)  # type: ignore[arg-type]
+        meta = msg.metadata
+        assert delivery(msg) == (meta.sequence.stream, meta.num_delivered)
+        assert stream_position(msg) == (meta.sequence.stream, meta.num_pending)
