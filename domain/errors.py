@@ -22,7 +22,7 @@ def first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
     if len(parts) > 1 and parts[0] in ("agent", "command", "http"):
         parts = parts[1:]
     path = ".".join(parts) or "body"
-    message = err["msg"]
+    message = err["msg"].removeprefix("Value error, ")  # our validators' own words
     if err["type"] == "missing":
         message = "is required"
     elif err["type"] == "extra_forbidden":

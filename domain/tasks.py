@@ -10,15 +10,14 @@ import re
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 
-import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
 from domain.commands import RecordTaskStatus
 from domain.errors import FieldError, first_error
-from domain.ids import InvalidId, check_id
+from domain.ids import check_id
 from domain.lifecycle.task import MAX_TIMEOUT_SECONDS
-from domain.wire import WireError
+from domain.wire import decode as wire_decode
 
 TaskMode = Literal["agent", "script"]
 ProgressKind = Literal["log", "tool_call", "thinking", "milestone"]
@@ -98,7 +97,7 @@ def parse_task_request(doc: Any) -> TaskRequest:
     try:
         return TaskRequest.model_validate(doc)
     except ValidationError as exc:
-        raise FieldError(*_first(exc)) from None
+        raise FieldError(*first_error(exc)) from None
 
 
 class TaskStatusMessage(_Model):
@@ -157,28 +156,7 @@ M = TypeVar("M", bound=_Model)
 
 def decode(kind: type[M], raw: bytes | str) -> M:
     """Parse and validate one task message; raise `WireError` naming the bad field."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise WireError("body", f"not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise WireError("body", "must be a JSON object")
-    try:
-        msg = kind.model_validate(doc)
-    except ValidationError as exc:
-        raise WireError(*_first(exc)) from None
-    task_id = getattr(msg, "task_id", None)
-    if task_id is not None:
-        try:
-            check_id(task_id, "taskId")
-        except InvalidId as exc:
-            raise WireError("taskId", str(exc).partition(": ")[2]) from None
-    return msg
-
-
-def _first(exc: ValidationError) -> tuple[str, str]:
-    field, reason = first_error(exc)
-    return field, reason.removeprefix("Value error, ")
+    return wire_decode(kind, raw, id_field="task_id", id_label="taskId")
 
 
 def record_command(msg: TaskStatusMessage | TaskResultMessage) -> RecordTaskStatus:

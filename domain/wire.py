@@ -70,26 +70,39 @@ class ResultMessage(WireMessage):
     trace_id: str | None = None
 
 
-M = TypeVar("M", bound=WireMessage)
+M = TypeVar("M", bound=BaseModel)
 
 
-def decode(kind: type[M], raw: bytes | str) -> M:
-    """Parse and validate a wire message; raise `WireError` naming the bad field."""
+def decode(
+    kind: type[M],
+    raw: bytes | str,
+    *,
+    id_field: str = "id",
+    id_label: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> M:
+    """Parse and validate a wire message; raise `WireError` naming the bad field. The id in
+    `id_field` (when the message has one) must be a single subject token; `defaults` fill keys
+    the sender left out (e.g. an id taken from the subject)."""
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise WireError("body", f"not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise WireError("body", "must be a JSON object")
+    for key, value in (defaults or {}).items():
+        doc.setdefault(key, value)
     try:
         msg = kind.model_validate(doc)
     except ValidationError as exc:
         raise WireError(*first_error(exc)) from None
-    if hasattr(msg, "id"):
+    ident = getattr(msg, id_field, None)
+    if isinstance(ident, str):
+        label = id_label or id_field
         try:
-            check_id(msg.id, "id")
+            check_id(ident, label)
         except InvalidId as exc:
-            raise WireError("id", str(exc).partition(": ")[2]) from None
+            raise WireError(label, str(exc).partition(": ")[2]) from None
     return msg
 
 

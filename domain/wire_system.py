@@ -10,12 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-import orjson
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, field_validator
 
-from domain.errors import first_error
-from domain.ids import InvalidId, check_id
-from domain.wire import WireError, WireMessage
+from domain.wire import WireError, WireMessage, decode
 
 __all__ = [
     "ExtensionAnnounce",
@@ -119,26 +116,15 @@ M = TypeVar("M", bound=WireMessage)
 
 
 def _decode(kind: type[M], raw: bytes | str, id_field: str, default_id: str | None) -> M:
+    defaults = {id_field: default_id} if default_id is not None else None
     try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise WireError("body", f"not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise WireError("body", "must be a JSON object")
-    if default_id is not None:
-        doc.setdefault(id_field, default_id)
-    try:
-        msg = kind.model_validate(doc)
-    except ValidationError as exc:
-        field, reason = first_error(exc)
-        reason = reason.removeprefix("Value error, ")
+        msg = decode(kind, raw, id_field=id_field, defaults=defaults)
+    except WireError as exc:
         # Aliases show up as the key the sender used; name the field as documented.
-        raise WireError("mcpUrl" if field in ("mcp_url", "mcpURL") else field, reason) from None
+        if exc.field in ("mcp_url", "mcpURL"):
+            raise WireError("mcpUrl", exc.reason) from None
+        raise
     value = getattr(msg, id_field)
-    try:
-        check_id(value, id_field)
-    except InvalidId as exc:
-        raise WireError(id_field, str(exc).partition(": ")[2]) from None
     if default_id is not None and value != default_id:
         raise WireError(id_field, f"{value!r} does not match the subject's {default_id!r}")
     return msg

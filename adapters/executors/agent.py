@@ -26,6 +26,9 @@ from adapters.executors.http import run_http
 from domain.specs import REDACTED, AgentPayload, CommandPayload, HttpPayload, redact_command
 
 FALLBACK_MODEL = "claude-sonnet-5-5"
+# Models past their end of life that newer SDKs drop from their deprecation table; a job that
+# still names one is passed through, with the warning its user needs.
+RETIRED_MODELS: dict[str, str] = {"claude-sonnet-4-20250514": "June 15th, 2026"}
 DEFAULT_MAX_TOKENS = 1024
 LIMIT_TEXT = "Reached maximum tool-use iterations."
 NO_API_KEY = "agent job needs ANTHROPIC_API_KEY: no API key is configured for this worker"
@@ -63,12 +66,13 @@ ClientFactory = Callable[..., AsyncAnthropic]
 
 
 def deprecated_models() -> dict[str, str]:
-    """The models the installed SDK warns about, with their end-of-life dates."""
+    """The models the installed SDK warns about, and those we know are retired, with their
+    end-of-life dates."""
     try:
         from anthropic.resources.messages.messages import DEPRECATED_MODELS  # noqa: PLC0415
     except ImportError:
-        return {}
-    return dict(DEPRECATED_MODELS)
+        return dict(RETIRED_MODELS)
+    return {**RETIRED_MODELS, **DEPRECATED_MODELS}
 
 
 def default_agent_model() -> str:

@@ -61,24 +61,39 @@ async def _job_stream(
             last_seq = item.seq
             if item.envelope.version > after_version:
                 yield frame(item)
-        while not state.terminal:
-            try:
-                async with asyncio.timeout(ctx.keepalive):
-                    item = await queue.get()
-            except TimeoutError:
-                yield b": keep-alive\n\n"
-                continue
-            if item is None:
-                yield _GONE
-                return
-            if item.seq <= last_seq:
-                continue  # already in the replayed history
-            last_seq = item.seq
-            state = lifecycle.evolve("job", state, item.envelope.data)
-            yield frame(item)
+        if not state.terminal:
+            async for item in _live(queue, ctx.keepalive, last_seq):
+                if isinstance(item, bytes):
+                    yield item
+                    continue
+                state = lifecycle.evolve("job", state, item.envelope.data)
+                yield frame(item)
+                if state.terminal:
+                    break
+            else:
+                return  # the feed ended before the job did: `_live` said so
         yield _end(state.status)
     finally:
         bus.unsubscribe(job_id, queue)
+
+
+async def _live(
+    queue: asyncio.Queue[StoredEvent | None], keepalive: float, after_seq: int
+) -> AsyncIterator[StoredEvent | bytes]:
+    """Live events after `after_seq` (those already replayed are skipped), keep-alive comments
+    while it is quiet, and the end-of-feed frame if the bus drops us."""
+    while True:
+        try:
+            async with asyncio.timeout(keepalive):
+                item = await queue.get()
+        except TimeoutError:
+            yield b": keep-alive\n\n"
+            continue
+        if item is None:
+            yield _GONE
+            return
+        if item.seq > after_seq:
+            yield item
 
 
 async def follow_all(
@@ -97,19 +112,10 @@ async def follow_all(
                     last = item.seq
                     if aggregate is None or item.envelope.aggregate == aggregate:
                         yield frame(item, by_seq=True)
-        while True:
-            try:
-                async with asyncio.timeout(ctx.keepalive):
-                    item = await queue.get()
-            except TimeoutError:
-                yield b": keep-alive\n\n"
-                continue
-            if item is None:
-                yield _GONE
-                return
-            if item.seq <= last:
-                continue  # already replayed
-            if aggregate is None or item.envelope.aggregate == aggregate:
+        async for item in _live(queue, ctx.keepalive, last):
+            if isinstance(item, bytes):
+                yield item
+            elif aggregate is None or item.envelope.aggregate == aggregate:
                 yield frame(item, by_seq=True)
     finally:
         bus.unsubscribe(ALL, queue)
