@@ -10,6 +10,7 @@ import json
 
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
 from adapters.nats.streams import (
@@ -72,6 +73,16 @@ class JobQueue:
         body = json.dumps({"jobId": job_id, "reason": reason}).encode()
         await self._publish(f"{CANCELS_PREFIX}.{job_id}", body, {})
 
+    async def cancel_signal(self, job_id: str) -> str | None:
+        """The reason of a cancel signal for `job_id`, if one was sent (a direct get)."""
+        try:
+            msg = await self._js.get_last_msg(
+                CANCELS_STREAM, f"{CANCELS_PREFIX}.{job_id}", direct=True
+            )
+        except NotFoundError:
+            return None
+        return cancel_reason(msg.data)
+
     async def signalled_cancels(self) -> dict[str, str]:
         """Every cancel signal still in the bucket (the last day), job id -> reason."""
         info = await self._js.stream_info(CANCELS_STREAM)
@@ -92,6 +103,11 @@ class JobQueue:
                     return found
         finally:
             await sub.unsubscribe()
+
+    async def fill(self) -> tuple[int, int]:
+        """(messages in `BAKER_JOBS`, its message limit; -1 when unlimited)."""
+        info = await self._js.stream_info(JOBS_STREAM)
+        return int(info.state.messages), int(info.config.max_msgs or -1)
 
     async def depth(self) -> tuple[int, int]:
         """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""

@@ -19,6 +19,7 @@ from adapters.nats.job_queue import JobQueue, QueueFull, QueueUnavailable
 from domain.commands import DispatchJob, FailJob, RequestCancel
 from domain.specs import AgentJob, CommandJob, HttpJob, payload_document
 from domain.wire import DispatchMessage
+from services.brain.admission import Admission
 
 log = logging.getLogger("baker.brain.dispatch")
 JobSpec = AgentJob | CommandJob | HttpJob
@@ -60,12 +61,22 @@ class Dispatcher:
     ) -> None:
         self._store = store
         self._queue = queue
+        self.admission = Admission(queue)
         self._on_outcome = on_outcome or (lambda _job, _outcome: None)
         self._tracer = tracing.tracer("baker.brain")
 
     async def dispatch(self, spec: JobSpec, job_id: str | None = None) -> Dispatched:
-        """Record and queue a job; `QueueFull` or `DispatchFailed` when it cannot be queued."""
+        """Record and queue a job; `QueueFull` (nothing recorded, or the job recorded as
+        `failed` when JetStream itself refused it) or `DispatchFailed` when it cannot be queued.
+        """
         job_id = job_id or new_job_id()
+        await self.admission.admit()
+        try:
+            return await self._record_and_queue(spec, job_id)
+        finally:
+            self.admission.stored()
+
+    async def _record_and_queue(self, spec: JobSpec, job_id: str) -> Dispatched:
         created = datetime.now(UTC)
         with self._tracer.start_as_current_span(
             "job.dispatch", attributes={"job.id": job_id, "job.type": spec.type}
@@ -117,8 +128,12 @@ class Dispatcher:
 
     async def cancel(self, job_id: str, reason: str | None = None) -> int:
         """Request cancellation; the worker running the job stops it. Returns the event seq."""
-        with self._tracer.start_as_current_span("job.cancel", attributes={"job.id": job_id}):
-            outcome = await self._store.execute("job", job_id, RequestCancel(reason=reason))
+        with self._tracer.start_as_current_span(
+            "job.cancel", attributes={"job.id": job_id}
+        ) as span:
+            outcome = await self._store.execute(
+                "job", job_id, RequestCancel(reason=reason), trace_id=tracing.trace_id_of(span)
+            )
             if outcome.rejected is not None:
                 if outcome.position.version == 0:
                     raise JobNotFound(job_id)

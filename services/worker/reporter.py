@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.nats.job_queue import JobQueue
+from adapters.nats.job_queue import JobQueue, QueueFull
 from domain.wire import ResultMessage, StatusMessage, WorkerStatus
+
+log = logging.getLogger("baker.worker")
 
 
 class Reporter:
     """Publishes a job's status and result; each message has its own `Nats-Msg-Id`, so a
-    retried publish is stored once."""
+    retried publish is stored once. When `BAKER_JOBS` is full, a report waits for room (the
+    Brain's ingest frees it) for up to `full_retry_for` seconds, then raises `QueueFull`."""
 
     def __init__(
         self,
@@ -22,8 +28,10 @@ class Reporter:
         attempt: int,
         headers: dict[str, str],
         trace_id: str | None,
+        full_retry_for: float = 120.0,
     ) -> None:
         self._queue = queue
+        self._full_retry_for = full_retry_for
         self.job_id = job_id
         self.worker_id = worker_id
         self.attempt = attempt
@@ -48,7 +56,25 @@ class Reporter:
             error=error,
             trace_id=self._trace_id,
         )
-        await self._queue.report_status(msg, self._headers, self._msg_id())
+        msg_id = self._msg_id()
+        await self._send(lambda: self._queue.report_status(msg, self._headers, msg_id))
+
+    async def _send(self, publish: Callable[[], Awaitable[int]]) -> None:
+        deadline = time.monotonic() + self._full_retry_for
+        delay = 0.05
+        while True:
+            try:
+                await publish()
+                return
+            except QueueFull:
+                if time.monotonic() >= deadline:
+                    raise
+                if delay == 0.05:
+                    log.warning(
+                        "job queue full; waiting for room to report", extra={"job_id": self.job_id}
+                    )
+                await asyncio.sleep(delay)  # back-off between tries of the same message
+                delay = min(delay * 2, 2.0)
 
     async def started(self) -> None:
         """`received` then `running`, pipelined: both are on the wire before either ack."""
@@ -79,7 +105,8 @@ class Reporter:
             trace_id=self._trace_id,
         )
         # Pipelined, in this order on the wire; both must be stored before the job is acked.
+        msg_id = self._msg_id()
         await asyncio.gather(
-            self._queue.report_result(result_msg, self._headers, self._msg_id()),
+            self._send(lambda: self._queue.report_result(result_msg, self._headers, msg_id)),
             self.status(status, error=error),
         )

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -14,6 +15,7 @@ from adapters.nats.job_queue import QueueFull
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import Topology
 from domain.specs import parse_job_spec
+from domain.wire import DispatchMessage
 from services.brain.brain import BrainSettings
 from tests.e2e.procs import BakerProcess
 from tests.integration.pipeline import Pipeline, running_pipeline, types
@@ -93,20 +95,73 @@ async def test_max_deliveries_is_recorded_even_by_a_brain_that_was_down(
     assert types(history) == ["JobDispatched"] + ["JobReceived", "JobStarted"] * 3 + ["JobFailed"]
     failed = history.events[-1].envelope.data
     assert failed.reason == "max_deliveries" and "3 deliveries" in failed.error
+    trace = history.events[0].envelope.trace_id
+    assert trace and history.events[-1].envelope.trace_id == trace  # joins the job's trace
 
 
-async def test_a_full_queue_is_an_explicit_error_and_the_job_is_failed(
+async def test_a_full_queue_refuses_new_jobs_before_recording_them(
     nats_server: NatsServerProcess,
 ) -> None:
-    async with running_pipeline(nats_server, topology=Topology(max_queued_jobs=3)) as pipe:
-        for _ in range(3):
+    # 10 places: 9 for waiting jobs, 1 kept for status messages.
+    async with running_pipeline(nats_server, topology=Topology(max_queued_jobs=10)) as pipe:
+        for _ in range(9):
             await pipe.brain.dispatcher.dispatch(command("echo queued"))
+        with pytest.raises(QueueFull, match="queue is full"):
+            await pipe.brain.dispatcher.dispatch(command("echo too-many"), job_id="job-overflow")
+        history = await pipe.store.load("job", "job-overflow")
+        assert pipe.brain.dispatcher.admission.refused == 1
+    assert not history.exists  # refused, not accepted: nothing to audit
+
+
+async def test_a_job_refused_by_jetstream_itself_is_recorded_as_failed(
+    nats_server: NatsServerProcess,
+) -> None:
+    async with running_pipeline(nats_server, topology=Topology(max_queued_jobs=10)) as pipe:
+        js = pipe.nc.jetstream()
+        for i in range(10):  # filled behind the Brain's back: its admission has not seen it
+            await js.publish("baker.jobs.dispatch", b"{}", headers={"Nats-Msg-Id": f"x{i}"})
+        pipe.brain.dispatcher.admission = type(pipe.brain.dispatcher.admission)(
+            _EmptyLooking(), refresh_every=3600
+        )
         with pytest.raises(QueueFull):
             await pipe.brain.dispatcher.dispatch(command("echo too-many"), job_id="job-overflow")
         history = await pipe.store.load("job", "job-overflow")
     assert types(history) == ["JobDispatched", "JobFailed"]
     assert history.events[-1].envelope.data.reason == "dispatch_failed"
     assert "queue is full" in history.events[-1].envelope.data.error
+
+
+class _EmptyLooking:
+    async def fill(self) -> tuple[int, int]:
+        return 0, 10
+
+
+async def test_a_full_queue_still_drains_every_job_it_admitted(
+    nats_server: NatsServerProcess,
+) -> None:
+    """Workers report into the stream the jobs wait in: with the queue at its limit and the
+    Brain's ingest down, a worker must wait for room rather than give the job up."""
+    topo = Topology(max_queued_jobs=10, ack_wait=30)
+    async with running_pipeline(nats_server, topology=topo, start_brain=False) as pipe:
+        jobs = [await pipe.brain.dispatcher.dispatch(command("echo ok")) for _ in range(9)]
+        js = pipe.nc.jetstream()
+        body = json.dumps({"id": "job-other", "status": "running"}).encode()
+        await js.publish("baker.jobs.status.job-other", body)  # the 10th place
+        jsm = pipe.nc.jsm()
+        assert (await jsm.stream_info("BAKER_JOBS")).state.messages == 10
+        worker = await pipe.start_worker(concurrency=1)
+
+        async def worker_waits_for_room() -> bool:
+            info = await jsm.consumer_info("BAKER_JOBS", "workers")
+            return info.num_ack_pending == 1 and info.num_redelivered == 0
+
+        await until(worker_waits_for_room)
+        pipe.tasks.append(asyncio.create_task(pipe.brain.run(pipe.stop)))  # ingest drains
+        histories = [await pipe.wait_job(j.job_id, {"completed", "failed"}) for j in jobs]
+    assert [h.state.status for h in histories] == ["completed"] * 9
+    assert worker.stats.crashed == 0
+    assert all(types(h) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
+               for h in histories)  # fmt: skip
 
 
 async def test_a_silent_job_is_failed_as_stuck_but_a_leased_one_is_not(
@@ -142,6 +197,8 @@ async def test_a_silent_job_is_failed_as_stuck_but_a_leased_one_is_not(
         leased_history = await pipe.wait_job(leased.job_id, {"failed"})
     assert history.events[-1].envelope.data.reason == "stuck"
     assert "stuck in 'received'" in history.events[-1].envelope.data.error
+    assert history.events[-1].envelope.trace_id == history.events[0].envelope.trace_id
+    assert history.events[0].envelope.trace_id
     assert leased_history.events[-1].envelope.data.reason == "stuck"
 
 
@@ -181,3 +238,21 @@ async def test_jobs_still_running_after_the_grace_period_go_back_to_the_queue(
         history = await pipe.wait_job(job.job_id, {"completed"})
     received = [e.envelope.data for e in history.events if e.envelope.type == "JobReceived"]
     assert [(r.attempt, r.worker_id) for r in received] == [(1, first.id), (2, second.id)]
+
+
+async def test_the_same_job_is_queued_once_however_often_it_is_sent(
+    nats_server: NatsServerProcess,
+) -> None:
+    async with running_pipeline(nats_server, start_brain=False) as pipe:
+        first = await pipe.brain.dispatcher.dispatch(command("echo once"), job_id="job-twice")
+        again = await pipe.brain.dispatcher.dispatch(command("echo once"), job_id="job-twice")
+        message = DispatchMessage(
+            id="job-twice", type="command", payload={"command": "echo once"},
+            reply_to="baker.jobs.status.job-twice", created_at=datetime.now(UTC),
+        )  # fmt: skip
+        await pipe.brain.queue.dispatch(message, {})  # a retried publish: same Nats-Msg-Id
+        info = await pipe.nc.jsm().stream_info("BAKER_JOBS")
+        history = await pipe.store.load("job", "job-twice")
+    assert again.seq == first.seq
+    assert info.state.messages == 1
+    assert types(history) == ["JobDispatched"]
