@@ -156,9 +156,14 @@ class Worker:
         if running.shutting_down:  # stopped between fetch and start: someone else runs it
             await msg.nak()
             return
-        keep_alive = asyncio.create_task(self._keep_alive(msg))
+        keep_alive = asyncio.create_task(self._keep_alive(dispatch.id, running))
         try:
             await reporter.started()
+            if running.cancel_reason is not None:  # arrived while `started` was in flight
+                await reporter.finish("cancelled", error=f"cancelled: {running.cancel_reason}")
+                self.stats.cancelled += 1
+                await msg.ack()
+                return
             started = time.monotonic()
             running.execution = asyncio.create_task(
                 execute(dispatch, self.settings.executors, reporter.progress)
@@ -194,17 +199,23 @@ class Worker:
                 self.stats.failed += 1
         await msg.ack()
 
-    async def _keep_alive(self, msg: Msg) -> None:
-        """In-progress acks every ack-wait/3, so a long job is not redelivered."""
+    async def _keep_alive(self, job_id: str, running: Running) -> None:
+        """In-progress acks every ack-wait/3, so a long job is not redelivered; each time, a
+        look at the cancel bucket too, for a signal missed while the connection was down."""
         every = self.settings.ack_wait / 3
         while True:
             await asyncio.sleep(every)
             with contextlib.suppress(Exception):
-                await msg.in_progress()
+                await running.msg.in_progress()
+                if running.cancel_reason is None:
+                    reason = await self.queue.cancel_signal(job_id)
+                    if reason is not None:
+                        self._cancel(job_id, reason)
 
     async def _on_cancel(self, msg: Msg) -> None:
-        job_id = msg.subject.rsplit(".", 1)[-1]
-        reason = cancel_reason(msg.data)
+        self._cancel(msg.subject.rsplit(".", 1)[-1], cancel_reason(msg.data))
+
+    def _cancel(self, job_id: str, reason: str) -> None:
         self.cancels[job_id] = reason
         running = self.running.get(job_id)
         if running is None:

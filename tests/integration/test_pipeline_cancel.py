@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -11,9 +13,11 @@ from typing import Any
 import pytest
 
 from adapters.nats.server import NatsServerProcess
+from adapters.nats.streams import Topology
 from domain.specs import parse_job_spec
 from services.brain.dispatcher import JobAlreadyFinished, JobNotFound
 from services.worker.executors import ExecutorSettings
+from services.worker.worker import Worker
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, text_message
 from tests.integration.pipeline import Pipeline, running_pipeline, types
 
@@ -48,6 +52,9 @@ async def cancel_while_running(pipe: Pipeline, spec: Any) -> list[str]:
     history = await pipe.wait_job(job.job_id, {"cancelled"})
     cancelled = history.events[-1].envelope.data
     assert "operator changed their mind" in cancelled.detail
+    requested = next(e for e in history.events if e.envelope.type == "JobCancelRequested")
+    assert requested.envelope.trace_id  # the cancel request's own trace
+    assert history.events[-1].envelope.trace_id  # the worker's report, in the job's trace
     return types(history)
 
 
@@ -130,3 +137,63 @@ async def test_cancelling_a_finished_or_unknown_job_is_refused(pipe: Pipeline) -
         await pipe.brain.dispatcher.cancel("job-nobody-dispatched")
     history = await pipe.store.load("job", job.job_id)
     assert types(history)[-1] == "TransitionRejected"  # the refused cancel is in the audit
+
+
+async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
+    pipe: Pipeline,
+) -> None:
+    worker = await pipe.start_worker()
+    holding, release = asyncio.Event(), asyncio.Event()
+    report = worker.queue.report_status
+
+    async def held_running(msg: Any, headers: dict[str, str], msg_id: str) -> int:
+        if msg.status == "running" and not release.is_set():
+            holding.set()
+            await release.wait()
+        return await report(msg, headers, msg_id)
+
+    worker.queue.report_status = held_running  # type: ignore[method-assign]
+    job = await pipe.brain.dispatcher.dispatch(
+        parse_job_spec({"type": "command", "payload": {"command": "echo must-not-run"}})
+    )
+    await holding.wait()
+    await pipe.brain.dispatcher.cancel(job.job_id, "changed course")
+    await until_true(lambda: job.job_id in worker.cancels)
+    release.set()
+    history = await pipe.wait_job(job.job_id, {"cancelled", "completed", "failed"})
+    assert types(history)[-1] == "JobCancelled"
+    assert "JobCompleted" not in types(history)
+    assert "changed course" in history.events[-1].envelope.data.detail
+
+
+async def until_true(check: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)  # polling the condition
+
+
+async def test_a_cancel_signal_the_worker_missed_is_found_in_the_bucket(
+    nats_server: NatsServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def lost(self: Worker, msg: Any) -> None:  # as if sent while we were reconnecting
+        return None
+
+    monkeypatch.setattr(Worker, "_on_cancel", lost)
+    async with running_pipeline(nats_server, topology=Topology(ack_wait=0.6)) as pipe:
+        worker = await pipe.start_worker()
+        job = await pipe.brain.dispatcher.dispatch(
+            parse_job_spec({"type": "command", "payload": {"command": "sleep 29.75"}})
+        )
+        await pipe.wait_job(job.job_id, lambda h: h.state.status == "running")
+        await pipe.brain.dispatcher.cancel(job.job_id, "missed once")
+        history = await pipe.wait_job(job.job_id, {"cancelled"})
+    assert worker.stats.cancelled == 1
+    assert "missed once" in history.events[-1].envelope.data.detail
+    assert processes_running("sleep 29.75") == []
+
+
+async def test_the_cancel_bucket_answers_for_one_job(pipe: Pipeline) -> None:
+    await pipe.brain.queue.signal_cancel("job-asked", "because")
+    assert await pipe.brain.queue.cancel_signal("job-asked") == "because"
+    assert await pipe.brain.queue.cancel_signal("job-never-asked") is None
