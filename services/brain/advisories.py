@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.errors import NotFoundError
 
+from adapters import tracing
 from adapters.eventstore import EventStore, StoreUnavailable
 from adapters.nats.streams import (
     ADVISORIES_CONSUMER,
@@ -28,6 +29,7 @@ from adapters.nats.streams import (
 )
 from domain.commands import FailJob
 from domain.wire import peek_id
+from services.brain.leadership import Fenced
 
 log = logging.getLogger("baker.brain.advisories")
 
@@ -79,7 +81,7 @@ class MaxDeliveries:
             return
         try:
             await self._fail_job(seq, deliveries)
-        except StoreUnavailable:
+        except (StoreUnavailable, Fenced):  # the leading Brain, or a later try, records it
             await msg.nak(delay=2)
             return
         await msg.ack()
@@ -100,6 +102,7 @@ class MaxDeliveries:
                 job_id,
                 FailJob(reason="max_deliveries", error=error),
                 causation_id=f"max-deliveries-{seq}",
+                trace_id=tracing.trace_id_from_headers(queued.headers),
             )
             self.recorded += int(outcome.changed)
             log.warning("job gave up after %d deliveries", deliveries, extra={"job_id": job_id})

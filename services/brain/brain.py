@@ -60,7 +60,8 @@ class Brain:
         self._observers.append(observer)
 
     def _observe(self, job_id: str, outcome: Outcome) -> None:
-        self.watchdog.observe(job_id, outcome.state)
+        trace_id = next((e.envelope.trace_id for e in outcome.appended), None)
+        self.watchdog.observe(job_id, outcome.state, trace_id=trace_id)
         for observer in self._observers:
             observer(job_id, outcome)
 

@@ -25,6 +25,7 @@ from adapters.nats.pull import PullSubscriber, delivery
 from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM
 from domain.commands import RecordStatus
 from domain.wire import ResultMessage, StatusMessage, WireError, decode_result, decode_status
+from services.brain.leadership import Fenced
 from services.serial import KeyedSerial
 
 log = logging.getLogger("baker.brain.ingest")
@@ -37,6 +38,7 @@ class IngestStats:
     malformed: int = 0
     rejected: int = 0
     errors: int = 0
+    fenced: int = 0
 
 
 class Ingest:
@@ -104,6 +106,11 @@ class Ingest:
         except StoreUnavailable:
             log.warning("event store unavailable; will retry", extra={"job_id": job_id})
             await msg.nak(delay=2)
+            return
+        except Fenced:
+            # Another Brain leads now: hand the message back to it (the consumer is shared).
+            self.stats.fenced += 1
+            await msg.nak(delay=0.5)
             return
         except Exception:
             await self._failed(msg, job_id)

@@ -26,6 +26,7 @@ from adapters.eventstore import EventStore, StoredEvent, StoreUnavailable
 from adapters.nats.job_queue import JobQueue
 from domain import lifecycle
 from domain.commands import FailJob
+from services.brain.leadership import Fenced
 from services.heartbeat import HEALTH_SUBJECT
 
 log = logging.getLogger("baker.brain.watchdog")
@@ -35,6 +36,7 @@ log = logging.getLogger("baker.brain.watchdog")
 class Watch:
     status: str
     last_seen: float  # monotonic
+    trace_id: str | None = None  # the job's trace, so the `stuck` event joins it
 
 
 class Watchdog:
@@ -57,12 +59,16 @@ class Watchdog:
         self.active: dict[str, Watch] = {}
         self.failed = 0
 
-    def observe(self, job_id: str, state: Any, seen: float | None = None) -> None:
+    def observe(
+        self, job_id: str, state: Any, seen: float | None = None, trace_id: str | None = None
+    ) -> None:
         """Record a job's current state (from the dispatcher, the ingest or the log)."""
         if state.terminal:
             self.active.pop(job_id, None)
-        else:
-            self.active[job_id] = Watch(state.status, seen or time.monotonic())
+            return
+        known = self.active.get(job_id)
+        trace_id = (known.trace_id if known else None) or trace_id
+        self.active[job_id] = Watch(state.status, seen or time.monotonic(), trace_id)
 
     def lease(self, job_ids: Iterable[str]) -> None:
         """A worker says it is running these jobs: they are alive."""
@@ -74,20 +80,23 @@ class Watchdog:
 
     async def seed(self) -> int:
         """Fold every job event of the log into the active set (run once at start)."""
-        states: dict[str, tuple[Any, datetime]] = {}
+        states: dict[str, tuple[Any, datetime, str | None]] = {}
         async for item in self._store.read_all(1):
             if not isinstance(item, StoredEvent) or item.envelope.aggregate != "job":
                 continue
             env = item.envelope
-            state = states.get(env.aggregate_id, (lifecycle.initial_state("job"), env.occurred_at))
+            state, _, trace_id = states.get(
+                env.aggregate_id, (lifecycle.initial_state("job"), env.occurred_at, None)
+            )
             states[env.aggregate_id] = (
-                lifecycle.evolve("job", state[0], env.data),
+                lifecycle.evolve("job", state, env.data),
                 env.occurred_at,
+                trace_id or env.trace_id,
             )
         now_wall, now = datetime.now(UTC), time.monotonic()
-        for job_id, (state, at) in states.items():
+        for job_id, (state, at, trace_id) in states.items():
             if job_id not in self.active:
-                self.observe(job_id, state, now - (now_wall - at).total_seconds())
+                self.observe(job_id, state, now - (now_wall - at).total_seconds(), trace_id)
         return len(self.active)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -138,10 +147,14 @@ class Watchdog:
                 )
 
     async def _fail(self, job_id: str, error: str) -> None:
+        watch = self.active.get(job_id)
+        trace_id = watch.trace_id if watch else None
         try:
-            outcome = await self._store.execute("job", job_id, FailJob(reason="stuck", error=error))
-        except StoreUnavailable:
-            return
+            outcome = await self._store.execute(
+                "job", job_id, FailJob(reason="stuck", error=error), trace_id=trace_id
+            )
+        except (StoreUnavailable, Fenced):
+            return  # the store or the leading Brain will see to it
         self.observe(job_id, outcome.state)
         if outcome.changed and outcome.rejected is None:
             self.failed += 1

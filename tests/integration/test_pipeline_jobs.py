@@ -181,5 +181,32 @@ async def test_the_trace_crosses_the_nats_hop(pipe: Pipeline) -> None:
     assert run.parent is not None and run.parent.span_id == dispatch.context.span_id
     assert run.attributes["job.id"] == job.job_id
     children = [s for s in spans if s.parent and s.parent.span_id == run.context.span_id]
-    assert children == [] or all(s.name.startswith(("tool.", "llm.")) for s in children)
+    assert children == []  # a command job runs no model and no tool
+    assert {e.envelope.trace_id for e in history.events} == {job.trace_id}
+
+
+async def test_an_agent_job_s_model_calls_and_tools_are_spans_under_the_job(
+    pipe: Pipeline,
+) -> None:
+    exporter = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(exporter))
+    script = [tool_use("command", {"command": "echo tooled"}), text_message("done")]
+    with FakeAnthropic(script) as api:
+        await pipe.start_worker(
+            executors=ExecutorSettings(
+                allowed_commands=("echo",),
+                anthropic_api_key="sk-test",
+                anthropic_base_url=api.base_url,
+            )
+        )
+        job = await pipe.brain.dispatcher.dispatch(
+            parse_job_spec({"type": "agent", "payload": {"prompt": "use a tool"}})
+        )
+        history = await pipe.wait_job(job.job_id, {"completed"})
+    spans = [
+        s for s in exporter.get_finished_spans() if s.context.trace_id == int(job.trace_id, 16)
+    ]
+    run = next(s for s in spans if s.name == "job.run")
+    children = [s.name for s in spans if s.parent and s.parent.span_id == run.context.span_id]
+    assert sorted(children) == ["llm.call", "llm.call", "tool.command"]
     assert {e.envelope.trace_id for e in history.events} == {job.trace_id}
