@@ -7,6 +7,7 @@ allowlists and limits as `command` and `http` jobs. The SDK retries 429 and 5xx 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import warnings
@@ -137,8 +138,10 @@ async def run_agent(
     max_retries: int = 3,
     tracer: trace.Tracer | None = None,
     client_factory: ClientFactory | None = None,
+    timeout: float | None = None,
 ) -> Execution:
-    """Run the prompt through at most `max_iterations` model calls, executing tool calls.
+    """Run the prompt through at most `max_iterations` model calls, executing tool calls,
+    within `timeout` seconds for the whole conversation (the job's `timeoutSeconds`).
 
     `client_factory(api_key=, base_url=, max_retries=)` makes the client (default
     `AsyncAnthropic`); the executor owns it and closes it when done.
@@ -155,8 +158,15 @@ async def run_agent(
     client = (client_factory or AsyncAnthropic)(
         api_key=api_key, base_url=base_url, max_retries=max_retries
     )
+    deadline = asyncio.timeout(timeout)
     try:
-        return await _converse(client, payload, run, tools, progress, max_iterations, tracer)
+        async with deadline:
+            return await _converse(client, payload, run, tools, progress, max_iterations, tracer)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+        error = f"agent job timed out after {timeout:g} s"
+        return Execution(ok=False, result=run.result("", "timeout"), error=error)
     except anthropic.APIStatusError as exc:
         error = f"anthropic API error {exc.status_code}: {exc.api_message or exc.message}"
         return Execution(ok=False, result=run.result("", None), error=error)

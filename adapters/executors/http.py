@@ -56,6 +56,8 @@ async def run_http(
     except HttpRejected as exc:
         return Execution(ok=False, error=str(exc))
     limit = payload.timeout_seconds or timeout or DEFAULT_HTTP_TIMEOUT
+    if timeout:  # the request's own timeout may shorten the job's limit, never extend it
+        limit = min(limit, timeout)
     if client is None:
         async with httpx.AsyncClient(follow_redirects=False) as own:
             return await _send(own, payload, url, limit, max_body, retries, backoff, progress)

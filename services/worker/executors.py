@@ -59,4 +59,5 @@ async def execute(
         http_allowed_hosts=settings.http_allowed_hosts,
         progress=progress,
         tracer=tracing.tracer("baker.worker"),
+        timeout=timeout,
     )

@@ -317,3 +317,23 @@ async def test_cancellation_stops_the_loop() -> None:
         finally:
             release.set()
     assert len(api.requests) == 1
+
+
+async def test_the_jobs_time_limit_ends_the_conversation() -> None:
+    release = threading.Event()
+
+    def tool_then_stall(request: dict[str, Any]) -> Reply:
+        if len(request["messages"]) == 1:
+            return tool_use("command", {"command": "echo step"})
+        release.wait(timeout=10)  # the second model call never answers in time
+        return text_message("too late")
+
+    with FakeAnthropic(tool_then_stall) as api:
+        try:
+            execution = await run(api, timeout=0.5)
+        finally:
+            release.set()
+    assert not execution.ok
+    assert execution.error == "agent job timed out after 0.5 s"
+    assert execution.result["iterations"] == 2
+    assert [call["name"] for call in execution.result["toolCalls"]] == ["command"]

@@ -234,8 +234,10 @@ async def test_the_payload_timeout_wins_then_the_given_one_then_thirty_seconds()
     await run(recorder, payload(timeout_seconds=7))
     await run(recorder, payload(), timeout=12)
     await run(recorder, payload())
+    await run(recorder, payload(timeout_seconds=45), timeout=12)  # never beyond the job's
+    await run(recorder, payload(timeout_seconds=45))
     limits = [request.extensions["timeout"]["read"] for request in recorder.requests]
-    assert limits == [7, 12, 30]
+    assert limits == [7, 12, 30, 12, 45]
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
