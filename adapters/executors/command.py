@@ -14,8 +14,9 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from adapters.executors import spawn
 from adapters.executors.base import Execution, Progress, no_progress
 from domain.command_policy import (
     MAX_OUTPUT_BYTES,
@@ -32,6 +33,7 @@ from domain.specs import CommandPayload
 # What the child may inherit from the worker; everything else (tokens, keys) stays behind.
 _INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "TZ", "KUBECONFIG")
 _READ_CHUNK = 64 * 1024
+USE_POSIX_SPAWN = spawn.supported()
 
 
 @dataclass
@@ -43,18 +45,64 @@ class _Sink:
     kept: bytearray = field(default_factory=bytearray)
     total: int = 0
 
-    async def drain(self, stream: asyncio.StreamReader | None) -> None:
-        if stream is None:
-            return
-        while chunk := await stream.read(_READ_CHUNK):
-            self.total += len(chunk)
-            room = self.limit - len(self.kept)
-            if room > 0:
-                self.kept += chunk[:room]
+    def feed(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.limit - len(self.kept)
+        if room > 0:
+            self.kept += chunk[:room]
 
     def text(self) -> tuple[str, bool]:
         text, truncated = cap_output(bytes(self.kept), self.limit, total=self.total)
         return strip_ansi(text), truncated
+
+
+class Child(Protocol):
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def kill_group(self) -> None: ...
+
+    async def reaped(self) -> None: ...
+
+
+class _AsyncioChild:
+    """asyncio's subprocess behind the same face as `spawn.Child` (where that is missing)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, out: _Sink, err: _Sink) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self._drained = asyncio.ensure_future(
+            asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
+        )
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    async def wait(self) -> int:
+        await asyncio.shield(self._drained)
+        return await self.proc.wait()
+
+    def kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)  # a session leader: its group id is its pid
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()  # covers a child that left its group
+
+    async def reaped(self) -> None:
+        await asyncio.shield(self.proc.wait())
+        self._drained.cancel()
+
+
+async def _drain(stream: asyncio.StreamReader | None, sink: _Sink) -> None:
+    if stream is None:
+        return
+    while chunk := await stream.read(_READ_CHUNK):
+        sink.feed(chunk)
 
 
 def base_env() -> dict[str, str]:
@@ -81,38 +129,48 @@ async def run_command(
     except CommandRejected as exc:
         return Execution(ok=False, error=str(exc))
     started = time.monotonic()
+    out, err = _Sink(max_output), _Sink(max_output)
     try:
-        proc = await _spawn(parsed)
+        child = await _spawn(parsed, out, err)
     except OSError as exc:
         return Execution(ok=False, error=_start_error(parsed, exc))
     # No progress report here: `running` already says it started, and every report is an event.
     if on_start is not None:
-        on_start(proc.pid)
+        on_start(child.pid)
     limit = effective_timeout(timeout)
-    out, err = _Sink(max_output), _Sink(max_output)
     timed_out = False
     try:
         async with asyncio.timeout(limit):
-            await asyncio.gather(out.drain(proc.stdout), err.drain(proc.stderr))
-            await proc.wait()
+            await child.wait()
     except TimeoutError:
         timed_out = True
-        await _kill_group(proc)
+        await _kill(child)
     except asyncio.CancelledError:
-        await _kill_group(proc)
+        await _kill(child)
         raise
-    return _execution(proc, out, err, started, timed_out, limit)
+    return _execution(child.returncode, out, err, started, timed_out, limit)
 
 
-async def _spawn(parsed: ParsedCommand) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+async def _spawn(parsed: ParsedCommand, out: _Sink, err: _Sink) -> Child:
+    env = child_env(base_env(), parsed.env)
+    if USE_POSIX_SPAWN:
+        return spawn.Child.spawn(parsed.argv, env, out.feed, err.feed)
+    proc = await asyncio.create_subprocess_exec(
         *parsed.argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=child_env(base_env(), parsed.env),
+        env=env,
         start_new_session=True,
     )
+    return _AsyncioChild(proc, out, err)
+
+
+async def _kill(child: Child) -> None:
+    """SIGKILL the child's whole process group, then reap the child. The signal goes out
+    before the first await, so even a second cancellation cannot leave the group running."""
+    child.kill_group()
+    await child.reaped()
 
 
 def _start_error(parsed: ParsedCommand, exc: OSError) -> str:
@@ -124,22 +182,8 @@ def _start_error(parsed: ParsedCommand, exc: OSError) -> str:
     return f"command failed: could not start '{name}': {exc.strerror or exc}"
 
 
-async def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the child's whole process group, then reap the child.
-
-    The signal is sent before the first await, so even a second cancellation while we wait
-    cannot leave the group running.
-    """
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        # The child is a session leader, so its process group id is its pid.
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()  # covers a child that left its group
-    await asyncio.shield(proc.wait())
-
-
 def _execution(
-    proc: asyncio.subprocess.Process,
+    returncode: int | None,
     out: _Sink,
     err: _Sink,
     started: float,
@@ -148,7 +192,7 @@ def _execution(
 ) -> Execution:
     stdout, out_cut = out.text()
     stderr, err_cut = err.text()
-    code = proc.returncode if proc.returncode is not None else -int(signal.SIGKILL)
+    code = returncode if returncode is not None else -int(signal.SIGKILL)
     result: dict[str, Any] = {
         "exitCode": code,
         "stdout": stdout,

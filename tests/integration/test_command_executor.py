@@ -11,11 +11,21 @@ from pathlib import Path
 import pytest
 
 from adapters.executors.base import Execution
+from adapters.executors import command
 from adapters.executors.command import run_command
 from domain.command_policy import DEFAULT_ALLOWED_COMMANDS, MAX_OUTPUT_BYTES
 from domain.specs import CommandPayload
 
 TOOLS = ("env", "sh", "sleep", "cat", "echo", "ls", "printf", "head")
+
+
+@pytest.fixture(autouse=True, params=["posix_spawn", "asyncio"])
+def spawn_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on both ways of starting a child: they must behave the same."""
+    if request.param == "posix_spawn" and not command.USE_POSIX_SPAWN:
+        pytest.skip("posix_spawn with pidfd is not available here")
+    monkeypatch.setattr(command, "USE_POSIX_SPAWN", request.param == "posix_spawn")
+    return str(request.param)
 
 
 async def run(
@@ -201,3 +211,19 @@ async def test_stdin_is_empty_so_cat_does_not_wait() -> None:
     execution = await run("cat")
     assert execution.ok
     assert execution.result["stdout"] == ""
+
+
+async def test_no_descriptor_is_left_open_after_runs_that_end_every_way() -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        assert (await run("echo hi")).ok
+    assert not (await run("sh -c 'exit 3'")).ok
+    assert (await run("sleep 5", timeout=0.05)).result["timedOut"]
+    assert not (await run("no-such-binary-here", allowed=("no-such-binary-here",))).ok
+    catcher = PidCatcher()
+    task = asyncio.create_task(run("sleep 5", on_start=catcher))
+    await catcher.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert len(os.listdir("/proc/self/fd")) == before

@@ -1,0 +1,148 @@
+"""Children of command jobs, started with `posix_spawn` and watched from the event loop.
+
+asyncio's subprocess support builds a transport, a protocol, two stream readers and a child
+watcher callback per child and reads them in several tasks; for an `echo hi` job that was
+half of the worker's CPU. A command job needs less: two pipes read into capped sinks and the
+exit status. The child is started with `os.posix_spawn` (glibc's vfork path, no Python code
+between fork and exec) in its own session, stdin from /dev/null; its pipes and a pidfd are
+watched with `add_reader`. Where the platform lacks pidfd or posix_spawn, `supported()` is
+False and `command.py` uses asyncio's subprocess instead, with the same behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+from collections.abc import Callable, Mapping, Sequence
+
+Feed = Callable[[bytes], None]
+_READ = 64 * 1024
+_resolved: dict[tuple[str, str], str] = {}
+
+
+def supported() -> bool:
+    """Whether this Python and kernel can spawn and watch children this way."""
+    if not (hasattr(os, "posix_spawn") and hasattr(os, "pidfd_open")):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
+
+
+def resolve(name: str, path: str) -> str:
+    """The executable `name` stands for on `path`, as exec would find it (cached when found);
+    a name that cannot be found is returned as is, so that spawning it fails like exec."""
+    if "/" in name:
+        return name
+    key = (name, path)
+    found = _resolved.get(key)
+    if found is None:
+        found = shutil.which(name, path=path)
+        if found is None:
+            return name
+        _resolved[key] = found
+    return found
+
+
+class Child:
+    """A running child: its pid, its output fed to two sinks, its exit code when reaped."""
+
+    def __init__(self, pid: int, out_fd: int, err_fd: int, out: Feed, err: Feed) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._loop = asyncio.get_running_loop()
+        self._open = 3  # stdout, stderr and the exit still to see
+        self._done = self._loop.create_future()
+        self._exited = self._loop.create_future()
+        self._fds = {out_fd: out, err_fd: err}
+        self._pidfd = os.pidfd_open(pid)
+        for fd, feed in self._fds.items():
+            os.set_blocking(fd, False)
+            self._loop.add_reader(fd, self._readable, fd, feed)
+        self._loop.add_reader(self._pidfd, self._reap)
+
+    @classmethod
+    def spawn(cls, argv: Sequence[str], env: Mapping[str, str], out: Feed, err: Feed) -> Child:
+        """Start `argv` (its first word looked up on `env`'s PATH); `OSError` if it cannot."""
+        path = resolve(argv[0], env.get("PATH", os.defpath))
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            pid = os.posix_spawn(
+                path,
+                list(argv),
+                dict(env),
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, out_w, 1),
+                    (os.POSIX_SPAWN_DUP2, err_w, 2),
+                ],
+                setsid=True,
+            )
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        return cls(pid, out_r, err_r, out, err)
+
+    def _readable(self, fd: int, feed: Feed) -> None:
+        try:
+            chunk = os.read(fd, _READ)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if chunk:
+            feed(chunk)
+            return
+        self._close_fd(fd)
+        self._one_done()
+
+    def _reap(self) -> None:
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = -1
+        _, status = os.waitpid(self.pid, 0)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        if not self._exited.done():
+            self._exited.set_result(None)
+        self._one_done()
+
+    def _one_done(self) -> None:
+        self._open -= 1
+        if self._open == 0 and not self._done.done():
+            self._done.set_result(None)
+
+    def _close_fd(self, fd: int) -> None:
+        if self._fds.pop(fd, None) is not None:
+            self._loop.remove_reader(fd)
+            os.close(fd)
+
+    async def wait(self) -> int:
+        """Wait until the child has exited and both pipes are at end of file."""
+        await asyncio.shield(self._done)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill_group(self) -> None:
+        """SIGKILL the child's whole process group (it is a session leader). The group id
+        stays taken while any member lives, even once the leader is reaped."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        if self.returncode is None:  # once reaped, its pid may be someone else's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)  # a child that left its group
+
+    async def reaped(self) -> None:
+        """Wait for the exit only (after `kill_group`), then stop reading the pipes."""
+        await asyncio.shield(self._exited)
+        for fd in list(self._fds):
+            self._close_fd(fd)
