@@ -25,6 +25,7 @@ browser-deps: $(BROWSER_DIR)/node_modules/.installed-stamp
 	@scripts/ensure-chromium.sh
 
 $(BROWSER_DIR)/node_modules/.installed-stamp: $(BROWSER_DIR)/package-lock.json $(BROWSER_DIR)/package.json
+	@scripts/ensure-npm.sh
 	cd $(BROWSER_DIR) && npm ci --no-audit --no-fund
 	@touch $@
 
