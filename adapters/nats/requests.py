@@ -18,6 +18,8 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeout
 
+from adapters.nats.direct import deliver_directly
+
 
 class RequestMux:
     def __init__(self, nc: NATS, sweep_every: float = 0.05) -> None:
@@ -28,6 +30,7 @@ class RequestMux:
         self._tokens = itertools.count()
         self._ready: asyncio.Lock | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._pump: asyncio.Task[None] | None = None
         self._sub: Any = None
 
     async def _start(self) -> None:
@@ -37,8 +40,10 @@ class RequestMux:
             if self._sub is not None:
                 return
             inbox = self._nc.new_inbox()
-            self._sub = await self._nc.subscribe(f"{inbox}.*", cb=self._on_reply)
             self._prefix = f"{inbox}."
+            self._sub = await self._nc.subscribe(f"{inbox}.*", pending_msgs_limit=0)
+            if not deliver_directly(self._sub, self._on_reply):
+                self._pump = asyncio.create_task(self._read_replies(self._sub))
             self._sweeper = asyncio.create_task(self._sweep(), name="baker-request-sweeper")
 
     async def request(
@@ -60,10 +65,15 @@ class RequestMux:
             raise NoRespondersError
         return msg
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, msg: Msg) -> None:
         entry = self._pending.get(msg.subject[len(self._prefix) :])
         if entry is not None and not entry[0].done():
             entry[0].set_result(msg)
+
+    async def _read_replies(self, sub: Any) -> None:
+        """Where direct delivery is refused: read the subscription's queue."""
+        async for msg in sub.messages:
+            self._on_reply(msg)
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -78,9 +88,10 @@ class RequestMux:
                     future.set_exception(NatsTimeout())
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            await asyncio.gather(self._sweeper, return_exceptions=True)
+        for task in (self._sweeper, self._pump):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._sub is not None and not self._nc.is_closed:
             await self._sub.unsubscribe()
         self._sub = None

@@ -1,0 +1,62 @@
+"""Replies to our JetStream publishes: handed over directly, or read from the queue where
+nats-py's subscription has another shape; both give every publish its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from adapters.nats import direct, requests
+from adapters.nats.requests import JetStreamPublisher
+
+
+async def publish_many(nc: NATS, count: int) -> list[int]:
+    publisher = JetStreamPublisher(nc)
+    try:
+        answers = await asyncio.gather(
+            *(
+                publisher.publish(f"baker.jobs.status.job-{i}", b"{}", {"Nats-Msg-Id": f"m{i}"})
+                for i in range(count)
+            )
+        )
+    finally:
+        await publisher.close()
+    return sorted(seq for seq, duplicate in answers if not duplicate)
+
+
+async def test_replies_are_handed_over_directly(provisioned: NATS) -> None:
+    nc = provisioned
+    publisher = JetStreamPublisher(nc)
+    await publisher.publish("baker.jobs.status.job-a", b"{}", {"Nats-Msg-Id": "a"})
+    assert isinstance(publisher.mux._sub._pending_queue, direct._Handoff)
+    await publisher.close()
+    assert await publish_many(nc, 200) == list(range(2, 202))
+
+
+async def test_without_direct_delivery_the_queue_is_read(
+    provisioned: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(requests, "deliver_directly", lambda sub, deliver: False)
+    assert await publish_many(provisioned, 200) == list(range(1, 201))
+
+
+async def test_a_failing_receiver_does_not_break_the_connection(nc: NATS) -> None:
+    got: list[str] = []
+
+    def deliver(msg: Msg) -> None:
+        got.append(msg.subject)
+        raise RuntimeError("receiver bug")
+
+    sub = await nc.subscribe("probe.>")
+    assert direct.deliver_directly(sub, deliver)
+    await nc.publish("probe.one", b"x")
+    await nc.flush()
+    await nc.publish("probe.two", b"x")
+    await nc.flush()
+    assert got == ["probe.one", "probe.two"]
+    assert nc.is_connected
+    assert sub._pending_size == 0
+    await sub.unsubscribe()
