@@ -103,19 +103,20 @@ async def test_a_command_outside_the_allowlist_fails_with_the_digest_message(
     )
 
 
+async def start_agent_worker(pipe: Pipeline, api: FakeAnthropic) -> None:
+    executors = ExecutorSettings(
+        allowed_commands=("echo",), anthropic_api_key="sk-test", anthropic_base_url=api.base_url
+    )
+    await pipe.start_worker(executors=executors)
+
+
 async def test_agent_job_uses_tools_and_reports_progress(pipe: Pipeline) -> None:
     script = [
         tool_use("command", {"command": "echo from-the-tool"}),
         text_message("The tool said from-the-tool.", usage=(30, 7)),
     ]
     with FakeAnthropic(script) as api:
-        await pipe.start_worker(
-            executors=ExecutorSettings(
-                allowed_commands=("echo",),
-                anthropic_api_key="sk-test",
-                anthropic_base_url=api.base_url,
-            )
-        )
+        await start_agent_worker(pipe, api)
         job = await pipe.brain.dispatcher.dispatch(
             parse_job_spec({"type": "agent", "payload": {"prompt": "say hi through a tool"}})
         )
@@ -192,13 +193,7 @@ async def test_an_agent_job_s_model_calls_and_tools_are_spans_under_the_job(
     tracing.add_processor(SimpleSpanProcessor(exporter))
     script = [tool_use("command", {"command": "echo tooled"}), text_message("done")]
     with FakeAnthropic(script) as api:
-        await pipe.start_worker(
-            executors=ExecutorSettings(
-                allowed_commands=("echo",),
-                anthropic_api_key="sk-test",
-                anthropic_base_url=api.base_url,
-            )
-        )
+        await start_agent_worker(pipe, api)
         job = await pipe.brain.dispatcher.dispatch(
             parse_job_spec({"type": "agent", "payload": {"prompt": "use a tool"}})
         )
