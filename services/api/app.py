@@ -1,8 +1,9 @@
 """The Brain's HTTP API (DESIGN §8) on FastAPI: middleware, errors, and the router wiring.
 
-Every answer carries `X-Trace-Id`; every error is JSON `{"error": ...}`; bearer auth is
-compared in constant time; while the Brain is not active every route but `/ping` and
-`/brain/state` answers 503.
+Every answer carries `X-Trace-Id` (a 500 included); every error is JSON `{"error": ...}`;
+bearer auth is compared in constant time; a body is at most `max_body` bytes, with or without
+a `Content-Length`; while the Brain is not active every route but `/ping` and `/brain/state`
+answers 503.
 """
 
 from __future__ import annotations
@@ -10,25 +11,33 @@ from __future__ import annotations
 import hmac
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from adapters import tracing
 from adapters.eventstore import StoreUnavailable
 from domain.errors import first_error
 from services.api import jobs, system
-from services.api.context import ApiContext
+from services.api.context import ApiContext, ErrorBody, error, parse_count
+from services.brain.leadership import Fenced
 
 log = logging.getLogger("baker.api")
 OPEN = {"/ping", "/brain/state", "/", "/openapi.json", "/docs", "/favicon.ico"}
 ALWAYS = {"/ping", "/brain/state"}
 STATIC = Path(__file__).parent / "static"
+REASONS = {
+    400: "bad input: the reason names the field", 401: "missing or wrong bearer token",
+    404: "no such resource", 409: "the job has already finished",
+    413: "request body too large", 503: "the Brain is not active, or a dependency is down",
+}  # fmt: skip
 
 
 class ApiError(Exception):
@@ -41,17 +50,13 @@ class ApiError(Exception):
         self.extra = extra
 
 
-def error(status: int, reason: str, **extra: object) -> JSONResponse:
-    return JSONResponse({"error": reason, **extra}, status_code=status)
-
-
 def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="Baker Street jobs", version="0.1.0", docs_url="/docs", redoc_url=None)
     app.state.ctx = ctx
     app.state.requests = Counter()
     _install_errors(app)
-    app.middleware("http")(_guard(ctx))
-    app.middleware("http")(_trace(app))
+    _document_errors(app)
+    app.add_middleware(Guard, ctx=ctx)
     if ctx.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -60,6 +65,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             expose_headers=["X-Trace-Id"],
         )
+    app.add_middleware(Traced, requests=app.state.requests)  # outermost: sees every answer
     app.include_router(jobs.router)
     app.include_router(system.router)
 
@@ -70,54 +76,111 @@ def create_app(ctx: ApiContext) -> FastAPI:
     return app
 
 
-def _trace(
-    app: FastAPI,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    tracer = tracing.tracer("baker.api")
+class Traced:
+    """A span per request, its trace id in `X-Trace-Id` on every answer, requests counted; an
+    unhandled error becomes a 500 JSON answer here, inside the span, so it has the id too."""
 
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        with tracer.start_as_current_span(f"http {request.method}") as span:
+    def __init__(self, app: ASGIApp, requests: Counter[tuple[str, int]]) -> None:
+        self.app = app
+        self.requests = requests
+        self.tracer = tracing.tracer("baker.api")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        with self.tracer.start_as_current_span(f"http {scope['method']}") as span:
             trace_id = tracing.trace_id_of(span) or ""
-            request.state.trace_id = trace_id
-            response = await call_next(request)
-            response.headers["X-Trace-Id"] = trace_id
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            app.state.requests[(path, response.status_code)] += 1
-            return response
+            scope.setdefault("state", {})["trace_id"] = trace_id
+            status = 0
 
-    return middleware
+            async def send_traced(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    MutableHeaders(scope=message)["X-Trace-Id"] = trace_id
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_traced)
+            except Exception:
+                log.exception("unhandled error on %s", scope["path"], extra={"trace_id": trace_id})
+                if status:  # the answer had begun: nothing better to do than end the connection
+                    raise
+                answer = error(500, "internal error", traceId=trace_id)
+                await answer(scope, receive, send_traced)
+            finally:
+                path = getattr(scope.get("route"), "path", "unmatched")
+                self.requests[(path, status or 500)] += 1
 
 
-def _guard(
-    ctx: ApiContext,
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    expected = f"Bearer {ctx.token}".encode() if ctx.token else None
+class Guard:
+    """Draining (503), auth (401) and body size (413) before any route runs."""
 
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = request.url.path
-        if path not in ALWAYS and not ctx.brain.accepting:
-            return error(503, "service draining", state=ctx.brain.state)
-        if expected is not None and path not in OPEN and request.method != "OPTIONS":
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, expected):
-                return error(401, "unauthorized")
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > ctx.max_body):
-            return error(413, f"request body larger than {ctx.max_body} bytes")
-        if request.method != "POST":
-            return await call_next(request)
-        ctx.brain.inflight += 1  # a draining Brain waits for these before handing over
+    def __init__(self, app: ASGIApp, ctx: ApiContext) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.expected = f"Bearer {ctx.token}".encode() if ctx.token else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        refusal = self._refusal(scope, headers)
+        if refusal is None and "content-length" not in headers and "transfer-encoding" in headers:
+            receive, refusal = await self._buffered(receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        self.ctx.brain.inflight += 1  # a draining Brain waits for these before handing over
         try:
-            return await call_next(request)
+            await self.app(scope, receive, send)
         finally:
-            ctx.brain.inflight -= 1
+            self.ctx.brain.inflight -= 1
 
-    return middleware
+    def _refusal(self, scope: Scope, headers: Headers) -> JSONResponse | None:
+        path, brain = scope["path"], self.ctx.brain
+        if path not in ALWAYS and not brain.accepting:
+            return error(503, "service draining", state=brain.state)
+        if self.expected is not None and path not in OPEN and scope["method"] != "OPTIONS":
+            given = headers.get("authorization", "").encode()
+            if not hmac.compare_digest(given, self.expected):
+                return error(401, "unauthorized")
+        length = headers.get("content-length")
+        if length is not None:
+            size = parse_count(length.strip())
+            if size is None:
+                return error(400, "Content-Length: not a number", field="Content-Length")
+            if size > self.ctx.max_body:
+                return self._too_large()
+        return None
+
+    def _too_large(self) -> JSONResponse:
+        return error(413, f"request body larger than {self.ctx.max_body} bytes")
+
+    async def _buffered(self, receive: Receive) -> tuple[Receive, JSONResponse | None]:
+        """Read a body of unknown length (chunked) up to the limit, then hand it on whole."""
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return receive, None  # the client went away: nothing to answer
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.ctx.max_body:
+                return receive, self._too_large()
+            more = message.get("more_body", False)
+        whole: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
+
+        async def replay() -> Message:
+            return whole.pop() if whole else await receive()
+
+        return replay, None
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -142,7 +205,45 @@ def _install_errors(app: FastAPI) -> None:
     async def unavailable(_request: Request, exc: StoreUnavailable) -> JSONResponse:
         return error(503, f"event store unavailable: {exc}")
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
-        return error(500, "internal error", traceId=getattr(request.state, "trace_id", None))
+    @app.exception_handler(Fenced)
+    async def fenced(request: Request, exc: Fenced) -> JSONResponse:
+        # Another Brain took a newer generation: this one must not change anything any more.
+        log.warning("refused %s: %s", request.url.path, exc)
+        return error(503, f"this Brain is no longer the leader: {exc}")
+
+
+def _document_errors(app: FastAPI) -> None:
+    """OpenAPI: the 4xx/503 answers the app really gives, instead of FastAPI's unused 422."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for method, op in operations.items():
+                op["responses"].pop("422", None)
+                for code in _error_codes(path, method, op):
+                    op["responses"].setdefault(str(code), _error_response(code))
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(unused, None)
+        schemas["ErrorBody"] = ErrorBody.model_json_schema()
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _error_codes(path: str, method: str, op: dict[str, Any]) -> list[int]:
+    codes = [400] if op.get("parameters") or op.get("requestBody") else []
+    codes += [401] if path not in OPEN else []
+    codes += [404] if "{" in path else []
+    codes += [409] if path.endswith("/cancel") else []
+    codes += [413] if method == "post" else []
+    codes += [503] if path not in ALWAYS or path == "/ping" else []
+    return codes
+
+
+def _error_response(code: int) -> dict[str, Any]:
+    body = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+    return {"description": REASONS[code], "content": {"application/json": body}}

@@ -1,18 +1,28 @@
-"""What the HTTP API needs from the rest of the system, wired by `services.bootstrap`."""
+"""What the HTTP API needs from the rest of the system (wired by `services.bootstrap`), and the
+small pieces its routers share: the context lookup, error answers, strict number and time
+parsing, and the documents every router returns."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from nats.aio.client import Client as NATS
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from adapters.eventstore import EventStore
 from adapters.nats.job_queue import JobQueue
 from adapters.sqlite import ReadModel
+from domain.events import format_time
 from services.brain.dispatcher import Dispatcher
+
+MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 
 
 @dataclass
@@ -43,6 +53,8 @@ class ApiContext:
     brain: BrainStatus = field(default_factory=BrainStatus)
     # Read-your-writes: wait until the read model holds an event (in-process projector).
     wait_for: Callable[[int, float], Awaitable[bool]] | None = None
+    # Live counters. `malformed` is the job ingest's count of malformed messages, or a dict
+    # {source: count} when more paths (task ingest, monitor, heartbeats, handoff) report theirs.
     counters: Callable[[], dict[str, Any]] = dict
     health: Callable[[], Awaitable[dict[str, Any]]] | None = None
     # POST /api/tasks: (body) -> (HTTP status, JSON answer); None while task pods are off.
@@ -50,3 +62,66 @@ class ApiContext:
     keepalive: float = 15.0
     max_body: int = 1 << 20
     bus: Any = None  # services.api.bus.EventBus: live events for SSE
+
+
+def ctx_of(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def error(status: int, reason: str, **extra: Any) -> JSONResponse:
+    """An error answer: JSON `{"error": reason, ...}`."""
+    return JSONResponse({"error": reason, **extra}, status_code=status)
+
+
+def parse_count(text: str) -> int | None:
+    """A non-negative integer written in ASCII digits, capped at `MAX_SEQ`; else None.
+
+    `str.isdigit` alone is not enough: it accepts '²' and other digits `int` refuses, and
+    `int` refuses more than 4300 digits.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    significant = text.lstrip("0") or "0"
+    return MAX_SEQ if len(significant) > 19 else min(int(significant), MAX_SEQ)
+
+
+def parse_time(text: str) -> datetime | None:
+    """An ISO-8601 time in UTC (a time without an offset is taken as UTC), or None."""
+    try:
+        moment = datetime.fromisoformat(text)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        format_time(moment)  # years near 1 or 9999 overflow when moved to UTC
+    except (ValueError, OverflowError):
+        return None
+    return moment.astimezone(UTC)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer; `field` names the bad input when there is one."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    field: str | None = None
+
+
+class Document(BaseModel):
+    """A JSON document with camelCase keys; keys added later pass through."""
+
+    model_config = ConfigDict(alias_generator=to_camel, extra="allow")
+
+
+class EventDoc(Document):
+    """A stored event (DESIGN §4) with its stream sequence."""
+
+    seq: int
+    event_id: str
+    type: str
+    aggregate: str
+    aggregate_id: str
+    version: int
+    occurred_at: str
+    schema_version: int = Field(alias="schema")
+    data: dict[str, Any]
+    trace_id: str | None = None
+    causation_id: str | None = None

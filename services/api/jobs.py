@@ -1,39 +1,39 @@
-"""Job routes: dispatch, list, read, history, live stream, cancel."""
+"""Job routes: dispatch, list, read, history, live streams, cancel, and the event search."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from adapters.nats.job_queue import QueueFull
 from domain.errors import FieldError
-from domain.events import to_document
+from domain.events import JOB_EVENTS, TransitionRejected, format_time, to_document
 from domain.ids import InvalidId, check_id
 from domain.specs import parse_job_spec
 from projections import queries
 from projections.pit import jobs_as_of, seq_at
 from services.api import sse
-from services.api.context import ApiContext
+from services.api.context import (
+    MAX_SEQ,
+    Document,
+    EventDoc,
+    ctx_of,
+    error,
+    parse_count,
+    parse_time,
+)
 from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNotFound
 
 router = APIRouter()
-MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 JobId = Annotated[str, Field(min_length=1, max_length=128)]
 Status = Literal["dispatched", "received", "running", "completed", "failed", "cancelled"]
-
-
-def _ctx(request: Request) -> ApiContext:
-    ctx: ApiContext = request.app.state.ctx
-    return ctx
-
-
-def _error(status: int, reason: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": reason, **extra}, status_code=status)
+JOB_EVENT_TYPES = (*(e.type_name() for e in JOB_EVENTS), TransitionRejected.type_name())
+SSE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
+}
 
 
 class DispatchRequest(BaseModel):
@@ -52,21 +52,63 @@ class Dispatched(BaseModel):
     traceId: str | None = None  # noqa: N815
 
 
+class Job(Document):
+    """A job's read-model row."""
+
+    id: str
+    type: str | None
+    status: Status
+    attempt: int
+    worker_id: str | None
+    progress: str | None
+    cancel_requested: bool
+    result: Any
+    error: str | None
+    failure_reason: str | None
+    timeout_seconds: int | None
+    payload: dict[str, Any] | None
+    warnings: list[str] | None
+    trace_id: str | None
+    dispatched_seq: int
+    dispatched_at: str | None
+    received_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+    duration_ms: int | None
+    rejected: int
+    version: int
+    last_seq: int
+
+
 class JobPage(BaseModel):
-    jobs: list[dict[str, Any]]
+    jobs: list[Job]
     next: int | None
     applied: int | None = None
     asOf: int | None = None  # noqa: N815
 
 
-class ErrorBody(BaseModel):
+class Unreadable(BaseModel):
+    seq: int
     error: str
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorBody}, 401: {"model": ErrorBody}, 404: {"model": ErrorBody},
-    409: {"model": ErrorBody}, 413: {"model": ErrorBody}, 503: {"model": ErrorBody},
-}  # fmt: skip
+class History(BaseModel):
+    id: str
+    status: Status
+    events: list[EventDoc]
+    unreadable: list[Unreadable]
+
+
+class CancelRequested(BaseModel):
+    id: str
+    status: Literal["cancel_requested"]
+    seq: int
+
+
+class EventPage(BaseModel):
+    events: list[EventDoc]
+    more: bool = Field(description="more events match than `limit`")
 
 
 def _job_id(value: str) -> str | None:
@@ -76,20 +118,20 @@ def _job_id(value: str) -> str | None:
         return None
 
 
-@router.post("/api/jobs", status_code=202, response_model=Dispatched, responses=ERRORS)
+@router.post("/api/jobs", status_code=202, response_model=Dispatched)
 async def dispatch(body: DispatchRequest, request: Request) -> Any:
     """Dispatch a job; answers once the job is in the read model (read-your-writes)."""
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     try:
         spec = parse_job_spec(body.model_dump(exclude_none=True))
     except FieldError as exc:
-        return _error(400, str(exc), field=exc.field)
+        return error(400, str(exc), field=exc.field)
     try:
         done = await ctx.dispatcher.dispatch(spec)
     except QueueFull as exc:
-        return _error(503, str(exc))
+        return error(503, str(exc))
     except DispatchFailed as exc:
-        return _error(503, f"the job could not be queued: {exc}", id=exc.job_id)
+        return error(503, f"the job could not be queued: {exc}", id=exc.job_id)
     if ctx.wait_for is not None:
         await ctx.wait_for(done.seq, 2.0)
     return JSONResponse(
@@ -97,7 +139,7 @@ async def dispatch(body: DispatchRequest, request: Request) -> Any:
     )
 
 
-@router.get("/api/jobs", response_model=JobPage, responses=ERRORS)
+@router.get("/api/jobs", response_model=JobPage, response_model_exclude_unset=True)
 async def list_jobs(
     request: Request,
     status: Status | None = None,
@@ -107,7 +149,7 @@ async def list_jobs(
     asOf: Annotated[str | None, Query(description="a stream sequence or an ISO-8601 time")] = None,  # noqa: N803
 ) -> Any:
     """Jobs, newest first, keyset-paginated; `asOf` shows the jobs as they were then."""
-    db = await _ctx(request).read_model.db()
+    db = await ctx_of(request).read_model.db()
     if asOf is not None:
         return await _as_of(db, asOf, status, type, limit)
     page = await queries.list_jobs(db, queries.JobFilter(status, type, limit, cursor))
@@ -115,40 +157,39 @@ async def list_jobs(
     return {
         "jobs": page.jobs,
         "next": page.next,
-        "applied": await _ctx(request).read_model.applied(),
+        "applied": await ctx_of(request).read_model.applied(),
     }
 
 
 async def _as_of(db: Any, as_of: str, status: str | None, job_type: str | None, limit: int) -> Any:
-    if as_of.isdigit():
-        seq = min(int(as_of), MAX_SEQ)  # past the end of the log is "as of now"
-    else:
-        try:
-            seq = await seq_at(db, datetime.fromisoformat(as_of))
-        except ValueError:
-            return _error(400, "asOf: not a sequence number or an ISO-8601 time", field="asOf")
+    seq = parse_count(as_of)  # past the end of the log is "as of now"
+    if seq is None:
+        moment = parse_time(as_of)
+        if moment is None:
+            return error(400, "asOf: not a sequence number or an ISO-8601 time", field="asOf")
+        seq = await seq_at(db, moment)
     rows = sorted((await jobs_as_of(db, seq)).values(), key=lambda r: -r["dispatched_seq"])
     picked = [r for r in rows if status in (None, r["status"]) and job_type in (None, r["type"])]
     return {"jobs": [queries.job_document(r) for r in picked[:limit]], "next": None, "asOf": seq}
 
 
-@router.get("/api/jobs/{job_id}", responses=ERRORS)
+@router.get("/api/jobs/{job_id}", response_model=Job)
 async def get_job(job_id: JobId, request: Request) -> Any:
     """The job's read-model row."""
     if _job_id(job_id) is None:
-        return _error(404, f"no job {job_id!r}")
-    doc = await queries.get_job(await _ctx(request).read_model.db(), job_id)
-    return doc if doc is not None else _error(404, f"no job {job_id!r}")
+        return error(404, f"no job {job_id!r}")
+    doc = await queries.get_job(await ctx_of(request).read_model.db(), job_id)
+    return doc if doc is not None else error(404, f"no job {job_id!r}")
 
 
-@router.get("/api/jobs/{job_id}/history", responses=ERRORS)
+@router.get("/api/jobs/{job_id}/history", response_model=History, response_model_exclude_unset=True)
 async def history(job_id: JobId, request: Request) -> Any:
     """Every event of the job from the event log, rejected transitions included."""
     if _job_id(job_id) is None:
-        return _error(404, f"no job {job_id!r}")
-    loaded = await _ctx(request).store.load("job", job_id)
+        return error(404, f"no job {job_id!r}")
+    loaded = await ctx_of(request).store.load("job", job_id)
     if not loaded.exists:
-        return _error(404, f"no job {job_id!r}")
+        return error(404, f"no job {job_id!r}")
     return {
         "id": job_id,
         "status": loaded.state.status,
@@ -157,46 +198,91 @@ async def history(job_id: JobId, request: Request) -> Any:
     }
 
 
-@router.get("/api/jobs/{job_id}/stream", responses=ERRORS)
+@router.get("/api/jobs/{job_id}/stream", response_class=StreamingResponse, responses=SSE)
 async def stream(job_id: JobId, request: Request) -> Any:
-    """Server-Sent Events: the job's history, then live events; closes after a terminal state."""
+    """Server-Sent Events: the job's history, then live events; closes after a terminal state.
+    `Last-Event-ID` (an event version) resumes after that event."""
     if _job_id(job_id) is None:
-        return _error(404, f"no job {job_id!r}")
-    ctx = _ctx(request)
-    opened = await sse.open_job_stream(ctx, job_id, _last_event_id(request))
+        return error(404, f"no job {job_id!r}")
+    after = _last_event_id(request)
+    if after is None:
+        return _bad_last_event_id()
+    opened = await sse.open_job_stream(ctx_of(request), job_id, after)
     if opened is None:
-        return _error(404, f"no job {job_id!r}")
+        return error(404, f"no job {job_id!r}")
     return StreamingResponse(opened, media_type="text/event-stream", headers=sse.HEADERS)
 
 
-@router.get("/api/events/stream", responses=ERRORS)
+@router.get("/api/events/stream", response_class=StreamingResponse, responses=SSE)
 async def all_events(
     request: Request,
     aggregate: Literal["job", "task", "extension", "service", "brain", "handoff"] | None = None,
 ) -> Any:
-    """Server-Sent Events of every new event (optionally of one aggregate kind)."""
-    events = sse.follow_all(_ctx(request), aggregate, _last_event_id(request))
+    """Server-Sent Events of every new event (optionally of one aggregate kind);
+    `Last-Event-ID` (a stream sequence) replays the events after it first."""
+    after = _last_event_id(request)
+    if after is None:
+        return _bad_last_event_id()
+    events = sse.follow_all(ctx_of(request), aggregate, after)
     return StreamingResponse(events, media_type="text/event-stream", headers=sse.HEADERS)
 
 
-def _last_event_id(request: Request) -> int:
-    value = request.headers.get("last-event-id", "")
-    return int(value) if value.isdigit() else 0
+def _last_event_id(request: Request) -> int | None:
+    value = request.headers.get("last-event-id", "").strip()
+    return parse_count(value) if value else 0
 
 
-@router.post("/api/jobs/{job_id}/cancel", status_code=202, responses=ERRORS)
+def _bad_last_event_id() -> JSONResponse:
+    return error(400, "Last-Event-ID: must be a non-negative integer", field="Last-Event-ID")
+
+
+@router.post("/api/jobs/{job_id}/cancel", status_code=202, response_model=CancelRequested)
 async def cancel(job_id: JobId, request: Request) -> Any:
     """Ask for the job to be cancelled; 409 when it has already finished."""
     if _job_id(job_id) is None:
-        return _error(404, f"no job {job_id!r}")
+        return error(404, f"no job {job_id!r}")
     try:
-        seq = await _ctx(request).dispatcher.cancel(job_id, "cancelled through the API")
+        seq = await ctx_of(request).dispatcher.cancel(job_id, "cancelled through the API")
     except JobNotFound:
-        return _error(404, f"no job {job_id!r}")
+        return error(404, f"no job {job_id!r}")
     except JobAlreadyFinished as exc:
-        return _error(409, str(exc))
+        return error(409, str(exc))
     return JSONResponse({"id": job_id, "status": "cancel_requested", "seq": seq}, status_code=202)
 
 
-def dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+@router.get("/api/events", response_model=EventPage, response_model_exclude_unset=True)
+async def search_events(
+    request: Request,
+    jobId: Annotated[str | None, Query(min_length=1, max_length=128)] = None,  # noqa: N803
+    type: Annotated[str | None, Query(json_schema_extra={"enum": list(JOB_EVENT_TYPES)})] = None,
+    workerId: Annotated[str | None, Query(min_length=1, max_length=128)] = None,  # noqa: N803
+    since: Annotated[str | None, Query(description="ISO-8601, inclusive")] = None,
+    until: Annotated[str | None, Query(description="ISO-8601, inclusive")] = None,
+    limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 100,
+) -> Any:
+    """Job events from the read model (rejected transitions included), oldest first."""
+    try:
+        found = _event_filter(jobId, type, workerId, since, until, limit + 1)
+    except FieldError as exc:
+        return error(400, str(exc), field=exc.field)
+    events = await queries.search_events(await ctx_of(request).read_model.db(), found)
+    return {"events": events[:limit], "more": len(events) > limit}
+
+
+def _event_filter(
+    job_id: str | None, kind: str | None, worker: str | None, since: str | None,
+    until: str | None, limit: int,
+) -> queries.EventFilter:  # fmt: skip
+    if job_id is not None and _job_id(job_id) is None:
+        raise FieldError("jobId", f"{job_id!r} is not a valid job id")
+    if kind is not None and kind not in JOB_EVENT_TYPES:
+        raise FieldError("type", f"{kind!r} is not a job event type ({', '.join(JOB_EVENT_TYPES)})")
+    times = {}
+    for name, text in (("since", since), ("until", until)):
+        moment = parse_time(text) if text is not None else None
+        if text is not None and moment is None:
+            raise FieldError(name, f"{text!r} is not an ISO-8601 time")
+        times[name] = format_time(moment) if moment is not None else None
+    if times["since"] and times["until"] and times["since"] > times["until"]:
+        raise FieldError("until", "is before since")
+    return queries.EventFilter(job_id, kind, worker, times["since"], times["until"], limit)

@@ -70,15 +70,25 @@ async def render(ctx: ApiContext, requests: Counter[tuple[str, int]]) -> str:
         "Events the projections could not apply.",
         [_line("baker_dead_letters_total", dead)],
     )
-    counters: dict[str, Any] = ctx.counters()
-    malformed = _line(
-        "baker_malformed_messages_total", counters.get("malformed", 0), source="ingest"
-    )
     out += _family(
-        "baker_malformed_messages_total", "counter", "Malformed messages, terminated.", [malformed]
+        "baker_malformed_messages_total",
+        "counter",
+        "Malformed messages, refused (terminated, or dropped), by the path that read them.",
+        [
+            _line("baker_malformed_messages_total", n, source=source)
+            for source, n in sorted(malformed_by_source(ctx.counters()).items())
+        ],
     )
     out += _family("baker_requests_total", "counter", "HTTP requests by route and status.", [
         _line("baker_requests_total", n, endpoint=path, status=str(code))
         for (path, code), n in sorted(requests.items())
     ])  # fmt: skip
     return "\n".join(out) + "\n"
+
+
+def malformed_by_source(counters: dict[str, Any]) -> dict[str, int]:
+    """`counters["malformed"]`: the job ingest's count, or {source: count} of every path."""
+    malformed = counters.get("malformed", 0)
+    if isinstance(malformed, dict):
+        return {str(source): int(n) for source, n in malformed.items()} or {"ingest": 0}
+    return {"ingest": int(malformed)}

@@ -62,12 +62,12 @@ async def _job_stream(
             if item.envelope.version > after_version:
                 yield frame(item)
         if not state.terminal:
-            async for item in _live(queue, ctx.keepalive, last_seq):
-                if isinstance(item, bytes):
-                    yield item
+            async for live in _live(queue, ctx.keepalive, last_seq):
+                if isinstance(live, bytes):
+                    yield live
                     continue
-                state = lifecycle.evolve("job", state, item.envelope.data)
-                yield frame(item)
+                state = lifecycle.evolve("job", state, live.envelope.data)
+                yield frame(live)
                 if state.terminal:
                     break
             else:
@@ -107,15 +107,15 @@ async def follow_all(
     try:
         yield b": connected\n\n"
         if after_seq:
-            async for item in ctx.store.read_all(after_seq + 1):
-                if isinstance(item, StoredEvent):
-                    last = item.seq
-                    if aggregate is None or item.envelope.aggregate == aggregate:
-                        yield frame(item, by_seq=True)
-        async for item in _live(queue, ctx.keepalive, last):
-            if isinstance(item, bytes):
-                yield item
-            elif aggregate is None or item.envelope.aggregate == aggregate:
-                yield frame(item, by_seq=True)
+            async for stored in ctx.store.read_all(after_seq + 1):
+                if isinstance(stored, StoredEvent):
+                    last = stored.seq
+                    if aggregate is None or stored.envelope.aggregate == aggregate:
+                        yield frame(stored, by_seq=True)
+        async for live in _live(queue, ctx.keepalive, last):
+            if isinstance(live, bytes):
+                yield live
+            elif aggregate is None or live.envelope.aggregate == aggregate:
+                yield frame(live, by_seq=True)
     finally:
         bus.unsubscribe(ALL, queue)

@@ -9,7 +9,9 @@ from collections.abc import Callable, Sequence
 from adapters.nats.connection import NatsUnavailable
 from adapters.nats.server import NatsServerMissing
 from adapters.nats.streams import ProvisioningError
+from domain.ids import InvalidId
 from services.cli import daemon_cmd, jobs_cmd, lifecycle_cmd, readmodel_cmd, system_cmd
+from services.cli.app_support import CliError
 from services.cli.output import fail
 from services.config import ConfigError, Settings
 from services.logs import setup_logging
@@ -51,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args, settings)
     except KeyboardInterrupt:
         return 130
+    except CliError as exc:
+        return fail(str(exc), exc.code)
+    except InvalidId as exc:  # an id no command checked: still the user's input
+        return fail(str(exc), 2)
     except (NatsUnavailable, ProvisioningError, NatsServerMissing) as exc:
         return fail(str(exc))
 

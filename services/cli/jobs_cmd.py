@@ -1,7 +1,7 @@
-"""`baker dispatch`, `cancel`, `history`, `tail`, `extensions`, `health`, `handoff`.
+"""`baker dispatch`, `cancel`, `history`, `tail`.
 
-Dispatching and the system views go through the Brain's HTTP API (`BAKER_API_URL`, the
-bearer token from `BAKER_API_TOKEN`); `history` and `tail` read the event log directly.
+Dispatching and cancelling go through the Brain's HTTP API (`BAKER_API_URL`, the bearer token
+from `BAKER_API_TOKEN`); `history` and `tail` read the event log directly.
 """
 
 from __future__ import annotations
@@ -16,13 +16,21 @@ import httpx
 import orjson
 
 from adapters.eventstore import StoredEvent
-from domain.events import to_document
+from domain.events import event_types, to_document
 from services.bootstrap import runtime
-from services.cli.app_support import run_async
-from services.cli.output import emit_table, fail, usage_error
+from services.cli.app_support import (
+    CliError,
+    answer_document,
+    api_client,
+    api_json,
+    checked_id,
+    refused,
+    run_async,
+)
+from services.cli.output import emit_table, event_cells, timeline_line, usage_error
 from services.config import Settings
 
-TERMINAL = {"completed", "failed", "cancelled"}
+AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff"]
 
 
 def register(commands: Any) -> None:
@@ -60,25 +68,14 @@ def register(commands: Any) -> None:
     hist.set_defaults(handler=cmd_history)
 
     tail = commands.add_parser("tail", help="follow every new event live")
-    tail.add_argument(
-        "--aggregate", choices=["job", "task", "extension", "service", "brain", "handoff"]
-    )
+    tail.add_argument("--aggregate", choices=AGGREGATES)
     tail.add_argument("--type", help="event type, e.g. JobFailed")
     tail.add_argument("--id", help="one aggregate id")
     tail.add_argument(
-        "--from", dest="from_seq", type=int, help="start at this sequence (default: now)"
+        "--from", dest="from_seq", type=_sequence, help="start at this sequence (default: now)"
     )
     tail.add_argument("--json", action="store_true", help="one JSON document per line")
     tail.set_defaults(handler=cmd_tail)
-
-    for name, path, title in (
-        ("extensions", "/api/extensions", "registered extensions"),
-        ("health", "/api/system/health", "service health"),
-        ("handoff", "/api/system/handoff", "Brain handoff"),
-    ):
-        view = commands.add_parser(name, help=title)
-        view.add_argument("--json", action="store_true")
-        view.set_defaults(handler=cmd_view, path=path, title=title)
 
 
 def _json_arg(text: str) -> Any:
@@ -88,9 +85,10 @@ def _json_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from None
 
 
-def api_client(settings: Settings, timeout: float | None = 30.0) -> httpx.AsyncClient:
-    headers = {"Authorization": f"Bearer {settings.api_token}"} if settings.api_token else {}
-    return httpx.AsyncClient(base_url=settings.api_url, headers=headers, timeout=timeout)
+def _sequence(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a stream sequence (1 or more)")
+    return int(text)
 
 
 def _payload(args: argparse.Namespace) -> dict[str, Any]:
@@ -125,30 +123,36 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
     async def go() -> int:
         async with api_client(settings) as client:
-            answer = await client.post("/api/jobs", json=body)
-            doc = answer.json()
-            if answer.status_code != 202:
-                return fail(
-                    f"{answer.status_code}: {doc.get('error')}",
-                    2 if answer.status_code == 400 else 1,
-                )
+            status, doc = await api_json(client, settings, "POST", "/api/jobs", json=body)
+            if status != 202:
+                raise refused(status, doc)
+            job_id = checked_id(str(doc.get("id")), "the API's job id")
             if not args.wait:
-                print(orjson.dumps(doc).decode() if args.json else f"dispatched {doc['id']}")
+                print(orjson.dumps(doc).decode() if args.json else f"dispatched {job_id}")
                 return 0
-            print(f"dispatched {doc['id']}; following it", file=sys.stderr)
-            return await _follow(client, doc["id"], args.json)
+            print(f"dispatched {job_id}; following it", file=sys.stderr)
+            return await _follow(client, settings, job_id, args.json)
 
     return run_async(go())
 
 
-async def _follow(client: httpx.AsyncClient, job_id: str, as_json: bool) -> int:
+async def _follow(client: httpx.AsyncClient, settings: Settings, job_id: str, as_json: bool) -> int:
     status = "unknown"
-    async with client.stream("GET", f"/api/jobs/{job_id}/stream", timeout=None) as stream:
-        async for event, data in _sse(stream.aiter_lines()):
-            if event == "end":
-                status = data.get("status", status)
-                break
-            print(orjson.dumps(data).decode() if as_json else timeline_line(data), flush=True)
+    try:
+        async with client.stream("GET", f"/api/jobs/{job_id}/stream", timeout=None) as stream:
+            if stream.status_code != 200:
+                await stream.aread()
+                raise refused(stream.status_code, answer_document(stream, settings))
+            async for event, data in _sse(stream.aiter_lines()):
+                if event == "end":
+                    status = data.get("status", status)
+                    break
+                print(orjson.dumps(data).decode() if as_json else timeline_line(data), flush=True)
+    except httpx.HTTPError as exc:
+        raise CliError(
+            f"lost the live stream of {job_id} from the Brain API at {settings.api_url}:"
+            f" {exc or type(exc).__name__}; `baker history {job_id}` shows what happened"
+        ) from None
     print(f"{job_id}: {status}", file=sys.stderr)
     return 0 if status == "completed" else 1
 
@@ -158,7 +162,7 @@ async def _sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, 
     async for line in lines:
         if not line:
             if data:
-                yield event, json.loads(data)
+                yield event, _frame(event, data)
             event, data = "message", ""
         elif line.startswith("event:"):
             event = line[6:].strip()
@@ -166,72 +170,50 @@ async def _sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, 
             data += line[5:].strip()
 
 
+def _frame(event: str, data: str) -> dict[str, Any]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise CliError(f"the API sent a {event} event that is not a JSON object: {data[:80]!r}")
+    return doc
+
+
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    job_id = checked_id(args.id, "id")
+
     async def go() -> int:
         async with api_client(settings) as client:
-            answer = await client.post(f"/api/jobs/{args.id}/cancel")
-        if answer.status_code != 202:
-            return fail(f"{answer.status_code}: {answer.json().get('error')}")
-        print(f"cancel requested for {args.id}")
+            status, doc = await api_json(client, settings, "POST", f"/api/jobs/{job_id}/cancel")
+        if status != 202:
+            raise refused(status, doc)
+        print(f"cancel requested for {job_id}")
         return 0
 
     return run_async(go())
 
 
-def describe(doc: dict[str, Any]) -> str:
-    """A short human detail for one event document."""
-    data = doc.get("data", {})
-    kind = doc.get("type", "")
-    if kind == "TransitionRejected":
-        return f"REJECTED {data.get('attempted')} in {data.get('fromState')}: {data.get('reason')}"
-    if kind == "JobDispatched":
-        return f"{data.get('jobType')} {orjson.dumps(data.get('payload')).decode()[:70]}"
-    for key in ("error", "progress", "detail", "reason"):
-        if data.get(key):
-            return str(data[key])[:90]
-    if data.get("result") is not None:
-        return orjson.dumps(data["result"]).decode()[:90]
-    return ""
-
-
-def timeline_line(doc: dict[str, Any]) -> str:
-    data = doc.get("data", {})
-    when = str(doc.get("occurredAt", ""))[11:23]
-    attempt = data.get("attempt") or ""
-    worker = data.get("workerId") or ""
-    return f"{when}  {doc.get('type', ''):<20} {attempt!s:>2}  {worker:<16} {describe(doc)}"
-
-
 def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    job_id = checked_id(args.id, "id")
+
     async def go() -> int:
         async with runtime(settings, settings.nats_url_or_default, "baker-cli") as rt:
-            history = await rt.store.load("job", args.id)
+            history = await rt.store.load("job", job_id)
         if not history.exists:
-            return fail(f"no job {args.id!r} in the event log")
+            raise CliError(f"no job {job_id!r} in the event log")
         docs = [{"seq": e.seq, **to_document(e.envelope)} for e in history.events]
         if args.jsonl:
             for doc in docs:
                 print(orjson.dumps(doc).decode())
         elif args.json:
-            print(
-                orjson.dumps(
-                    {"id": args.id, "status": history.state.status, "events": docs}
-                ).decode()
-            )
+            whole = {"id": job_id, "status": history.state.status, "events": docs}
+            print(orjson.dumps(whole).decode())
         else:
             emit_table(
-                f"{args.id}: {history.state.status}",
+                f"{job_id}: {history.state.status}",
                 ("time", "event", "attempt", "worker", "detail"),
-                [
-                    (
-                        str(d["occurredAt"])[11:23],
-                        d["type"],
-                        d["data"].get("attempt") or "",
-                        d["data"].get("workerId") or "",
-                        describe(d),
-                    )
-                    for d in docs
-                ],
+                [event_cells(d) for d in docs],
             )
         for bad in history.bad:
             print(f"unreadable event at seq {bad.seq}: {bad.error}", file=sys.stderr)
@@ -241,6 +223,11 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    if args.id is not None:
+        checked_id(args.id, "--id")
+    if args.type is not None and args.type not in event_types():
+        usage_error(f"baker tail: --type {args.type!r} is not an event type, e.g. JobFailed")
+
     async def go() -> int:
         async with runtime(settings, settings.nats_url_or_default, "baker-cli") as rt:
             start = args.from_seq or (await rt.store.head_seq() + 1)
@@ -267,68 +254,3 @@ def _wanted(item: StoredEvent, args: argparse.Namespace) -> bool:
 
 def _tail_line(doc: dict[str, Any]) -> str:
     return f"{doc['seq']:>8}  {doc['aggregate']:<9} {doc['aggregateId']:<24} {timeline_line(doc)}"
-
-
-def cmd_view(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> int:
-        async with api_client(settings) as client:
-            try:
-                answer = await client.get(args.path)
-            except httpx.HTTPError as exc:
-                return fail(f"cannot reach the Brain API at {settings.api_url}: {exc}")
-        doc = answer.json()
-        if answer.status_code != 200:
-            return fail(f"{answer.status_code}: {doc.get('error')}")
-        if args.json:
-            print(orjson.dumps(doc).decode())
-        else:
-            _render_view(args.title, doc)
-        return 0
-
-    return run_async(go())
-
-
-def _render_view(title: str, doc: dict[str, Any]) -> None:
-    if "extensions" in doc:
-        rows = [
-            (
-                e["id"],
-                e["name"],
-                e["version"],
-                e["status"],
-                len(e.get("tools") or []),
-                e.get("changedAt"),
-            )
-            for e in doc["extensions"]
-        ]
-        emit_table(title, ("id", "name", "version", "status", "tools", "since"), rows)
-    elif "services" in doc:
-        rows = [
-            (s["service"], s["instance"], s["status"], s.get("since"), s.get("lastSeen") or "")
-            for s in doc["services"]
-        ]
-        emit_table(title, ("service", "instance", "status", "since", "last seen"), rows)
-        checks = [
-            (name, c.get("status"), {k: v for k, v in c.items() if k != "status"})
-            for name, c in doc["checks"].items()
-        ]
-        emit_table("checks", ("check", "status", "detail"), checks)
-    else:
-        active = doc.get("active") or {}
-        print(
-            f"active brain: {active.get('instance', 'none')}  generation: {doc.get('generation')}"
-        )
-        if doc.get("inProgress"):
-            print(f"handoff in progress: {doc['inProgress']}")
-        rows = [
-            (
-                h["id"],
-                h["status"],
-                h.get("fromInstance"),
-                h.get("toInstance"),
-                h.get("generation"),
-                h.get("requestedAt"),
-            )
-            for h in doc.get("history", [])
-        ]
-        emit_table("handoffs", ("id", "status", "from", "to", "generation", "requested"), rows)

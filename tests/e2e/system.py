@@ -62,3 +62,22 @@ def running(data_dir: Path, token: str | None = None, workers: int = 2) -> Itera
     finally:
         if system.proc.proc.poll() is None:
             assert system.proc.stop(signal.SIGTERM, timeout=60) == 0
+
+
+@contextmanager
+def running_with(
+    data_dir: Path, extra_env: dict[str, str], token: str | None = None, workers: int = 2
+) -> Iterator[System]:
+    """`running`, with more environment for `baker up` (e.g. `BAKER_CORS_ORIGINS`)."""
+    token = token or secrets.token_hex(16)
+    env = {**up_env(data_dir, token), **extra_env}
+    proc = BakerProcess("up", "--workers", str(workers), env=env)
+    try:
+        nats = re.search(r"NATS (nats://\S+)", proc.wait_for("baker up: NATS"))
+        dash = re.search(r"dashboard (http://\S+?)/?$", proc.wait_for("baker up: dashboard"))
+        assert nats and dash
+        proc.wait_for("running;")
+        yield System(proc, dash.group(1), token, data_dir, nats.group(1))
+    finally:
+        if proc.proc.poll() is None:
+            assert proc.stop(signal.SIGTERM, timeout=60) == 0

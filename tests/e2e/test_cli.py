@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
+import nats
 import pytest
 
 from tests.e2e.procs import BakerProcess
 from tests.e2e.system import System, running
+from tests.fakes.mcp_server import FakeMcp, tool
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +91,132 @@ def test_system_views(system: System, view: str) -> None:
     doc = json.loads(proc.wait_for("{"))
     assert proc.wait() == 0
     assert isinstance(doc, dict)
+
+
+def api_get(system: System, path: str) -> Any:
+    answer = httpx.get(f"{system.url}{path}", headers=system.headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)  # polling the API
+    return value
+
+
+def dispatched(system: System, command: str, wait: bool = False) -> str:
+    """Dispatch with the CLI; with `wait`, return once the job has completed."""
+    if wait:
+        proc = baker(system, "dispatch", "command", command, "--wait")
+        job_id = proc.wait_for("dispatched ").split()[1].rstrip(";")  # "dispatched <id>; …"
+    else:
+        proc = baker(system, "dispatch", "command", command, "--json")
+        job_id = json.loads(proc.wait_for('"id"'))["id"]
+    assert proc.wait() == 0
+    return str(job_id)
+
+
+def test_cancel_a_running_job_then_refused_once_it_is_finished(system: System) -> None:
+    job_id = dispatched(system, "sleep 20")
+    until(lambda: api_get(system, f"/api/jobs/{job_id}")["status"] == "running", "never ran")
+    cancel = baker(system, "cancel", job_id)
+    assert cancel.wait() == 0
+    assert cancel.lines == [f"cancel requested for {job_id}"]
+    until(lambda: api_get(system, f"/api/jobs/{job_id}")["status"] == "cancelled", "not cancelled")
+    again = baker(system, "cancel", job_id)
+    assert again.wait() == 1
+    said = " ".join(" ".join(again.lines).split())
+    assert "409" in said and "terminal" in said
+
+
+def test_tail_from_a_sequence_filtered_by_id_and_by_type(system: System) -> None:
+    other_id = dispatched(system, "echo other", wait=True)
+    start = api_get(system, f"/api/jobs/{other_id}/history")["events"][0]["seq"]
+    mine = dispatched(system, "echo mine", wait=True)
+    history = api_get(system, f"/api/jobs/{mine}/history")["events"]
+
+    by_id = baker(system, "tail", "--from", str(start), "--id", mine, "--json")
+    by_id.wait_for('"JobCompleted"')
+    assert by_id.stop(signal.SIGINT) in (0, 130)
+    docs = [json.loads(line) for line in by_id.lines if line.startswith("{")]
+    assert [(d["seq"], d["aggregateId"]) for d in docs] == [(e["seq"], mine) for e in history]
+
+    by_type = baker(system, "tail", "--from", str(start), "--type", "JobCompleted", "--json")
+    by_type.wait_for(mine)
+    assert by_type.stop(signal.SIGINT) in (0, 130)
+    docs = [json.loads(line) for line in by_type.lines if line.startswith("{")]
+    assert {d["type"] for d in docs} == {"JobCompleted"}
+    assert {other_id, mine} <= {d["aggregateId"] for d in docs}
+
+
+def table(system: System, *args: str) -> list[str]:
+    proc = baker(system, *args)
+    assert proc.wait() == 0, proc.lines
+    return proc.lines
+
+
+def row_with(lines: list[str], *cells: str) -> str:
+    found = [line for line in lines if all(cell in line for cell in cells)]
+    assert found, f"no row with {cells} in:\n" + "\n".join(lines)
+    return found[0]
+
+
+def test_health_as_a_table(system: System) -> None:
+    brain = api_get(system, "/brain/state")["instance"]
+    lines = table(system, "health")
+    assert lines[0].strip() == "service health"
+    row_with(lines, "service", "instance", "status", "since", "last seen")
+    row_with(lines, "brain", brain, "up")
+    row_with(lines, "worker", "up")
+    row_with(lines, "check", "status", "detail")
+    row_with(lines, "nats", "healthy", "server=127.0.0.1:")
+    row_with(lines, "readModel", "healthy", "lag=")
+
+
+async def test_extensions_as_a_table(system: System) -> None:
+    announce = {"id": "ext-cli-weather", "name": "weather", "version": "2.1.0", "mcpUrl": ""}
+    with FakeMcp([tool("forecast")]) as mcp:
+        announce["mcpUrl"] = mcp.url
+        nc = await nats.connect(system.nats_url)
+        try:
+            await nc.publish("baker.extensions.announce", json.dumps(announce).encode())
+            await nc.flush()
+        finally:
+            await nc.close()
+        listed = await asyncio.to_thread(
+            until,
+            lambda: api_get(system, "/api/extensions")["extensions"],
+            "the extension was never registered",
+        )
+        lines = await asyncio.to_thread(table, system, "extensions")
+    assert [e["id"] for e in listed] == ["ext-cli-weather"]
+    assert lines[0].strip() == "registered extensions"
+    row_with(lines, "id", "name", "version", "status", "tools", "since")
+    row_with(lines, "ext-cli-weather", "weather", "2.1.0", "online")
+
+
+def test_handoff_as_a_table(system: System) -> None:
+    doc = api_get(system, "/api/system/handoff")
+    lines = table(system, "handoff")
+    assert lines[0] == f"active brain: {doc['active']['instance']}  generation: {doc['generation']}"
+    assert doc["generation"] >= 1
+    row_with(lines, "id", "status", "from", "to", "generation", "requested")
+
+
+def test_events_searches_the_read_model(system: System) -> None:
+    job_id = dispatched(system, "echo find-me", wait=True)
+    as_json = baker(system, "events", "--job", job_id, "--json")
+    doc = json.loads(as_json.wait_for('"events"'))
+    assert as_json.wait() == 0
+    history = api_get(system, f"/api/jobs/{job_id}/history")["events"]
+    assert [e["seq"] for e in doc["events"]] == [e["seq"] for e in history]
+    lines = table(system, "events", "--job", job_id, "--type", "JobCompleted")
+    assert lines[0].strip() == "1 job events"
+    row_with(lines, "seq", "job", "time", "event", "attempt", "worker", "detail")
+    row_with(lines, str(history[-1]["seq"]), job_id, "JobCompleted")
+    bad = baker(system, "events", "--since", "yesterday")
+    assert bad.wait() == 2
+    assert "since: 'yesterday' is not an ISO-8601 time" in " ".join(" ".join(bad.lines).split())
