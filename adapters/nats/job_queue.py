@@ -6,13 +6,20 @@ after silence never queue a job or a status twice.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator, Sequence
 
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
-from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
+from adapters.nats.requests import (
+    JetStreamPublisher,
+    Publish,
+    PublishRefused,
+    PublishUnavailable,
+)
 from adapters.nats.streams import (
     CANCELS_PREFIX,
     CANCELS_STREAM,
@@ -23,6 +30,7 @@ from adapters.nats.streams import (
 from domain.wire import DispatchMessage, ResultMessage, StatusMessage
 
 MAX_MESSAGES_EXCEEDED = 10077  # discard-new stream at its message limit
+Report = tuple[StatusMessage | ResultMessage, dict[str, str], str]  # message, headers, msg id
 
 
 class QueueFull(Exception):
@@ -42,14 +50,8 @@ class JobQueue:
         )
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
-        try:
+        with _queue_errors():
             seq, _ = await self.publisher.publish(subject, payload, headers)
-        except PublishRefused as exc:
-            if exc.code == MAX_MESSAGES_EXCEEDED or "maximum messages" in exc.description:
-                raise QueueFull(f"the job queue is full ({exc.description})") from exc
-            raise QueueUnavailable(str(exc)) from exc
-        except PublishUnavailable as exc:
-            raise QueueUnavailable(str(exc)) from exc
         return seq
 
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
@@ -58,15 +60,18 @@ class JobQueue:
             DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": msg.id}
         )
 
-    async def report_status(self, msg: StatusMessage, headers: dict[str, str], msg_id: str) -> int:
-        return await self._publish(
-            f"baker.jobs.status.{msg.id}", msg.encode(), {**headers, "Nats-Msg-Id": msg_id}
-        )
-
-    async def report_result(self, msg: ResultMessage, headers: dict[str, str], msg_id: str) -> int:
-        return await self._publish(
-            f"baker.jobs.result.{msg.id}", msg.encode(), {**headers, "Nats-Msg-Id": msg_id}
-        )
+    async def report_all(self, reports: Sequence[Report]) -> None:
+        """Status and result messages pipelined, stored in this order."""
+        items: list[Publish] = [
+            (
+                f"baker.jobs.{'status' if isinstance(msg, StatusMessage) else 'result'}.{msg.id}",
+                msg.encode(),
+                {**headers, "Nats-Msg-Id": msg_id},
+            )
+            for msg, headers, msg_id in reports
+        ]
+        with _queue_errors():
+            await self.publisher.publish_all(items)
 
     async def signal_cancel(self, job_id: str, reason: str | None) -> None:
         """Tell every worker that `job_id` is to be cancelled (a KV put, seen at once)."""
@@ -116,6 +121,18 @@ class JobQueue:
 
     async def close(self) -> None:
         await self.publisher.close()
+
+
+@contextlib.contextmanager
+def _queue_errors() -> Iterator[None]:
+    try:
+        yield
+    except PublishRefused as exc:
+        if exc.code == MAX_MESSAGES_EXCEEDED or "maximum messages" in exc.description:
+            raise QueueFull(f"the job queue is full ({exc.description})") from exc
+        raise QueueUnavailable(str(exc)) from exc
+    except PublishUnavailable as exc:
+        raise QueueUnavailable(str(exc)) from exc
 
 
 def cancel_reason(data: bytes | None) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -19,6 +20,14 @@ from nats.errors import ConnectionClosedError, NoRespondersError, OutboundBuffer
 from nats.errors import TimeoutError as NatsTimeout
 
 from adapters.nats.direct import deliver_directly
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A request on the wire, waiting for its answer."""
+
+    token: str
+    future: asyncio.Future[Msg]
 
 
 class RequestMux:
@@ -50,6 +59,12 @@ class RequestMux:
         self, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float
     ) -> Msg:
         """Publish with a reply subject and wait for the answer, or `nats.errors.TimeoutError`."""
+        return await self.answer(await self.send(subject, payload, headers, timeout))
+
+    async def send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, timeout: float
+    ) -> Sent:
+        """Publish with a reply subject; `answer` waits for the reply (or `abandon` it)."""
         if self._sub is None:
             await self._start()
         loop = asyncio.get_running_loop()
@@ -58,12 +73,27 @@ class RequestMux:
         self._pending[token] = (future, loop.time() + timeout)
         try:
             await self._nc.publish(subject, payload, reply=self._prefix + token, headers=headers)
-            msg = await future
-        finally:
+        except BaseException:
             self._pending.pop(token, None)
+            raise
+        return Sent(token, future)
+
+    async def answer(self, sent: Sent) -> Msg:
+        try:
+            msg = await sent.future
+        finally:
+            self._pending.pop(sent.token, None)
         if not msg.data and msg.headers and msg.headers.get("Status") == "503":
             raise NoRespondersError
         return msg
+
+    def abandon(self, sent: Sent) -> None:
+        """Forget a request whose answer is no longer wanted."""
+        self._pending.pop(sent.token, None)
+        if not sent.future.done():
+            sent.future.cancel()
+        elif not sent.future.cancelled():
+            sent.future.exception()  # retrieved, so asyncio does not report it as lost
 
     def _on_reply(self, msg: Msg) -> None:
         entry = self._pending.get(msg.subject[len(self._prefix) :])
@@ -95,6 +125,18 @@ class RequestMux:
         if self._sub is not None and not self._nc.is_closed:
             await self._sub.unsubscribe()
         self._sub = None
+
+
+_TRANSIENT = (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitError)
+Publish = tuple[str, bytes, dict[str, str] | None]  # subject, payload, headers
+
+
+def _pub_ack(subject: str, msg: Msg) -> tuple[int, bool]:
+    answer: dict[str, Any] = orjson.loads(msg.data)
+    error = answer.get("error")
+    if error is None:
+        return int(answer["seq"]), bool(answer.get("duplicate"))
+    raise PublishRefused(subject, int(error.get("err_code", 0)), str(error.get("description")))
 
 
 class PublishRefused(Exception):
@@ -142,7 +184,7 @@ class JetStreamPublisher:
         while True:
             try:
                 msg = await self.mux.request(subject, payload, headers, self.timeout)
-            except (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitError) as exc:
+            except _TRANSIENT as exc:
                 if loop.time() >= deadline:
                     raise PublishUnavailable(f"{subject}: no answer ({exc!r})") from exc
                 self.retries += 1
@@ -153,13 +195,45 @@ class JetStreamPublisher:
                 continue
             except ConnectionClosedError as exc:
                 raise PublishUnavailable(f"{subject}: NATS connection closed") from exc
-            answer: dict[str, Any] = orjson.loads(msg.data)
-            error = answer.get("error")
-            if error is None:
-                return int(answer["seq"]), bool(answer.get("duplicate"))
-            raise PublishRefused(
-                subject, int(error.get("err_code", 0)), str(error.get("description"))
-            )
+            return _pub_ack(subject, msg)
+
+    async def publish_all(self, items: Sequence[Publish]) -> list[tuple[int, bool]]:
+        """Publish `items` back to back (all on the wire before the first answer is awaited)
+        and return their answers in order; one whose answer does not come is retried on its
+        own, as `publish` does (same headers, so it is never stored twice)."""
+        sent: list[Sent | None] = []
+        try:
+            for subject, payload, headers in items:
+                try:
+                    sent.append(await self.mux.send(subject, payload, headers, self.timeout))
+                except _TRANSIENT:
+                    sent.append(None)
+                except ConnectionClosedError as exc:
+                    raise PublishUnavailable(f"{subject}: NATS connection closed") from exc
+            out: list[tuple[int, bool]] = []
+            for i, (subject, payload, headers) in enumerate(items):
+                out.append(await self._answer_or_retry(sent, i, subject, payload, headers))
+            return out
+        finally:
+            for waiting in sent:
+                if waiting is not None:
+                    self.mux.abandon(waiting)
+
+    async def _answer_or_retry(
+        self,
+        sent: list[Sent | None],
+        i: int,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None,
+    ) -> tuple[int, bool]:
+        waiting, sent[i] = sent[i], None
+        if waiting is not None:
+            try:
+                return _pub_ack(subject, await self.mux.answer(waiting))
+            except _TRANSIENT:
+                pass
+        return await self.publish(subject, payload, headers)
 
     async def close(self) -> None:
         await self.mux.close()

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.nats.job_queue import JobQueue, QueueFull
+from adapters.nats.job_queue import JobQueue, QueueFull, Report
 from domain.wire import ResultMessage, StatusMessage, WorkerStatus
 
 log = logging.getLogger("baker.worker")
@@ -43,9 +42,9 @@ class Reporter:
         self._sent += 1
         return f"{self.job_id}:{self.attempt}:{self.worker_id}:{self._sent}"
 
-    async def status(
+    def _status(
         self, status: WorkerStatus, progress: str | None = None, error: str | None = None
-    ) -> None:
+    ) -> Report:
         msg = StatusMessage(
             id=self.job_id,
             status=status,
@@ -56,15 +55,16 @@ class Reporter:
             error=error,
             trace_id=self._trace_id,
         )
-        msg_id = self._msg_id()
-        await self._send(lambda: self._queue.report_status(msg, self._headers, msg_id))
+        return msg, self._headers, self._msg_id()
 
-    async def _send(self, publish: Callable[[], Awaitable[int]]) -> None:
+    async def _send(self, reports: list[Report]) -> None:
+        """Publish in order, pipelined; while the stream is full, wait for room (each retry
+        carries the same message ids, so what was already stored is not stored again)."""
         deadline = time.monotonic() + self._full_retry_for
         delay = 0.05
         while True:
             try:
-                await publish()
+                await self._queue.report_all(reports)
                 return
             except QueueFull:
                 if time.monotonic() >= deadline:
@@ -73,12 +73,17 @@ class Reporter:
                     log.warning(
                         "job queue full; waiting for room to report", extra={"job_id": self.job_id}
                     )
-                await asyncio.sleep(delay)  # back-off between tries of the same message
+                await asyncio.sleep(delay)  # back-off between tries of the same messages
                 delay = min(delay * 2, 2.0)
+
+    async def status(
+        self, status: WorkerStatus, progress: str | None = None, error: str | None = None
+    ) -> None:
+        await self._send([self._status(status, progress, error)])
 
     async def started(self) -> None:
         """`received` then `running`, pipelined: both are on the wire before either ack."""
-        await asyncio.gather(self.status("received"), self.status("running"))
+        await self._send([self._status("received"), self._status("running")])
 
     async def progress(self, text: str) -> None:
         await self.status("running", progress=text[:8192])
@@ -92,7 +97,8 @@ class Reporter:
         duration_ms: int | None = None,
     ) -> None:
         """The result message, then the terminal status (the Brain takes the first it sees;
-        the result comes first so the terminal event carries it)."""
+        the result comes first so the terminal event carries it); both are stored before the
+        job is acked."""
         assert status in ("completed", "failed", "cancelled")
         result_msg = ResultMessage(
             id=self.job_id,
@@ -104,9 +110,6 @@ class Reporter:
             attempt=self.attempt,
             trace_id=self._trace_id,
         )
-        # Pipelined, in this order on the wire; both must be stored before the job is acked.
-        msg_id = self._msg_id()
-        await asyncio.gather(
-            self._send(lambda: self._queue.report_result(result_msg, self._headers, msg_id)),
-            self.status(status, error=error),
+        await self._send(
+            [(result_msg, self._headers, self._msg_id()), self._status(status, error=error)]
         )

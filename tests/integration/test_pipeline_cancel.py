@@ -144,15 +144,15 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
 ) -> None:
     worker = await pipe.start_worker()
     holding, release = asyncio.Event(), asyncio.Event()
-    report = worker.queue.report_status
+    report = worker.queue.report_all
 
-    async def held_running(msg: Any, headers: dict[str, str], msg_id: str) -> int:
-        if msg.status == "running" and not release.is_set():
+    async def held_start(reports: Any) -> None:
+        if any(msg.status == "running" for msg, _, _ in reports) and not release.is_set():
             holding.set()
             await release.wait()
-        return await report(msg, headers, msg_id)
+        await report(reports)
 
-    worker.queue.report_status = held_running  # type: ignore[method-assign]
+    worker.queue.report_all = held_start  # type: ignore[method-assign]
     job = await pipe.brain.dispatcher.dispatch(
         parse_job_spec({"type": "command", "payload": {"command": "echo must-not-run"}})
     )

@@ -10,7 +10,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from adapters.nats import direct, requests
-from adapters.nats.requests import JetStreamPublisher
+from adapters.nats.requests import JetStreamPublisher, PublishUnavailable
 
 
 async def publish_many(nc: NATS, count: int) -> list[int]:
@@ -60,3 +60,28 @@ async def test_a_failing_receiver_does_not_break_the_connection(nc: NATS) -> Non
     assert nc.is_connected
     assert sub._pending_size == 0
     await sub.unsubscribe()
+
+
+async def test_publish_all_stores_in_order_and_answers_each(provisioned: NATS) -> None:
+    publisher = JetStreamPublisher(provisioned)
+    items = [(f"baker.jobs.status.job-{i}", b"{}", {"Nats-Msg-Id": f"p{i}"}) for i in range(5)]
+    first = await publisher.publish_all(items)
+    again = await publisher.publish_all(items)  # the same ids: stored once
+    await publisher.close()
+    assert first == [(seq, False) for seq in range(1, 6)]
+    assert again == [(seq, True) for seq in range(1, 6)]
+
+
+async def test_publish_all_gives_up_cleanly_on_a_subject_nobody_stores(
+    provisioned: NATS,
+) -> None:
+    publisher = JetStreamPublisher(provisioned, retry_for=0.3)
+    items = [
+        ("baker.jobs.status.job-a", b"{}", {"Nats-Msg-Id": "a"}),
+        ("nobody.stores.this", b"{}", None),
+        ("baker.jobs.status.job-b", b"{}", {"Nats-Msg-Id": "b"}),
+    ]
+    with pytest.raises(PublishUnavailable, match="nobody.stores.this"):
+        await publisher.publish_all(items)
+    assert publisher.mux._pending == {}
+    await publisher.close()
