@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.executors.base import Execution
 from adapters.executors import command
+from adapters.executors.base import Execution
 from adapters.executors.command import run_command
 from domain.command_policy import DEFAULT_ALLOWED_COMMANDS, MAX_OUTPUT_BYTES
 from domain.specs import CommandPayload

@@ -81,7 +81,7 @@ async def test_publish_all_gives_up_cleanly_on_a_subject_nobody_stores(
         ("nobody.stores.this", b"{}", None),
         ("baker.jobs.status.job-b", b"{}", {"Nats-Msg-Id": "b"}),
     ]
-    with pytest.raises(PublishUnavailable, match="nobody.stores.this"):
+    with pytest.raises(PublishUnavailable, match=r"nobody\.stores\.this"):
         await publisher.publish_all(items)
     assert publisher.mux._pending == {}
     await publisher.close()
