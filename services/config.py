@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ class Settings:
     task_launcher: Literal["local", "kubernetes", "off"] = "local"
     task_grace: float = 2.0
     task_runner_nats_url: str | None = None
+    task_run_as: int | None = None  # uid for local task runners; None: nobody when root
     task_image: str = "baker-street/task-runner:latest"
     k8s_api: str | None = None
     k8s_token: str | None = field(default=None, repr=False)
@@ -124,6 +126,7 @@ class Settings:
             task_launcher=_launcher(env),
             task_grace=_float(env, "BAKER_TASK_GRACE_SECONDS", 2.0),
             task_runner_nats_url=env.get("BAKER_TASK_RUNNER_NATS_URL") or None,
+            task_run_as=_user(env, "BAKER_TASK_RUN_AS"),
             task_image=env.get("BAKER_TASK_IMAGE") or "baker-street/task-runner:latest",
             k8s_api=env.get("BAKER_K8S_API") or None,
             k8s_token=env.get("BAKER_K8S_TOKEN") or None,
@@ -163,6 +166,19 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...] | None:
     if not raw:
         return None
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _user(env: Mapping[str, str], name: str) -> int | None:
+    """A uid given as a number or a user name."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    if raw.isascii() and raw.isdigit():
+        return _int(env, name, 0, 0, 2**31 - 1)
+    try:
+        return pwd.getpwnam(raw).pw_uid
+    except KeyError:
+        raise ConfigError(f"{name}: no user named {raw!r}") from None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -76,8 +76,11 @@ async def run_task_launcher(settings: Settings) -> int:
         if launcher is None:
             print("baker launcher: BAKER_TASK_LAUNCHER=off, nothing to do", flush=True)
             return 0
-        print(f"baker launcher ({launcher.name}): running", flush=True)
-        await run_launcher(launcher, stop)
+
+        def ready(instance: str) -> None:
+            print(f"baker launcher {instance} ({launcher.name}): running", flush=True)
+
+        await run_launcher(launcher, stop, on_ready=ready)  # with its health heartbeat
     return 0
 
 

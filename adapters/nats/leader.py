@@ -4,13 +4,11 @@ compare-and-set so two Brains can never both believe they took the same generati
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js.errors import NotFoundError
 
 from adapters.nats.requests import JetStreamPublisher, PublishRefused
@@ -45,7 +43,7 @@ class Leader:
 
 class LeaderRecord:
     def __init__(self, nc: NATS) -> None:
-        self._nc = nc
+        self.nc = nc
         self._js = nc.jetstream()
         self._publisher = JetStreamPublisher(nc, retry_for=10.0)
 
@@ -73,16 +71,6 @@ class LeaderRecord:
                 raise LeadershipTaken(f"the leader record changed: {exc.description}") from exc
             raise
         return Leader(instance, generation, version, since, seq)
-
-    async def watch(self, on_change: Callable[[Leader], Awaitable[None]]) -> Any:
-        """Call `on_change` for every new leader record (core subscription on the key)."""
-
-        async def handler(msg: Msg) -> None:
-            leader = Leader.parse(msg.data, 0)
-            if leader is not None:
-                await on_change(leader)
-
-        return await self._nc.subscribe(LEADER_KEY, cb=handler)
 
     async def close(self) -> None:
         await self._publisher.close()

@@ -80,7 +80,9 @@ _EVENT_FOR: Final[dict[str, Callable[[TaskState, Any], DomainEvent]]] = {
         error=c.error or "the task runner reported a failure", duration_ms=c.duration_ms
     ),
     "time_out": lambda s, c: TaskTimedOut(timeout_seconds=s.timeout_seconds),
-    "cancel": lambda s, c: TaskCancelled(reason=getattr(c, "reason", None) or c.message),
+    "cancel": lambda s, c: TaskCancelled(
+        reason=getattr(c, "reason", None) or getattr(c, "message", None)
+    ),
 }
 
 

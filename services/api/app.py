@@ -190,6 +190,8 @@ def _install_errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return error(400, "body: not valid JSON", field="body")
         field, message = first_error(exc)  # type: ignore[arg-type]
         field = field.removeprefix("body.").removeprefix("query.").removeprefix("path.")
         return error(400, f"{field}: {message}", field=field)

@@ -5,23 +5,94 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
 
+from domain.tasks import TaskRequest
 from projections import queries
-from services.api.context import ApiContext
+from services.api.context import ApiContext, Document, ctx_of
+from services.tasks import control as tasks_control
 
 router = APIRouter()
+_ctx = ctx_of
 
 
-def _ctx(request: Request) -> ApiContext:
-    ctx: ApiContext = request.app.state.ctx
-    return ctx
+class Ping(BaseModel):
+    status: Literal["ok", "not_ready"]
+    service: str
+    state: str
+    mode: str
+    timestamp: str
 
 
-@router.get("/ping")
+class BrainState(BaseModel):
+    state: str
+    version: str
+    instance: str
+    uptime: float
+
+
+class Extension(Document):
+    id: str
+    name: str | None
+    version: str | None
+    status: str
+    online: bool
+    tools: list[Any]
+    mcp_url: str | None = None
+    changed_at: str | None = None
+
+
+class Extensions(BaseModel):
+    extensions: list[Extension]
+
+
+class Service(Document):
+    id: str
+    service: str
+    instance: str
+    status: str
+    since: str | None = None
+    last_seen: str | None = None
+
+
+class Check(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    status: Literal["healthy", "unhealthy"]
+
+
+class Health(BaseModel):
+    services: list[Service]
+    checks: dict[str, Check]
+    live: dict[str, dict[str, Any]]
+
+
+class BrainRow(Document):
+    instance: str
+    status: str
+    generation: int | None = None
+
+
+class HandoffRow(Document):
+    id: str
+    status: str
+    from_instance: str | None = None
+    to_instance: str | None = None
+    generation: int | None = None
+
+
+class Handoff(BaseModel):
+    active: BrainRow | None
+    generation: int | None
+    inProgress: HandoffRow | None  # noqa: N815 - JSON name
+    brains: list[BrainRow]
+    history: list[HandoffRow]
+
+
+@router.get("/ping", response_model=Ping)
 async def ping(request: Request) -> Any:
     """Readiness and liveness: 200 when the Brain is active, 503 otherwise. No auth."""
     brain = _ctx(request).brain
@@ -35,7 +106,7 @@ async def ping(request: Request) -> Any:
     return JSONResponse(doc, status_code=200 if brain.accepting else 503)
 
 
-@router.get("/brain/state")
+@router.get("/brain/state", response_model=BrainState)
 async def brain_state(request: Request) -> Any:
     """The Brain's blue-green state, version and uptime. No auth."""
     brain = _ctx(request).brain
@@ -48,19 +119,19 @@ async def brain_state(request: Request) -> Any:
     }
 
 
-@router.get("/api/extensions")
+@router.get("/api/extensions", response_model=Extensions)
 async def extensions(request: Request) -> Any:
     """Extensions with their status and tools (read model)."""
     return {"extensions": await queries.extensions(await _ctx(request).read_model.db())}
 
 
-@router.get("/api/system/handoff")
+@router.get("/api/system/handoff", response_model=Handoff)
 async def handoff(request: Request) -> Any:
     """The active Brain, its fencing generation, the handoff in progress and the history."""
     return await queries.handoff_state(await _ctx(request).read_model.db())
 
 
-@router.get("/api/system/health")
+@router.get("/api/system/health", response_model=Health)
 async def health(request: Request) -> Any:
     """Each service with its state and last seen, plus live NATS and read-model checks."""
     ctx = _ctx(request)
@@ -97,6 +168,33 @@ def _nats_check(ctx: ApiContext) -> dict[str, Any]:
     return detail
 
 
+class LaunchedTask(BaseModel):
+    id: str
+    status: Literal["launched"]
+
+
+class TaskCancelRequest(BaseModel):
+    """Optional body of `POST /api/tasks/{id}/cancel`."""
+
+    model_config = ConfigDict(extra="ignore")
+    reason: str | None = Field(default=None, min_length=1, max_length=500)
+
+
+class TaskRunnerStop(BaseModel):
+    stopped: bool
+    launcher: str | None = None
+    detail: str = ""
+
+
+class CancelledTask(BaseModel):
+    id: str
+    status: Literal["cancelled"]
+    runner: TaskRunnerStop
+
+
+TaskId = Annotated[str, Path(min_length=1, max_length=128)]
+
+
 @router.get("/api/tasks")
 async def list_tasks(request: Request, limit: int = 100) -> Any:
     """Task pods, newest first."""
@@ -106,7 +204,7 @@ async def list_tasks(request: Request, limit: int = 100) -> Any:
 
 
 @router.get("/api/tasks/{task_id}")
-async def get_task(task_id: str, request: Request) -> Any:
+async def get_task(task_id: TaskId, request: Request) -> Any:
     """One task pod."""
     doc = await queries.task(await _ctx(request).read_model.db(), task_id)
     return (
@@ -114,19 +212,30 @@ async def get_task(task_id: str, request: Request) -> Any:
     )
 
 
-@router.post("/api/tasks", status_code=202)
-async def launch_task(request: Request) -> Any:
-    """Launch a task pod `{goal, mode: agent|script, toolbox?, timeoutSeconds <= 1800}`."""
+@router.post("/api/tasks", status_code=202, response_model=LaunchedTask)
+async def launch_task(body: TaskRequest, request: Request) -> Any:
+    """Launch a task pod `{goal, mode: agent|script, toolbox?, timeoutSeconds <= 1800}`; 400
+    naming the field for a bad body, 503 when no launcher takes it."""
     ctx = _ctx(request)
     if ctx.launch_task is None:
         return JSONResponse({"error": "task pods are not enabled on this Brain"}, status_code=503)
-    try:
-        body = await request.json()
-    except ValueError:
-        return JSONResponse({"error": "body: not valid JSON"}, status_code=400)
-    if not isinstance(body, dict):
-        return JSONResponse({"error": "body: must be a JSON object"}, status_code=400)
-    status, doc = await ctx.launch_task(body)
+    status, doc = await ctx.launch_task(body.model_dump(by_alias=True, exclude_none=True))
+    return JSONResponse(doc, status_code=status)
+
+
+@router.post("/api/tasks/{task_id}/cancel", status_code=202, response_model=CancelledTask)
+async def cancel_task(
+    task_id: TaskId, request: Request, body: TaskCancelRequest | None = None
+) -> Any:
+    """Cancel a task: `TaskCancelled` is recorded and its runner stopped (the local process
+    tree killed, the Kubernetes Job deleted); 409 when it has already finished, 404 unknown."""
+    ctx = _ctx(request)
+    if ctx.launch_task is None:
+        return JSONResponse({"error": "task pods are not enabled on this Brain"}, status_code=503)
+    reason = body.reason if body is not None else None
+    status, doc = await tasks_control.cancel_task(
+        ctx.nc, ctx.store, task_id, reason or "cancelled through the API"
+    )
     return JSONResponse(doc, status_code=status)
 
 

@@ -4,8 +4,10 @@ An active Brain that receives `ready` from a pending one records the handoff, dr
 dispatches, ingest and watchdogs stopped after finishing what is in flight), sends `clear`
 and waits for `ack`: the new Brain takes the next fencing generation and answers `ack`. If no
 `ack` comes and the generation did not move, the old Brain aborts and resumes. A pending Brain
-that hears nothing (or `abort`) becomes active on its own after its timeout; the old one, if
-alive, sees the newer generation and stops. Every step is an event.
+that is told `abort` stays pending and asks again; one that gets no `clear` within its timeout
+becomes active on its own (a fresh start); the old one, if alive, sees the newer generation and
+stops. A Brain that stops (signal, fenced, handed over) refuses requests at once (`draining`)
+while its in-flight work finishes. Every step is an event.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Controller:
         self._work: asyncio.Task[None] | None = None
         self._work_stop = asyncio.Event()
         self.malformed = 0
+        self.aborts = 0  # `abort` messages received while pending
 
     @property
     def me(self) -> str:
@@ -85,6 +88,8 @@ class Controller:
             else:
                 await self._activate(fresh=True)
             await self._serve(stop)
+            if self.status.state != "shutdown":  # stopped while still pending
+                await self._shut_down("stopped")
         finally:
             await self._stop_work()
             await sub.unsubscribe()
@@ -103,16 +108,12 @@ class Controller:
                 await self._hand_over(msg)
 
     async def _next(self, stop: asyncio.Event) -> HandoffMessage | None:
-        waiters = [
-            asyncio.ensure_future(x) for x in (self._inbox.get(), stop.wait(), self._lost.wait())
-        ]
-        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        get = asyncio.ensure_future(self._inbox.get())
+        ends = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._lost.wait())]
+        done, pending = await asyncio.wait([get, *ends], return_when=asyncio.FIRST_COMPLETED)
         for w in pending:
             w.cancel()
-        first = waiters[0]
-        if first in done:
-            return first.result()
-        return None
+        return get.result() if get in done else None
 
     async def _hand_over(self, ready: HandoffMessage) -> None:
         handoff = f"handoff-{uuid.uuid4().hex[:12]}"
@@ -189,24 +190,26 @@ class Controller:
         """Ask the active Brain to hand over; activate on `clear`, or alone after the timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.pending_timeout
-        await self._send("ready")
-        next_ready = loop.time() + self.settings.ready_every
+        next_ready = loop.time()
         clear: HandoffMessage | None = None
         while clear is None and not stop.is_set() and (left := deadline - loop.time()) > 0:
+            if loop.time() >= next_ready:  # again and again: the active one may have missed it
+                await self._send("ready")
+                next_ready = loop.time() + self.settings.ready_every
             try:
                 msg = await asyncio.wait_for(
                     self._inbox.get(), min(left, max(next_ready - loop.time(), 0.01))
                 )
             except TimeoutError:
-                if loop.time() >= next_ready:  # the active Brain may have missed the first one
-                    await self._send("ready")
-                    next_ready = loop.time() + self.settings.ready_every
                 continue
             if msg.to_instance == self.me and msg.type == "clear":
                 clear = msg
             elif msg.to_instance == self.me and msg.type == "abort":
+                # The active Brain resumed: taking over now would only fence it. Ask again
+                # later; the pending timeout still bounds the wait.
+                self.aborts += 1
                 log.warning("handoff aborted by %s: %s", msg.from_instance, msg.reason)
-                break
+                next_ready = loop.time() + self.settings.ready_every
         if stop.is_set():
             return
         await self._activate(fresh=clear is None)
@@ -247,6 +250,9 @@ class Controller:
             self._work = None
 
     async def _shut_down(self, reason: str) -> None:
+        """Refuse requests at once, let in-flight work finish (at most the drain cap), stop."""
+        if self.status.state != "shutdown":
+            self._set("draining")  # the API answers 503 from here on, before any waiting
         await self._stop_work(self.settings.drain_cap)
         with contextlib.suppress(Exception):
             await self._record("brain", self.me, c.ShutDownBrain(reason=reason))
@@ -265,7 +271,7 @@ class Controller:
 
     async def _send(self, kind: str, *, to: str | None = None, **fields: Any) -> None:
         msg = HandoffMessage(
-            type=kind, from_instance=self.me, to_instance=to, version=self.status.version,  # type: ignore[arg-type]
+            type=kind, from_instance=self.me, to_instance=to, version=self.status.version,
             timestamp=datetime.now(UTC), **fields,
         )  # fmt: skip
         await self._nc.publish(HANDOFF_SUBJECT, msg.encode())

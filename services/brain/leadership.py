@@ -1,39 +1,84 @@
 """Leadership and fencing: only the Brain holding the current generation may change jobs.
 
-The generation lives in a KV key changed by compare-and-set. Every append of this Brain's
-work (jobs, tasks) is checked against it first; a Brain that learns a newer generation exists
-refuses to append at once. Brain and handoff aggregates stay writable: a Brain always records
-its own role changes.
+The generation lives in the `baker-leader` KV key and changes only by compare-and-set
+(`LeaderRecord.take`: of two Brains racing from the same record, one wins and the other gets
+`LeadershipTaken`). Every append of this Brain's work (jobs, tasks) passes `check` first, which
+raises `Fenced`, before anything is published, unless both hold:
+
+* the newest record this Brain knows names it with the generation it took. The record is
+  followed with a JetStream ordered consumer on the key (its last value, then every *stored*
+  change in order; the client repairs gaps), so a refused compare-and-set is never mistaken
+  for a change and a newer generation is learnt as soon as the server delivers it;
+* it confirmed that recently: the record is re-read every `confirm_every` seconds, and a Brain
+  whose last confirming read was sent more than `max_unconfirmed` seconds ago (cut off from the
+  server, or its reads stalled) refuses on its own, without waiting to hear that it lost.
+
+JetStream 2.9 cannot make a publish to `BAKER_EVENTS` conditional on a key of another stream,
+so this is a lease, not an atomic check: after a newer generation is taken, an old Brain can
+append for at most one watch delivery (or `max_unconfirmed`, when it hears nothing at all). The
+handoff closes even that window in the normal case: the old Brain has stopped appending before
+it sends `clear`. Brain and handoff aggregates stay writable: a Brain always records its own
+role changes.
+
+Callers of `EventStore.append`/`execute` on jobs and tasks must treat `Fenced` as "this Brain
+does not lead": answer 503, or leave the message unacknowledged for the leader; never record a
+failure of the job because of it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+
 from adapters.nats.leader import Leader, LeaderRecord, LeadershipTaken
+from adapters.nats.streams import LEADER_KEY, LEADER_STREAM
 
 log = logging.getLogger("baker.brain.leadership")
 UNFENCED = frozenset({"brain", "handoff"})
 
 
 class Fenced(Exception):
-    """This Brain is not (or no longer) the leader: it may not change jobs or tasks."""
+    """This Brain is not (or can no longer confirm it is) the leader: it may not change jobs
+    or tasks. Raised by the event store before anything is published."""
 
 
 class Leadership:
-    def __init__(self, record: LeaderRecord, instance: str, version: str) -> None:
+    def __init__(
+        self,
+        record: LeaderRecord,
+        instance: str,
+        version: str,
+        *,
+        nc: NATS | None = None,
+        confirm_every: float = 1.0,
+        max_unconfirmed: float = 5.0,
+    ) -> None:
         self.record = record
         self.instance = instance
         self.version = version
+        self.confirm_every = confirm_every
+        self.max_unconfirmed = max_unconfirmed
         self.mine: int | None = None  # the generation this Brain took, if any
-        self.current: Leader | None = None
+        self.current: Leader | None = None  # the newest record seen (by stream sequence)
+        self.confirmed_at: float | None = None  # monotonic send time of the last read saying so
+        # LeaderRecord keeps its connection private; the watch needs it.
+        self._nc: NATS = nc if nc is not None else record.nc
         self._on_lost: Callable[[Leader], Awaitable[None]] | None = None
         self._sub: Any = None
+        self._confirmer: asyncio.Task[None] | None = None
+        self._unconfirmed_logged = False
 
     @property
     def leading(self) -> bool:
+        """The newest record known names this Brain with the generation it took."""
         current = self.current
         return (
             self.mine is not None
@@ -42,46 +87,112 @@ class Leadership:
             and current.generation == self.mine
         )
 
+    def _is_me(self, leader: Leader) -> bool:
+        return leader.instance == self.instance
+
+    def unconfirmed_for(self) -> float:
+        """Seconds since the last read that confirmed this Brain leads (inf: never)."""
+        if self.confirmed_at is None:
+            return float("inf")
+        return time.monotonic() - self.confirmed_at
+
     def check(self, aggregate: str) -> None:
-        """The event store's fence: raise `Fenced` unless this Brain leads."""
-        if aggregate in UNFENCED or self.leading:
+        """The event store's fence: raise `Fenced` unless this Brain leads, confirmed lately."""
+        if aggregate in UNFENCED:
             return
-        current = self.current
-        holder = f"{current.instance} (generation {current.generation})" if current else "nobody"
-        raise Fenced(f"{self.instance} may not append {aggregate} events: the leader is {holder}")
+        if not self.leading:
+            current = self.current
+            holder = (
+                f"{current.instance} (generation {current.generation})" if current else "nobody"
+            )
+            raise Fenced(
+                f"{self.instance} may not append {aggregate} events: the leader is {holder}"
+            )
+        age = self.unconfirmed_for()
+        if age > self.max_unconfirmed:
+            raise Fenced(
+                f"{self.instance} may not append {aggregate} events: it could not confirm "
+                f"generation {self.mine} for {age:.1f}s (limit {self.max_unconfirmed:g}s)"
+            )
+
+    def _learn(self, leader: Leader | None) -> None:
+        """Keep the newest record: a slow read never undoes a newer delivery of the watch."""
+        if leader is None:
+            return
+        if self.current is None or leader.revision >= self.current.revision:
+            self.current = leader
 
     async def refresh(self) -> Leader | None:
-        self.current = await self.record.read()
+        """Read the record; return the newest one known. A read that says this Brain still
+        leads confirms it (as of the moment the read was sent)."""
+        asked = time.monotonic()
+        leader = await self.record.read()
+        self._learn(leader)
+        if leader is not None and self.current is leader and self.leading:
+            self.confirmed_at = max(self.confirmed_at or asked, asked)
+            if self._unconfirmed_logged:
+                log.info("generation %d confirmed again", self.mine)
+                self._unconfirmed_logged = False
         return self.current
 
     async def take(self, attempts: int = 5) -> Leader:
         """Take the next generation (compare-and-set on the current record)."""
         for _ in range(attempts):
             current = await self.refresh()
+            asked = time.monotonic()
             try:
                 taken = await self.record.take(self.instance, self.version, current)
             except LeadershipTaken:
                 continue  # someone moved it in between: read again and go on top of it
-            self.mine, self.current = taken.generation, taken
+            self.mine = taken.generation
+            self._learn(taken)
+            self.confirmed_at = asked
             log.info("leading with generation %d", taken.generation)
             return taken
         raise LeadershipTaken(f"{self.instance}: the leader record kept changing")
 
     async def watch(self, on_lost: Callable[[Leader], Awaitable[None]]) -> None:
-        """Be told when another Brain takes a newer generation."""
+        """Follow the record (and confirm it periodically); `on_lost` is called when another
+        Brain takes a newer generation than this one's."""
         self._on_lost = on_lost
-        self._sub = await self.record.watch(self._changed)
+        self._sub = await self._nc.jetstream().subscribe(
+            LEADER_KEY,
+            stream=LEADER_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            cb=self._delivered,
+        )
+        self._confirmer = asyncio.create_task(self._confirm(), name="baker-leader-confirm")
 
-    async def _changed(self, _seen: Leader) -> None:
-        # A core subscriber also sees publishes the stream refused (a lost compare-and-set):
-        # read the stored record before believing anything.
-        current = await self.refresh()
-        if self.mine is not None and current is not None and current.generation > self.mine:
-            log.warning("fenced: %s took generation %d", current.instance, current.generation)
+    async def _delivered(self, msg: Msg) -> None:
+        leader = Leader.parse(msg.data, int(msg.metadata.sequence.stream))
+        if leader is None:
+            log.error("unreadable leader record on %s: ignored", msg.subject)
+            return
+        self._learn(leader)
+        # (A record naming this Brain is its own take, delivered before the take returned.)
+        if self.mine is not None and leader.generation > self.mine and not self._is_me(leader):
+            log.warning("fenced: %s took generation %d", leader.instance, leader.generation)
             if self._on_lost is not None:
-                await self._on_lost(current)
+                await self._on_lost(leader)
+
+    async def _confirm(self) -> None:
+        while True:
+            if self.mine is not None and self.leading:
+                try:
+                    await asyncio.wait_for(self.refresh(), self.max_unconfirmed)
+                except Exception as exc:  # a missed confirmation only ages the lease
+                    if not self._unconfirmed_logged:
+                        log.warning("could not confirm generation %s: %r", self.mine, exc)
+                        self._unconfirmed_logged = True
+            await asyncio.sleep(self.confirm_every)  # the confirmation period, not a wait
 
     async def close(self) -> None:
+        if self._confirmer is not None:
+            self._confirmer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._confirmer
         if self._sub is not None:
-            await self._sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
         await self.record.close()

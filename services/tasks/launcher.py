@@ -1,10 +1,14 @@
-"""Task launchers: answer `baker.tasks.launch` (queue group `launchers`) and the runners'
-`baker.tasks.instructions.<taskId>` requests.
+"""Task launchers: answer `baker.tasks.launch` (queue group `launchers`), the runners'
+`baker.tasks.instructions.<taskId>` requests and `baker.tasks.cancel.<taskId>` (every launcher
+hears it; the one running the task stops it and answers).
 
-`LocalLauncher` runs the runner as a sandboxed subprocess: no shell, its own session, a fresh
-temp working directory, a minimal environment, `setpriv`/`prlimit` limits when installed, and
-SIGKILL of its whole process tree at the deadline plus a grace. `KubernetesLauncher` creates a
-Job with the digest's security posture through the Kubernetes API.
+`LocalLauncher` runs the runner as a sandboxed subprocess: no shell, its own session, a private
+temp working directory (mode 0700, also its HOME and TMPDIR), a minimal environment, `prlimit`
+limits and `setpriv` (no new privileges, killed with the launcher) when installed, and SIGKILL
+of its whole process tree at the deadline plus a grace, or on cancel. A launcher running as
+root never runs a runner as root: it drops it to `nobody` (no groups, no capabilities) unless
+`run_as` names another uid, and refuses to launch when it cannot drop. The Kubernetes
+launcher is in `services.tasks.kubernetes`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import pwd
 import shutil
 import signal
 import sys
@@ -21,26 +26,25 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
-from adapters.kubernetes import KubernetesError, create_job
 from domain.tasks import (
     LAUNCH_SUBJECT,
     LAUNCHER_QUEUE,
     LaunchReply,
     LaunchRequest,
     decode,
-    job_manifest,
 )
 from domain.wire import WireError
+from services.tasks.control import CANCEL_PREFIX, StopReply
 
 log = logging.getLogger("baker.tasks.launcher")
 _ROOT = Path(__file__).resolve().parents[2]  # where `services` lives, for the default runner
+NOBODY = 65534  # Debian's `nobody`/`nogroup`, when the user database does not say
 
 
-class _Launcher:
+class BaseLauncher:
     """What every launcher shares: the two subscriptions and the instructions it holds."""
 
     name = "launcher"
@@ -51,13 +55,20 @@ class _Launcher:
         self.instructions: dict[str, LaunchRequest] = {}
         self.launched = 0
         self.refused = 0
-        self.ready = asyncio.Event()  # set once both subscriptions are in place
+        self.cancelled = 0
+        self.heartbeat_every = 30.0  # `baker launcher`'s health heartbeat (set by the wiring)
+        self.ready = asyncio.Event()  # set once every subscription is in place
+
+    @property
+    def nc(self) -> NATS:
+        return self._nc
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Answer launch and instruction requests until `stop` is set."""
+        """Answer launch, instruction and cancel requests until `stop` is set."""
         subs = [
             await self._nc.subscribe(LAUNCH_SUBJECT, queue=LAUNCHER_QUEUE, cb=self._on_launch),
             await self._nc.subscribe("baker.tasks.instructions.*", cb=self._on_instructions),
+            await self._nc.subscribe(f"{CANCEL_PREFIX}.*", cb=self._on_cancel),
         ]
         await self._nc.flush()
         self.ready.set()
@@ -96,11 +107,37 @@ class _Launcher:
         if request is not None and msg.reply:  # other launchers' tasks: stay silent
             await msg.respond(request.encode())
 
+    async def _on_cancel(self, msg: Msg) -> None:
+        task_id = msg.subject.rsplit(".", 1)[-1]
+        self.instructions.pop(task_id, None)  # a runner that has not asked yet gets nothing
+        try:
+            detail = await self.stop(task_id)
+        except Exception as exc:
+            log.exception("stopping task %s failed", task_id, extra={"task_id": task_id})
+            reply = StopReply(ok=False, launcher=self.name, error=f"{type(exc).__name__}: {exc}")
+        else:
+            if detail is None:
+                return  # not one of ours: the launcher running it answers
+            self.cancelled += 1
+            log.info("task %s cancelled: %s", task_id, detail, extra={"task_id": task_id})
+            reply = StopReply(ok=True, launcher=self.name, detail=detail)
+        if msg.reply:
+            await msg.respond(reply.encode())
+
+    def details(self) -> dict[str, object]:
+        """What the launcher's health heartbeat reports."""
+        return {"launcher": self.name, "launched": self.launched, "refused": self.refused,
+                "cancelled": self.cancelled}  # fmt: skip
+
     def _refuse(self, error: str) -> LaunchReply:
         self.refused += 1
         return LaunchReply(ok=False, launcher=self.name, error=error)
 
     async def start(self, request: LaunchRequest) -> LaunchReply:
+        raise NotImplementedError
+
+    async def stop(self, task_id: str) -> str | None:
+        """Stop the task's runner: what was done, or None when this launcher does not run it."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -118,10 +155,12 @@ class LocalSettings:
     open_files: int = 256
     address_space: int = 2 << 30
     file_size: int = 256 << 20
-    run_as: int | None = None  # uid (and gid) for the runner when we may switch (root)
+    # uid for the runner (its gid from the user database). None: `nobody` when the launcher
+    # runs as root, else the launcher's own (unprivileged) user.
+    run_as: int | None = None
 
 
-class LocalLauncher(_Launcher):
+class LocalLauncher(BaseLauncher):
     name = "local"
 
     def __init__(
@@ -139,17 +178,18 @@ class LocalLauncher(_Launcher):
         self.runner_cmd = runner_cmd or [sys.executable, "-m", "services.tasks.runner"]
         self._default_runner = runner_cmd is None
         self.workdir = workdir
+        self.user = sandbox_user(self.settings.run_as)  # (uid, gid) to switch to, or None
         self.processes: dict[str, asyncio.subprocess.Process] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
 
     async def start(self, request: LaunchRequest) -> LaunchReply:
         if len(self.processes) >= self.settings.max_tasks:
             return self._refuse(f"at capacity ({self.settings.max_tasks} tasks running)")
-        if self.settings.run_as is not None and not shutil.which("setpriv"):
-            return self._refuse("run_as needs `setpriv` (util-linux), which is not installed")
+        if (problem := self._cannot_switch()) is not None:
+            return self._refuse(problem)
         workdir = Path(tempfile.mkdtemp(prefix=f"baker-{request.task_id}-", dir=self.workdir))
-        if self.settings.run_as is not None:
-            os.chown(workdir, self.settings.run_as, self.settings.run_as)
+        if self.user is not None:
+            os.chown(workdir, *self.user)  # mkdtemp made it 0700: private to the runner
         try:
             with (workdir / "runner.log").open("wb") as out:
                 proc = await asyncio.create_subprocess_exec(
@@ -170,6 +210,25 @@ class LocalLauncher(_Launcher):
         supervisor.add_done_callback(self._supervisors.discard)
         return LaunchReply(ok=True, launcher=self.name, runner_id=f"local-{proc.pid}")
 
+    def _cannot_switch(self) -> str | None:
+        """Why the runner could not run as its sandbox user (None when it can)."""
+        if self.user is None:
+            return None
+        uid = self.user[0]
+        if not shutil.which("setpriv"):
+            return f"running the task runner as uid {uid} needs `setpriv` (util-linux)"
+        if self._default_runner and uid != os.geteuid() and (shut := _closed_dir(_ROOT)):
+            return f"the task runner's code is not readable by uid {uid}: {shut} is closed"
+        return None
+
+    async def stop(self, task_id: str) -> str | None:
+        """Kill the runner's whole process tree (its supervisor then cleans up)."""
+        proc = self.processes.get(task_id)
+        if proc is None:
+            return None
+        await kill_tree(proc)
+        return f"runner local-{proc.pid} killed"
+
     def _sandboxed(self, request: LaunchRequest) -> list[str]:
         """The runner's argv behind `prlimit` and `setpriv` (no new privileges, dies with us,
         optionally another user); each execs the next, so the runner keeps the pid."""
@@ -183,8 +242,11 @@ class LocalLauncher(_Launcher):
             ]  # fmt: skip
         if setpriv := shutil.which("setpriv"):
             prefix += [setpriv, "--no-new-privs", "--pdeathsig", "KILL"]
-            if (uid := self.settings.run_as) is not None:
-                prefix += [f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+            if self.user is not None:
+                uid, gid = self.user
+                prefix += [f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+                if os.geteuid() == 0:  # only root may empty the bounding set
+                    prefix += ["--inh-caps=-all", "--bounding-set=-all"]
         return [*prefix, *self.runner_cmd]
 
     def _env(self, request: LaunchRequest, workdir: Path) -> dict[str, str]:
@@ -235,6 +297,34 @@ class LocalLauncher(_Launcher):
         await asyncio.gather(*self._supervisors, return_exceptions=True)
 
 
+def sandbox_user(run_as: int | None) -> tuple[int, int] | None:
+    """(uid, gid) the local runner runs as, or None to keep the launcher's own user."""
+    if run_as is None:
+        if os.geteuid() != 0:
+            return None  # an unprivileged launcher: its runner is unprivileged too
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            return NOBODY, NOBODY
+        return nobody.pw_uid, nobody.pw_gid
+    try:
+        return run_as, pwd.getpwuid(run_as).pw_gid
+    except KeyError:
+        return run_as, run_as
+
+
+def _closed_dir(path: Path) -> Path | None:
+    """`path` if others may not list and enter it, else the first parent they may not enter."""
+    for candidate, needs in ((path, 0o005), *((parent, 0o001) for parent in path.parents)):
+        try:
+            mode = candidate.stat().st_mode
+        except OSError:
+            return candidate
+        if mode & needs != needs:
+            return candidate
+    return None
+
+
 def _clean_up(task_id: str, code: int | None, workdir: Path) -> None:
     """Log the end of a runner that failed (with its output's tail); remove its directory."""
     if code not in (0, None):
@@ -280,42 +370,3 @@ def _descendants(root: int) -> list[int]:
 
 def _seconds_until(moment: datetime) -> float:
     return (moment - datetime.now(UTC)).total_seconds()
-
-
-class KubernetesLauncher(_Launcher):
-    """Creates one Job per task (`job_manifest`); a non-2xx answer refuses the launch."""
-
-    name = "kubernetes"
-
-    def __init__(
-        self,
-        nc: NATS,
-        *,
-        api_url: str,
-        token: str | None,
-        namespace: str,
-        image: str,
-        nats_url: str,
-        ttl: int = 60,
-        verify: bool | str = True,
-        client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(nc, grace=30.0)
-        self.api_url, self.token, self.namespace = api_url, token, namespace
-        self.image, self.nats_url, self.ttl = image, nats_url, ttl
-        self._client = client or httpx.AsyncClient(timeout=10.0, verify=verify)
-        self._own_client = client is None
-
-    async def start(self, request: LaunchRequest) -> LaunchReply:
-        manifest = job_manifest(
-            request.task_id, request.request(), self.image, self.namespace, self.nats_url, self.ttl
-        )
-        try:
-            await create_job(self.api_url, self.token, self.namespace, manifest, self._client)
-        except KubernetesError as exc:
-            return self._refuse(exc.message)
-        return LaunchReply(ok=True, launcher=self.name, runner_id=manifest["metadata"]["name"])
-
-    async def close(self) -> None:
-        if self._own_client:
-            await self._client.aclose()

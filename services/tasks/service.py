@@ -4,7 +4,13 @@
 records `TaskLaunched` with the launcher that answered; no answer or a refusal ends the task
 `failed`. `run` ingests the `brain-tasks` pull consumer like the job ingest (stream sequences
 as causation ids, malformed messages terminated and counted) and runs a deadline watchdog that
-times out any task past its deadline, even one whose runner never said a word.
+times out any task past its deadline, even one whose runner never said a word. `cancel`
+records `TaskCancelled` and tells the launcher running the task to stop it (the local runner's
+process tree is killed, the Kubernetes Job deleted); whatever the runner says after that is a
+recorded rejection.
+
+Appends go through the event store's fence: on a Brain that does not lead they raise
+`services.brain.leadership.Fenced` before anything is stored.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from domain.tasks import (
 )
 from domain.wire import WireError
 from services.serial import KeyedSerial
+from services.tasks.control import cancel_task
 
 log = logging.getLogger("baker.tasks")
 POISON_AFTER = 5  # deliveries of a message our own code keeps failing on
@@ -58,6 +65,7 @@ class TaskStats:
     unknown: int = 0
     errors: int = 0
     timed_out: int = 0
+    cancelled: int = 0
     watching: int = 0
 
 
@@ -180,6 +188,18 @@ class TaskService:
         self.stats.launched += 1
         self.stats.watching = len(self._deadlines)
         return 202, {"id": task_id, "status": "launched"}
+
+    # --- cancel -------------------------------------------------------------------------
+
+    async def cancel(self, task_id: str, reason: str | None = None) -> tuple[int, dict[str, Any]]:
+        """`POST /api/tasks/{id}/cancel`: (HTTP status, JSON answer); see `cancel_task`."""
+        status, doc = await cancel_task(
+            self._nc, self._store, task_id, reason, stop_within=min(self.launch_timeout, 2.0)
+        )
+        if status == 202:
+            self.stats.cancelled += 1
+            self._forget(task_id)
+        return status, doc
 
     # --- ingest and watchdog ------------------------------------------------------------
 

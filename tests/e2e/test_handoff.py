@@ -164,6 +164,23 @@ async def test_zero_loss_handoff_of_300_jobs(cluster: Cluster, store: JetStreamE
     old_gen = old_events[1].envelope.data.generation
     assert new_gen == old_gen + 1
     job_events = [e for evs in histories.values() for e in evs]
+    assert all(e.envelope.generation in (old_gen, new_gen) for e in job_events)  # all stamped
+    # Both Brains really did the work: a substantial part of the jobs was dispatched under
+    # each generation, and the new one ingested (at least) every job it dispatched.
+    dispatched_by = {
+        job_id: next(e for e in evs if e.envelope.type == "JobDispatched").envelope.generation
+        for job_id, evs in histories.items()
+    }
+    under_old = {j for j, g in dispatched_by.items() if g == old_gen}
+    under_new = {j for j, g in dispatched_by.items() if g == new_gen}
+    assert len(under_old) >= 60 and len(under_new) >= 60, (len(under_old), len(under_new))
+    assert len(under_old) + len(under_new) == len(jobs)
+    ingested_by_new = {
+        j for j, evs in histories.items() if any(
+            e.envelope.generation == new_gen and e.envelope.type != "JobDispatched" for e in evs
+        )
+    }  # fmt: skip
+    assert under_new <= ingested_by_new
     # Fencing: after the new generation took over, nothing of the old Brain was appended.
     assert all(e.envelope.generation == new_gen for e in job_events if e.seq > activated.seq)
     assert all(e.seq < activated.seq for e in job_events if e.envelope.generation == old_gen)

@@ -81,7 +81,7 @@ async def test_health_lists_every_daemon_of_baker_up(tmp_path: Path) -> None:
             while True:
                 health = (await c.get("/api/system/health")).json()
                 services = {s["service"] for s in health["services"] if s["status"] == "up"}
-                if {"brain", "worker", "projector", "monitor"} <= services:
+                if {"brain", "worker", "projector", "monitor", "launcher"} <= services:
                     break
                 assert time.monotonic() < deadline, health
                 await asyncio.sleep(0.1)  # polling until every heartbeat has been recorded

@@ -1,13 +1,18 @@
-"""The Kubernetes launcher against a fake Kubernetes API: the Job it creates, and refusals."""
+"""The Kubernetes launcher against a fake Kubernetes API: the Job it creates, refusals, and the
+Job deleted (with its pods) when the task is cancelled."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
+import threading
 from collections.abc import AsyncIterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -17,9 +22,9 @@ from adapters.kubernetes import KubernetesError, create_job
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
-from services.tasks.launcher import KubernetesLauncher
+from services.tasks.kubernetes import KubernetesLauncher
 from services.tasks.service import TaskService
-from tests.fakes.k8s_api import FakeKubernetes
+from tests.fakes.k8s_api import FakeKubernetes, _handler_for, status_error
 from tests.integration.test_tasks import types, wait_task
 
 IMAGE = "baker-street/task-runner:latest"
@@ -28,8 +33,56 @@ POD_NATS_URL = "nats://nats.baker-street:4222"
 FORBIDDEN = 'jobs.batch is forbidden: User "system:serviceaccount:baker:brain" cannot create'
 
 
+class FakeKubernetesWithDelete(FakeKubernetes):
+    """The fake API plus `DELETE /apis/batch/v1/namespaces/{ns}/jobs/{name}`: it removes the
+    Job and records (namespace, name, propagationPolicy); 404 for a Job it does not hold."""
+
+    def __init__(self, token: str | None = "test-token") -> None:
+        super().__init__(token)
+        self.deleted: list[tuple[str, str, str | None]] = []
+
+    def delete(self, path: str, auth: str | None) -> tuple[int, Any]:
+        url = urlsplit(path)
+        parts = url.path.strip("/").split("/")
+        if len(parts) != 7 or parts[:4] != ["apis", "batch", "v1", "namespaces"]:
+            return 404, status_error(404, "NotFound", f"the server could not find {path}")
+        if self.token is not None and auth != f"Bearer {self.token}":
+            return 401, status_error(401, "Unauthorized", "Unauthorized")
+        namespace, name = parts[4], parts[6]
+        policy = parse_qs(url.query).get("propagationPolicy", [None])[0]
+        with self._lock:
+            if self._refusal is not None:
+                return self._refusal
+            held = [
+                j
+                for j in self.jobs
+                if (j.namespace, j.body["metadata"]["name"]) == (namespace, name)
+            ]
+            if not held:
+                return 404, status_error(404, "NotFound", f'jobs.batch "{name}" not found')
+            self.jobs.remove(held[0])
+            self.deleted.append((namespace, name, policy))
+        return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
+
+    def __enter__(self) -> FakeKubernetesWithDelete:
+        api = self
+
+        class Handler(_handler_for(self)):  # type: ignore[misc]
+            def do_DELETE(self) -> None:  # noqa: N802 - the http.server hook's name
+                self._send(*api.delete(self.path, self.headers.get("authorization")))
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+        return self
+
+
 class Setup:
-    def __init__(self, api: FakeKubernetes, service: TaskService, store: JetStreamEventStore):
+    def __init__(
+        self, api: FakeKubernetesWithDelete, service: TaskService, store: JetStreamEventStore
+    ):
         self.api, self.service, self.store = api, service, store
 
 
@@ -41,7 +94,7 @@ async def k8s(
     store = JetStreamEventStore(provisioned)
     conn = await connect(NatsSettings(url=nats_server.url, name="test-k8s-launcher"))
     stop = asyncio.Event()
-    with FakeKubernetes(token="t0k") as api:
+    with FakeKubernetesWithDelete(token="t0k") as api:
         launcher = KubernetesLauncher(
             conn,
             api_url=options.get("api_url", api.url),
@@ -150,3 +203,42 @@ async def test_create_job_reports_status_errors_and_plain_bodies() -> None:
             await create_job("http://k8s", None, "ns", {"metadata": {"name": "x"}}, client)
     assert dup.value.status == 409 and dup.value.message.endswith(": already exists")
     assert boom.value.message == "Kubernetes API 500 Internal Server Error: upstream exploded"
+
+
+async def test_cancel_deletes_the_job_and_its_pods(k8s: Setup) -> None:
+    _, body = await k8s.service.launch({"goal": "sleep 600", "mode": "script"})
+    name = k8s.api.jobs[0].body["metadata"]["name"]
+    status, answer = await k8s.service.cancel(body["id"], "not needed any more")
+    assert status == 202 and answer["status"] == "cancelled"
+    assert answer["runner"] == {
+        "stopped": True, "launcher": "kubernetes", "detail": f"job {name} deleted",
+    }  # fmt: skip
+    # Background propagation: the API deletes the Job's pods too (its default orphans them).
+    assert k8s.api.deleted == [(NAMESPACE, name, "Background")] and k8s.api.jobs == []
+    history = await k8s.store.load("task", body["id"])
+    assert types(history) == ["TaskLaunched", "TaskCancelled"]
+    assert history.events[-1].envelope.data.reason == "not needed any more"
+    assert k8s.service.stats.cancelled == 1 and k8s.service.stats.watching == 0
+
+
+async def test_a_refused_delete_is_reported_and_the_task_stays_cancelled(k8s: Setup) -> None:
+    _, body = await k8s.service.launch({"goal": "sleep 600", "mode": "script"})
+    k8s.api.refuse(403, "Forbidden", 'jobs.batch "x" is forbidden: cannot delete')
+    status, answer = await k8s.service.cancel(body["id"])
+    assert status == 202 and answer["runner"]["stopped"] is False
+    assert (
+        "403 Forbidden" in answer["runner"]["detail"]
+        and "cannot delete" in answer["runner"]["detail"]
+    )
+    assert (await k8s.store.load("task", body["id"])).state.status == "cancelled"
+
+
+async def test_cancelling_a_task_whose_job_is_gone_answers_without_a_launcher(
+    k8s: Setup,
+) -> None:
+    _, body = await k8s.service.launch({"goal": "echo hi", "mode": "script"})
+    k8s.api.jobs.clear()  # finished and collected (ttlSecondsAfterFinished)
+    status, answer = await k8s.service.cancel(body["id"])
+    assert status == 202 and answer["runner"]["stopped"] is False
+    assert "no launcher runs it" in answer["runner"]["detail"]
+    assert k8s.api.deleted == []

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import shutil
 import signal
 import sys
@@ -25,6 +26,7 @@ from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import TASKS_CONSUMER, TASKS_STREAM
+from services.tasks import launcher as launcher_module
 from services.tasks import service as service_module
 from services.tasks.launcher import LocalLauncher, LocalSettings, _descendants
 from services.tasks.service import TaskService
@@ -34,7 +36,11 @@ SCRIPT = {"mode": "script", "timeoutSeconds": 60}
 DUMP = (
     "import json, os, resource, sys; open(sys.argv[1] + '/' + os.environ['TASK_ID'], 'w')"
     ".write(json.dumps({'env': dict(os.environ), 'cwd': os.getcwd(),"
-    " 'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)[0]}))"
+    " 'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)[0], 'uid': os.getuid(),"
+    " 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups(),"
+    " 'cwd_stat': [os.stat('.').st_uid, oct(os.stat('.').st_mode & 0o777)],"
+    " 'caps': [line.split()[1] for line in open('/proc/self/status')"
+    " if line.startswith('CapEff')][0]}))"
 )
 
 
@@ -44,6 +50,7 @@ class Harness:
     nc: NATS
     store: JetStreamEventStore
     workdir: Path
+    dumps: Path  # world-writable: runners (possibly `nobody`) write what they saw here
     running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = field(default_factory=list)
     conns: list[NATS] = field(default_factory=list)
 
@@ -75,13 +82,11 @@ class Harness:
 
 
 @pytest.fixture
-async def h(
-    nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
-) -> AsyncIterator[Harness]:
+async def h(nats_server: NatsServerProcess, provisioned: NATS) -> AsyncIterator[Harness]:
     store = JetStreamEventStore(provisioned)
-    workdir = tmp_path / "runs"
-    workdir.mkdir()
-    harness = Harness(nats_server, provisioned, store, workdir)
+    # Not under tmp_path (0700 when root): a runner dropped to `nobody` must reach its dirs.
+    base = _shared_dirs(Path(tempfile.mkdtemp(prefix="baker-test-tasks-")))
+    harness = Harness(nats_server, provisioned, store, base / "runs", base / "dumps")
     try:
         yield harness
     finally:
@@ -91,6 +96,7 @@ async def h(
         for conn in harness.conns:
             await conn.close()
         await store.close()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
@@ -221,12 +227,11 @@ async def test_a_runner_that_ignores_its_deadline_is_killed(h: Harness) -> None:
 
 
 async def test_a_runner_that_vanishes_silently_times_out_and_ran_sandboxed(
-    h: Harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("BAKER_TEST_SECRET", "s3cret")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "parent-key")
-    dumps = tmp_path / "dumps"
-    dumps.mkdir()
+    dumps = h.dumps
     launcher = await h.launcher(
         runner_cmd=[sys.executable, "-c", DUMP, str(dumps)], anthropic_api_key="agent-key"
     )
@@ -252,19 +257,72 @@ async def test_a_runner_that_vanishes_silently_times_out_and_ran_sandboxed(
     assert not _exists(cwd)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
-async def test_the_runner_can_run_as_an_unprivileged_user(h: Harness) -> None:
-    with tempfile.TemporaryDirectory() as top:
-        base = _shared_dirs(Path(top))
-        h.workdir = base / "runs"
-        dump = DUMP.replace("'cwd'", "'uid': os.getuid(), 'cwd'")
-        runner = [sys.executable, "-c", dump, str(base / "dumps")]
-        launcher = await h.launcher(runner_cmd=runner, run_as=65534)
-        service = h.service()
-        h.start(service.run)
-        _, body = await service.launch({"goal": "echo hi", "mode": "script", "timeoutSeconds": 1})
-        await eventually(lambda: not launcher.processes)
-        assert json.loads((base / "dumps" / body["id"]).read_text())["uid"] == 65534
+ROOT_ONLY = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv"
+)
+
+
+@ROOT_ONLY
+async def test_a_root_launcher_runs_its_runner_as_nobody_by_default(h: Harness) -> None:
+    nobody = pwd.getpwnam("nobody")
+    launcher = await h.launcher(runner_cmd=[sys.executable, "-c", DUMP, str(h.dumps)])
+    assert launcher.settings.run_as is None  # nothing configured: the safe default applies
+    service = h.service()
+    h.start(service.run)
+    _, body = await service.launch({"goal": "echo hi", "mode": "script", "timeoutSeconds": 2})
+    await eventually((h.dumps / body["id"]).exists, what="the runner's report")
+    seen = json.loads((h.dumps / body["id"]).read_text())
+    assert (seen["uid"], seen["euid"], seen["gid"]) == (nobody.pw_uid,) * 2 + (nobody.pw_gid,)
+    assert seen["groups"] == [] and int(seen["caps"], 16) == 0  # no root group, no capability
+    assert seen["cwd_stat"] == [nobody.pw_uid, "0o700"]  # a private working directory
+    assert Path(seen["cwd"]).parent == h.workdir
+    assert seen["env"]["HOME"] == seen["cwd"] == seen["env"]["TMPDIR"]
+
+
+@ROOT_ONLY
+async def test_a_root_launcher_refuses_a_runner_its_sandbox_user_cannot_read(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    closed = _closed_code_dir(tmp_path)
+    monkeypatch.setattr(launcher_module, "_ROOT", closed / "code")
+    await h.launcher()
+    service = h.service()
+    status, body = await service.launch({"goal": "echo x", **SCRIPT})
+    assert status == 503 and "is not readable by uid" in body["error"], body
+    assert f"{closed} is closed" in body["error"]
+    history = await wait_task(h.store, body["id"], {"failed"})  # refused, never run as root
+    assert types(history) == ["TaskLaunched", "TaskFailed"]
+
+
+@ROOT_ONLY
+async def test_the_runner_can_run_as_another_unprivileged_user(h: Harness) -> None:
+    launcher = await h.launcher(runner_cmd=[sys.executable, "-c", DUMP, str(h.dumps)], run_as=12345)
+    service = h.service()
+    h.start(service.run)
+    _, body = await service.launch({"goal": "echo hi", "mode": "script", "timeoutSeconds": 1})
+    await eventually(lambda: not launcher.processes)
+    assert json.loads((h.dumps / body["id"]).read_text())["uid"] == 12345
+
+
+@ROOT_ONLY
+async def test_the_default_runner_works_as_nobody(h: Harness) -> None:
+    """The real runner (not a stand-in) starts, reports and finishes as `nobody`."""
+    launcher = await h.launcher()
+    assert launcher.user == (pwd.getpwnam("nobody").pw_uid, pwd.getpwnam("nobody").pw_gid)
+    service = h.service()
+    h.start(service.run)
+    _, body = await service.launch({"goal": "echo as-nobody", **SCRIPT})
+    history = await wait_task(h.store, body["id"], {"completed"})
+    assert history.events[-1].envelope.data.result["stdout"] == "as-nobody\n"
+
+
+def _closed_code_dir(base: Path) -> Path:
+    """`base/closed` (mode 0700) holding a world-readable `code` directory."""
+    closed = base / "closed"
+    (closed / "code").mkdir(parents=True)
+    (closed / "code").chmod(0o755)
+    closed.chmod(0o700)
+    return closed
 
 
 def _shared_dirs(base: Path) -> Path:

@@ -1,0 +1,81 @@
+"""The Kubernetes task launcher: one Job per task, with the digest's security posture (§4),
+created through the Kubernetes API with httpx; cancelling a task deletes its Job and pods."""
+
+from __future__ import annotations
+
+import httpx
+from nats.aio.client import Client as NATS
+
+from adapters.kubernetes import KubernetesError, create_job
+from domain.tasks import LaunchReply, LaunchRequest, job_manifest, job_name
+from services.tasks.launcher import BaseLauncher
+
+
+class KubernetesLauncher(BaseLauncher):
+    """Creates one Job per task (`job_manifest`); a non-2xx answer refuses the launch."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        api_url: str,
+        token: str | None,
+        namespace: str,
+        image: str,
+        nats_url: str,
+        ttl: int = 60,
+        verify: bool | str = True,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(nc, grace=30.0)
+        self.api_url, self.token, self.namespace = api_url, token, namespace
+        self.image, self.nats_url, self.ttl = image, nats_url, ttl
+        self._client = client or httpx.AsyncClient(timeout=10.0, verify=verify)
+        self._own_client = client is None
+
+    async def start(self, request: LaunchRequest) -> LaunchReply:
+        manifest = job_manifest(
+            request.task_id, request.request(), self.image, self.namespace, self.nats_url, self.ttl
+        )
+        try:
+            await create_job(self.api_url, self.token, self.namespace, manifest, self._client)
+        except KubernetesError as exc:
+            return self._refuse(exc.message)
+        return LaunchReply(ok=True, launcher=self.name, runner_id=manifest["metadata"]["name"])
+
+    async def stop(self, task_id: str) -> str | None:
+        """Delete the task's Job and its pods; None when there is no such Job."""
+        name = job_name(task_id)
+        url = f"{self.api_url.rstrip('/')}/apis/batch/v1/namespaces/{self.namespace}/jobs/{name}"
+        headers = {"Accept": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        try:
+            # Without a propagation policy the API deletes a Job but orphans its pods.
+            response = await self._client.delete(
+                url, params={"propagationPolicy": "Background"}, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            message = f"Kubernetes API unreachable at {self.api_url}: {exc!r}"
+            raise KubernetesError(0, message) from exc
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            raise KubernetesError(response.status_code, _status_message(response))
+        return f"job {name} deleted"
+
+    async def close(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+
+def _status_message(response: httpx.Response) -> str:
+    """`Kubernetes API 403 Forbidden: <Status.message>` (or the body's start)."""
+    try:
+        doc = response.json()
+    except ValueError:
+        doc = None
+    text = str(doc["message"]) if isinstance(doc, dict) and doc.get("message") else response.text
+    return f"Kubernetes API {response.status_code} {response.reason_phrase}: {text[:300]}".strip()
