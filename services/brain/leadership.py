@@ -17,8 +17,9 @@ JetStream 2.9 cannot make a publish to `BAKER_EVENTS` conditional on a key of an
 so this is a lease, not an atomic check: after a newer generation is taken, an old Brain can
 append for at most one watch delivery (or `max_unconfirmed`, when it hears nothing at all). The
 handoff closes even that window in the normal case: the old Brain has stopped appending before
-it sends `clear`. Brain and handoff aggregates stay writable: a Brain always records its own
-role changes.
+it sends `clear`. Only jobs and tasks are fenced: a Brain always records its own role changes
+and handoffs, and the monitor (which may share the Brain's store in `baker up`) records
+service and extension changes whoever leads (its commands are idempotent decisions).
 
 Callers of `EventStore.append`/`execute` on jobs and tasks must treat `Fenced` as "this Brain
 does not lead": answer 503, or leave the message unacknowledged for the leader; never record a
@@ -42,7 +43,7 @@ from adapters.nats.leader import Leader, LeaderRecord, LeadershipTaken
 from adapters.nats.streams import LEADER_KEY, LEADER_STREAM
 
 log = logging.getLogger("baker.brain.leadership")
-UNFENCED = frozenset({"brain", "handoff"})
+FENCED = frozenset({"job", "task"})
 
 
 class Fenced(Exception):
@@ -98,7 +99,7 @@ class Leadership:
 
     def check(self, aggregate: str) -> None:
         """The event store's fence: raise `Fenced` unless this Brain leads, confirmed lately."""
-        if aggregate in UNFENCED:
+        if aggregate not in FENCED:
             return
         if not self.leading:
             current = self.current

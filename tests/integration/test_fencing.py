@@ -18,7 +18,7 @@ from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.leader import Leader, LeaderRecord, LeadershipTaken
 from adapters.nats.server import NatsServerProcess
-from domain.commands import LaunchTask, RequestCancel, StartBrain
+from domain.commands import LaunchTask, ReportServiceHealth, RequestCancel, StartBrain
 from domain.events import JobDispatched
 from services.brain.leadership import Fenced, Leadership
 from tests.support.proxy import HoldingProxy
@@ -114,9 +114,12 @@ async def test_an_append_with_a_stale_generation_is_refused_and_stores_nothing(
     assert await reader.head_seq() == head  # nothing reached the log
     assert not (await reader.load("job", second)).exists
     assert len((await reader.load("job", first)).events) == 1
-    # A fenced Brain still records its own role changes.
+    # A fenced Brain still records its own role changes, and its monitor still records
+    # service health (only jobs and tasks are fenced).
     await blue.store.execute("brain", "blue", StartBrain(role="active", version="1"))
-    assert await reader.head_seq() == head + 1
+    health = ReportServiceHealth(up=True, service="worker", instance="w-1")
+    await blue.store.execute("service", "w-1", health)
+    assert await reader.head_seq() == head + 2
     await reader.close()
 
 
