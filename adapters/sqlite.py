@@ -4,6 +4,12 @@
 (`readmodel-<n>.db`); SQLite follows the link, so each generation keeps its own WAL files. A
 rebuild writes generation n+1 next to it and then replaces the link atomically: connections
 already open keep reading generation n until they notice the swap and reopen.
+
+After the swap, generations older than n are removed (`prune`). Generation n itself is kept:
+a connection opened on it just before the swap that has not read yet would fail its first read
+(SQLite answers "disk I/O error" once the file is gone), and an operator can point the link
+back at it. A connection that has read keeps reading its open copy of a removed file (POSIX),
+and nobody opens a removed name again: the link never points back at it, numbers only grow.
 """
 
 from __future__ import annotations
@@ -66,16 +72,38 @@ def current_target(path: Path) -> Path:
     return path
 
 
-def next_generation(path: Path) -> Path:
-    """A fresh file name for the next generation of `path`."""
+def generations(path: Path) -> list[tuple[int, Path]]:
+    """The generation files of `path` beside it, oldest first, with their numbers."""
     stem, suffix = path.stem, path.suffix or ".db"
     pattern = re.compile(rf"^{re.escape(stem)}-(\d+){re.escape(suffix)}$")
-    numbers = [
-        int(m.group(1))
+    found = [
+        (int(m.group(1)), p)
         for p in path.parent.glob(f"{stem}-*{suffix}")
         if (m := pattern.match(p.name))
     ]
+    return sorted(found)
+
+
+def next_generation(path: Path) -> Path:
+    """A fresh file name for the next generation of `path`."""
+    numbers = [n for n, _ in generations(path)]
+    stem, suffix = path.stem, path.suffix or ".db"
     return path.parent / f"{stem}-{max(numbers, default=0) + 1}{suffix}"
+
+
+def prune(path: Path, keep: int = 1) -> list[Path]:
+    """Remove the generations older than the current one except the `keep` newest of them;
+    newer ones (a rebuild still writing) are never touched. Returns what was removed."""
+    current = current_target(path)
+    numbered = generations(path)
+    mine = [n for n, p in numbered if p.resolve() == current]
+    if not mine:
+        return []  # the link does not point at a generation: nothing is known to be superseded
+    older = [p for n, p in numbered if n < mine[0]]
+    doomed = older[: max(0, len(older) - keep)]
+    for generation in doomed:
+        discard(generation)
+    return doomed
 
 
 def initialise(path: Path) -> Path:

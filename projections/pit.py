@@ -1,13 +1,21 @@
-"""Point in time: the jobs as they were at a stream sequence, folded from `job_events`."""
+"""Point in time: the jobs as they were at a stream sequence.
+
+A job whose row has not changed since that sequence is read as it is; only the jobs that
+changed after it are folded again, from their own events up to it (index range scans), so the
+cost follows the jobs in flight at that moment, not the length of the log.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import cast
 
 import aiosqlite
 
 from domain.events import EventDecodeError, decode_event, format_time
-from projections.jobs import FoldError, JobRow, fold_job
+from projections.jobs import JOB_COLUMNS, FoldError, JobRow, fold_job
+
+_CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
 
 
 async def seq_at(db: aiosqlite.Connection, moment: datetime) -> int:
@@ -23,13 +31,32 @@ async def seq_at(db: aiosqlite.Connection, moment: datetime) -> int:
 async def jobs_as_of(db: aiosqlite.Connection, seq: int) -> dict[str, JobRow]:
     """Every job's row as the projection held it right after event `seq` was applied."""
     rows: dict[str, JobRow] = {}
+    sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE dispatched_seq <= ? AND last_seq <= ?"  # noqa: S608
+    async with db.execute(sql, (seq, seq)) as cursor:
+        async for record in cursor:
+            row = cast(JobRow, dict(zip(JOB_COLUMNS, record, strict=True)))
+            rows[row["id"]] = row
     async with db.execute(
-        "SELECT seq, document FROM job_events WHERE seq <= ? ORDER BY seq", (seq,)
+        "SELECT id FROM jobs WHERE dispatched_seq <= ? AND last_seq > ?", (seq, seq)
     ) as cursor:
+        changed = [job_id async for (job_id,) in cursor]
+    for start in range(0, len(changed), _CHUNK):
+        await _refold(db, changed[start : start + _CHUNK], seq, rows)
+    return rows
+
+
+async def _refold(
+    db: aiosqlite.Connection, ids: list[str], seq: int, rows: dict[str, JobRow]
+) -> None:
+    """Fold the events of `ids` up to `seq` into `rows`."""
+    marks = ", ".join("?" * len(ids))
+    sql = (
+        f"SELECT seq, document FROM job_events WHERE job_id IN ({marks}) AND seq <= ? ORDER BY seq"  # noqa: S608
+    )
+    async with db.execute(sql, (*ids, seq)) as cursor:
         async for event_seq, document in cursor:
             try:
                 env = decode_event(document)
                 rows[env.aggregate_id] = fold_job(rows.get(env.aggregate_id), env, event_seq).row
             except (EventDecodeError, FoldError):
                 continue  # the live projection dead-lettered it as well
-    return rows

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 import orjson
 
+from domain.events import format_time
 from projections.jobs import JOB_COLUMNS, JobRow
 from projections.system import (
     BRAIN_COLUMNS,
@@ -84,17 +86,31 @@ class EventFilter:
     job_id: str | None = None
     type: str | None = None
     worker_id: str | None = None
-    since: str | None = None  # ISO-8601
-    until: str | None = None
+    since: str | None = None  # ISO-8601, inclusive; without an offset it is UTC
+    until: str | None = None  # inclusive
     limit: int = 100
 
 
+def _moment(text: str | None, name: str) -> str | None:
+    """An ISO-8601 time in the stored form (UTC, microseconds, `Z`), so that comparing the
+    strings compares the times. `ValueError` naming the field if it is not a time."""
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{name}: {text!r} is not an ISO-8601 time") from None
+    return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
 async def search_events(db: aiosqlite.Connection, f: EventFilter) -> list[dict[str, Any]]:
-    """Job events (rejected transitions included) by job, type, worker and time."""
+    """Job events (rejected transitions included) by job, type, worker and time, oldest
+    first. `ValueError` if `since` or `until` is not a time."""
+    since, until = _moment(f.since, "since"), _moment(f.until, "until")
     where, args = _where(
         [
             ("job_id = ?", f.job_id), ("type = ?", f.type), ("worker_id = ?", f.worker_id),
-            ("occurred_at >= ?", f.since), ("occurred_at <= ?", f.until),
+            ("occurred_at >= ?", since), ("occurred_at <= ?", until),
         ]
     )  # fmt: skip
     sql = f"SELECT seq, document FROM job_events{where} ORDER BY seq LIMIT ?"  # noqa: S608
@@ -116,15 +132,21 @@ async def job_stats(db: aiosqlite.Connection) -> dict[str, Any]:
     for job_type, phase, n in groups:
         latency.setdefault(job_type, {})[phase] = {
             "count": n,
-            **{f"p{q}": await _percentile(db, job_type, phase, n, q / 100) for q in (50, 95, 99)},
+            **{f"p{q}": await _percentile(db, job_type, phase, n, q) for q in (50, 95, 99)},
         }
     return {"counts": counts, "latencyMs": latency}
 
 
+def nearest_rank(percent: int, n: int) -> int:
+    """The 1-based nearest rank of the `percent`th percentile of `n` sorted values:
+    ceil(percent / 100 * n), in integers so that 95 % of 100 is rank 95, not 96."""
+    return max(1, min(n, -(-percent * n // 100)))
+
+
 async def _percentile(
-    db: aiosqlite.Connection, job_type: str, phase: str, n: int, q: float
+    db: aiosqlite.Connection, job_type: str, phase: str, n: int, percent: int
 ) -> int | None:
-    offset = min(n - 1, int(q * n))
+    offset = nearest_rank(percent, n) - 1
     async with db.execute(
         "SELECT ms FROM job_latency WHERE type = ? AND phase = ? ORDER BY ms LIMIT 1 OFFSET ?",
         (job_type, phase, offset),
@@ -207,5 +229,5 @@ async def dead_letters(db: aiosqlite.Connection, limit: int = 100) -> list[dict[
 __all__ = [
     "PHASES", "EventFilter", "JobFilter", "JobPage", "checkpoints", "dead_letters",
     "extensions", "get_job", "handoff_state", "job_document", "job_stats", "list_jobs",
-    "search_events", "services", "task", "tasks",
+    "nearest_rank", "search_events", "services", "task", "tasks",
 ]  # fmt: skip

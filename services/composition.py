@@ -27,7 +27,7 @@ from services.brain.leadership import Leadership
 from services.config import Settings
 from services.daemons import brain_settings, handoff_settings, monitor_settings, worker_settings
 from services.monitor.monitor import Monitor
-from services.projector import Projector, ProjectorSettings
+from services.projector import Projector, ProjectorFailed, ProjectorSettings
 from services.tasks.wiring import build_launcher, run_launcher
 from services.worker.worker import Worker
 
@@ -121,7 +121,7 @@ async def start_brain_process(
         if launcher is not None:
             proc.tasks.append(asyncio.create_task(run_launcher(launcher, stop), name="launcher"))
     proc.tasks += [
-        asyncio.create_task(projector.run(stop), name="projector"),
+        asyncio.create_task(_run_projector(projector, stop), name="projector"),
         asyncio.create_task(play_role(), name="brain"),
         asyncio.create_task(
             heartbeat.beat(rt.nc, "brain", brain.instance, details, stop, settings.heartbeat_every),
@@ -141,6 +141,21 @@ async def start_brain_process(
         await asyncio.sleep(0.01)  # uvicorn offers no event for "listening"
     await bus.started.wait()
     return proc
+
+
+async def _run_projector(projector: Projector, stop: asyncio.Event) -> None:
+    """The Brain's own projector. If it fails (a sequence gap, the store or the database), the
+    whole process stops: a Brain whose read model no longer moves would answer stale reads and
+    make every read-your-writes wait time out."""
+    try:
+        await projector.run(stop)
+    except Exception as exc:
+        log.critical(
+            "the Brain's projector failed, stopping the Brain: %s", exc,
+            extra={"instance": projector.instance, "seq": projector.applied},
+        )  # fmt: skip
+        stop.set()
+        raise ProjectorFailed(f"the Brain's projector failed: {exc}") from exc
 
 
 def _async(fn: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[dict[str, Any]]]:
@@ -176,3 +191,8 @@ async def stop_brain_process(proc: BrainProcess) -> None:
     await proc.projector.close()
     if proc.read_model is not None:
         await proc.read_model.close()  # its thread would keep the process alive
+    for task in proc.tasks:  # a failed projector is raised once everything else has stopped
+        if task.get_name() == "projector" and not task.cancelled():
+            failure = task.exception()
+            if isinstance(failure, ProjectorFailed):
+                raise failure

@@ -2,9 +2,11 @@
 
 It reads from the checkpoint + 1 and applies batches (up to N events or T ms) in one
 transaction together with the checkpoint, so after a crash it resumes exactly where the
-database says. A sequence gap it cannot explain stops it loudly. A projection whose code
-version changed is rebuilt blue-green on start. If another process swaps in a rebuilt
-generation, the projector notices after its current batch and continues on the new file.
+database says. A sequence gap it cannot explain, or a read model ahead of the stream, stops it
+loudly: `run` raises, and its heartbeats end with a last one that says it is stopping. A
+projection whose code version changed is rebuilt blue-green on start. If another process swaps
+in a rebuilt generation, the projector notices after its current batch and continues on the
+new file. Its heartbeat carries the lag (stream head - checkpoint).
 """
 
 from __future__ import annotations
@@ -25,16 +27,34 @@ from adapters.eventstore import EventStore
 from adapters.sqlite import current_target, ensure_schema, initialise, open_db
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import PROJECTIONS
-from services import heartbeat
+from services.heartbeat import HEALTH_SUBJECT, health_message
 from services.rebuild import rebuild
 
 log = logging.getLogger("baker.projector")
 
 
+class ReadModelAhead(Exception):
+    """The read model holds events the stream does not: another stream, or it was recreated."""
+
+    def __init__(self, checkpoint: int, head: int) -> None:
+        super().__init__(
+            f"the read model is at seq {checkpoint} but the event log ends at seq {head}: "
+            "BAKER_DB belongs to another event log (or the stream was recreated); "
+            "refusing to skip the events that would come next"
+        )
+        self.checkpoint = checkpoint
+        self.head = head
+
+
+class ProjectorFailed(RuntimeError):
+    """A projector running inside another process stopped on an error."""
+
+
 @dataclass(frozen=True)
 class ProjectorSettings:
-    batch: int = 1000
-    max_wait: float = 0.005  # small: a client reads its own write a few ms later
+    batch: int = 1000  # a transaction holds at most this many events...
+    max_wait: float = 0.005  # ...or what arrived this long after its first (small: reads
+    # of one's own write wait for it)
     heartbeat_every: float = 30.0
 
 
@@ -56,21 +76,31 @@ class Projector:
         self.db: aiosqlite.Connection | None = None
         self.checkpoints: dict[str, int] = {}
         self.applied = 0
+        self.head = 0  # the stream's last sequence when last measured
         self.events = 0
+        self.batches = 0
         self.dead_letters = 0
         self._generation: Path | None = None
         self._progress = asyncio.Condition()
 
     async def open(self) -> None:
-        """Open the current generation; rebuild projections whose version changed."""
+        """Open the current generation; rebuild projections whose version changed.
+        `ReadModelAhead` if the database holds events the stream does not."""
         initialise(self.db_path)
-        await self._open_current()
-        outdated = await self._outdated()
-        for name in outdated:
-            log.warning("projection %s changed version: rebuilding it blue-green", name)
-            await self.close()
-            await rebuild(self.store, self.db_path, projection=name)
+        try:
             await self._open_current()
+            for name in await self._outdated():
+                log.warning("projection %s changed version: rebuilding it blue-green", name)
+                await self.close()
+                await rebuild(self.store, self.db_path, projection=name)
+                await self._open_current()
+            self.head = await self.store.head_seq()
+            ahead = max(self.checkpoints.values(), default=0)
+            if ahead > self.head:
+                raise ReadModelAhead(ahead, self.head)
+        except BaseException:
+            await self.close()  # an open connection's thread would keep the process alive
+            raise
 
     async def _open_current(self) -> None:
         self._generation = current_target(self.db_path)
@@ -89,15 +119,16 @@ class Projector:
         ]
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Follow the log until `stop`; the batch in hand is always finished first."""
+        """Follow the log until `stop`; the batch in hand is always finished first. Any error
+        (a sequence gap, the store or the database failing) ends the heartbeats and is raised."""
         if self.db is None:
             await self.open()
+        ended = asyncio.Event()
         beats = None
         if self._nc is not None:
-            beats = asyncio.create_task(
-                heartbeat.beat(self._nc, "projector", self.instance, self.details, stop,
-                               self.settings.heartbeat_every)
-            )  # fmt: skip
+            started = time.monotonic()
+            await self._beat(self._nc, started, "up")  # with the lag we start from
+            beats = asyncio.create_task(self._beats(self._nc, started, ended))
         try:
             while not stop.is_set():
                 await self._follow(stop)
@@ -105,10 +136,40 @@ class Projector:
                     await self.close()
                     await self._open_current()
                     log.info("continuing on %s from seq %d", self._generation, self.applied)
+        except Exception as exc:
+            log.error(
+                "projector %s stopped after seq %d: %s", self.instance, self.applied, exc,
+                extra={"instance": self.instance, "seq": self.applied},
+            )  # fmt: skip
+            raise
         finally:
+            ended.set()
             if beats is not None:
                 await beats
             await self.close()
+
+    async def _beats(self, nc: NATS, started: float, ended: asyncio.Event) -> None:
+        every = self.settings.heartbeat_every
+        while not ended.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), every)
+            if not ended.is_set():
+                await self._beat(nc, started, "up")
+        await self._beat(nc, started, "stopping")
+        with contextlib.suppress(Exception):
+            await nc.flush(timeout=1)
+
+    async def _beat(self, nc: NATS, started: float, status: str) -> None:
+        """One heartbeat with fresh lag; a missed beat or measure never stops the projector."""
+        try:
+            await asyncio.wait_for(self.measure(), 2.0)
+        except Exception as exc:
+            log.warning("stream head not measured: %s", exc, extra={"instance": self.instance})
+        try:
+            body = health_message("projector", self.instance, started, self.details(), status)
+            await nc.publish(HEALTH_SUBJECT, body)
+        except Exception as exc:
+            log.warning("heartbeat not sent: %s", exc, extra={"instance": self.instance})
 
     async def _follow(self, stop: asyncio.Event) -> None:
         batches = self.store.tail_batches(
@@ -119,6 +180,8 @@ class Projector:
         )
         try:
             async for batch in batches:
+                if self._swapped():
+                    return  # this batch is read again from the new generation's checkpoint
                 if batch:
                     await self.apply(batch)
                 if stop.is_set() or self._swapped():
@@ -132,6 +195,11 @@ class Projector:
         self.checkpoints = result.checkpoints
         self.dead_letters += result.dead_letters
         self.events += len(batch)
+        self.batches += 1
+        if self._swapped():
+            # Readers already follow the new generation, which lacks this batch: progress is
+            # announced once it is applied there, or `wait_for` would promise a stale read.
+            return
         async with self._progress:
             self.applied = batch[-1].seq
             self._progress.notify_all()
@@ -150,14 +218,28 @@ class Projector:
                 )
         return self.applied >= seq
 
+    async def measure(self) -> int:
+        """Read the stream head now; returns the lag (events not yet in the read model)."""
+        self.head = max(self.head, await self.store.head_seq())
+        return self.lag_now
+
+    @property
+    def lag_now(self) -> int:
+        """The lag as of the last measure (the head only grows, so it never over-reports)."""
+        return max(0, self.head - self.applied)
+
     async def lag(self) -> int:
-        """Events in the log not yet in the read model."""
-        return max(0, await self.store.head_seq() - self.applied)
+        """Events in the log not yet in the read model (measured now)."""
+        return await self.measure()
 
     def details(self) -> dict[str, Any]:
+        """Heartbeat details; `lag` is what `/metrics` calls `baker_projector_lag_events`."""
         return {
             "applied": self.applied,
+            "head": self.head,
+            "lag": self.lag_now,
             "events": self.events,
+            "batches": self.batches,
             "deadLetters": self.dead_letters,
             "db": str(self._generation),
         }
@@ -176,5 +258,10 @@ async def rate_meter(projector: Projector, every: float = 10.0) -> None:
         now = time.monotonic()
         rate = (projector.events - last) / (now - then)
         if rate:
-            log.info("applied up to seq %d (%.0f events/s)", projector.applied, rate)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(projector.measure(), 2.0)
+            log.info(
+                "applied up to seq %d (%.0f events/s, lag %d)",
+                projector.applied, rate, projector.lag_now,
+            )  # fmt: skip
         last, then = projector.events, now

@@ -2,8 +2,8 @@
 
 `build` replays the log into a database file. `rebuild` builds the next generation of
 `BAKER_DB` beside the current one and swaps it in atomically while readers keep reading the
-old one. `verify` builds a shadow copy up to the live checkpoint and compares it with the live
-read model table by table.
+old one; the generation it replaced is kept, older ones are removed. `verify` builds a shadow
+copy up to the live checkpoint and compares it with the live read model table by table.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from adapters.sqlite import (
     live_mode,
     next_generation,
     open_db,
+    prune,
     swap_in,
 )
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
@@ -112,6 +113,15 @@ class RebuildResult:
     previous: Path
     last_seq: int
     seconds: float
+    removed: list[Path] = field(default_factory=list)
+
+    def summary(self, projection: str | None = None) -> dict[str, Any]:
+        """What `baker rebuild --json` prints."""
+        return {
+            "generation": self.generation.name, "previous": self.previous.name,
+            "projection": projection, "lastSeq": self.last_seq,
+            "seconds": round(self.seconds, 3), "removed": [p.name for p in self.removed],
+        }  # fmt: skip
 
 
 async def rebuild(
@@ -120,8 +130,10 @@ async def rebuild(
     *,
     projection: str | None = None,
     progress: Progress | None = None,
+    keep: int = 1,
 ) -> RebuildResult:
-    """Build the next generation and swap it in; the previous file is left for open readers."""
+    """Build the next generation and swap it in, then remove superseded generations except
+    the `keep` newest (by default the one just replaced: open readers, and a way back)."""
     started = time.monotonic()
     previous = current_target(db_path)
     generation = next_generation(db_path)
@@ -129,8 +141,12 @@ async def rebuild(
     copy_from = previous if projection and previous.exists() else None
     last = await build(store, generation, projections=names, copy_from=copy_from, progress=progress)
     swap_in(db_path, generation)
-    log.info("swapped in %s (up to seq %d)", generation.name, last)
-    return RebuildResult(generation, previous, last, time.monotonic() - started)
+    removed = prune(db_path, keep=keep)
+    log.info(
+        "swapped in %s (up to seq %d); removed %s", generation.name, last,
+        ", ".join(p.name for p in removed) or "nothing",
+    )  # fmt: skip
+    return RebuildResult(generation, previous, last, time.monotonic() - started, removed)
 
 
 @dataclass

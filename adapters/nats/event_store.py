@@ -230,35 +230,55 @@ class JetStreamEventStore(EventStore):
         self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
     ) -> AsyncIterator[list[StoredEvent | BadEvent]]:
         """Batches from an ephemeral pull consumer: we only ever ask for what we can take, so
-        nothing piles up and nothing is dropped. (`max_wait` is not needed: a pull returns
-        everything already available at once.)"""
+        nothing piles up and nothing is dropped. A batch is closed when it holds `max_batch`
+        events, or `max_wait` seconds after its first one arrived (0: what is there at once)."""
+        loop = asyncio.get_running_loop()
         expected = max(from_seq, 1)
         puller, name = await self._pull_from(expected)
         try:
             while True:
-                msgs = await puller.fetch(max_batch, wait=idle)
                 batch: list[StoredEvent | BadEvent] = []
-                for msg in msgs:
-                    seq, pending = stream_position(msg)
-                    if seq < expected:
-                        continue  # seen before a consumer reset
-                    if seq > expected:
-                        if not await self._exists(expected):
-                            raise SequenceGap(expected, seq)
-                        # Lost in transit (a reconnect): read again from where we are.
-                        await self._drop_consumer(puller, name)
-                        puller, name = await self._pull_from(expected)
+                deadline: float | None = None
+                while len(batch) < max_batch:
+                    wait = idle if deadline is None else deadline - loop.time()
+                    if wait < 0.001:  # not worth another round trip
                         break
-                    expected = seq + 1
-                    item = _decode(seq, msg.subject, msg.data)
-                    if isinstance(item, BadEvent):
-                        self._count_bad(item)
-                    batch.append(item)
-                if batch:
-                    self.pending = pending
+                    msgs = await puller.fetch(max_batch - len(batch), wait=wait)
+                    if not msgs:
+                        break
+                    if deadline is None:
+                        deadline = loop.time() + max_wait
+                    expected, later = self._take(msgs, expected, batch)
+                    if later is None:
+                        continue
+                    if not await self._exists(expected):
+                        raise SequenceGap(expected, later)
+                    # Lost in transit (a reconnect): read again from where we are.
+                    await self._drop_consumer(puller, name)
+                    puller, name = await self._pull_from(expected)
+                    break
                 yield batch
         finally:
             await self._drop_consumer(puller, name)
+
+    def _take(
+        self, msgs: list[Any], expected: int, batch: list[StoredEvent | BadEvent]
+    ) -> tuple[int, int | None]:
+        """Append the messages that continue the log to `batch`. Returns the next sequence
+        expected and, if a later one showed up instead, that sequence."""
+        for msg in msgs:
+            seq, pending = stream_position(msg)
+            if seq < expected:
+                continue  # seen before a consumer reset
+            if seq > expected:
+                return expected, seq
+            expected = seq + 1
+            self.pending = pending
+            item = _decode(seq, msg.subject, msg.data)
+            if isinstance(item, BadEvent):
+                self._count_bad(item)
+            batch.append(item)
+        return expected, None
 
     async def _pull_from(self, seq: int) -> tuple[PullSubscriber, str]:
         info = await self._nc.jsm().add_consumer(

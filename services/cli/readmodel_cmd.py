@@ -10,6 +10,7 @@ from typing import Any
 
 import aiosqlite
 import orjson
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from adapters.eventstore import SequenceGap
@@ -20,7 +21,7 @@ from services.bootstrap import runtime
 from services.cli.app_support import run_async
 from services.cli.output import emit_table, errors, fail
 from services.config import Settings
-from services.projector import Projector, ProjectorSettings, rate_meter
+from services.projector import Projector, ProjectorSettings, ReadModelAhead, rate_meter
 from services.rebuild import VerifyReport, rebuild, verify
 from services.signals import stop_on_signals
 from services.tuning import tune_gc
@@ -35,6 +36,9 @@ def register(commands: Any) -> None:
 
     r = commands.add_parser("rebuild", help="rebuild the read model from seq 1 and swap it in")
     r.add_argument("--projection", choices=sorted(_projections()), help="only this projection")
+    r.add_argument(
+        "--json", action="store_true", help="the summary as JSON (progress stays on stderr)"
+    )
     r.set_defaults(handler=cmd_rebuild)
 
     v = commands.add_parser("verify", help="compare the read model with a fresh rebuild")
@@ -95,7 +99,13 @@ def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
                 ProjectorSettings(batch=args.batch, heartbeat_every=settings.heartbeat_every),
                 nc=rt.nc,
             )
-            await projector.open()
+            try:
+                await projector.open()
+            except (ReadModelAhead, SequenceGap) as exc:
+                return fail(f"{exc}; run `baker rebuild` after checking BAKER_DB", 3)
+            except Exception as exc:  # a database that is not ours, a full disk, …
+                why = escape(f"{type(exc).__name__}: {exc}")
+                return fail(f"cannot open the read model {settings.db_path}: {why}", 1)
             start = projector.applied + 1
             print(f"baker projector {projector.instance}: from seq {start}", flush=True)
             meter = asyncio.create_task(rate_meter(projector))
@@ -103,6 +113,9 @@ def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
                 await projector.run(stop)
             except SequenceGap as exc:
                 return fail(f"{exc}; run `baker rebuild` after checking the stream", 3)
+            except Exception as exc:  # the store or the database: say so, exit non-zero
+                why = escape(f"{type(exc).__name__}: {exc}")
+                return fail(f"projector stopped after seq {projector.applied}: {why}", 1)
             finally:
                 meter.cancel()
         return 0
@@ -119,12 +132,20 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
                 def progress(seq: int, head: int, rate: float) -> None:
                     bar.update(task, completed=seq, total=head, rate=f"{rate:,.0f} events/s")
 
-                result = await rebuild(
-                    rt.store, settings.db_path, projection=args.projection, progress=progress
-                )
+                try:
+                    result = await rebuild(
+                        rt.store, settings.db_path, projection=args.projection, progress=progress
+                    )
+                except SequenceGap as exc:
+                    return fail(f"{exc}; nothing was swapped in", 3)
+        if args.json:
+            print(orjson.dumps(result.summary(args.projection)).decode())
+            return 0
         print(
             f"rebuilt {result.generation.name} up to seq {result.last_seq} in {result.seconds:.1f}s"
         )
+        if result.removed:
+            print(f"removed superseded {', '.join(p.name for p in result.removed)}")
         return 0
 
     return run_async(go())
