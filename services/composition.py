@@ -83,10 +83,11 @@ async def start_brain_process(
         read_model=ReadModel(settings.db_path), token=settings.api_token,
         cors_origins=settings.cors_origins, brain=status,
         wait_for=projector.wait_for,
-        counters=lambda: {"malformed": brain.ingest.stats.malformed},
+        counters=lambda: {"malformed": malformed()},
         bus=bus,
         keepalive=settings.sse_keepalive,
         launch_task=brain.tasks.launch,
+        cancel_task=brain.tasks.cancel,
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
@@ -105,6 +106,20 @@ async def start_brain_process(
         rt.nc, rt.store, brain, status, leadership, handoff_settings(settings),
         stale_handoffs=lambda: _open_handoffs(ctx.read_model),
     )  # fmt: skip
+
+    def malformed() -> dict[str, int]:
+        """Malformed messages by the path that refused them (for /metrics)."""
+        counts = {
+            "ingest": brain.ingest.stats.malformed,
+            "tasks": brain.tasks.stats.malformed,
+            "handoff": controller.malformed,
+        }
+        if monitor:
+            stats = the_monitor.stats
+            counts.update(extensions=stats["extension_malformed"], health=stats["health_malformed"])
+        else:
+            counts["health"] = last_seen.malformed
+        return counts
 
     async def play_role() -> None:
         await controller.run(role, stop)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Literal
 
 from services.bootstrap import runtime
@@ -14,6 +15,8 @@ from services.signals import stop_on_signals
 from services.tuning import tune_gc
 from services.worker.executors import ExecutorSettings
 from services.worker.worker import Worker, WorkerSettings
+
+log = logging.getLogger("baker")
 
 
 def worker_settings(settings: Settings, concurrency: int | None = None) -> WorkerSettings:
@@ -102,6 +105,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
 async def run_brain(settings: Settings, role: Literal["active", "pending"] = "active") -> int:
     """The Brain with its API, its own read model (projector) and live bus."""
     from services.composition import start_brain_process, stop_brain_process  # noqa: PLC0415
+    from services.projector import ProjectorFailed  # noqa: PLC0415
 
     tune_gc()
     stop = asyncio.Event()
@@ -111,5 +115,9 @@ async def run_brain(settings: Settings, role: Literal["active", "pending"] = "ac
         proc = await start_brain_process(rt, settings, stop, url, role=role)
         print(f"baker brain {proc.brain.instance} ({role}): API on port {proc.port}", flush=True)
         await stop.wait()
-        await stop_brain_process(proc)
+        try:
+            await stop_brain_process(proc)
+        except ProjectorFailed as exc:
+            log.error("%s", exc)
+            return 3
     return 0

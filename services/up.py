@@ -15,6 +15,7 @@ from adapters.nats.server import NatsServerMissing, NatsServerProcess
 from services.bootstrap import runtime
 from services.composition import start_brain_process, stop_brain_process
 from services.config import Settings
+from services.projector import ProjectorFailed
 from services.signals import stop_on_signals
 
 log = logging.getLogger("baker.up")
@@ -57,6 +58,9 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             await options.stop.wait()
             print("baker up: stopping", flush=True)
             await stop_brain_process(proc)
+    except ProjectorFailed as exc:
+        log.error("%s", exc)
+        return 3
     finally:
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)

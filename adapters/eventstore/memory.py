@@ -7,6 +7,7 @@ and the optimistic check behave exactly as they do on JetStream.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 from adapters.eventstore.port import (
@@ -141,6 +142,16 @@ class InMemoryEventStore(EventStore):
                 except TimeoutError:
                     yield []
                     continue
+            if max_wait > 0 and len(self._log) - seq + 1 < max_batch:
+                # A batch closes at `max_batch` events or `max_wait` after its first one.
+                async with self._changed:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(
+                            self._changed.wait_for(
+                                lambda at=seq: len(self._log) - at + 1 >= max_batch
+                            ),
+                            max_wait,
+                        )
             end = min(len(self._log), seq + max_batch - 1)
             batch = [self._read(s) for s in range(seq, end + 1)]
             for item in batch:

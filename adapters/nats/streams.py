@@ -76,6 +76,9 @@ def events_stream(topo: Topology) -> StreamConfig:
         storage=StorageType.FILE,
         num_replicas=topo.replicas,
         max_age=0,
+        max_msgs=-1,  # the log is never trimmed: pinned and checked, so a stream whose
+        max_bytes=-1,  # limits would drop events is reported instead of used
+        max_msgs_per_subject=-1,
         deny_delete=True,
         deny_purge=True,
         duplicate_window=120.0,
@@ -184,6 +187,8 @@ _STREAM_FIELDS = (
     "storage",
     "max_age",
     "max_msgs",
+    "max_bytes",
+    "max_msgs_per_subject",
     "discard",
     "num_replicas",
     "duplicate_window",

@@ -59,6 +59,8 @@ class ApiContext:
     health: Callable[[], Awaitable[dict[str, Any]]] | None = None
     # POST /api/tasks: (body) -> (HTTP status, JSON answer); None while task pods are off.
     launch_task: Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
+    # POST /api/tasks/{id}/cancel: (task id, reason) -> (HTTP status, JSON answer).
+    cancel_task: Callable[[str, str | None], Awaitable[tuple[int, dict[str, Any]]]] | None = None
     keepalive: float = 15.0
     max_body: int = 1 << 20
     bus: Any = None  # services.api.bus.EventBus: live events for SSE

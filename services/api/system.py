@@ -232,10 +232,11 @@ async def cancel_task(
     ctx = _ctx(request)
     if ctx.launch_task is None:
         return JSONResponse({"error": "task pods are not enabled on this Brain"}, status_code=503)
-    reason = body.reason if body is not None else None
-    status, doc = await tasks_control.cancel_task(
-        ctx.nc, ctx.store, task_id, reason or "cancelled through the API"
-    )
+    reason = (body.reason if body is not None else None) or "cancelled through the API"
+    if ctx.cancel_task is not None:  # the Brain's task service: counts it, stops its watch
+        status, doc = await ctx.cancel_task(task_id, reason)
+    else:
+        status, doc = await tasks_control.cancel_task(ctx.nc, ctx.store, task_id, reason)
     return JSONResponse(doc, status_code=status)
 
 

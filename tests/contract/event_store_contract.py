@@ -242,3 +242,24 @@ class EventStoreContract(abc.ABC):
         await batches.aclose()
         assert seen == list(range(start, bad + 1))
         assert kinds == ["StoredEvent"] * 7 + ["BadEvent"]
+
+    async def test_a_batch_that_is_not_full_closes_after_max_wait(self, store: EventStore) -> None:
+        start = await store.head_seq() + 1
+        await store.append("job", "job-mw", [dispatched()], NEW)
+        batches = store.tail_batches(start, max_batch=1000, max_wait=0.2, idle=60.0)
+        batch = await asyncio.wait_for(anext(batches), 20)  # neither the idle nor 1,000 events
+        await batches.aclose()
+        assert [item.seq for item in batch] == [start]
+
+    async def test_a_batch_stays_open_for_more_until_it_is_full(self, store: EventStore) -> None:
+        start = await store.head_seq() + 1
+        await store.append("job", "job-open-0", [dispatched()], NEW)
+        batches = store.tail_batches(start, max_batch=3, max_wait=30.0, idle=60.0)
+        first = asyncio.ensure_future(anext(batches))
+        for _ in range(5):  # zero-time yields: a reader that can already take event 0 does
+            await asyncio.sleep(0)
+        for i in (1, 2):
+            await store.append("job", f"job-open-{i}", [dispatched()], NEW)
+        batch = await asyncio.wait_for(first, 20)  # full at 3, long before the 30 s window
+        await batches.aclose()
+        assert [item.seq for item in batch] == [start, start + 1, start + 2]

@@ -194,11 +194,32 @@ async def test_a_chunked_body_over_a_mebibyte_is_a_413(system: System) -> None:
     assert answer.headers["x-trace-id"]
 
 
-def malformed_count(metrics: str) -> float:
+def malformed_count(metrics: str, source: str = "ingest") -> float:
     for line in metrics.splitlines():
-        if line.startswith('baker_malformed_messages_total{source="ingest"} '):
+        if line.startswith(f'baker_malformed_messages_total{{source="{source}"}} '):
             return float(line.split()[-1])
-    raise AssertionError(f"no ingest malformed counter in:\n{metrics}")
+    raise AssertionError(f"no {source} malformed counter in:\n{metrics}")
+
+
+async def test_malformed_heartbeats_and_task_messages_are_counted_by_source(
+    system: System,
+) -> None:
+    async with client(system) as c:
+        text = (await c.get("/metrics")).text
+        before = {s: malformed_count(text, s) for s in ("tasks", "health", "handoff")}
+        nc = await nats.connect(system.nats_url)
+        try:
+            await nc.publish("baker.system.health", b"[not a heartbeat")
+            await nc.jetstream().publish("baker.tasks.status.task-garbled", b"{not json")
+        finally:
+            await nc.close()
+        deadline = time.monotonic() + 30
+        while True:
+            text = (await c.get("/metrics")).text
+            if all(malformed_count(text, s) > before[s] for s in ("tasks", "health")):
+                break
+            assert time.monotonic() < deadline, f"not counted:\n{text}"
+            await asyncio.sleep(0.05)  # polling the counters
 
 
 async def test_a_malformed_status_message_is_counted_in_metrics(system: System) -> None:

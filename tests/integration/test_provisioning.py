@@ -6,7 +6,13 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from adapters.nats.streams import ProvisioningError, provision
+from adapters.nats.streams import (
+    ProvisioningError,
+    Topology,
+    events_stream,
+    provision,
+    workers_consumer,
+)
 
 
 async def test_provisioning_is_idempotent_and_matches_the_design(nc: NATS) -> None:
@@ -47,3 +53,23 @@ async def test_a_different_existing_stream_is_reported_and_left_alone(nc: NATS) 
     assert "BAKER_EVENTS" in text and "max_age: have 3600" in text and "deny_delete" in text
     info = await jsm.stream_info("BAKER_EVENTS")
     assert info.config.max_age == 3600 and info.state.messages == 1  # untouched
+
+
+async def test_an_event_stream_whose_limits_would_drop_events_is_refused(nc: NATS) -> None:
+    jsm = nc.jsm()
+    config = events_stream(Topology())
+    config.max_msgs_per_subject = 1  # otherwise exactly ours: would keep one event per job
+    await jsm.add_stream(config)
+    with pytest.raises(ProvisioningError, match="max_msgs_per_subject: have 1, want -1"):
+        await provision(jsm)
+
+
+async def test_a_differing_consumer_is_reported_and_left_alone(nc: NATS) -> None:
+    jsm = nc.jsm()
+    await provision(jsm)
+    await jsm.delete_consumer("BAKER_JOBS", "workers")
+    await jsm.add_consumer("BAKER_JOBS", workers_consumer(Topology(ack_wait=5)))
+    with pytest.raises(ProvisioningError, match="ack_wait: have 5.0, want 60.0"):
+        await provision(jsm)
+    info = await jsm.consumer_info("BAKER_JOBS", "workers")
+    assert info.config.ack_wait == 5
