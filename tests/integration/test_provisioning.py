@@ -69,7 +69,7 @@ async def test_a_differing_consumer_is_reported_and_left_alone(nc: NATS) -> None
     await provision(jsm)
     await jsm.delete_consumer("BAKER_JOBS", "workers")
     await jsm.add_consumer("BAKER_JOBS", workers_consumer(Topology(ack_wait=5)))
-    with pytest.raises(ProvisioningError, match="ack_wait: have 5.0, want 60.0"):
+    with pytest.raises(ProvisioningError, match=r"ack_wait: have 5\.0, want 60\.0"):
         await provision(jsm)
     info = await jsm.consumer_info("BAKER_JOBS", "workers")
     assert info.config.ack_wait == 5
