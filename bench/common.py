@@ -83,3 +83,52 @@ def markdown_table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, part: str = "self") -> float:
+    """CPU (user + system) from /proc of a process (`self`), of the children it has reaped
+    (`children`), or both (`all`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    own, reaped = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+    used = {"self": own, "children": reaped, "all": own + reaped}[part]
+    return used / _TICK
+
+
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(x) for x in (task / "children").read_text().split()]
+    return out
+
+
+class CpuMeter:
+    """CPU used by named parts of a system between `start` and `stop`, per unit of work.
+    A part is a list of (pid, `self` | `children` | `all`)."""
+
+    def __init__(self, parts: dict[str, list[tuple[int, str]]]) -> None:
+        self.parts = parts
+        self._start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        return {
+            name: sum(cpu_seconds(pid, part) for pid, part in pids)
+            for name, pids in self.parts.items()
+        }
+
+    def start(self) -> None:
+        self._start = self._now()
+
+    def stop(self) -> None:
+        now = self._now()
+        self.used = {name: now[name] - self._start[name] for name in now}
+
+    def per(self, units: int) -> dict[str, float]:
+        """Milliseconds of CPU per unit, by part, and `total`."""
+        out = {name: used / units * 1000 for name, used in self.used.items()}
+        out["total"] = sum(out.values())
+        return out

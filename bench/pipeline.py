@@ -23,7 +23,15 @@ from adapters.eventstore import Outcome
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import provision
-from bench.common import machine, median, private_nats_server, progress, save
+from bench.common import (
+    CpuMeter,
+    child_pids,
+    machine,
+    median,
+    private_nats_server,
+    progress,
+    save,
+)
 from domain.specs import parse_job_spec
 from services.brain.brain import Brain
 
@@ -53,8 +61,13 @@ class Completions:
         return fut
 
 
-async def ours(jobs: int, latency_jobs: int, rounds: int) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {"throughput": [], "p50_ms": [], "p99_ms": []}
+def _cpu_columns(out: dict[str, Any], per_job: dict[str, float]) -> None:
+    for name, ms in per_job.items():
+        out.setdefault(f"cpu_ms_{name}", []).append(ms)
+
+
+async def ours(jobs: int, latency_jobs: int, rounds: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"throughput": [], "p50_ms": [], "p99_ms": []}
     with private_nats_server() as server:
         nc = await connect(NatsSettings(url=server.url, name="bench-brain"))
         await provision(nc.jsm())
@@ -69,11 +82,21 @@ async def ours(jobs: int, latency_jobs: int, rounds: int) -> dict[str, list[floa
             subprocess.Popen([str(BIN / "baker"), "worker"], env=env, stdout=subprocess.DEVNULL)  # noqa: S603, ASYNC220
             for _ in range(2)
         ]
+        assert server.pid is not None
+        meter = CpuMeter({
+            "brain": [(os.getpid(), "self")],
+            "workers": [(w.pid, "self") for w in workers],
+            "commands": [(w.pid, "children") for w in workers],
+            "broker": [(server.pid, "self")],
+        })  # fmt: skip
         try:
             await _one(brain, done)  # warm up
             for r in range(rounds):
                 progress(f"baker round {r + 1}/{rounds}")
+                meter.start()
                 out["throughput"].append(await _burst(brain, done, jobs))
+                meter.stop()
+                _cpu_columns(out, meter.per(jobs))
                 lat = [await _one(brain, done) for _ in range(latency_jobs)]
                 out["p50_ms"].append(percentile(lat, 0.5) * 1000)
                 out["p99_ms"].append(percentile(lat, 0.99) * 1000)
@@ -109,31 +132,42 @@ async def _burst(brain: Brain, done: Completions, jobs: int) -> float:
     return jobs / elapsed
 
 
-def celery(jobs: int, latency_jobs: int, rounds: int) -> dict[str, list[float]] | str:
+def celery(jobs: int, latency_jobs: int, rounds: int) -> dict[str, Any] | str:
     try:
         import redis  # noqa: PLC0415
 
         from bench.celery_peer import REDIS_URL, app  # noqa: PLC0415
 
-        redis.Redis.from_url(REDIS_URL).ping()
+        info = redis.Redis.from_url(REDIS_URL).info("server")
     except Exception as exc:
         return f"skipped: Redis not reachable ({exc})"
+    redis_pid = int(info["process_id"])
     worker = subprocess.Popen(  # noqa: S603
         [str(BIN / "celery"), "-A", "bench.celery_peer", "worker", "--concurrency=2",
          "--pool=prefork", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
          "--without-heartbeat"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    out: dict[str, list[float]] = {"throughput": [], "p50_ms": [], "p99_ms": []}
+    out: dict[str, Any] = {"throughput": [], "p50_ms": [], "p99_ms": []}
     try:
         app.send_task("bench.echo").get(timeout=60)  # warm up (waits for the worker)
+        pool = child_pids(worker.pid)
+        meter = CpuMeter({
+            "client": [(os.getpid(), "self")],
+            "workers": [(worker.pid, "self")] + [(p, "self") for p in pool],
+            "commands": [(p, "children") for p in pool],
+            "broker": [(redis_pid, "self")],
+        })  # fmt: skip
         for r in range(rounds):
             progress(f"celery round {r + 1}/{rounds}")
+            meter.start()
             start = time.perf_counter()
             results = [app.send_task("bench.echo") for _ in range(jobs)]
             for res in results:
                 res.get(timeout=300)
             out["throughput"].append(jobs / (time.perf_counter() - start))
+            meter.stop()
+            _cpu_columns(out, meter.per(jobs))
             lat = []
             for _ in range(latency_jobs):
                 t0 = time.perf_counter()
@@ -180,4 +214,22 @@ def report(doc: dict[str, Any]) -> str:
     return (
         head + "\n" + "\n".join(rows) + f"\n\n{doc['jobs']:,} jobs per throughput round; "
         f"{doc['latency_jobs']} sequential jobs for latency; medians of {doc['rounds']} rounds."
+        + "\n\n"
+        + cpu_report(doc)
     )
+
+
+def cpu_report(doc: dict[str, Any]) -> str:
+    """CPU per job in the throughput rounds, by part (medians), for both systems."""
+    cols = ("front", "workers", "commands", "broker", "total")
+    head = ("| CPU per job, ms | Brain / Celery client | workers | the `echo` child | "
+            "nats-server / redis | total |\n|---|---|---|---|---|---|")  # fmt: skip
+    lines = [head]
+    for label, key, front in (("Baker Street", "baker_median", "brain"),
+                              ("Celery", "celery_median", "client")):  # fmt: skip
+        med = doc.get(key)
+        if not isinstance(med, dict) or f"cpu_ms_{front}" not in med:
+            continue
+        values = [med[f"cpu_ms_{front if c == 'front' else c}"] for c in cols]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in values) + " |")
+    return "\n".join(lines)
