@@ -52,6 +52,7 @@ bench: deps
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python -m bench event-store
 	$(BIN)/python -m bench pipeline
+	$(BIN)/python -m bench projector --rounds 3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
