@@ -11,6 +11,7 @@ with its subject; it never blocks the consumer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ class IngestStats:
     rejected: int = 0
     errors: int = 0
     fenced: int = 0
+    store_waits: int = 0
 
 
 class Ingest:
@@ -50,6 +52,7 @@ class Ingest:
         batch: int = 256,
         max_inflight: int = 2048,
         on_outcome: Callable[[str, Outcome], None] | None = None,
+        store_wait: float = 300.0,
     ) -> None:
         self._nc = nc
         self._store = store
@@ -57,6 +60,7 @@ class Ingest:
         self._slots = asyncio.Semaphore(max_inflight)
         self._serial = KeyedSerial()
         self._on_outcome = on_outcome
+        self._store_wait = store_wait
         self.stats = IngestStats()
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -100,11 +104,8 @@ class Ingest:
         trace_id = tracing.trace_id_from_headers(msg.headers)
         seq, _ = delivery(msg)
         try:
-            outcome = await self._store.execute(
-                "job", job_id, cmd, trace_id=trace_id, causation_id=f"jobs-{seq}"
-            )
+            outcome = await self._execute_in_order(msg, job_id, cmd, trace_id, f"jobs-{seq}")
         except StoreUnavailable:
-            log.warning("event store unavailable; will retry", extra={"job_id": job_id})
             await msg.nak(delay=2)
             return
         except Fenced:
@@ -121,6 +122,28 @@ class Ingest:
         if self._on_outcome is not None:
             self._on_outcome(job_id, outcome)
         await msg.ack()
+
+    async def _execute_in_order(
+        self, msg: Msg, job_id: str, cmd: RecordStatus, trace_id: str | None, cause: str
+    ) -> Outcome:
+        """Execute, waiting out a store outage in place: a nak would let this job's later
+        messages (already behind it in its queue) be appended before this one."""
+        delay = 1.0
+        deadline = asyncio.get_running_loop().time() + self._store_wait
+        while True:
+            try:
+                return await self._store.execute(
+                    "job", job_id, cmd, trace_id=trace_id, causation_id=cause
+                )
+            except StoreUnavailable:
+                self.stats.store_waits += 1
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                log.warning("event store unavailable; retrying", extra={"job_id": job_id})
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()  # still ours: not redelivered meanwhile
+                await asyncio.sleep(delay)  # back-off between tries of the same message
+                delay = min(delay * 2, 10.0)
 
     async def _failed(self, msg: Msg, job_id: str) -> None:
         self.stats.errors += 1

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 
+from adapters.eventstore import StoreUnavailable
 from adapters.nats.server import NatsServerProcess
 from domain.commands import DispatchJob
 from domain.specs import parse_job_spec
+from services.brain.ingest import Ingest
 from tests.integration.pipeline import Pipeline, running_pipeline, types
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo x"}})
@@ -119,3 +121,37 @@ async def test_a_malformed_dispatch_is_terminated_and_reported_failed(pipe: Pipe
     assert worker.stats.malformed == 2
     jobs = await pipe.nc.jsm().stream_info("BAKER_JOBS")
     assert jobs.state.messages == 0  # both terminated, nothing redelivered
+
+
+class FlakyStore:
+    """The real store, unavailable once for the first `running` status it is given."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.failed = False
+
+    async def execute(self, aggregate: str, aggregate_id: str, cmd: Any, **kw: Any) -> Any:
+        if getattr(cmd, "status", None) == "running" and not self.failed:
+            self.failed = True
+            raise StoreUnavailable("event store down for a moment")
+        return await self._store.execute(aggregate, aggregate_id, cmd, **kw)
+
+
+async def test_a_store_outage_keeps_a_job_s_messages_in_order(pipe: Pipeline) -> None:
+    job = await pipe.brain.dispatcher.dispatch(SPEC)
+    j = job.job_id
+    for kind, body in [
+        ("status", {"status": "received", "attempt": 1}),
+        ("status", {"status": "running", "attempt": 1}),
+        ("result", {"status": "completed", "result": {"ok": True}}),
+    ]:
+        await publish(pipe, j, kind, body)
+    flaky = FlakyStore(pipe.store)
+    ingest = Ingest(pipe.nc, flaky)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(ingest.run(stop))
+    history = await pipe.wait_job(j, {"completed"})
+    stop.set()
+    await running
+    assert flaky.failed and ingest.stats.store_waits == 1
+    assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
