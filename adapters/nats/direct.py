@@ -12,6 +12,7 @@ subscription does not have the shape it knows, and the caller then reads the que
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -33,7 +34,8 @@ class _Handoff:
         try:
             self._deliver(msg)
         except Exception:  # never into nats-py's read loop: it would drop the connection
-            log.exception("delivering a message on %s failed", msg.subject)
+            with contextlib.suppress(Exception):  # not even from a broken log handler
+                log.exception("delivering a message on %s failed", msg.subject)
 
     def qsize(self) -> int:
         return 0
