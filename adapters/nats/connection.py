@@ -37,7 +37,7 @@ def redact_url(url: str) -> str:
 
 async def connect(settings: NatsSettings) -> NATS:
     """Connect (retrying for up to `first_connect_within` seconds, then `NatsUnavailable`
-    with the last error), and once connected, reconnect for ever after any drop."""
+    with the server's refusal or the last error), and once connected, reconnect for ever."""
     speedups.install()
     where = redact_url(settings.url)
     holder: list[NATS] = []
@@ -74,10 +74,22 @@ async def connect(settings: NatsSettings) -> NATS:
     try:
         nc = await asyncio.wait_for(attempt, settings.first_connect_within)
     except TimeoutError:
-        last = errors[-1] if errors else "no answer"
+        last = _telling(errors)
         raise NatsUnavailable(
             f"cannot connect to NATS at {where} within {settings.first_connect_within:.0f}s "
-            f"(last error: {last})"
+            f"({last})"
         ) from None
     holder.append(nc)
     return nc
+
+
+_REFUSALS = ("authorization", "authentication", "permission", "user credentials")
+
+
+def _telling(errors: list[str]) -> str:
+    """The error that says most: the server's refusal if there was one (the socket reset
+    that follows it can arrive last), else the last error."""
+    for error in reversed(errors):
+        if any(word in error.lower() for word in _REFUSALS):
+            return error
+    return errors[-1] if errors else "no answer"
