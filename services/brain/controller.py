@@ -3,7 +3,10 @@
 An active Brain that receives `ready` from a pending one records the handoff, drains (no new
 dispatches, ingest and watchdogs stopped after finishing what is in flight), sends `clear`
 and waits for `ack`: the new Brain takes the next fencing generation and answers `ack`. If no
-`ack` comes and the generation did not move, the old Brain aborts and resumes. A pending Brain
+`ack` comes and the generation did not move, the old Brain aborts and resumes; if the new
+Brain took the generation but never answers (not even a second `clear`), the old one takes a
+newer generation and resumes, so a new Brain dying mid-handoff never leaves nobody leading. A
+pending Brain
 that is told `abort` stays pending and asks again; one that gets no `clear` within its timeout
 becomes active on its own (a fresh start); the old one, if alive, sees the newer generation and
 stops. A Brain that stops (signal, fenced, handed over) refuses requests at once (`draining`)
@@ -106,6 +109,15 @@ class Controller:
                 return
             if msg.type == "ready" and msg.from_instance != self.me:
                 await self._hand_over(msg)
+            elif (
+                msg.type == "clear"
+                and msg.to_instance == self.me
+                and msg.generation == self.leadership.mine
+            ):  # the old Brain asks again (our ack was lost): say it again
+                await self._send(
+                    "ack", to=msg.from_instance, handoff_id=msg.handoff_id,
+                    generation=self.leadership.mine,
+                )  # fmt: skip
 
     async def _next(self, stop: asyncio.Event) -> HandoffMessage | None:
         get = asyncio.ensure_future(self._inbox.get())
@@ -136,9 +148,18 @@ class Controller:
             await self._send(
                 "clear", to=ready.from_instance, generation=generation, handoff_id=handoff
             )
-            if await self._acknowledged(handoff, ready.from_instance, generation):
+            answer = await self._acknowledged(handoff, ready.from_instance, generation)
+            if answer == "silent":  # it took the generation but said nothing: ask once more
+                await self._send(
+                    "clear", to=ready.from_instance, generation=generation, handoff_id=handoff
+                )
+                answer = await self._acknowledged(handoff, ready.from_instance, generation)
+            if answer == "ack":
                 await self._record("handoff", handoff, c.CompleteHandoff(generation=generation))
                 await self._shut_down(f"handed over to {ready.from_instance}")
+                return
+            if answer == "silent":
+                await self._take_back(handoff, ready.from_instance, generation)
                 return
             await self._abort(
                 handoff, ready.from_instance, "no ack in time and the generation did not move"
@@ -155,7 +176,12 @@ class Controller:
         while self.status.inflight > 0 and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.02)  # polling the API's in-flight request counter
 
-    async def _acknowledged(self, handoff: str, to: str, generation: int) -> bool:
+    async def _acknowledged(
+        self, handoff: str, to: str, generation: int
+    ) -> Literal["ack", "none", "silent"]:
+        """`ack`; `none` (refused, or no answer and the generation did not move); or `silent`:
+        no answer, but the record says the new Brain took the generation (its ack was lost,
+        or it died right after taking it)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.ack_timeout
         while (left := deadline - loop.time()) > 0:
@@ -164,12 +190,30 @@ class Controller:
             except TimeoutError:
                 break
             if msg.type == "ack" and msg.handoff_id == handoff and msg.from_instance == to:
-                return True
+                return "ack"
             if msg.type == "abort" and msg.handoff_id == handoff:
-                return False
-        # The ack may have been lost while the new Brain did take over: the record decides.
+                return "none"
         current = await self.leadership.refresh()
-        return current is not None and current.instance == to and current.generation >= generation
+        if current is not None and current.instance == to and current.generation >= generation:
+            return "silent"
+        return "none"
+
+    async def _take_back(self, handoff: str, to: str, generation: int) -> None:
+        """The new Brain took the generation and then went silent (it died, most likely):
+        lead again with a newer one, so that nobody is left leading nothing. If it is alive
+        after all, it sees the newer generation and stops."""
+        reason = f"{to} took generation {generation} but never answered"
+        try:
+            taken = await self.leadership.take()
+        except Exception as exc:  # another Brain moved the record first: it leads
+            await self._shut_down(f"{reason}; could not take over again: {exc}")
+            return
+        self._store.generation = taken.generation
+        await self._record("handoff", handoff, c.AbortHandoff(reason=reason))
+        await self._record("brain", self.me, c.ResumeBrain(handoff_id=handoff, reason=reason))
+        log.warning("%s: leading again with generation %d", reason, taken.generation)
+        self._set("active")
+        self._start_work()
 
     async def _abort(self, handoff: str, to: str, reason: str) -> None:
         with contextlib.suppress(Exception):

@@ -79,6 +79,7 @@ class Cluster:
         role: Literal["active", "pending"],
         settings: HandoffSettings = FAST,
         brain_cls: type[Brain] = Brain,
+        controller_cls: type[Controller] = Controller,
     ) -> Node:
         nc = await connect(NatsSettings(url=self.url, name=f"test-{name}"))
         store = JetStreamEventStore(nc)
@@ -90,7 +91,7 @@ class Cluster:
         async def stale() -> list[str]:
             return list(self.stale)
 
-        controller = Controller(
+        controller = controller_cls(
             nc, store, brain, status, leadership, settings, stale_handoffs=stale
         )
         node = Node(nc, store, brain, status, controller)
@@ -111,7 +112,7 @@ async def cluster(
             node.brain.release.set()
     for node in cl.nodes:
         assert node.task is not None
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception, asyncio.CancelledError):
             await asyncio.wait_for(node.task, 30)
         if isinstance(node.brain, StuckBrain):  # work the drain cap left behind
             await asyncio.wait_for(node.brain.done.wait(), 30)
@@ -248,3 +249,43 @@ async def test_a_pending_brain_that_hears_nothing_starts_fresh_and_aborts_stale_
     assert [e.envelope.type for e in history] == ["HandoffRequested", "HandoffAborted"]
     assert history[-1].envelope.data.reason == "green started fresh"
     await store.close()
+
+
+class DiesAfterTakingOver(Controller):
+    """A new Brain that takes the generation on `clear` and dies before it can say `ack`."""
+
+    async def _activate(self, *, fresh: bool) -> None:
+        await self.leadership.take()
+        raise asyncio.CancelledError  # gone, as after a SIGKILL: no ack, no events
+
+
+async def test_a_new_brain_that_dies_after_taking_over_leaves_the_old_one_leading(
+    cluster: Cluster,
+) -> None:
+    settings = HandoffSettings(pending_timeout=30, drain_cap=30, ack_timeout=1, ready_every=0.2)
+    old = await cluster.start("blue", "active", settings)
+    await until(lambda: old.state == "active", what="blue active")
+    first = old.controller.leadership.mine
+    new = await cluster.start("green", "pending", settings, controller_cls=DiesAfterTakingOver)
+    assert new.task is not None
+    with contextlib.suppress(asyncio.CancelledError):
+        await new.task  # it took the generation and died
+    await until(lambda: old.state == "active" and old.controller.leadership.mine != first,
+                what="blue leading again")  # fmt: skip
+    taken = old.controller.leadership.mine
+    assert first is not None and taken is not None and taken >= first + 2  # above green's
+    assert old.store.generation == taken
+    brain_events = await kinds(old.store, "brain", "blue")
+    assert brain_events[-2:] == ["BrainDrainStarted", "BrainResumed"]
+    handoffs = [e async for e in old.store.read_all(1) if e.envelope.aggregate == "handoff"]
+    assert handoffs[-1].envelope.type == "HandoffAborted"
+    assert "never answered" in handoffs[-1].envelope.data.reason
+    # Blue may change jobs again: the fence lets it through under its new generation.
+    await old.brain.dispatcher.dispatch(_spec())
+
+
+def _spec() -> Any:
+    from domain.specs import parse_job_spec  # noqa: PLC0415
+
+    return parse_job_spec({"type": "command", "payload": {"command": "echo after"}})
+
