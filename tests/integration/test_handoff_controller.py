@@ -288,4 +288,3 @@ def _spec() -> Any:
     from domain.specs import parse_job_spec  # noqa: PLC0415
 
     return parse_job_spec({"type": "command", "payload": {"command": "echo after"}})
-
