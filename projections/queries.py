@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
 import orjson
 
-from domain.events import format_time
+from domain.events import format_time, parse_time
 from projections.jobs import JOB_COLUMNS, JobRow
 from projections.system import (
     BRAIN_COLUMNS,
@@ -97,10 +96,9 @@ def _moment(text: str | None, name: str) -> str | None:
     if text is None:
         return None
     try:
-        moment = datetime.fromisoformat(text)
+        return format_time(parse_time(text))
     except ValueError:
         raise ValueError(f"{name}: {text!r} is not an ISO-8601 time") from None
-    return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 async def search_events(db: aiosqlite.Connection, f: EventFilter) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from domain.events.base import (
     event_types,
     format_time,
     from_document,
+    parse_time,
     to_document,
     upcast,
 )
@@ -111,6 +112,7 @@ __all__ = [
     "event_types",
     "format_time",
     "from_document",
+    "parse_time",
     "to_document",
     "upcast",
 ]

@@ -111,6 +111,17 @@ def format_time(moment: datetime) -> str:
 _ZERO = timedelta(0)
 
 
+def parse_time(text: str) -> datetime:
+    """An ISO-8601 time given by a client, as an aware UTC datetime (one without an offset is
+    taken as UTC); `ValueError` if it is not a time or leaves the calendar when moved to UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except OverflowError:  # years near 1 or 9999 with an offset
+        raise ValueError(f"{text!r} is out of range") from None
+
+
 def to_document(env: Envelope) -> JsonDict:
     """The stored JSON form of DESIGN §4 as a dict."""
     doc: JsonDict = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from fastapi import Request
@@ -19,7 +19,7 @@ from pydantic.alias_generators import to_camel
 from adapters.eventstore import EventStore
 from adapters.nats.job_queue import JobQueue
 from adapters.sqlite import ReadModel
-from domain.events import format_time
+from domain.events import parse_time as domain_parse_time
 from services.brain.dispatcher import Dispatcher
 
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
@@ -91,12 +91,9 @@ def parse_count(text: str) -> int | None:
 def parse_time(text: str) -> datetime | None:
     """An ISO-8601 time in UTC (a time without an offset is taken as UTC), or None."""
     try:
-        moment = datetime.fromisoformat(text)
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-        format_time(moment)  # years near 1 or 9999 overflow when moved to UTC
-    except (ValueError, OverflowError):
+        return domain_parse_time(text)
+    except ValueError:
         return None
-    return moment.astimezone(UTC)
 
 
 class ErrorBody(BaseModel):

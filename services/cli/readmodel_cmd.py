@@ -15,6 +15,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from adapters.eventstore import SequenceGap
 from adapters.sqlite import open_db
+from domain.events import parse_time
 from projections import queries
 from projections.pit import jobs_as_of, seq_at
 from services.bootstrap import runtime
@@ -77,10 +78,10 @@ def _positive(text: str) -> int:
 
 
 def _as_of(text: str) -> int | datetime:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return min(int(text), 2**63 - 1)
     try:
-        return datetime.fromisoformat(text)
+        return parse_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a sequence number nor an ISO-8601 time"

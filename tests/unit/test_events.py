@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -202,3 +202,13 @@ def test_schema_1_job_failed_upcasts_with_a_reason(error: str, reason: str) -> N
 def test_unreadable_events_raise_an_error_naming_the_problem(raw: bytes, message: str) -> None:
     with pytest.raises(EventDecodeError, match=message):
         decode_event(raw)
+
+
+def test_client_times_are_read_as_utc() -> None:
+    from domain.events import parse_time  # noqa: PLC0415
+
+    assert parse_time("2026-12-01T10:00:00") == parse_time("2026-12-01T11:00:00+01:00")
+    assert parse_time("2026-12-01T10:00:00Z").utcoffset() == timedelta(0)
+    for bad in ("yesterday", "0001-01-01T00:00:00+05:00"):
+        with pytest.raises(ValueError):
+            parse_time(bad)
