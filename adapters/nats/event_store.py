@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -32,14 +31,18 @@ from adapters.eventstore.port import (
     fold_history,
 )
 from adapters.nats.pull import PullSubscriber, stream_position
-from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
+from adapters.nats.requests import (
+    TRANSIENT,
+    JetStreamPublisher,
+    PublishRefused,
+    PublishUnavailable,
+)
 from adapters.nats.streams import EVENTS_STREAM
 from domain.events import Envelope, EventDecodeError, decode_event, encode_event
 from domain.ids import event_subject
 
 log = logging.getLogger("baker.eventstore")
 WRONG_LAST_SEQUENCE = 10071
-_TRANSIENT = (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitError)
 
 
 class AppendRefused(Exception):
@@ -165,7 +168,7 @@ class JetStreamEventStore(EventStore):
         while True:
             try:
                 return await self._nc.request(subject, body, timeout=self._timeout)
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if loop.time() >= deadline:
                     raise StoreUnavailable(f"{subject}: no answer ({exc!r})") from exc
                 await asyncio.sleep(0.2)

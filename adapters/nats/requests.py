@@ -127,7 +127,8 @@ class RequestMux:
         self._sub = None
 
 
-_TRANSIENT = (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitError)
+TRANSIENT = (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitError)
+"""Errors after which the same request may be sent again."""
 Publish = tuple[str, bytes, dict[str, str] | None]  # subject, payload, headers
 
 
@@ -184,7 +185,7 @@ class JetStreamPublisher:
         while True:
             try:
                 msg = await self.mux.request(subject, payload, headers, self.timeout)
-            except _TRANSIENT as exc:
+            except TRANSIENT as exc:
                 if loop.time() >= deadline:
                     raise PublishUnavailable(f"{subject}: no answer ({exc!r})") from exc
                 self.retries += 1
@@ -206,32 +207,26 @@ class JetStreamPublisher:
             for subject, payload, headers in items:
                 try:
                     sent.append(await self.mux.send(subject, payload, headers, self.timeout))
-                except _TRANSIENT:
+                except TRANSIENT:
                     sent.append(None)
                 except ConnectionClosedError as exc:
                     raise PublishUnavailable(f"{subject}: NATS connection closed") from exc
-            out: list[tuple[int, bool]] = []
-            for i, (subject, payload, headers) in enumerate(items):
-                out.append(await self._answer_or_retry(sent, i, subject, payload, headers))
-            return out
-        finally:
+            return [
+                await self._answer_or_retry(waiting, *item)
+                for waiting, item in zip(sent, items, strict=True)
+            ]
+        finally:  # whatever was not answered (a refusal stopped us early) is forgotten
             for waiting in sent:
                 if waiting is not None:
                     self.mux.abandon(waiting)
 
     async def _answer_or_retry(
-        self,
-        sent: list[Sent | None],
-        i: int,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str] | None,
+        self, waiting: Sent | None, subject: str, payload: bytes, headers: dict[str, str] | None
     ) -> tuple[int, bool]:
-        waiting, sent[i] = sent[i], None
         if waiting is not None:
             try:
                 return _pub_ack(subject, await self.mux.answer(waiting))
-            except _TRANSIENT:
+            except TRANSIENT:
                 pass
         return await self.publish(subject, payload, headers)
 

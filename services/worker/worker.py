@@ -149,9 +149,7 @@ class Worker:
         msg = running.msg
         reason = self.cancels.pop(dispatch.id, None)
         if reason is not None:
-            await reporter.finish("cancelled", error=f"cancelled before it started: {reason}")
-            self.stats.cancelled += 1
-            await msg.ack()
+            await self._cancelled_unrun(msg, reporter, f"cancelled before it started: {reason}")
             return
         if running.shutting_down:  # stopped between fetch and start: someone else runs it
             await msg.nak()
@@ -160,9 +158,7 @@ class Worker:
         try:
             await reporter.started()
             if running.cancel_reason is not None:  # arrived while `started` was in flight
-                await reporter.finish("cancelled", error=f"cancelled: {running.cancel_reason}")
-                self.stats.cancelled += 1
-                await msg.ack()
+                await self._cancelled_unrun(msg, reporter, f"cancelled: {running.cancel_reason}")
                 return
             started = time.monotonic()
             running.execution = asyncio.create_task(
@@ -173,6 +169,12 @@ class Worker:
             await self._report_outcome(running, reporter, duration)
         finally:
             keep_alive.cancel()
+
+    async def _cancelled_unrun(self, msg: Msg, reporter: Reporter, error: str) -> None:
+        """A job cancelled before its executor started: report it, and it is done."""
+        await reporter.finish("cancelled", error=error)
+        self.stats.cancelled += 1
+        await msg.ack()
 
     async def _report_outcome(self, running: Running, reporter: Reporter, duration: int) -> None:
         task, msg = running.execution, running.msg
