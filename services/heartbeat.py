@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,9 +41,11 @@ async def beat(
     details: Callable[[], dict[str, Any]],
     stop: asyncio.Event,
     every: float = 30.0,
+    refresh: Callable[[], Awaitable[Any]] | None = None,
 ) -> None:
     """Publish a heartbeat now and then every `every` seconds until `stop`; a last one says
-    the service is stopping."""
+    the service is stopping. `refresh` (if any) is awaited before every beat but the first
+    (the caller starts fresh), at most 2 s, so `details` can carry a value measured then."""
     started = time.monotonic()
     while not stop.is_set():
         try:
@@ -52,7 +54,17 @@ async def beat(
             log.warning("heartbeat not sent: %s", exc, extra={"service": service})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), every)
+        await _refreshed(refresh, service)
     with contextlib.suppress(Exception):
         msg = health_message(service, instance, started, details(), status="stopping")
         await nc.publish(HEALTH_SUBJECT, msg)
         await nc.flush(timeout=1)
+
+
+async def _refreshed(refresh: Callable[[], Awaitable[Any]] | None, service: str) -> None:
+    if refresh is None:
+        return
+    try:
+        await asyncio.wait_for(refresh(), 2.0)
+    except Exception as exc:  # a stale detail is better than a missed beat
+        log.warning("heartbeat details not refreshed: %s", exc, extra={"service": service})

@@ -27,7 +27,7 @@ from adapters.eventstore import EventStore
 from adapters.sqlite import current_target, ensure_schema, initialise, open_db
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import PROJECTIONS
-from services.heartbeat import HEALTH_SUBJECT, health_message
+from services import heartbeat
 from services.rebuild import rebuild
 
 log = logging.getLogger("baker.projector")
@@ -123,12 +123,15 @@ class Projector:
         (a sequence gap, the store or the database failing) ends the heartbeats and is raised."""
         if self.db is None:
             await self.open()
-        ended = asyncio.Event()
+        ended = asyncio.Event()  # not `stop`: an error must end the heartbeats too
         beats = None
         if self._nc is not None:
-            started = time.monotonic()
-            await self._beat(self._nc, started, "up")  # with the lag we start from
-            beats = asyncio.create_task(self._beats(self._nc, started, ended))
+            with contextlib.suppress(Exception):  # the first beat carries the starting lag
+                await asyncio.wait_for(self.measure(), 2.0)
+            beats = asyncio.create_task(
+                heartbeat.beat(self._nc, "projector", self.instance, self.details, ended,
+                               self.settings.heartbeat_every, refresh=self.measure)
+            )  # fmt: skip
         try:
             while not stop.is_set():
                 await self._follow(stop)
@@ -147,29 +150,6 @@ class Projector:
             if beats is not None:
                 await beats
             await self.close()
-
-    async def _beats(self, nc: NATS, started: float, ended: asyncio.Event) -> None:
-        every = self.settings.heartbeat_every
-        while not ended.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), every)
-            if not ended.is_set():
-                await self._beat(nc, started, "up")
-        await self._beat(nc, started, "stopping")
-        with contextlib.suppress(Exception):
-            await nc.flush(timeout=1)
-
-    async def _beat(self, nc: NATS, started: float, status: str) -> None:
-        """One heartbeat with fresh lag; a missed beat or measure never stops the projector."""
-        try:
-            await asyncio.wait_for(self.measure(), 2.0)
-        except Exception as exc:
-            log.warning("stream head not measured: %s", exc, extra={"instance": self.instance})
-        try:
-            body = health_message("projector", self.instance, started, self.details(), status)
-            await nc.publish(HEALTH_SUBJECT, body)
-        except Exception as exc:
-            log.warning("heartbeat not sent: %s", exc, extra={"instance": self.instance})
 
     async def _follow(self, stop: asyncio.Event) -> None:
         batches = self.store.tail_batches(
