@@ -44,14 +44,12 @@ async def create_job(
 ) -> dict[str, Any]:
     """POST the Job; return the created object, or raise `KubernetesError` with the API's
     message (a K8s `Status` body) for a non-2xx answer or an unreachable API."""
-    url = f"{api_url.rstrip('/')}/apis/batch/v1/namespaces/{namespace}/jobs"
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     own = client is None
     http = client or httpx.AsyncClient(timeout=timeout, verify=verify)
     try:
-        response = await http.post(url, json=manifest, headers=headers)
+        response = await http.post(
+            _jobs_url(api_url, namespace), json=manifest, headers=_headers(token)
+        )
     except httpx.HTTPError as exc:
         raise KubernetesError(0, f"Kubernetes API unreachable at {api_url}: {exc!r}") from exc
     finally:
@@ -61,6 +59,38 @@ async def create_job(
         raise KubernetesError(response.status_code, _refusal(response))
     body: dict[str, Any] = response.json()
     return body
+
+
+async def delete_job(
+    api_url: str, token: str | None, namespace: str, name: str, client: httpx.AsyncClient
+) -> bool:
+    """DELETE the Job and its pods; False when there is no such Job, `KubernetesError` when
+    the API refuses or cannot be reached."""
+    try:
+        # Without a propagation policy the API deletes a Job but orphans its pods.
+        response = await client.delete(
+            f"{_jobs_url(api_url, namespace)}/{name}",
+            params={"propagationPolicy": "Background"},
+            headers=_headers(token),
+        )
+    except httpx.HTTPError as exc:
+        raise KubernetesError(0, f"Kubernetes API unreachable at {api_url}: {exc!r}") from exc
+    if response.status_code == 404:
+        return False
+    if not response.is_success:
+        raise KubernetesError(response.status_code, _refusal(response))
+    return True
+
+
+def _jobs_url(api_url: str, namespace: str) -> str:
+    return f"{api_url.rstrip('/')}/apis/batch/v1/namespaces/{namespace}/jobs"
+
+
+def _headers(token: str | None) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
 
 
 def _refusal(response: httpx.Response) -> str:

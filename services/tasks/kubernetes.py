@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 from nats.aio.client import Client as NATS
 
-from adapters.kubernetes import KubernetesError, create_job
+from adapters.kubernetes import KubernetesError, create_job, delete_job
 from domain.tasks import LaunchReply, LaunchRequest, job_manifest, job_name
 from services.tasks.launcher import BaseLauncher
 
@@ -48,34 +48,10 @@ class KubernetesLauncher(BaseLauncher):
     async def stop(self, task_id: str) -> str | None:
         """Delete the task's Job and its pods; None when there is no such Job."""
         name = job_name(task_id)
-        url = f"{self.api_url.rstrip('/')}/apis/batch/v1/namespaces/{self.namespace}/jobs/{name}"
-        headers = {"Accept": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        try:
-            # Without a propagation policy the API deletes a Job but orphans its pods.
-            response = await self._client.delete(
-                url, params={"propagationPolicy": "Background"}, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            message = f"Kubernetes API unreachable at {self.api_url}: {exc!r}"
-            raise KubernetesError(0, message) from exc
-        if response.status_code == 404:
+        if not await delete_job(self.api_url, self.token, self.namespace, name, self._client):
             return None
-        if not response.is_success:
-            raise KubernetesError(response.status_code, _status_message(response))
         return f"job {name} deleted"
 
     async def close(self) -> None:
         if self._own_client:
             await self._client.aclose()
-
-
-def _status_message(response: httpx.Response) -> str:
-    """`Kubernetes API 403 Forbidden: <Status.message>` (or the body's start)."""
-    try:
-        doc = response.json()
-    except ValueError:
-        doc = None
-    text = str(doc["message"]) if isinstance(doc, dict) and doc.get("message") else response.text
-    return f"Kubernetes API {response.status_code} {response.reason_phrase}: {text[:300]}".strip()
