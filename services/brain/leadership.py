@@ -58,7 +58,6 @@ class Leadership:
         instance: str,
         version: str,
         *,
-        nc: NATS | None = None,
         confirm_every: float = 1.0,
         max_unconfirmed: float = 5.0,
     ) -> None:
@@ -70,8 +69,7 @@ class Leadership:
         self.mine: int | None = None  # the generation this Brain took, if any
         self.current: Leader | None = None  # the newest record seen (by stream sequence)
         self.confirmed_at: float | None = None  # monotonic send time of the last read saying so
-        # LeaderRecord keeps its connection private; the watch needs it.
-        self._nc: NATS = nc if nc is not None else record.nc
+        self._nc: NATS = record.nc  # the watch follows the record on its connection
         self._on_lost: Callable[[Leader], Awaitable[None]] | None = None
         self._sub: Any = None
         self._confirmer: asyncio.Task[None] | None = None
