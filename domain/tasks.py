@@ -151,6 +151,16 @@ class LaunchReply(_Model):
     runner_id: str | None = Field(default=None, max_length=253)
 
 
+class StopReply(_Model):
+    """Launcher → Brain, on `baker.tasks.cancel.<taskId>`: it stopped the task's runner
+    (`ok`, with a detail) or tried and failed (`error`)."""
+
+    ok: bool
+    launcher: str
+    detail: str = ""
+    error: str | None = None
+
+
 M = TypeVar("M", bound=_Model)
 
 

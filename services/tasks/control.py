@@ -7,9 +7,7 @@ subject is captured by no stream (`BAKER_TASKS` holds only status and result).
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -18,6 +16,8 @@ from nats.errors import ConnectionClosedError, NoRespondersError
 from adapters.eventstore import EventStore
 from domain.commands import CancelTask
 from domain.ids import InvalidId, check_id
+from domain.tasks import StopReply, decode
+from domain.wire import WireError
 
 log = logging.getLogger("baker.tasks")
 
@@ -26,33 +26,6 @@ CANCEL_PREFIX = "baker.tasks.cancel"
 
 def cancel_subject(task_id: str) -> str:
     return f"{CANCEL_PREFIX}.{check_id(task_id, 'task id')}"
-
-
-@dataclass(frozen=True)
-class StopReply:
-    """A launcher's answer: it stopped the runner (`ok`), or tried and failed (`error`)."""
-
-    ok: bool
-    launcher: str
-    detail: str = ""
-    error: str | None = None
-
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self)).encode()
-
-    @staticmethod
-    def decode(raw: bytes) -> StopReply:
-        """Parse a launcher's answer; an unreadable one is a failed stop saying so."""
-        try:
-            doc: dict[str, Any] = json.loads(raw)
-            return StopReply(
-                ok=bool(doc["ok"]),
-                launcher=str(doc.get("launcher", "?")),
-                detail=str(doc.get("detail", "")),
-                error=None if doc.get("error") is None else str(doc["error"]),
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            return StopReply(ok=False, launcher="?", error=f"unreadable answer: {exc!r}")
 
 
 async def cancel_task(
@@ -92,7 +65,10 @@ async def stop_runner(nc: NATS, task_id: str, within: float) -> dict[str, Any]:
         return {"stopped": False, "detail": f"no launcher runs it (no answer in {within:g}s)"}
     except ConnectionClosedError:
         return {"stopped": False, "detail": "NATS connection closed: launchers not told"}
-    reply = StopReply.decode(msg.data)
+    try:
+        reply = decode(StopReply, msg.data)
+    except WireError as exc:
+        reply = StopReply(ok=False, launcher="?", error=f"unreadable answer: {exc}")
     if not reply.ok:
         log.warning("task %s: launcher %s could not stop it: %s", task_id, reply.launcher,
                     reply.error, extra={"task_id": task_id})  # fmt: skip

@@ -34,10 +34,11 @@ from domain.tasks import (
     LAUNCHER_QUEUE,
     LaunchReply,
     LaunchRequest,
+    StopReply,
     decode,
 )
 from domain.wire import WireError
-from services.tasks.control import CANCEL_PREFIX, StopReply
+from services.tasks.control import CANCEL_PREFIX
 
 log = logging.getLogger("baker.tasks.launcher")
 _ROOT = Path(__file__).resolve().parents[2]  # where `services` lives, for the default runner
