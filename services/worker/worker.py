@@ -155,15 +155,16 @@ class Worker:
             await msg.nak()
             return
         keep_alive = asyncio.create_task(self._keep_alive(dispatch.id, running))
+        started = time.monotonic()
+        # `received` and `running` go on the wire first, then the executor starts without
+        # waiting for their acknowledgements (one wake-up less per job); the outcome is
+        # reported only once both are stored, so the stream keeps the order.
+        start_report = asyncio.create_task(reporter.started())
+        running.execution = asyncio.create_task(
+            execute(dispatch, self.settings.executors, reporter.progress)
+        )
         try:
-            await reporter.started()
-            if running.cancel_reason is not None:  # arrived while `started` was in flight
-                await self._cancelled_unrun(msg, reporter, f"cancelled: {running.cancel_reason}")
-                return
-            started = time.monotonic()
-            running.execution = asyncio.create_task(
-                execute(dispatch, self.settings.executors, reporter.progress)
-            )
+            await _stored_or_stop(start_report, running.execution)
             await asyncio.wait({running.execution})
             duration = int((time.monotonic() - started) * 1000)
             await self._report_outcome(running, reporter, duration)
@@ -259,3 +260,13 @@ class Worker:
             "failed": self.stats.failed,
             "cancelled": self.stats.cancelled,
         }
+
+
+async def _stored_or_stop(report: asyncio.Task[None], execution: asyncio.Task[Execution]) -> None:
+    """Wait for the start report; if it fails, stop the execution and raise its error."""
+    try:
+        await report
+    except BaseException:
+        execution.cancel()
+        await asyncio.wait({execution})
+        raise

@@ -47,3 +47,33 @@ def test_redact_url_hides_userinfo() -> None:
     assert redact_url("nats://u:p@host:4222") == "nats://***@host:4222"
     assert redact_url("nats://tok@host:4222") == "nats://***@host:4222"
     assert redact_url("nats://host:4222") == "nats://host:4222"
+
+
+async def test_the_fast_publish_delivers_what_nats_py_would(
+    nats_server: NatsServerProcess,
+) -> None:
+    from nats.aio.client import Client  # noqa: PLC0415
+    from nats.errors import BadSubjectError  # noqa: PLC0415
+
+    from adapters.nats import speedups  # noqa: PLC0415
+
+    nc = await connect(NatsSettings(url=nats_server.url))
+    try:
+        assert Client.publish is speedups.publish
+        sub = await nc.subscribe("fast.>")
+        await nc.publish("fast.plain", b"one")
+        await nc.publish("fast.headers", b"two", reply="fast.reply", headers={"A": " b "})
+        await nc.publish("fast.odd", b"three", headers={" Spaced ": "c"})  # nats-py's path
+        got = [await sub.next_msg(timeout=5) for _ in range(3)]
+        assert [(m.subject, m.data, m.reply) for m in got] == [
+            ("fast.plain", b"one", ""),
+            ("fast.headers", b"two", "fast.reply"),
+            ("fast.odd", b"three", ""),
+        ]
+        assert got[1].headers == {"A": "b"}
+        assert got[2].headers == {"Spaced": "c"}
+        with pytest.raises(BadSubjectError):
+            await nc.publish("fast bad", b"")
+        assert nc.stats["out_msgs"] >= 3
+    finally:
+        await nc.close()

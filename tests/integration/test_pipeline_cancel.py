@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from adapters.nats.job_queue import QueueUnavailable
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import Topology
 from domain.specs import parse_job_spec
@@ -154,9 +155,9 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
 
     worker.queue.report_all = held_start  # type: ignore[method-assign]
     job = await pipe.brain.dispatcher.dispatch(
-        parse_job_spec({"type": "command", "payload": {"command": "echo must-not-run"}})
+        parse_job_spec({"type": "command", "payload": {"command": "sleep 29.25"}})
     )
-    await holding.wait()
+    await holding.wait()  # the executor runs already: the start is reported alongside
     await pipe.brain.dispatcher.cancel(job.job_id, "changed course")
     await until_true(lambda: job.job_id in worker.cancels)
     release.set()
@@ -164,6 +165,30 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
     assert types(history)[-1] == "JobCancelled"
     assert "JobCompleted" not in types(history)
     assert "changed course" in history.events[-1].envelope.data.detail
+    assert processes_running("sleep 29.25") == []
+
+
+async def test_a_start_report_that_fails_stops_the_job_it_started(pipe: Pipeline) -> None:
+    worker = await pipe.start_worker()
+    report = worker.queue.report_all
+    refused = asyncio.Event()
+
+    async def failing_start(reports: Any) -> None:
+        if any(msg.status == "running" for msg, _, _ in reports) and not refused.is_set():
+            await until_true(lambda: processes_running("sleep 28.75") != [])
+            refused.set()
+            raise QueueUnavailable("BAKER_JOBS did not answer")
+        await report(reports)
+
+    worker.queue.report_all = failing_start  # type: ignore[method-assign]
+    job = await pipe.brain.dispatcher.dispatch(
+        parse_job_spec({"type": "command", "payload": {"command": "sleep 28.75"}})
+    )
+    await refused.wait()
+    await until_true(lambda: worker.stats.crashed == 1)
+    assert processes_running("sleep 28.75") == []  # killed, not left running unreported
+    history = await pipe.store.load("job", job.job_id)
+    assert "JobCompleted" not in types(history)
 
 
 async def until_true(check: Any, timeout: float = 10.0) -> None:

@@ -1,0 +1,22 @@
+"""The embedded nats-server's environment."""
+
+from adapters.nats.server import server_env
+
+
+def test_half_the_cores_by_default() -> None:
+    assert server_env({"PATH": "/bin"}, 8) == {"PATH": "/bin", "GOMAXPROCS": "4"}
+
+
+def test_at_least_one_scheduler_thread() -> None:
+    assert server_env({}, 1)["GOMAXPROCS"] == "1"
+    assert server_env({}, None)["GOMAXPROCS"] == "1"
+
+
+def test_an_operator_setting_wins() -> None:
+    assert server_env({"GOMAXPROCS": "6"}, 2)["GOMAXPROCS"] == "6"
+
+
+def test_the_callers_mapping_is_not_changed() -> None:
+    environ = {"PATH": "/bin"}
+    server_env(environ, 2)
+    assert environ == {"PATH": "/bin"}
