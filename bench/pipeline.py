@@ -5,12 +5,14 @@ processes. Ours: a Brain in this process (dispatch + ingest, the full event trai
 JobDispatched → JobReceived → JobStarted → JobCompleted per job) and 2 `baker worker`
 processes on a private nats-server. Celery: a Redis broker and result backend, `acks_late`,
 a worker with 2 prefork processes. Throughput: N jobs submitted at once, until the last
-completes. Latency: one job at a time, submit → completed, p50/p99.
+completes. Latency: one job at a time, submit → completed, p50/p99. The two systems take
+turns round by round, both set up for the whole run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -66,50 +68,57 @@ def _cpu_columns(out: dict[str, Any], per_job: dict[str, float]) -> None:
         out.setdefault(f"cpu_ms_{name}", []).append(ms)
 
 
-async def ours(jobs: int, latency_jobs: int, rounds: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"throughput": [], "p50_ms": [], "p99_ms": []}
-    with private_nats_server() as server:
+def _latency_columns(out: dict[str, Any], lat: list[float]) -> None:
+    out.setdefault("p50_ms", []).append(percentile(lat, 0.5) * 1000)
+    out.setdefault("p99_ms", []).append(percentile(lat, 0.99) * 1000)
+
+
+class Ours:
+    """A private nats-server, a Brain in this process and 2 `baker worker` processes."""
+
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
+        self._stack = stack
+        self.out: dict[str, Any] = {"throughput": []}
+
+    async def start(self) -> None:
+        server = self._stack.enter_context(private_nats_server())
         nc = await connect(NatsSettings(url=server.url, name="bench-brain"))
+        self._stack.push_async_callback(nc.close)
         await provision(nc.jsm())
         store = JetStreamEventStore(nc)
-        brain = Brain(nc, store)
-        done = Completions()
-        brain.add_observer(done)
+        self._stack.push_async_callback(store.close)
+        self.brain = Brain(nc, store)
+        self.done = Completions()
+        self.brain.add_observer(self.done)
         stop = asyncio.Event()
-        running = asyncio.create_task(brain.run(stop))
+        running = asyncio.create_task(self.brain.run(stop))
+
+        async def stop_brain() -> None:
+            stop.set()
+            await running
+
+        self._stack.push_async_callback(stop_brain)
         env = {**os.environ, "BAKER_NATS_URL": server.url, "BAKER_LOG_LEVEL": "WARNING"}
         workers = [
             subprocess.Popen([str(BIN / "baker"), "worker"], env=env, stdout=subprocess.DEVNULL)  # noqa: S603, ASYNC220
             for _ in range(2)
         ]
+        self._stack.callback(_stop_all, workers, 30)
         assert server.pid is not None
-        meter = CpuMeter({
+        self.meter = CpuMeter({
             "brain": [(os.getpid(), "self")],
             "workers": [(w.pid, "self") for w in workers],
             "commands": [(w.pid, "children") for w in workers],
             "broker": [(server.pid, "self")],
         })  # fmt: skip
-        try:
-            await _one(brain, done)  # warm up
-            for r in range(rounds):
-                progress(f"baker round {r + 1}/{rounds}")
-                meter.start()
-                out["throughput"].append(await _burst(brain, done, jobs))
-                meter.stop()
-                _cpu_columns(out, meter.per(jobs))
-                lat = [await _one(brain, done) for _ in range(latency_jobs)]
-                out["p50_ms"].append(percentile(lat, 0.5) * 1000)
-                out["p99_ms"].append(percentile(lat, 0.99) * 1000)
-        finally:
-            for w in workers:
-                w.send_signal(signal.SIGTERM)
-            for w in workers:
-                w.wait(30)
-            stop.set()
-            await running
-            await store.close()
-            await nc.close()
-    return out
+        await _one(self.brain, self.done)  # warm up (waits for the workers)
+
+    async def round(self, jobs: int, latency_jobs: int) -> None:
+        self.meter.start()
+        self.out["throughput"].append(await _burst(self.brain, self.done, jobs))
+        self.meter.stop()
+        _cpu_columns(self.out, self.meter.per(jobs))
+        _latency_columns(self.out, [await _one(self.brain, self.done) for _ in range(latency_jobs)])
 
 
 async def _one(brain: Brain, done: Completions) -> float:
@@ -132,69 +141,95 @@ async def _burst(brain: Brain, done: Completions, jobs: int) -> float:
     return jobs / elapsed
 
 
-def celery(jobs: int, latency_jobs: int, rounds: int) -> dict[str, Any] | str:
-    try:
-        import redis  # noqa: PLC0415
+def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout)
 
-        from bench.celery_peer import REDIS_URL, app  # noqa: PLC0415
 
-        info = redis.Redis.from_url(REDIS_URL).info("server")
-    except Exception as exc:
-        return f"skipped: Redis not reachable ({exc})"
-    redis_pid = int(info["process_id"])
-    worker = subprocess.Popen(  # noqa: S603
-        [str(BIN / "celery"), "-A", "bench.celery_peer", "worker", "--concurrency=2",
-         "--pool=prefork", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
-         "--without-heartbeat"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    out: dict[str, Any] = {"throughput": [], "p50_ms": [], "p99_ms": []}
-    try:
+class Celery:
+    """A Celery worker with 2 prefork processes on the local Redis (broker and results)."""
+
+    def __init__(self, stack: contextlib.ExitStack) -> None:
+        self._stack = stack
+        self.out: dict[str, Any] = {"throughput": []}
+
+    def start(self) -> str | None:
+        """None when running, else why the peer is skipped."""
+        try:
+            import redis  # noqa: PLC0415
+
+            from bench.celery_peer import REDIS_URL, app  # noqa: PLC0415
+
+            info = redis.Redis.from_url(REDIS_URL).info("server")
+        except Exception as exc:
+            return f"skipped: Redis not reachable ({exc})"
+        self.app = app
+        worker = subprocess.Popen(  # noqa: S603
+            [str(BIN / "celery"), "-A", "bench.celery_peer", "worker", "--concurrency=2",
+             "--pool=prefork", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
+             "--without-heartbeat"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        self._stack.callback(_stop_all, [worker], 60)
         app.send_task("bench.echo").get(timeout=60)  # warm up (waits for the worker)
         pool = child_pids(worker.pid)
-        meter = CpuMeter({
+        self.meter = CpuMeter({
             "client": [(os.getpid(), "self")],
             "workers": [(worker.pid, "self")] + [(p, "self") for p in pool],
             "commands": [(p, "children") for p in pool],
-            "broker": [(redis_pid, "self")],
+            "broker": [(int(info["process_id"]), "self")],
         })  # fmt: skip
-        for r in range(rounds):
-            progress(f"celery round {r + 1}/{rounds}")
-            meter.start()
-            start = time.perf_counter()
-            results = [app.send_task("bench.echo") for _ in range(jobs)]
-            for res in results:
-                res.get(timeout=300)
-            out["throughput"].append(jobs / (time.perf_counter() - start))
-            meter.stop()
-            _cpu_columns(out, meter.per(jobs))
-            lat = []
-            for _ in range(latency_jobs):
-                t0 = time.perf_counter()
-                app.send_task("bench.echo").get(timeout=30)
-                lat.append(time.perf_counter() - t0)
-            out["p50_ms"].append(percentile(lat, 0.5) * 1000)
-            out["p99_ms"].append(percentile(lat, 0.99) * 1000)
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-    return out
+        return None
+
+    def round(self, jobs: int, latency_jobs: int) -> None:
+        self.meter.start()
+        start = time.perf_counter()
+        results = [self.app.send_task("bench.echo") for _ in range(jobs)]
+        for res in results:
+            res.get(timeout=300)
+        self.out["throughput"].append(jobs / (time.perf_counter() - start))
+        self.meter.stop()
+        _cpu_columns(self.out, self.meter.per(jobs))
+        lat = []
+        for _ in range(latency_jobs):
+            t0 = time.perf_counter()
+            self.app.send_task("bench.echo").get(timeout=30)
+            lat.append(time.perf_counter() - t0)
+        _latency_columns(self.out, lat)
 
 
 async def run(rounds: int = 5, jobs: int = 1000, latency_jobs: int = 200) -> dict[str, Any]:
-    baker = await ours(jobs, latency_jobs, rounds)
-    peer = await asyncio.to_thread(celery, jobs, latency_jobs, rounds)
-    med = {k: median(v) for k, v in baker.items()}
+    """Rounds alternate between the two systems, so a machine that speeds up or slows down
+    during the run weighs on both alike."""
+    async with contextlib.AsyncExitStack() as astack:
+        with contextlib.ExitStack() as stack:
+            baker, peer = Ours(astack), Celery(stack)
+            await baker.start()
+            skipped = await asyncio.to_thread(peer.start)
+            for r in range(rounds):
+                progress(f"round {r + 1}/{rounds}: baker")
+                await baker.round(jobs, latency_jobs)
+                if skipped is None:
+                    progress(f"round {r + 1}/{rounds}: celery")
+                    await asyncio.to_thread(peer.round, jobs, latency_jobs)
+    med = {k: median(v) for k, v in baker.out.items()}
     doc: dict[str, Any] = {
         "bench": "pipeline", "machine": machine(), "rounds": rounds, "jobs": jobs,
-        "latency_jobs": latency_jobs, "baker": baker, "baker_median": med,
-        "targets": {"ratio": 2.0, "p50_ms": 10.0},
+        "latency_jobs": latency_jobs, "interleaved": True, "baker": baker.out,
+        "baker_median": med, "targets": {"ratio": 2.0, "p50_ms": 10.0},
     }  # fmt: skip
-    if isinstance(peer, str):
-        doc["celery"] = peer
+    if skipped is not None:
+        doc["celery"] = skipped
     else:
-        cmed = {k: median(v) for k, v in peer.items()}
-        doc.update(celery=peer, celery_median=cmed, ratio=med["throughput"] / cmed["throughput"])
+        cmed = {k: median(v) for k, v in peer.out.items()}
+        pairs = zip(baker.out["throughput"], peer.out["throughput"], strict=True)
+        ratios = [b / c for b, c in pairs]
+        doc.update(
+            celery=peer.out, celery_median=cmed, ratio=med["throughput"] / cmed["throughput"],
+            round_ratios=ratios,
+        )  # fmt: skip
     save("pipeline", doc)
     return doc
 
@@ -208,12 +243,16 @@ def report(doc: dict[str, Any]) -> str:
         rows.append(f"| Celery 5 (Redis, acks_late, 2 processes) | {c['throughput']:,.0f} jobs/s "
                     f"| {c['p50_ms']:.1f} ms | {c['p99_ms']:.1f} ms |")  # fmt: skip
         rows.append(f"| ratio ours/Celery | **{doc['ratio']:.2f}x** (target >= 2x) | | |")
+        if doc.get("round_ratios"):
+            low, high = min(doc["round_ratios"]), max(doc["round_ratios"])
+            rows.append(f"| ratio, round by round | {low:.2f}x to {high:.2f}x | | |")
     else:
         rows.append(f"| Celery | {doc['celery']} | | |")
     head = "| system | throughput | p50 submit→completed | p99 |\n|---|---|---|---|"
     return (
         head + "\n" + "\n".join(rows) + f"\n\n{doc['jobs']:,} jobs per throughput round; "
-        f"{doc['latency_jobs']} sequential jobs for latency; medians of {doc['rounds']} rounds."
+        f"{doc['latency_jobs']} sequential jobs for latency; medians of {doc['rounds']} rounds"
+        + (", the two systems taking turns." if doc.get("interleaved") else ".")
         + "\n\n"
         + cpu_report(doc)
     )
