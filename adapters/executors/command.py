@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -113,6 +114,13 @@ def base_env() -> dict[str, str]:
     return env
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse(command: str, allowed: tuple[str, ...]) -> ParsedCommand:
+    """`parse_command`, remembered: the same few commands come again and again (a rejection
+    is not remembered and is worked out again, which is fine: it is never run)."""
+    return parse_command(command, allowed)
+
+
 async def run_command(
     payload: CommandPayload,
     *,
@@ -125,7 +133,7 @@ async def run_command(
     """Run the payload's command; a rejection, a failure to start, a non-zero exit or the time
     limit is an `Execution(ok=False)`. Cancellation kills the process group and re-raises."""
     try:
-        parsed = parse_command(payload.command, allowed)
+        parsed = _parse(payload.command, tuple(allowed))
     except CommandRejected as exc:
         return Execution(ok=False, error=str(exc))
     started = time.monotonic()

@@ -43,6 +43,7 @@ class Admission:
         self._admitted_at_read = 0
         self._unstored = 0  # admitted, queue publish not finished
         self._read_at = float("-inf")
+        self._reads = 0  # reads finished; a caller that waited behind one needs no other
         self._lock = asyncio.Lock()
         self.refused = 0
 
@@ -56,7 +57,7 @@ class Admission:
         """Count one more job in the queue, or raise `QueueFull` when there is no room.
         Call `stored()` once its queue publish has finished, whatever the outcome."""
         if time.monotonic() - self._read_at >= self._refresh_every or not self._room():
-            await self._refresh()
+            await self._refresh(self._reads)
         if not self._room():
             self.refused += 1
             raise QueueFull(
@@ -70,10 +71,10 @@ class Admission:
     def stored(self) -> None:
         self._unstored -= 1
 
-    async def _refresh(self) -> None:
+    async def _refresh(self, seen: int) -> None:
         async with self._lock:
-            if time.monotonic() - self._read_at < self._refresh_every / 10:
-                return  # another caller has just read it
+            if self._reads != seen:
+                return  # read while we waited: a burst of callers shares one read
             admitted, unstored = self._admitted, self._unstored
             try:
                 messages, limit = await self._queue.fill()
@@ -81,9 +82,11 @@ class Admission:
                 # limit still holds, so a failed read only delays the next one
                 log.warning("could not read the job queue's size: %r", exc)
                 self._read_at = time.monotonic()
+                self._reads += 1
                 return
             # Jobs still on their way when we asked may or may not be in `messages`: count
             # them (over-counting for a moment is safe; under-counting is not).
             self._base, self._limit = messages + unstored, limit
             self._admitted_at_read = admitted
             self._read_at = time.monotonic()
+            self._reads += 1
