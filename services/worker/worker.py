@@ -1,10 +1,10 @@
 """The worker: pull jobs from the `workers` consumer, run them, report, acknowledge.
 
 Read top to bottom: `run` fetches no more jobs than it has free slots; `_process` runs one job
-(cancel check, `received`, `running`, the executor with in-progress acks, the result, the ack);
-cancel signals arrive on the cancel bucket's subjects and stop the job's executor task; on
-shutdown the worker stops fetching, lets running jobs finish within a grace period and naks
-the rest so another worker takes them.
+(cancel check, `received`, `running`, the executor, the result, the ack) while one loop sends
+in-progress acks for every job held long; cancel signals arrive on the cancel bucket's
+subjects and stop the job's executor task; on shutdown the worker stops fetching, lets running
+jobs finish within a grace period and naks the rest so another worker takes them.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ class WorkerStats:
 @dataclass
 class Running:
     msg: Msg
+    pinged: float = field(default_factory=time.monotonic)  # delivery or last in-progress ack
     execution: asyncio.Task[Execution] | None = None
     cancel_reason: str | None = None
     shutting_down: bool = False
@@ -85,11 +86,13 @@ class Worker:
                 self._nc, "worker", self.id, self._details, stop, self.settings.heartbeat_every
             )
         )
+        keep_alive = asyncio.create_task(self._keep_alive())
         log.info("worker %s ready (concurrency %d)", self.id, self.settings.concurrency)
         try:
             await self._fetch_loop(puller, stop)
         finally:
             await self._shutdown()
+            keep_alive.cancel()
             await cancels.unsubscribe()
             await puller.stop()
             await beats
@@ -154,7 +157,6 @@ class Worker:
         if running.shutting_down:  # stopped between fetch and start: someone else runs it
             await msg.nak()
             return
-        keep_alive = asyncio.create_task(self._keep_alive(dispatch.id, running))
         started = time.monotonic()
         # `received` and `running` go on the wire first, then the executor starts without
         # waiting for their acknowledgements (one wake-up less per job); the outcome is
@@ -163,13 +165,10 @@ class Worker:
         running.execution = asyncio.create_task(
             execute(dispatch, self.settings.executors, reporter.progress)
         )
-        try:
-            await _stored_or_stop(start_report, running.execution)
-            await asyncio.wait({running.execution})
-            duration = int((time.monotonic() - started) * 1000)
-            await self._report_outcome(running, reporter, duration)
-        finally:
-            keep_alive.cancel()
+        await _stored_or_stop(start_report, running.execution)
+        await asyncio.wait({running.execution})
+        duration = int((time.monotonic() - started) * 1000)
+        await self._report_outcome(running, reporter, duration)
 
     async def _cancelled_unrun(self, msg: Msg, reporter: Reporter, error: str) -> None:
         """A job cancelled before its executor started: report it, and it is done."""
@@ -202,18 +201,26 @@ class Worker:
                 self.stats.failed += 1
         await msg.ack()
 
-    async def _keep_alive(self, job_id: str, running: Running) -> None:
-        """In-progress acks every ack-wait/3, so a long job is not redelivered; each time, a
-        look at the cancel bucket too, for a signal missed while the connection was down."""
+    async def _keep_alive(self) -> None:
+        """In-progress acks for every job held ack-wait/3 since its delivery or its last one
+        (one loop for all jobs: most finish long before), so a long job is not redelivered;
+        each time, a look at the cancel bucket too, for a signal missed while disconnected."""
         every = self.settings.ack_wait / 3
         while True:
-            await asyncio.sleep(every)
-            with contextlib.suppress(Exception):
-                await running.msg.in_progress()
-                if running.cancel_reason is None:
-                    reason = await self.queue.cancel_signal(job_id)
-                    if reason is not None:
-                        self._cancel(job_id, reason)
+            await asyncio.sleep(every / 2)  # so no job waits longer than ack-wait/2
+            now = time.monotonic()
+            for job_id, running in list(self.running.items()):
+                if now - running.pinged >= every:
+                    running.pinged = now
+                    await self._still_working(job_id, running)
+
+    async def _still_working(self, job_id: str, running: Running) -> None:
+        with contextlib.suppress(Exception):
+            await running.msg.in_progress()
+            if running.cancel_reason is None:
+                reason = await self.queue.cancel_signal(job_id)
+                if reason is not None:
+                    self._cancel(job_id, reason)
 
     async def _on_cancel(self, msg: Msg) -> None:
         self._cancel(msg.subject.rsplit(".", 1)[-1], cancel_reason(msg.data))
