@@ -78,8 +78,8 @@ class Dispatcher:
 
     async def _record_and_queue(self, spec: JobSpec, job_id: str) -> Dispatched:
         created = datetime.now(UTC)
-        with self._tracer.start_as_current_span(
-            "job.dispatch", attributes={"job.id": job_id, "job.type": spec.type}
+        with tracing.span(
+            self._tracer, "job.dispatch", attributes={"job.id": job_id, "job.type": spec.type}
         ) as span:
             trace_id = tracing.trace_id_of(span)
             headers: dict[str, str] = {}
@@ -128,9 +128,7 @@ class Dispatcher:
 
     async def cancel(self, job_id: str, reason: str | None = None) -> int:
         """Request cancellation; the worker running the job stops it. Returns the event seq."""
-        with self._tracer.start_as_current_span(
-            "job.cancel", attributes={"job.id": job_id}
-        ) as span:
+        with tracing.span(self._tracer, "job.cancel", attributes={"job.id": job_id}) as span:
             outcome = await self._store.execute(
                 "job", job_id, RequestCancel(reason=reason), trace_id=tracing.trace_id_of(span)
             )

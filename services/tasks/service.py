@@ -102,7 +102,7 @@ class TaskService:
         deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_seconds)
         gate = self._launching[task_id] = asyncio.Event()
         try:
-            with self._tracer.start_as_current_span("task.launch", attributes={"task.id": task_id}):
+            with tracing.span(self._tracer, "task.launch", attributes={"task.id": task_id}):
                 headers: dict[str, str] = {}
                 tracing.inject(headers)
                 launch = LaunchRequest(

@@ -132,7 +132,7 @@ class Worker:
         _, attempt = delivery(msg)
         parent = tracing.extract(msg.headers)
         attributes = {"job.id": job_id, "job.type": dispatch.type, "job.attempt": attempt}
-        with self._tracer.start_as_current_span("job.run", context=parent, attributes=attributes):
+        with tracing.span(self._tracer, "job.run", parent=parent, attributes=attributes):
             headers: dict[str, str] = {}
             tracing.inject(headers)
             reporter = Reporter(
