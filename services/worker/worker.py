@@ -56,6 +56,7 @@ class WorkerStats:
 @dataclass
 class Running:
     msg: Msg
+    job_id: str
     pinged: float = field(default_factory=time.monotonic)  # delivery or last in-progress ack
     execution: asyncio.Task[Execution] | None = None
     cancel_reason: str | None = None
@@ -73,6 +74,7 @@ class Worker:
         self.cancels: dict[str, str] = {}  # job id -> reason, for jobs still in the queue
         self.stats = WorkerStats()
         self._slot_free = asyncio.Event()
+        self._jobs: set[asyncio.Task[None]] = set()  # until acked or nak'd, slot freed or not
         self._tracer = tracing.tracer("baker.worker")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -99,28 +101,43 @@ class Worker:
             await self.queue.close()
 
     async def _fetch_loop(self, puller: PullSubscriber, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            free = self.settings.concurrency - len(self.running)
-            if free <= 0:
-                self._slot_free.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._slot_free.wait(), 1.0)
-                continue
-            for msg in await puller.fetch(free, wait=1.0):
-                self._start(msg)
+        stopping = asyncio.create_task(stop.wait())
+        stopping.add_done_callback(lambda _t: self._slot_free.set())
+        try:
+            while not stop.is_set():
+                free = self.settings.concurrency - len(self.running)
+                if free <= 0:
+                    self._slot_free.clear()
+                    await self._slot_free.wait()
+                    continue
+                for msg in await puller.fetch(free, wait=1.0):
+                    self._start(msg)
+        finally:
+            stopping.cancel()
 
     def _start(self, msg: Msg) -> None:
         job_id = peek_id(msg.data) or f"unreadable-{msg.metadata.sequence.stream}"
-        running = Running(msg)
+        running = Running(msg, job_id)
         self.running[job_id] = running
         task = asyncio.create_task(self._process(job_id, running))
-        task.add_done_callback(lambda _t: self._finished(job_id, running))
+        self._jobs.add(task)
+        task.add_done_callback(lambda t: self._finished(t, running))
 
-    def _finished(self, job_id: str, running: Running) -> None:
+    def _finished(self, task: asyncio.Task[None], running: Running) -> None:
+        self._jobs.discard(task)
         running.done.set()
-        if self.running.get(job_id) is running:
-            del self.running[job_id]
-        self._slot_free.set()
+        self._free_slot(running)
+
+    def _free_slot(self, running: Running) -> None:
+        if self.running.get(running.job_id) is running:
+            del self.running[running.job_id]
+            self._slot_free.set()
+
+    async def _ack(self, running: Running) -> None:
+        """Acknowledge a finished job. Its slot is freed first, so that the fetch for the next
+        job goes out in the same write as this ack (one wake-up of the server, not two)."""
+        self._free_slot(running)
+        await running.msg.ack()
 
     async def _process(self, job_id: str, running: Running) -> None:
         msg = running.msg
@@ -152,7 +169,7 @@ class Worker:
         msg = running.msg
         reason = self.cancels.pop(dispatch.id, None)
         if reason is not None:
-            await self._cancelled_unrun(msg, reporter, f"cancelled before it started: {reason}")
+            await self._cancelled_unrun(running, reporter, f"cancelled before it started: {reason}")
             return
         if running.shutting_down:  # stopped between fetch and start: someone else runs it
             await msg.nak()
@@ -170,11 +187,11 @@ class Worker:
         duration = int((time.monotonic() - started) * 1000)
         await self._report_outcome(running, reporter, duration)
 
-    async def _cancelled_unrun(self, msg: Msg, reporter: Reporter, error: str) -> None:
+    async def _cancelled_unrun(self, running: Running, reporter: Reporter, error: str) -> None:
         """A job cancelled before its executor started: report it, and it is done."""
         await reporter.finish("cancelled", error=error)
         self.stats.cancelled += 1
-        await msg.ack()
+        await self._ack(running)
 
     async def _report_outcome(self, running: Running, reporter: Reporter, duration: int) -> None:
         task, msg = running.execution, running.msg
@@ -199,7 +216,7 @@ class Worker:
                 self.stats.completed += 1
             else:
                 self.stats.failed += 1
-        await msg.ack()
+        await self._ack(running)
 
     async def _keep_alive(self) -> None:
         """In-progress acks for every job held ack-wait/3 since its delivery or its last one
@@ -248,6 +265,7 @@ class Worker:
 
     async def _shutdown(self) -> None:
         if not self.running:
+            await asyncio.gather(*self._jobs)  # acks on their way
             return
         log.info("waiting up to %.0fs for %d running jobs", self.settings.grace, len(self.running))
         pending = [r.done.wait() for r in self.running.values()]
@@ -258,6 +276,7 @@ class Worker:
             if running.execution is not None:
                 running.execution.cancel()
         await asyncio.gather(*(r.done.wait() for r in list(self.running.values())))
+        await asyncio.gather(*self._jobs)
 
     def _details(self) -> dict[str, Any]:
         return {
