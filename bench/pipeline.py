@@ -36,6 +36,7 @@ from bench.common import (
 )
 from domain.specs import parse_job_spec
 from services.brain.brain import Brain
+from services.tuning import tune_gc
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 BIN = Path(sys.executable).parent
@@ -81,6 +82,7 @@ class Ours:
         self.out: dict[str, Any] = {"throughput": []}
 
     async def start(self) -> None:
+        tune_gc()  # as `baker brain` does (the Celery client in this process gains it too)
         server = self._stack.enter_context(private_nats_server())
         nc = await connect(NatsSettings(url=server.url, name="bench-brain"))
         self._stack.push_async_callback(nc.close)
