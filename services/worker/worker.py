@@ -176,11 +176,16 @@ class Worker:
             return
         started = time.monotonic()
         # `received` and `running` go on the wire first, then the executor starts without
-        # waiting for their acknowledgements (one wake-up less per job); the outcome is
-        # reported only once both are stored, so the stream keeps the order.
+        # waiting for their acknowledgements (one wake-up less per job); progress and the
+        # outcome are reported only once both are stored, so the stream keeps the order.
         start_report = asyncio.create_task(reporter.started())
+
+        async def progress(text: str) -> None:
+            await start_report
+            await reporter.progress(text)
+
         running.execution = asyncio.create_task(
-            execute(dispatch, self.settings.executors, reporter.progress)
+            execute(dispatch, self.settings.executors, progress)
         )
         await _stored_or_stop(start_report, running.execution)
         await asyncio.wait({running.execution})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import nats
 import pytest
@@ -205,3 +207,43 @@ async def test_an_agent_job_s_model_calls_and_tools_are_spans_under_the_job(
     children = [s.name for s in spans if s.parent and s.parent.span_id == run.context.span_id]
     assert sorted(children) == ["llm.call", "llm.call", "tool.command"]
     assert {e.envelope.trace_id for e in history.events} == {job.trace_id}
+
+
+async def test_progress_never_overtakes_the_start_report(pipe: Pipeline) -> None:
+    script = [
+        tool_use("command", {"command": "echo step"}),
+        text_message("done", usage=(3, 1)),
+    ]
+    with FakeAnthropic(script) as api:
+        await start_agent_worker(pipe, api)
+        worker = pipe.workers[-1][0]
+        report, release = worker.queue.report_all, asyncio.Event()
+        sent: list[str] = []
+
+        async def slow_start(reports: Any) -> None:
+            statuses = [msg.status for msg, _, _ in reports]
+            if "received" in statuses:
+                await until(lambda: len(api.requests) >= 1)  # the agent loop runs meanwhile
+                await release.wait()
+            sent.extend(statuses)
+            await report(reports)
+
+        worker.queue.report_all = slow_start  # type: ignore[method-assign]
+        job = await pipe.brain.dispatcher.dispatch(
+            parse_job_spec({"type": "agent", "payload": {"prompt": "one step"}})
+        )
+        await until(lambda: len(api.requests) >= 1)
+        release.set()
+        history = await pipe.wait_job(job.job_id, {"completed"})
+    assert sent[:3] == ["received", "running", "running"]  # the third one is the progress
+    assert types(history) == [
+        "JobDispatched", "JobReceived", "JobStarted", "JobProgressed", "JobProgressed",
+        "JobCompleted",
+    ]  # fmt: skip
+
+
+async def until(check: Any, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)  # polling the condition
