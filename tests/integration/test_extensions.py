@@ -16,6 +16,7 @@ from adapters.eventstore import History
 from adapters.nats.event_store import JetStreamEventStore
 from services.monitor import Monitor, MonitorSettings
 from tests.fakes.mcp_server import FakeMcp, tool
+from tests.polling import until
 
 ANNOUNCE, HEARTBEAT, DEREGISTER = (
     "baker.extensions.announce",
@@ -43,14 +44,6 @@ async def running(
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)  # polling the condition, not waiting for time to pass
 
 
 async def history_until(

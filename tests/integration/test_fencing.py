@@ -4,7 +4,6 @@ Brain whose generation is stale or can no longer be confirmed."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from adapters.nats.server import NatsServerProcess
 from domain.commands import LaunchTask, ReportServiceHealth, RequestCancel, StartBrain
 from domain.events import JobDispatched
 from services.brain.leadership import Fenced, Leadership
+from tests.polling import until
 from tests.support.proxy import HoldingProxy
 
 
@@ -68,13 +68,6 @@ def dispatched() -> list[JobDispatched]:
 
 def job_id() -> str:
     return f"job-{uuid.uuid4().hex[:12]}"
-
-
-async def until(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not reached within {timeout}s: {what}"
-        await asyncio.sleep(0.01)  # polling a condition
 
 
 def refuses(leadership: Leadership) -> bool:

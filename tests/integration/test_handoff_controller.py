@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from services.api.context import ApiContext, BrainStatus
 from services.brain.brain import Brain, BrainSettings
 from services.brain.controller import Controller, HandoffSettings
 from services.brain.leadership import Leadership
+from tests.polling import until
 
 FAST = HandoffSettings(pending_timeout=30, drain_cap=30, ack_timeout=10, ready_every=0.2)
 
@@ -119,13 +119,6 @@ async def cluster(
         await node.brain.queue.close()
         await node.store.close()
         await node.nc.close()
-
-
-async def until(check: Callable[[], bool], timeout: float = 20.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"not reached within {timeout}s: {what}"
-        await asyncio.sleep(0.01)  # polling a condition
 
 
 async def kinds(store: JetStreamEventStore, aggregate: str, agg_id: str) -> list[str]:

@@ -16,6 +16,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from services import heartbeat
 from services.heartbeat import HEALTH_SUBJECT, health_message
 from services.monitor import Monitor, MonitorSettings
+from tests.polling import until
 
 # 0.2 s heartbeats, down after 3 missed: 0.6 s.
 FAST = MonitorSettings(heartbeat_every=0.2, missed=3, sweep_every=0.05)
@@ -59,14 +60,6 @@ async def pulse(nc: NATS, service: str, instance: str) -> AsyncIterator[list[dat
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)  # polling the condition, not waiting for time to pass
 
 
 async def history_until(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +20,7 @@ from services.worker.executors import ExecutorSettings
 from services.worker.worker import Worker
 from tests.fakes.anthropic_server import FakeAnthropic, Reply, text_message
 from tests.integration.pipeline import Pipeline, running_pipeline, types
+from tests.polling import until
 
 RELEASE = threading.Event()  # lets blocked fake servers return when a test ends
 
@@ -159,7 +159,7 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
     )
     await holding.wait()  # the executor runs already: the start is reported alongside
     await pipe.brain.dispatcher.cancel(job.job_id, "changed course")
-    await until_true(lambda: job.job_id in worker.cancels)
+    await until(lambda: job.job_id in worker.cancels)
     release.set()
     history = await pipe.wait_job(job.job_id, {"cancelled", "completed", "failed"})
     assert types(history)[-1] == "JobCancelled"
@@ -175,7 +175,7 @@ async def test_a_start_report_that_fails_stops_the_job_it_started(pipe: Pipeline
 
     async def failing_start(reports: Any) -> None:
         if any(msg.status == "running" for msg, _, _ in reports) and not refused.is_set():
-            await until_true(lambda: processes_running("sleep 28.75") != [])
+            await until(lambda: processes_running("sleep 28.75") != [])
             refused.set()
             raise QueueUnavailable("BAKER_JOBS did not answer")
         await report(reports)
@@ -185,17 +185,10 @@ async def test_a_start_report_that_fails_stops_the_job_it_started(pipe: Pipeline
         parse_job_spec({"type": "command", "payload": {"command": "sleep 28.75"}})
     )
     await refused.wait()
-    await until_true(lambda: worker.stats.crashed == 1)
+    await until(lambda: worker.stats.crashed == 1)
     assert processes_running("sleep 28.75") == []  # killed, not left running unreported
     history = await pipe.store.load("job", job.job_id)
     assert "JobCompleted" not in types(history)
-
-
-async def until_true(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)  # polling the condition
 
 
 async def test_a_cancel_signal_the_worker_missed_is_found_in_the_bucket(

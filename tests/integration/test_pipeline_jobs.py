@@ -20,6 +20,7 @@ from domain.specs import parse_job_spec
 from services.worker.executors import ExecutorSettings
 from tests.fakes.anthropic_server import FakeAnthropic, text_message, tool_use
 from tests.integration.pipeline import Pipeline, running_pipeline, types
+from tests.polling import until
 
 
 @pytest.fixture
@@ -240,10 +241,3 @@ async def test_progress_never_overtakes_the_start_report(pipe: Pipeline) -> None
         "JobDispatched", "JobReceived", "JobStarted", "JobProgressed", "JobProgressed",
         "JobCompleted",
     ]  # fmt: skip
-
-
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
-        await asyncio.sleep(0.01)  # polling the condition
