@@ -87,6 +87,8 @@ async def publish(
     if (
         self._status == Client.CONNECTED
         and subject
+        and isinstance(subject, str)
+        and isinstance(reply, str)
         and len(payload) <= self._max_payload
         and (self._skip_subject_validation or not _BAD_SUBJECT.search(subject + reply))
     ):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -100,3 +103,42 @@ async def test_typical_append_is_encoded_by_us() -> None:
     assert ours is not None
     assert ours == await nats_py_bytes("baker.events.job.j1", "_INBOX.x.1", b"{}", headers)
     assert b"Nats-Expected-Last-Subject-Sequence: 7\r\nX: a  b\r\n" in ours
+
+
+async def test_unusual_arguments_go_to_nats_py(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nats.aio.client import Client  # noqa: PLC0415
+
+    calls: list[tuple[Any, ...]] = []
+
+    async def original(self: Client, *args: Any) -> None:
+        calls.append(args)
+
+    monkeypatch.setattr(speedups, "_PUBLISH", original)
+    client = Client()
+    client._status = Client.CONNECTED
+    await speedups.publish(client, "subject", b"x", None)  # type: ignore[arg-type]
+    await speedups.publish(client, "bad subject", b"x")
+    await speedups.publish(client, "s", b"x" * (client._max_payload + 1))
+    await speedups.publish(client, "s", b"x", headers={"Bad Key": "v"})
+    assert len(calls) == 4
+    assert client._pending == []  # nothing queued behind nats-py's back
+
+
+async def test_the_common_case_is_queued_and_the_flusher_kicked() -> None:
+    import asyncio  # noqa: PLC0415
+
+    from nats.aio.client import Client  # noqa: PLC0415
+
+    client = Client()
+    client._status = Client.CONNECTED
+    client._flush_queue = asyncio.Queue(maxsize=1024)
+    client._flusher_task = asyncio.get_running_loop().create_future()  # a flusher "running"
+    await speedups.publish(client, "baker.jobs.dispatch", b"{}", "_INBOX.a.1", {"Nats-Msg-Id": "j"})
+    assert client._pending == [
+        speedups.encode_publish("baker.jobs.dispatch", "_INBOX.a.1", b"{}", {"Nats-Msg-Id": "j"})
+    ]
+    assert client._pending_data_size == len(client._pending[0])
+    assert client.stats["out_msgs"] == 1 and client.stats["out_bytes"] == 2
+    assert client._flush_queue.qsize() == 1  # the flusher will write it
+    await speedups.publish(client, "again", b"")
+    assert client._flush_queue.qsize() == 1  # already due: not kicked twice
