@@ -181,17 +181,22 @@ async def test_extensions_as_a_table(system: System) -> None:
     with FakeMcp([tool("forecast")]) as mcp:
         announce["mcpUrl"] = mcp.url
         nc = await nats.connect(system.nats_url)
+        # Heartbeats as a live extension sends them, so a slow CLI start on a busy machine
+        # does not find it already offline (three missed 1 s beats).
+        beating = asyncio.create_task(_heartbeats(nc, "ext-cli-weather"))
         try:
             await nc.publish("baker.extensions.announce", json.dumps(announce).encode())
             await nc.flush()
+            listed = await asyncio.to_thread(
+                until,
+                lambda: api_get(system, "/api/extensions")["extensions"],
+                "the extension was never registered",
+            )
+            lines = await asyncio.to_thread(table, system, "extensions")
         finally:
+            beating.cancel()
+            await asyncio.gather(beating, return_exceptions=True)
             await nc.close()
-        listed = await asyncio.to_thread(
-            until,
-            lambda: api_get(system, "/api/extensions")["extensions"],
-            "the extension was never registered",
-        )
-        lines = await asyncio.to_thread(table, system, "extensions")
     assert [e["id"] for e in listed] == ["ext-cli-weather"]
     assert lines[0].strip() == "registered extensions"
     row_with(lines, "id", "name", "version", "status", "tools", "since")
@@ -220,3 +225,9 @@ def test_events_searches_the_read_model(system: System) -> None:
     bad = baker(system, "events", "--since", "yesterday")
     assert bad.wait() == 2
     assert "since: 'yesterday' is not an ISO-8601 time" in " ".join(" ".join(bad.lines).split())
+
+
+async def _heartbeats(nc: Any, ext_id: str) -> None:
+    while True:
+        await nc.publish("baker.extensions.heartbeat", json.dumps({"id": ext_id}).encode())
+        await asyncio.sleep(0.5)  # the extension's own beat interval, not a synchronisation
