@@ -61,7 +61,6 @@ class Running:
     execution: asyncio.Task[Execution] | None = None
     cancel_reason: str | None = None
     shutting_down: bool = False
-    done: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Worker:
@@ -125,7 +124,6 @@ class Worker:
 
     def _finished(self, task: asyncio.Task[None], running: Running) -> None:
         self._jobs.discard(task)
-        running.done.set()
         self._free_slot(running)
 
     def _free_slot(self, running: Running) -> None:
@@ -269,19 +267,16 @@ class Worker:
             await reporter.finish("failed", error=f"malformed dispatch message: {exc}")
 
     async def _shutdown(self) -> None:
-        if not self.running:
-            await asyncio.gather(*self._jobs)  # acks on their way
-            return
-        log.info("waiting up to %.0fs for %d running jobs", self.settings.grace, len(self.running))
-        pending = [r.done.wait() for r in self.running.values()]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*pending), self.settings.grace)
+        if self.running:
+            log.info(
+                "waiting up to %.0fs for %d running jobs", self.settings.grace, len(self.running)
+            )
+            await asyncio.wait(self._jobs, timeout=self.settings.grace)
         for running in list(self.running.values()):
             running.shutting_down = True
             if running.execution is not None:
                 running.execution.cancel()
-        await asyncio.gather(*(r.done.wait() for r in list(self.running.values())))
-        await asyncio.gather(*self._jobs)
+        await asyncio.gather(*self._jobs)  # the rest nak'd, and acks on their way
 
     def _details(self) -> dict[str, Any]:
         return {
