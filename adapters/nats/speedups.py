@@ -17,6 +17,7 @@ too large, a header nats-py would refuse or rewrite) goes to nats-py's own publi
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -116,7 +117,9 @@ def install() -> bool:
     return True
 
 
+@functools.cache
 def _publish_replicable() -> bool:
+    """Checked once per process (`install` runs at every connect)."""
     needed = ("_pending", "_pending_data_size", "_max_pending_size", "_flush_queue", "stats")
     probe = Client()
     return (
