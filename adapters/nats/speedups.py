@@ -23,6 +23,8 @@ from typing import Any
 
 from nats.aio.client import Client
 
+from adapters.nats import fastparse
+
 _PUBLISH: Any = Client.__dict__.get("publish")
 _SEND_PUBLISH: Any = Client.__dict__.get("_send_publish")
 _BAD_SUBJECT = re.compile(r"[ \t\r\n]")  # what nats-py refuses in a published subject
@@ -114,6 +116,7 @@ def install() -> bool:
     Client._parse_header_lines = staticmethod(parse_header_lines)  # type: ignore[method-assign]
     if _publish_replicable():
         Client.publish = publish  # type: ignore[method-assign]
+    fastparse.install()
     return True
 
 

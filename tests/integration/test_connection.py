@@ -54,12 +54,14 @@ async def test_the_fast_publish_delivers_what_nats_py_would(
 ) -> None:
     from nats.aio.client import Client  # noqa: PLC0415
     from nats.errors import BadSubjectError  # noqa: PLC0415
+    from nats.protocol.parser import Parser  # noqa: PLC0415
 
-    from adapters.nats import speedups  # noqa: PLC0415
+    from adapters.nats import fastparse, speedups  # noqa: PLC0415
 
     nc = await connect(NatsSettings(url=nats_server.url))
     try:
         assert Client.publish is speedups.publish
+        assert Parser.parse is fastparse.parse  # what the subscription below receives through
         sub = await nc.subscribe("fast.>")
         await nc.publish("fast.plain", b"one")
         await nc.publish("fast.headers", b"two", reply="fast.reply", headers={"A": " b "})
