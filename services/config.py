@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from adapters.nats.connection import NatsSettings
+from services import embedded
 
 DEFAULT_ALLOWED_COMMANDS = (
     "kubectl,curl,ls,df,uptime,date,whoami,cat,echo,grep,ps,dig,nslookup,ping,traceroute,helm"
@@ -76,7 +77,9 @@ class Settings:
 
     @property
     def nats_url_or_default(self) -> str:
-        return self.nats_url or "nats://127.0.0.1:4222"
+        """`BAKER_NATS_URL`, else the server of a `baker up` running on this data dir, else
+        the local default."""
+        return self.nats_url or embedded.find(self.data_dir) or "nats://127.0.0.1:4222"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

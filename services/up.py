@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from adapters.nats.connection import redact_url
 from adapters.nats.server import NatsServerMissing, NatsServerProcess
+from services import embedded as records
 from services.bootstrap import runtime
 from services.composition import start_brain_process, stop_brain_process
 from services.config import Settings
@@ -42,6 +43,8 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             return 1
     stop_on_signals(options.stop)
     try:
+        if embedded is not None and embedded.pid is not None:
+            records.record(settings.data_dir, url, embedded.pid)  # the CLI finds it there
         async with runtime(settings, url, "baker-up") as rt:
             head = await rt.store.head_seq()
             where = f"embedded, pid {embedded.pid}" if embedded else "external"
@@ -63,5 +66,7 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
         return 3
     finally:
         if embedded is not None:
+            if embedded.pid is not None:
+                records.forget(settings.data_dir, embedded.pid)
             await asyncio.to_thread(embedded.stop)
     return 0

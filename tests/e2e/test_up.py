@@ -45,7 +45,13 @@ async def test_up_runs_everything_and_a_restart_keeps_the_data(tmp_path: Path) -
     with running(data, token="t0k") as first:
         job_id = await completed(first.url, first.headers, "echo before-restart")
         pid = nats_pid(first.proc)
+        # The CLI, given only the data dir, finds this `baker up`'s embedded server.
+        env = {"BAKER_NATS_URL": "", "BAKER_DATA_DIR": str(data), "BAKER_LOG_LEVEL": "WARNING"}
+        history = BakerProcess("history", job_id, env=env)
+        history.wait_for("JobCompleted")
+        assert history.wait() == 0
     assert wait_gone(pid)  # SIGTERM (in `running`) stopped the child nats-server too
+    assert not (data / "nats.url").exists()  # and the record of where it was is gone
 
     with running(data, token="t0k") as second:
         assert any(
