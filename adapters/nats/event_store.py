@@ -24,6 +24,7 @@ from adapters.eventstore.port import (
     ConcurrencyConflict,
     EventStore,
     History,
+    NotStored,
     Position,
     SequenceGap,
     StoredEvent,
@@ -36,6 +37,8 @@ from adapters.nats.requests import (
     JetStreamPublisher,
     PublishRefused,
     PublishUnavailable,
+    Sent,
+    pub_ack,
 )
 from adapters.nats.streams import EVENTS_STREAM
 from domain.events import Envelope, EventDecodeError, decode_event, encode_event
@@ -106,6 +109,53 @@ class JetStreamEventStore(EventStore):
                 stored.append(StoredEvent(seq, subject, env))
             last = seq
         return stored, any_duplicate
+
+    async def _append_each(
+        self, batch: list[tuple[str, str, Envelope, Position]]
+    ) -> list[StoredEvent | Exception]:
+        """All the appends on the wire before the first answer is awaited. No retries here:
+        whatever did not come back stored is left to `execute`, which retries with the same
+        message ids."""
+        sent: list[tuple[str, Sent | Exception]] = []
+        try:
+            for aggregate, aggregate_id, env, expected in batch:
+                subject = event_subject(aggregate, aggregate_id, self._prefix)
+                headers = {
+                    "Nats-Msg-Id": env.event_id,
+                    "Nats-Expected-Last-Subject-Sequence": str(expected.seq),
+                    "Baker-Event-Type": env.type,
+                }
+                try:
+                    waiting = await self._publisher.mux.send(
+                        subject, encode_event(env), headers, self._timeout
+                    )
+                except Exception as exc:
+                    sent.append((subject, exc))
+                else:
+                    sent.append((subject, waiting))
+            return [
+                await self._stored(subject, answer, env)
+                for (subject, answer), (_, _, env, _) in zip(sent, batch, strict=True)
+            ]
+        finally:  # answers not taken (we were cancelled) are not left to the sweeper
+            for _, left in sent:
+                if isinstance(left, Sent):
+                    self._publisher.mux.abandon(left)
+
+    async def _stored(
+        self, subject: str, waiting: Sent | Exception, env: Envelope
+    ) -> StoredEvent | Exception:
+        if isinstance(waiting, Exception):
+            return waiting
+        try:
+            seq, duplicate = pub_ack(subject, await self._publisher.mux.answer(waiting))
+        except PublishRefused as exc:
+            if exc.code == WRONG_LAST_SEQUENCE:
+                return ConcurrencyConflict(f"{subject}: {exc.description}")
+            return AppendRefused(str(exc))
+        except Exception as exc:
+            return exc
+        return NotStored("a duplicate") if duplicate else StoredEvent(seq, subject, env)
 
     async def _publish(
         self, subject: str, payload: bytes, headers: dict[str, str]

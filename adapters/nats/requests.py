@@ -132,7 +132,8 @@ TRANSIENT = (NatsTimeout, TimeoutError, NoRespondersError, OutboundBufferLimitEr
 Publish = tuple[str, bytes, dict[str, str] | None]  # subject, payload, headers
 
 
-def _pub_ack(subject: str, msg: Msg) -> tuple[int, bool]:
+def pub_ack(subject: str, msg: Msg) -> tuple[int, bool]:
+    """(stream sequence, duplicate) of a PubAck, or `PublishRefused`."""
     answer: dict[str, Any] = orjson.loads(msg.data)
     error = answer.get("error")
     if error is None:
@@ -196,7 +197,7 @@ class JetStreamPublisher:
                 continue
             except ConnectionClosedError as exc:
                 raise PublishUnavailable(f"{subject}: NATS connection closed") from exc
-            return _pub_ack(subject, msg)
+            return pub_ack(subject, msg)
 
     async def publish_all(self, items: Sequence[Publish]) -> list[tuple[int, bool]]:
         """Publish `items` back to back (all on the wire before the first answer is awaited)
@@ -225,7 +226,7 @@ class JetStreamPublisher:
     ) -> tuple[int, bool]:
         if waiting is not None:
             try:
-                return _pub_ack(subject, await self.mux.answer(waiting))
+                return pub_ack(subject, await self.mux.answer(waiting))
             except TRANSIENT:
                 pass
         return await self.publish(subject, payload, headers)

@@ -2,9 +2,11 @@
 
 One durable consumer, `brain-ingest`, filtered on `baker.jobs.*.>`, so a job's messages arrive
 in the order its worker published them. They are handled in order per job and concurrently
-across jobs; each is decided by the job lifecycle and appended (or recorded as a rejected
-transition) with the message's stream sequence as its cause, then acknowledged. A redelivered
-message therefore appends nothing new. A malformed message is terminated, counted and logged
+across jobs: a fetched batch goes in rounds of at most one message per job, whose appends are
+pipelined (`EventStore.execute_each`: one round trip per round, not one per message). Each
+message is decided by the job lifecycle and appended (or recorded as a rejected transition)
+with its stream sequence as its cause, then acknowledged. A redelivered message therefore
+appends nothing new. A malformed message is terminated, counted and logged
 with its subject; it never blocks the consumer.
 """
 
@@ -22,12 +24,12 @@ from nats.aio.msg import Msg
 
 from adapters import tracing
 from adapters.eventstore import EventStore, Outcome, StoreUnavailable
+from adapters.eventstore.port import Planned
 from adapters.nats.pull import PullSubscriber, delivery
 from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM
 from domain.commands import RecordStatus
 from domain.wire import ResultMessage, StatusMessage, WireError, decode_result, decode_status
 from services.brain.leadership import Fenced
-from services.serial import KeyedSerial
 
 log = logging.getLogger("baker.brain.ingest")
 POISON_AFTER = 5  # deliveries of a message our own code keeps failing on
@@ -50,71 +52,103 @@ class Ingest:
         store: EventStore,
         *,
         batch: int = 256,
-        max_inflight: int = 2048,
         on_outcome: Callable[[str, Outcome], None] | None = None,
         store_wait: float = 300.0,
     ) -> None:
         self._nc = nc
         self._store = store
         self._batch = batch
-        self._slots = asyncio.Semaphore(max_inflight)
-        self._serial = KeyedSerial()
         self._on_outcome = on_outcome
         self._store_wait = store_wait
         self.stats = IngestStats()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Fetch and handle messages until `stop` is set, then finish what is in flight."""
+        """Fetch and handle messages until `stop` is set, then finish what was fetched."""
         puller = await PullSubscriber(self._nc, JOBS_STREAM, INGEST_CONSUMER).start()
         try:
             while not stop.is_set():
-                for msg in await puller.fetch(self._batch, wait=0.5):
-                    await self._slots.acquire()
-                    self._serial.submit(_job_of(msg.subject), lambda m=msg: self._guarded(m))
+                for heads in rounds(await puller.fetch(self._batch, wait=0.5)):
+                    await self._handle_round(heads)
         finally:
-            await self._serial.drain()
             await puller.stop()
 
-    async def _guarded(self, msg: Msg) -> None:
-        try:
-            await self.handle(msg)
-        finally:
-            self._slots.release()
+    async def _handle_round(self, heads: list[Msg]) -> None:
+        """At most one message per job: all decided, their appends pipelined, then acked."""
+        decided: list[tuple[Msg, str, RecordStatus]] = []
+        planned: list[Planned] = []
+        for msg in heads:
+            parsed = await self._parse(msg)
+            if parsed is not None:
+                job_id, cmd = parsed
+                seq, _ = delivery(msg)
+                trace_id = tracing.trace_id_from_headers(msg.headers)
+                planned.append(("job", job_id, cmd, trace_id, f"jobs-{seq}"))
+                decided.append((msg, job_id, cmd))
+        if not planned:
+            return
+        results = await self._store.execute_each(planned)
+        waits = []
+        for (msg, job_id, cmd), result in zip(decided, results, strict=True):
+            if isinstance(result, StoreUnavailable):  # waited out in place, in order
+                waits.append(self._apply(msg, job_id, cmd, unavailable=result))
+            else:
+                await self._settle(msg, job_id, result)
+        await asyncio.gather(*waits)
 
     async def handle(self, msg: Msg) -> None:
         """Decide one status/result message and acknowledge it."""
+        parsed = await self._parse(msg)
+        if parsed is not None:
+            await self._apply(msg, *parsed)
+
+    async def _parse(self, msg: Msg) -> tuple[str, RecordStatus] | None:
+        """(job id, command) of a status/result message; a malformed one is terminated."""
         parts = msg.subject.split(".")
         if len(parts) != 4 or parts[2] not in ("status", "result"):
             await self._malformed(msg, f"subject {msg.subject} is not a status or result subject")
-            return
+            return None
         kind, job_id = parts[2], parts[3]
         try:
             wire = decode_status(msg.data) if kind == "status" else decode_result(msg.data)
         except WireError as exc:
             await self._malformed(msg, str(exc))
-            return
+            return None
         if wire.id != job_id:
             await self._malformed(msg, f"id: {wire.id!r} does not match the subject's {job_id!r}")
-            return
-        await self._apply(msg, job_id, _command(wire, kind))
+            return None
+        return job_id, _command(wire, kind)
 
-    async def _apply(self, msg: Msg, job_id: str, cmd: RecordStatus) -> None:
+    async def _apply(
+        self,
+        msg: Msg,
+        job_id: str,
+        cmd: RecordStatus,
+        unavailable: StoreUnavailable | None = None,
+    ) -> None:
         # The worker's trace id is kept on the event; no span per message: at thousands of
         # messages a second a span each costs more than the rest of the ingest.
         trace_id = tracing.trace_id_from_headers(msg.headers)
         seq, _ = delivery(msg)
         try:
-            outcome = await self._execute_in_order(msg, job_id, cmd, trace_id, f"jobs-{seq}")
-        except StoreUnavailable:
+            outcome: Outcome | Exception = await self._execute_in_order(
+                msg, job_id, cmd, trace_id, f"jobs-{seq}", unavailable
+            )
+        except Exception as exc:
+            outcome = exc
+        await self._settle(msg, job_id, outcome)
+
+    async def _settle(self, msg: Msg, job_id: str, outcome: Outcome | Exception) -> None:
+        """Acknowledge a decided message, or hand it back according to what went wrong."""
+        if isinstance(outcome, StoreUnavailable):
             await msg.nak(delay=2)
             return
-        except Fenced:
+        if isinstance(outcome, Fenced):
             # Another Brain leads now: hand the message back to it (the consumer is shared).
             self.stats.fenced += 1
             await msg.nak(delay=0.5)
             return
-        except Exception:
-            await self._failed(msg, job_id)
+        if isinstance(outcome, Exception):
+            await self._failed(msg, job_id, outcome)
             return
         self.stats.processed += 1
         if outcome.rejected is not None:
@@ -124,32 +158,45 @@ class Ingest:
         await msg.ack()
 
     async def _execute_in_order(
-        self, msg: Msg, job_id: str, cmd: RecordStatus, trace_id: str | None, cause: str
+        self,
+        msg: Msg,
+        job_id: str,
+        cmd: RecordStatus,
+        trace_id: str | None,
+        cause: str,
+        unavailable: StoreUnavailable | None = None,
     ) -> Outcome:
-        """Execute, waiting out a store outage in place: a nak would let this job's later
-        messages (already behind it in its queue) be appended before this one."""
+        """Execute, waiting out a store outage in place (`unavailable`: it has already begun):
+        a nak would let this job's later messages be appended before this one."""
+        loop = asyncio.get_running_loop()
         delay = 1.0
-        deadline = asyncio.get_running_loop().time() + self._store_wait
+        deadline = loop.time() + self._store_wait
         while True:
-            try:
-                return await self._store.execute(
-                    "job", job_id, cmd, trace_id=trace_id, causation_id=cause
-                )
-            except StoreUnavailable:
+            if unavailable is not None:
                 self.stats.store_waits += 1
-                if asyncio.get_running_loop().time() >= deadline:
-                    raise
+                if loop.time() >= deadline:
+                    raise unavailable
                 log.warning("event store unavailable; retrying", extra={"job_id": job_id})
                 with contextlib.suppress(Exception):
                     await msg.in_progress()  # still ours: not redelivered meanwhile
                 await asyncio.sleep(delay)  # back-off between tries of the same message
                 delay = min(delay * 2, 10.0)
+            try:
+                return await self._store.execute(
+                    "job", job_id, cmd, trace_id=trace_id, causation_id=cause
+                )
+            except StoreUnavailable as exc:
+                unavailable = exc
 
-    async def _failed(self, msg: Msg, job_id: str) -> None:
+    async def _failed(self, msg: Msg, job_id: str, exc: Exception) -> None:
         self.stats.errors += 1
         deliveries = msg.metadata.num_delivered
-        log.exception(
-            "ingest failed on %s (delivery %d)", msg.subject, deliveries, extra={"job_id": job_id}
+        log.error(
+            "ingest failed on %s (delivery %d)",
+            msg.subject,
+            deliveries,
+            exc_info=exc,
+            extra={"job_id": job_id},
         )
         if deliveries >= POISON_AFTER:
             await msg.term()
@@ -166,6 +213,15 @@ class Ingest:
 
 def _job_of(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
+
+
+def rounds(msgs: list[Msg]) -> list[list[Msg]]:
+    """Messages in rounds of at most one per job, each job's in the order they came."""
+    queues: dict[str, list[Msg]] = {}
+    for msg in msgs:
+        queues.setdefault(_job_of(msg.subject), []).append(msg)
+    depth = max((len(q) for q in queues.values()), default=0)
+    return [[q[i] for q in queues.values() if i < len(q)] for i in range(depth)]
 
 
 def _command(wire: StatusMessage | ResultMessage, kind: str) -> RecordStatus:

@@ -13,6 +13,7 @@ from adapters.eventstore import (
     BadEvent,
     ConcurrencyConflict,
     EventStore,
+    Outcome,
     Position,
     StoredEvent,
 )
@@ -152,6 +153,80 @@ class EventStoreContract(abc.ABC):
         # `store` still caches "dispatched": its append conflicts, it reloads and re-decides.
         outcome = await store.execute("job", "job-o", RecordStatus(status="completed"))
         assert outcome.state.status == "completed" and outcome.attempts == 2
+
+    async def test_execute_each_decides_and_appends_as_execute_would(
+        self, store: EventStore
+    ) -> None:
+        for job in ("job-m1", "job-m2", "job-m3"):
+            await store.execute("job", job, DispatchJob(spec=SPEC))
+        store.forget("job", "job-m3")  # not cached: goes through `execute`
+        items = [
+            ("job", "job-m1", RecordStatus(status="running", attempt=1), "ab" * 16, "c-1"),
+            ("job", "job-m2", RecordStatus(status="received", attempt=1), None, "c-2"),
+            ("job", "job-m3", RecordStatus(status="running", attempt=1), None, "c-3"),
+            ("job", "job-none", RecordStatus(status="running"), None, "c-4"),
+        ]
+        outcomes = await store.execute_each(items)
+        assert all(isinstance(o, Outcome) for o in outcomes)
+        m1, m2, m3, none = (o for o in outcomes if isinstance(o, Outcome))
+        assert (m1.state.status, m2.state.status, m3.state.status) == (
+            "running",
+            "received",
+            "running",
+        )
+        assert none.rejected is not None and not (await store.load("job", "job-none")).exists
+        history = await store.load("job", "job-m1")
+        assert [e.envelope.type for e in history.events] == ["JobDispatched", "JobStarted"]
+        assert [(e.seq, e.envelope.trace_id) for e in m1.appended] == [
+            (history.events[-1].seq, "ab" * 16)
+        ]
+        assert m1.position == history.position
+        # The same causes again (redelivered messages) store nothing new.
+        again = await store.execute_each(items[:3])
+        assert not any(isinstance(o, Outcome) and o.changed for o in again)
+        for job in ("job-m1", "job-m2", "job-m3"):
+            assert len((await store.load("job", job)).events) == 2
+
+    async def test_execute_each_takes_a_conflict_through_execute(self, store: EventStore) -> None:
+        other = await self.other_writer(store)
+        for job in ("job-c1", "job-c2"):
+            await store.execute("job", job, DispatchJob(spec=SPEC))
+        await other.execute("job", "job-c1", RecordStatus(status="running", attempt=1))
+        c1, c2 = await store.execute_each([
+            ("job", "job-c1", RecordStatus(status="completed", result="ok"), None, "k-1"),
+            ("job", "job-c2", RecordStatus(status="running", attempt=1), None, "k-2"),
+        ])  # fmt: skip
+        assert isinstance(c1, Outcome) and isinstance(c2, Outcome)
+        assert c1.state.status == "completed" and c2.state.status == "running"
+        assert store.stats.conflicts >= 1
+        history = await store.load("job", "job-c1")
+        assert [e.envelope.type for e in history.events] == [
+            "JobDispatched", "JobStarted", "JobCompleted",
+        ]  # fmt: skip
+
+    async def test_execute_each_appends_cached_aggregates_itself(self, store: EventStore) -> None:
+        """The point of it: no `execute` (lock, coroutine chain, one round trip) per command."""
+        for job in ("job-p1", "job-p2"):
+            await store.execute("job", job, DispatchJob(spec=SPEC))
+
+        async def no_execute(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("went through execute")
+
+        store.execute = no_execute  # type: ignore[method-assign]
+        outcomes = await store.execute_each([
+            ("job", "job-p1", RecordStatus(status="running", attempt=1), None, "p-1"),
+            ("job", "job-p2", RecordStatus(status="received", attempt=1), None, "p-2"),
+        ])  # fmt: skip
+        assert [o.state.status for o in outcomes if isinstance(o, Outcome)] == [
+            "running", "received",
+        ]  # fmt: skip
+        del store.execute  # the class's own again
+        assert (await store.load("job", "job-p1")).state.status == "running"
+
+    async def test_execute_each_takes_one_command_per_aggregate(self, store: EventStore) -> None:
+        item = ("job", "job-twice", RecordStatus(status="running"), None, "k")
+        with pytest.raises(ValueError, match="one command per aggregate"):
+            await store.execute_each([item, item])
 
     async def test_same_cause_appended_twice_is_stored_once(self, store: EventStore) -> None:
         await store.append("job", "job-d", [dispatched()], NEW, causation_id="msg-1")

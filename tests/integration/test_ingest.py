@@ -136,6 +136,19 @@ class FlakyStore:
             raise StoreUnavailable("event store down for a moment")
         return await self._store.execute(aggregate, aggregate_id, cmd, **kw)
 
+    async def execute_each(self, items: list[Any]) -> list[Any]:
+        out: list[Any] = []
+        for aggregate, aggregate_id, cmd, trace_id, cause in items:
+            try:
+                out.append(
+                    await self.execute(
+                        aggregate, aggregate_id, cmd, trace_id=trace_id, causation_id=cause
+                    )
+                )
+            except Exception as exc:  # as the real one returns it
+                out.append(exc)
+        return out
+
 
 async def test_a_store_outage_keeps_a_job_s_messages_in_order(pipe: Pipeline) -> None:
     job = await pipe.brain.dispatcher.dispatch(SPEC)
