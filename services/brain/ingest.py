@@ -15,9 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -73,11 +73,12 @@ class Ingest:
             await puller.stop()
 
     async def _handle_round(self, heads: list[Msg]) -> None:
-        """At most one message per job: all decided, their appends pipelined, then acked."""
+        """At most one message per job: all decided, their appends pipelined, then acked.
+        A failure of our own on one message is logged and never stops the consumer."""
         decided: list[tuple[Msg, str, RecordStatus]] = []
         planned: list[Planned] = []
         for msg in heads:
-            parsed = await self._parse(msg)
+            parsed = await _guarded(msg, self._parse(msg))
             if parsed is not None:
                 job_id, cmd = parsed
                 seq, _ = delivery(msg)
@@ -86,13 +87,19 @@ class Ingest:
                 decided.append((msg, job_id, cmd))
         if not planned:
             return
-        results = await self._store.execute_each(planned)
+        try:
+            results = await self._store.execute_each(planned)
+        except Exception:
+            log.exception("a pipelined round failed; its messages go one by one")
+            for msg, job_id, cmd in decided:
+                await _guarded(msg, self._apply(msg, job_id, cmd))
+            return
         waits = []
         for (msg, job_id, cmd), result in zip(decided, results, strict=True):
             if isinstance(result, StoreUnavailable):  # waited out in place, in order
-                waits.append(self._apply(msg, job_id, cmd, unavailable=result))
+                waits.append(_guarded(msg, self._apply(msg, job_id, cmd, unavailable=result)))
             else:
-                await self._settle(msg, job_id, result)
+                await _guarded(msg, self._settle(msg, job_id, result))
         await asyncio.gather(*waits)
 
     async def handle(self, msg: Msg) -> None:
@@ -209,6 +216,18 @@ class Ingest:
             "malformed message on %s: %s", msg.subject, reason, extra={"subject": msg.subject}
         )
         await msg.term()
+
+
+T = TypeVar("T")
+
+
+async def _guarded(msg: Msg, work: Awaitable[T]) -> T | None:
+    """`work`'s result, or None (logged) when it raises: one message never stops the rest."""
+    try:
+        return await work
+    except Exception:
+        log.exception("handling %s failed", msg.subject, extra={"subject": msg.subject})
+        return None
 
 
 def _job_of(subject: str) -> str:

@@ -168,3 +168,40 @@ async def test_a_store_outage_keeps_a_job_s_messages_in_order(pipe: Pipeline) ->
     await running
     assert flaky.failed and ingest.stats.store_waits == 1
     assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
+
+
+class BrokenRound:
+    """A store whose first pipelined round fails with a bug of ours."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.broke = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def execute_each(self, items: list[Any]) -> list[Any]:
+        if not self.broke:
+            self.broke = True
+            raise RuntimeError("a bug in the pipelined path")
+        return await self._store.execute_each(items)  # type: ignore[no-any-return]
+
+
+async def test_a_failing_round_is_handled_message_by_message(pipe: Pipeline) -> None:
+    job = await pipe.brain.dispatcher.dispatch(SPEC)
+    j = job.job_id
+    for kind, body in [
+        ("status", {"status": "received", "attempt": 1}),
+        ("status", {"status": "running", "attempt": 1}),
+        ("result", {"status": "completed", "result": {"ok": True}}),
+    ]:
+        await publish(pipe, j, kind, body)
+    broken = BrokenRound(pipe.store)
+    ingest = Ingest(pipe.nc, broken)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    running = asyncio.create_task(ingest.run(stop))
+    history = await pipe.wait_job(j, {"completed"})
+    stop.set()
+    await running
+    assert broken.broke and ingest.stats.processed == 3 and ingest.stats.errors == 0
+    assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
