@@ -205,17 +205,7 @@ class EventStore(abc.ABC):
         if self.fence is not None:
             self.fence(aggregate)
         envelopes = [
-            Envelope(
-                event_id=_event_id(causation_id, aggregate, aggregate_id, i),
-                aggregate=aggregate,
-                aggregate_id=aggregate_id,
-                version=expected.version + i + 1,
-                occurred_at=datetime.now(UTC),
-                data=event,
-                trace_id=trace_id,
-                causation_id=causation_id,
-                generation=self.generation,
-            )
+            self._envelope(aggregate, aggregate_id, event, expected, i, trace_id, causation_id)
             for i, event in enumerate(events)
         ]
         try:
@@ -340,7 +330,7 @@ class EventStore(abc.ABC):
             if not isinstance(outcome, (Outcome, Exception)):
                 raise outcome  # cancelled: not a result of the command
             results[n] = outcome
-        return [r if r is not None else ValueError("no result") for r in results]
+        return [r for r in results if r is not None]  # every slot is filled by now
 
     def _plan(
         self, aggregate: str, aggregate_id: str, command: Command, trace_id: str | None, cause: str
@@ -365,18 +355,31 @@ class EventStore(abc.ABC):
         except Exception:
             return None  # `execute` raises it for this command
         self.stats.cache_hits += 1
-        env = Envelope(
-            event_id=_event_id(cause, aggregate, aggregate_id, 0),
+        env = self._envelope(aggregate, aggregate_id, decision[0], position, 0, trace_id, cause)
+        return env, position
+
+    def _envelope(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        event: DomainEvent,
+        expected: Position,
+        index: int,
+        trace_id: str | None,
+        causation_id: str | None,
+    ) -> Envelope:
+        """The `index`-th event appended after `expected`, as stored."""
+        return Envelope(
+            event_id=_event_id(causation_id, aggregate, aggregate_id, index),
             aggregate=aggregate,
             aggregate_id=aggregate_id,
-            version=position.version + 1,
+            version=expected.version + index + 1,
             occurred_at=datetime.now(UTC),
-            data=decision[0],
+            data=event,
             trace_id=trace_id,
-            causation_id=cause,
+            causation_id=causation_id,
             generation=self.generation,
         )
-        return env, position
 
     async def _planned_outcome(
         self, item: Planned, expected: Position, got: StoredEvent | Exception

@@ -52,6 +52,15 @@ class AppendRefused(Exception):
     """JetStream refused an append for a reason other than a concurrency conflict."""
 
 
+def _headers(env: Envelope, last_seq: int) -> dict[str, str]:
+    """Dedupe by event id, and only after the aggregate's last stored sequence."""
+    return {
+        "Nats-Msg-Id": env.event_id,
+        "Nats-Expected-Last-Subject-Sequence": str(last_seq),
+        "Baker-Event-Type": env.type,
+    }
+
+
 class JetStreamEventStore(EventStore):
     def __init__(
         self,
@@ -93,12 +102,7 @@ class JetStreamEventStore(EventStore):
         any_duplicate = False
         last = expected.seq
         for env in envelopes:
-            headers = {
-                "Nats-Msg-Id": env.event_id,
-                "Nats-Expected-Last-Subject-Sequence": str(last),
-                "Baker-Event-Type": env.type,
-            }
-            seq, duplicate = await self._publish(subject, encode_event(env), headers)
+            seq, duplicate = await self._publish(subject, encode_event(env), _headers(env, last))
             if duplicate:
                 any_duplicate = True
                 item = await self._get(seq)
@@ -120,14 +124,9 @@ class JetStreamEventStore(EventStore):
         try:
             for aggregate, aggregate_id, env, expected in batch:
                 subject = event_subject(aggregate, aggregate_id, self._prefix)
-                headers = {
-                    "Nats-Msg-Id": env.event_id,
-                    "Nats-Expected-Last-Subject-Sequence": str(expected.seq),
-                    "Baker-Event-Type": env.type,
-                }
                 try:
                     waiting = await self._publisher.mux.send(
-                        subject, encode_event(env), headers, self._timeout
+                        subject, encode_event(env), _headers(env, expected.seq), self._timeout
                     )
                 except Exception as exc:
                     sent.append((subject, exc))
