@@ -150,22 +150,28 @@ class FlakyStore:
         return out
 
 
-async def test_a_store_outage_keeps_a_job_s_messages_in_order(pipe: Pipeline) -> None:
+async def one_job_through(pipe: Pipeline, store: Any) -> tuple[Ingest, Any]:
+    """A job's received, running and result messages through an ingest on `store`, until the
+    job is completed: (the ingest, the job's history)."""
     job = await pipe.brain.dispatcher.dispatch(SPEC)
-    j = job.job_id
     for kind, body in [
         ("status", {"status": "received", "attempt": 1}),
         ("status", {"status": "running", "attempt": 1}),
         ("result", {"status": "completed", "result": {"ok": True}}),
     ]:
-        await publish(pipe, j, kind, body)
-    flaky = FlakyStore(pipe.store)
-    ingest = Ingest(pipe.nc, flaky)  # type: ignore[arg-type]
+        await publish(pipe, job.job_id, kind, body)
+    ingest = Ingest(pipe.nc, store)
     stop = asyncio.Event()
     running = asyncio.create_task(ingest.run(stop))
-    history = await pipe.wait_job(j, {"completed"})
+    history = await pipe.wait_job(job.job_id, {"completed"})
     stop.set()
     await running
+    return ingest, history
+
+
+async def test_a_store_outage_keeps_a_job_s_messages_in_order(pipe: Pipeline) -> None:
+    flaky = FlakyStore(pipe.store)
+    ingest, history = await one_job_through(pipe, flaky)
     assert flaky.failed and ingest.stats.store_waits == 1
     assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
 
@@ -188,20 +194,7 @@ class BrokenRound:
 
 
 async def test_a_failing_round_is_handled_message_by_message(pipe: Pipeline) -> None:
-    job = await pipe.brain.dispatcher.dispatch(SPEC)
-    j = job.job_id
-    for kind, body in [
-        ("status", {"status": "received", "attempt": 1}),
-        ("status", {"status": "running", "attempt": 1}),
-        ("result", {"status": "completed", "result": {"ok": True}}),
-    ]:
-        await publish(pipe, j, kind, body)
     broken = BrokenRound(pipe.store)
-    ingest = Ingest(pipe.nc, broken)  # type: ignore[arg-type]
-    stop = asyncio.Event()
-    running = asyncio.create_task(ingest.run(stop))
-    history = await pipe.wait_job(j, {"completed"})
-    stop.set()
-    await running
+    ingest, history = await one_job_through(pipe, broken)
     assert broken.broke and ingest.stats.processed == 3 and ingest.stats.errors == 0
     assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
