@@ -108,14 +108,13 @@ async def _drain(stream: asyncio.StreamReader | None, sink: _Sink) -> None:
 
 def base_env() -> dict[str, str]:
     """The minimal env every command starts from (a fresh copy: callers may change it)."""
-    inherited = tuple(os.environ.get(key) for key in _INHERITED)
-    return dict(_base_env(inherited))
+    return dict(_base_env())
 
 
-@functools.lru_cache(maxsize=4)
-def _base_env(inherited: tuple[str | None, ...]) -> tuple[tuple[str, str], ...]:
-    # Keyed by the inherited values, so a worker whose env changes still passes the new ones.
-    env = {key: value for key, value in zip(_INHERITED, inherited, strict=True) if value}
+@functools.cache
+def _base_env() -> tuple[tuple[str, str], ...]:
+    # Read once: a worker's own env does not change while it runs.
+    env = {key: os.environ[key] for key in _INHERITED if key in os.environ}
     env.setdefault("PATH", os.defpath)
     env.update(LANG="C.UTF-8", LC_ALL="C.UTF-8")
     return tuple(env.items())

@@ -160,7 +160,7 @@ class Child:
         self._one_done()
 
     def _one_done(self) -> None:
-        self._open -= 1
+        self._open -= 1  # `_done` may be cancelled with a cancelled `wait`: then nobody waits
         if self._open == 0 and not self._done.done():
             self._done.set_result(None)
 
@@ -170,8 +170,9 @@ class Child:
             os.close(fd)
 
     async def wait(self) -> int:
-        """Wait until the child has exited and both pipes are at end of file."""
-        await asyncio.shield(self._done)
+        """Wait until the child has exited and both pipes are at end of file (cancelling
+        the wait cancels only this wait: `reaped` still sees the exit)."""
+        await self._done
         assert self.returncode is not None
         return self.returncode
 
