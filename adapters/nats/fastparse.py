@@ -97,14 +97,21 @@ async def parse(self: Any, data: bytes = b"") -> None:
     while self.state == _AWAITING_CONTROL_LINE and (buf[:4] == b"MSG " or buf[:5] == b"HMSG "):
         end = buf.find(b"\r\n", 0, _MAX_LINE)
         if end < 0:
+            if len(buf) < _MAX_LINE:
+                return  # the rest of the line is still on its way: wait, as nats-py does
             break
         parsed = _split(bytes(buf[:end]))
         if parsed is None:
             break
         subject, sid, reply, hsize, size = parsed
         start = end + 2
-        if hsize > size or len(buf) < start + size + 2:
+        if hsize > size:
             break
+        if len(buf) < start + size + 2:
+            # The payload is still on its way. Waiting here, not in nats-py's parser, keeps
+            # the messages after it on this path (nats-py would parse the rest of the next
+            # read itself); the line is split again then, which is cheap.
+            return
         hdr = bytes(buf[start : start + hsize]) if hsize else b""
         payload = bytes(buf[start + hsize : start + size])
         del buf[: start + size + 2]

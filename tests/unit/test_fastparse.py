@@ -148,3 +148,25 @@ def test_the_common_case_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) ->
     assert [entry[4] for entry in log] == [b"hi", b"ok"]
     assert log[0][5] == {"Nats-Msg-Id": "m1"}
     assert state["stats"]["in_msgs"] == 2
+
+
+def test_a_message_split_across_reads_keeps_the_rest_on_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Big batches arrive in several reads, most of which end inside a message: the messages
+    after that one must not all fall to nats-py's parser on the next read."""
+    calls: list[int] = []
+    original = Client._process_msg
+
+    async def counted(self: Client, sid: int, *args: Any) -> None:
+        calls.append(sid)
+        await original(self, sid, *args)
+
+    monkeypatch.setattr(Client, "_process_msg", counted)
+    payloads = (b"first", b"second", b"third")
+    stream = b"".join(b"MSG s 1 %d\r\n%s\r\n" % (len(p), p) for p in payloads)
+    for cut in (3, 12, 14, 20):  # in the line, in the payload, at its CRLF, in the next line
+        log, state = asyncio.run(_feed(fastparse.parse, [stream[:cut], stream[cut:]]))
+        assert [entry[4] for entry in log] == [b"first", b"second", b"third"], cut
+        assert state["buf"] == b""
+    assert calls == []
