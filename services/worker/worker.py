@@ -173,20 +173,27 @@ class Worker:
             await msg.nak()
             return
         started = time.monotonic()
-        # `received` and `running` go on the wire first, then the executor starts without
-        # waiting for their acknowledgements (one wake-up less per job); progress and the
-        # outcome are reported only once both are stored, so the stream keeps the order.
-        start_report = asyncio.create_task(reporter.started())
+        # The executor starts while `received` and `running` are on their way (both are
+        # queued on the connection before its first step runs); progress and the outcome are
+        # reported only once both are stored, so the stream keeps the order.
+        reported = asyncio.Event()
 
         async def progress(text: str) -> None:
-            await start_report
+            await reported.wait()
             await reporter.progress(text)
 
-        running.execution = asyncio.create_task(
+        execution = running.execution = asyncio.create_task(
             execute(dispatch, self.settings.executors, progress)
         )
-        await _stored_or_stop(start_report, running.execution)
-        await asyncio.wait({running.execution})
+        try:
+            await reporter.started()
+        except BaseException:
+            execution.cancel()
+            await asyncio.wait({execution})
+            raise
+        reported.set()
+        if not execution.done():
+            await asyncio.wait({execution})
         duration = int((time.monotonic() - started) * 1000)
         await self._report_outcome(running, reporter, duration)
 
@@ -286,13 +293,3 @@ class Worker:
             "failed": self.stats.failed,
             "cancelled": self.stats.cancelled,
         }
-
-
-async def _stored_or_stop(report: asyncio.Task[None], execution: asyncio.Task[Execution]) -> None:
-    """Wait for the start report; if it fails, stop the execution and raise its error."""
-    try:
-        await report
-    except BaseException:
-        execution.cancel()
-        await asyncio.wait({execution})
-        raise
