@@ -193,7 +193,7 @@ class Worker:
             raise
         reported.set()
         if not execution.done():
-            await asyncio.wait({execution})
+            await _settled(execution)
         duration = int((time.monotonic() - started) * 1000)
         await self._report_outcome(running, reporter, duration)
 
@@ -293,3 +293,14 @@ class Worker:
             "failed": self.stats.failed,
             "cancelled": self.stats.cancelled,
         }
+
+
+async def _settled(task: asyncio.Task[Any]) -> None:
+    """Wait until `task` has ended, however it ended (the caller reads its result, error or
+    cancellation); a cancellation of the waiting task itself still propagates."""
+    try:
+        await task
+    except BaseException:
+        waiting = asyncio.current_task()
+        if waiting is not None and waiting.cancelling():
+            raise
