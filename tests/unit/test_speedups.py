@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -124,7 +125,31 @@ async def test_unusual_arguments_go_to_nats_py(monkeypatch: pytest.MonkeyPatch) 
     assert client._pending == []  # nothing queued behind nats-py's back
 
 
-async def test_the_common_case_is_queued_and_the_flusher_kicked() -> None:
+class _Socket:
+    """The asyncio transport under nats-py's `TcpTransport`: how far behind it is."""
+
+    def __init__(self, behind: int = 0) -> None:
+        self.behind = behind
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.behind
+
+
+class _Transport:
+    """Stands in for nats-py's `TcpTransport`: records every write."""
+
+    def __init__(self, behind: int = 0) -> None:
+        self._io_writer = SimpleNamespace(transport=_Socket(behind))
+        self.writes: list[list[bytes]] = []
+
+    def writelines(self, payload: list[bytes]) -> None:
+        self.writes.append(list(payload))
+
+
+def connected_client(behind: int = 0) -> Any:
     import asyncio  # noqa: PLC0415
 
     from nats.aio.client import Client  # noqa: PLC0415
@@ -132,13 +157,34 @@ async def test_the_common_case_is_queued_and_the_flusher_kicked() -> None:
     client = Client()
     client._status = Client.CONNECTED
     client._flush_queue = asyncio.Queue(maxsize=1024)
-    client._flusher_task = asyncio.get_running_loop().create_future()  # a flusher "running"
-    await speedups.publish(client, "baker.jobs.dispatch", b"{}", "_INBOX.a.1", {"Nats-Msg-Id": "j"})
-    assert client._pending == [
-        speedups.encode_publish("baker.jobs.dispatch", "_INBOX.a.1", b"{}", {"Nats-Msg-Id": "j"})
-    ]
-    assert client._pending_data_size == len(client._pending[0])
+    client._transport = _Transport(behind)
+    return client
+
+
+async def test_the_common_case_is_queued_and_written_at_the_next_turn() -> None:
+    import asyncio  # noqa: PLC0415
+
+    client = connected_client()
+    args = ("baker.jobs.dispatch", b"{}", "_INBOX.a.1", {"Nats-Msg-Id": "j"})
+    await speedups.publish(client, *args)
+    first = speedups.encode_publish("baker.jobs.dispatch", "_INBOX.a.1", b"{}", args[3])
+    assert client._pending == [first]
+    assert client._pending_data_size == len(first)
     assert client.stats["out_msgs"] == 1 and client.stats["out_bytes"] == 2
-    assert client._flush_queue.qsize() == 1  # the flusher will write it
     await speedups.publish(client, "again", b"")
-    assert client._flush_queue.qsize() == 1  # already due: not kicked twice
+    assert client._transport.writes == []  # nothing written within the turn that published
+    await asyncio.sleep(0)  # one turn of the loop
+    assert client._transport.writes == [[first, b"PUB again  0\r\n\r\n"]]  # one write, in order
+    assert client._pending == [] and client._pending_data_size == 0
+    assert client._flush_queue.empty()  # nats-py's flusher task was not needed
+
+
+async def test_a_socket_that_is_behind_is_left_to_nats_py_flusher() -> None:
+    import asyncio  # noqa: PLC0415
+
+    client = connected_client(behind=speedups._WRITE_BUFFER_LIMIT + 1)
+    await speedups.publish(client, "s", b"x")
+    await asyncio.sleep(0)
+    assert client._transport.writes == []  # its flusher writes and waits for the drain
+    assert client._flush_queue.qsize() == 1
+    assert client._pending_data_size > 0
