@@ -79,3 +79,39 @@ async def test_the_fast_publish_delivers_what_nats_py_would(
         assert nc.stats["out_msgs"] >= 3
     finally:
         await nc.close()
+
+
+async def test_reads_are_parsed_from_the_socket_again_after_a_reconnect(
+    nats_server: NatsServerProcess,
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    nc = await connect(NatsSettings(url=nats_server.url))
+
+    def hooked() -> bool:
+        protocol = nc._transport._io_writer.transport.get_protocol()
+        parse_here = protocol.data_received.__qualname__.startswith("_socket_hook")
+        return nc._ps._baker_hooked is protocol and parse_here
+
+    async def round_trip(tag: str) -> list[bytes]:
+        sub = await nc.subscribe(f"hook.{tag}.>")
+        for i in range(50):
+            await nc.publish(f"hook.{tag}.{i}", b"x" * i)
+        got = [(await sub.next_msg(timeout=5)).data for _ in range(50)]
+        await sub.unsubscribe()
+        return got
+
+    try:
+        assert await round_trip("before") == [b"x" * i for i in range(50)]
+        assert hooked()
+        first = nc._transport._io_writer.transport.get_protocol()
+        nats_server.restart()
+        deadline = asyncio.get_running_loop().time() + 20
+        while not (nc.is_connected and nc._transport._io_writer.transport.get_protocol()
+                   is not first):  # fmt: skip
+            assert asyncio.get_running_loop().time() < deadline, "no reconnect"
+            await asyncio.sleep(0.05)  # polling the client's reconnect
+        assert await round_trip("after") == [b"x" * i for i in range(50)]
+        assert hooked()  # on the new connection's protocol
+    finally:
+        await nc.close()

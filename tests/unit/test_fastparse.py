@@ -170,3 +170,67 @@ def test_a_message_split_across_reads_keeps_the_rest_on_the_fast_path(
         assert [entry[4] for entry in log] == [b"first", b"second", b"third"], cut
         assert state["buf"] == b""
     assert calls == []
+
+
+async def _feed_from_socket(chunks: list[bytes], loop_runs: list[bool]) -> tuple[list[Any], Any]:
+    """The chunks arrive at the socket protocol's hook; nats-py's read loop runs after some of
+    them (`loop_runs`) and at the end, reading what the hook left it."""
+    log: list[Any] = []
+    nc = _client(log)
+    parser = Parser(nc)
+    parser._baker_busy = False
+    reader = asyncio.StreamReader()
+    hook = fastparse._socket_hook(parser, reader, reader.feed_data)
+
+    async def read_loop_turn() -> None:
+        if reader._buffer:
+            data = bytes(reader._buffer)
+            reader._buffer.clear()
+            await fastparse.parse(parser, data)
+
+    try:
+        for n, chunk in enumerate(chunks):
+            hook(chunk)
+            if n < len(loop_runs) and loop_runs[n]:
+                await read_loop_turn()
+        await read_loop_turn()
+    except Exception as exc:
+        log.append(("raised", type(exc).__name__, str(exc)))
+    subs = {sid: (s._received, s._pending_size) for sid, s in nc._subs.items()}
+    return log, {"stats": dict(nc.stats), "subs": subs, "buf": bytes(parser.buf)}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(operation(), max_size=12),
+    st.lists(st.integers(0, 400), max_size=6),
+    st.lists(st.booleans(), max_size=7),
+)
+def test_parsing_from_the_socket_delivers_what_nats_py_delivers(
+    ops: list[bytes], cuts: list[int], loop_runs: list[bool]
+) -> None:
+    chunks = _chunks(b"".join(ops), cuts)
+    theirs = asyncio.run(_feed(fastparse.original_parse(), chunks))
+    ours = asyncio.run(_feed_from_socket(chunks, loop_runs))
+    assert ours == theirs
+
+
+def test_ordinary_reads_never_wake_the_read_loop() -> None:
+    payloads = (b"first", b"second", b"third")
+    stream = b"".join(b"MSG s 1 %d\r\n%s\r\n" % (len(p), p) for p in payloads)
+    log, state = asyncio.run(_feed_from_socket([stream[:14], stream[14:]], [False]))
+    assert [entry[4] for entry in log] == list(payloads)
+    assert state["buf"] == b""
+
+
+async def test_what_needs_nats_py_goes_to_the_read_loop_in_order() -> None:
+    """A PING between two messages: the first is delivered by the hook, the rest by the loop."""
+    stream = b"MSG s 1 1\r\na\r\nPING\r\nMSG s 1 1\r\nb\r\n"
+    log: list[Any] = []
+    nc = _client(log)
+    parser = Parser(nc)
+    parser._baker_busy = False
+    reader = asyncio.StreamReader()
+    fastparse._socket_hook(parser, reader, reader.feed_data)(stream)
+    assert [entry[0] for entry in log] == ["msg"]  # delivered from the socket
+    assert bytes(reader._buffer) == b"PING\r\nMSG s 1 1\r\nb\r\n"  # left to the read loop
