@@ -97,34 +97,49 @@ def _queue(nc: Any, sid: int, subject: bytes, reply: bytes, payload: bytes, hdr:
     return True
 
 
-def _drain(parser: Any) -> bool:
+# What `_front` finds at the front of the buffer, besides a complete message.
+_WAIT = "wait"  # nothing, or the start of a MSG/HMSG still on its way: wait for more
+_NATS = "nats"  # an operation for nats-py's parser
+_SLOW = "slow"  # a complete message only `_process_msg` may deliver (its rarer branches)
+
+Front = tuple[bytes, int, bytes, bytes, bytes, int]  # subject, sid, reply, hdr, payload, length
+
+
+def _front(buf: bytearray) -> Front | str:
+    """The complete MSG/HMSG at the front of `buf`, or `_WAIT` / `_NATS`."""
+    if not buf:
+        return _WAIT
+    if not (buf[:4] == b"MSG " or buf[:5] == b"HMSG "):
+        return _NATS
+    end = buf.find(b"\r\n", 0, _MAX_LINE)
+    if end < 0:
+        return _WAIT if len(buf) < _MAX_LINE else _NATS  # nats-py refuses an endless line
+    parsed = _split(bytes(buf[:end]))
+    if parsed is None or parsed[3] > parsed[4]:
+        return _NATS  # malformed: nats-py's parser says how
+    subject, sid, reply, hsize, size = parsed
+    start = end + 2
+    if len(buf) < start + size + 2:
+        # The payload is still on its way. Waiting here, not in nats-py's parser, keeps the
+        # messages after it on this path (nats-py would parse the rest of the next read
+        # itself); the line is split again then, which is cheap.
+        return _WAIT
+    hdr = bytes(buf[start : start + hsize]) if hsize else b""
+    payload = bytes(buf[start + hsize : start + size])
+    return subject, sid, reply, hdr, payload, start + size + 2
+
+
+def _drain(parser: Any) -> str:
     """Deliver the complete fast-path messages at the front of the parser's buffer, without
-    awaiting anything. True when what is left (if anything) is a message still on its way;
-    False when the rest needs nats-py (it is then still at the front of the buffer)."""
+    awaiting anything; then say what is left (`_WAIT`, `_NATS` or `_SLOW`, still in the
+    buffer)."""
     buf: bytearray = parser.buf
-    nc = parser.nc
-    while buf[:4] == b"MSG " or buf[:5] == b"HMSG ":
-        end = buf.find(b"\r\n", 0, _MAX_LINE)
-        if end < 0:
-            return len(buf) < _MAX_LINE  # the rest of the line is still on its way
-        parsed = _split(bytes(buf[:end]))
-        if parsed is None:
-            return False
-        subject, sid, reply, hsize, size = parsed
-        start = end + 2
-        if hsize > size:
-            return False
-        if len(buf) < start + size + 2:
-            # The payload is still on its way. Waiting here, not in nats-py's parser, keeps
-            # the messages after it on this path (nats-py would parse the rest of the next
-            # read itself); the line is split again then, which is cheap.
-            return True
-        hdr = bytes(buf[start : start + hsize]) if hsize else b""
-        payload = bytes(buf[start + hsize : start + size])
-        if not _queue(nc, sid, subject, reply, payload, hdr):
-            return False
-        del buf[: start + size + 2]
-    return not buf
+    while not isinstance(front := _front(buf), str):
+        subject, sid, reply, hdr, payload, length = front
+        if not _queue(parser.nc, sid, subject, reply, payload, hdr):
+            return _SLOW
+        del buf[:length]
+    return front
 
 
 async def parse(self: Any, data: bytes = b"") -> None:
@@ -133,36 +148,20 @@ async def parse(self: Any, data: bytes = b"") -> None:
     self._baker_busy = True  # the socket hook must not take data from under us meanwhile
     try:
         _hook(self)
-        while self.state == _AWAITING_CONTROL_LINE and not _drain(self):
-            buf = self.buf
-            if not (buf[:4] == b"MSG " or buf[:5] == b"HMSG "):
+        left = _NATS
+        while self.state == _AWAITING_CONTROL_LINE:
+            left = _drain(self)
+            if left != _SLOW:
                 break
-            # A message only `_process_msg` may deliver (its rarer branches), then on.
-            end = buf.find(b"\r\n", 0, _MAX_LINE)
-            parsed = _split(bytes(buf[:end])) if end >= 0 else None
-            if parsed is None or parsed[3] > parsed[4]:
-                break
-            subject, sid, reply, hsize, size = parsed
-            start = end + 2
-            hdr = bytes(buf[start : start + hsize]) if hsize else b""
-            payload = bytes(buf[start + hsize : start + size])
-            del buf[: start + size + 2]
+            front = _front(self.buf)
+            assert not isinstance(front, str)  # `_drain` left it there, complete
+            subject, sid, reply, hdr, payload, length = front
+            del self.buf[:length]
             await self.nc._process_msg(sid, subject, reply, payload, hdr or None)
-        if self.buf and not (self.state == _AWAITING_CONTROL_LINE and _waiting(self.buf)):
+        if self.buf and left != _WAIT:
             await _PARSE(self)
     finally:
         self._baker_busy = False
-
-
-def _waiting(buf: bytearray) -> bool:
-    """Whether `buf` is only the start of a MSG/HMSG still on its way (we wait for it)."""
-    if not (buf[:4] == b"MSG " or buf[:5] == b"HMSG "):
-        return False
-    end = buf.find(b"\r\n", 0, _MAX_LINE)
-    if end < 0:
-        return len(buf) < _MAX_LINE
-    parsed = _split(bytes(buf[:end]))
-    return parsed is not None and parsed[3] <= parsed[4] and len(buf) < end + 4 + parsed[4]
 
 
 def _hook(parser: Any) -> None:
@@ -194,7 +193,7 @@ def _socket_hook(parser: Any, reader: Any, original: Any) -> Any:
             return
         parser.buf.extend(data)
         try:
-            if _drain(parser):
+            if _drain(parser) == _WAIT:
                 return
         except Exception:  # never into the transport: it would close the connection
             log.exception("fast parse from the socket failed; nats-py parses the rest")
