@@ -131,8 +131,9 @@ def test_malformed_lines_fail_as_in_nats_py(stream: bytes) -> None:
     assert ours == theirs
 
 
-def test_the_common_case_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An ordinary delivery never reaches nats-py's `_process_msg` (else nothing is gained)."""
+@pytest.fixture
+def slow_path_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sids of the messages that reached nats-py's `_process_msg`."""
     calls: list[int] = []
     original = Client._process_msg
 
@@ -141,35 +142,32 @@ def test_the_common_case_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) ->
         await original(self, sid, *args)
 
     monkeypatch.setattr(Client, "_process_msg", counted)
+    return calls
+
+
+def test_the_common_case_takes_the_fast_path(slow_path_calls: list[int]) -> None:
+    """An ordinary delivery never reaches nats-py's `_process_msg` (else nothing is gained)."""
     hdr = b"NATS/1.0\r\nNats-Msg-Id: m1\r\n\r\n"
     stream = b"HMSG s 1 r %d %d\r\n%shi\r\nMSG s 1 2\r\nok\r\n" % (len(hdr), len(hdr) + 2, hdr)
     log, state = asyncio.run(_feed(fastparse.parse, [stream]))
-    assert calls == []
+    assert slow_path_calls == []
     assert [entry[4] for entry in log] == [b"hi", b"ok"]
     assert log[0][5] == {"Nats-Msg-Id": "m1"}
     assert state["stats"]["in_msgs"] == 2
 
 
 def test_a_message_split_across_reads_keeps_the_rest_on_the_fast_path(
-    monkeypatch: pytest.MonkeyPatch,
+    slow_path_calls: list[int],
 ) -> None:
     """Big batches arrive in several reads, most of which end inside a message: the messages
     after that one must not all fall to nats-py's parser on the next read."""
-    calls: list[int] = []
-    original = Client._process_msg
-
-    async def counted(self: Client, sid: int, *args: Any) -> None:
-        calls.append(sid)
-        await original(self, sid, *args)
-
-    monkeypatch.setattr(Client, "_process_msg", counted)
     payloads = (b"first", b"second", b"third")
     stream = b"".join(b"MSG s 1 %d\r\n%s\r\n" % (len(p), p) for p in payloads)
     for cut in (3, 12, 14, 20):  # in the line, in the payload, at its CRLF, in the next line
         log, state = asyncio.run(_feed(fastparse.parse, [stream[:cut], stream[cut:]]))
         assert [entry[4] for entry in log] == [b"first", b"second", b"third"], cut
         assert state["buf"] == b""
-    assert calls == []
+    assert slow_path_calls == []
 
 
 async def _feed_from_socket(chunks: list[bytes], loop_runs: list[bool]) -> tuple[list[Any], Any]:
