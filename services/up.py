@@ -38,7 +38,7 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             # Started from this (main) thread on purpose: the child's parent-death signal is
             # tied to the thread that spawned it.
             url = embedded.start()
-        except NatsServerMissing as exc:
+        except (NatsServerMissing, ValueError) as exc:  # ValueError: a bad BAKER_NATS_SCHED
             log.error("%s", exc)
             return 1
     stop_on_signals(options.stop)
