@@ -106,6 +106,74 @@ def decode(
     return msg
 
 
+# A worker sends four of these per job: written straight from their fields (the bytes
+# `StatusMessage(...).encode()` / `ResultMessage(...).encode()` would give, field order and
+# all, tested), instead of building and serialising a model each time.
+_UTC_Z = orjson.OPT_UTC_Z  # pydantic writes UTC as `Z`
+
+
+def encode_status(
+    job_id: str,
+    status: WorkerStatus,
+    *,
+    worker_id: str | None = None,
+    attempt: int | None = None,
+    timestamp: datetime | None = None,
+    progress: str | None = None,
+    error: str | None = None,
+    trace_id: str | None = None,
+) -> bytes:
+    """A worker's status message (DESIGN §3), camelCase, unset fields left out."""
+    doc: dict[str, Any] = {"id": job_id, "status": status}
+    _put(doc, "progress", progress)
+    _put(doc, "workerId", worker_id)
+    _put(doc, "attempt", attempt)
+    _put(doc, "timestamp", timestamp)
+    _put(doc, "error", error)
+    _put(doc, "traceId", trace_id)
+    return orjson.dumps(doc, option=_UTC_Z)
+
+
+def encode_result(
+    job_id: str,
+    status: FinalStatus,
+    *,
+    result: Any = None,
+    error: str | None = None,
+    duration_ms: int | None = None,
+    worker_id: str | None = None,
+    attempt: int | None = None,
+    trace_id: str | None = None,
+) -> bytes:
+    """A worker's result message (DESIGN §3). A result orjson cannot write as it stands (say,
+    a dict with int keys) goes through the model, which converts it."""
+    doc: dict[str, Any] = {"id": job_id, "status": status}
+    _put(doc, "result", result)
+    _put(doc, "error", error)
+    _put(doc, "durationMs", duration_ms)
+    _put(doc, "workerId", worker_id)
+    _put(doc, "attempt", attempt)
+    _put(doc, "traceId", trace_id)
+    try:
+        return orjson.dumps(doc, option=_UTC_Z)
+    except TypeError:
+        return ResultMessage(
+            id=job_id,
+            status=status,
+            result=result,
+            error=error,
+            duration_ms=duration_ms,
+            worker_id=worker_id,
+            attempt=attempt,
+            trace_id=trace_id,
+        ).encode()
+
+
+def _put(doc: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        doc[key] = value
+
+
 def peek_id(raw: bytes | str) -> str | None:
     """Best-effort job id of a message that failed to decode, so its job can be failed."""
     try:

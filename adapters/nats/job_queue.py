@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from nats.aio.client import Client as NATS
 from nats.js.api import DeliverPolicy
@@ -27,10 +29,21 @@ from adapters.nats.streams import (
     JOBS_STREAM,
     WORKERS_CONSUMER,
 )
-from domain.wire import DispatchMessage, ResultMessage, StatusMessage
+from domain.wire import DispatchMessage
 
 MAX_MESSAGES_EXCEEDED = 10077  # discard-new stream at its message limit
-Report = tuple[StatusMessage | ResultMessage, dict[str, str], str]  # message, headers, msg id
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One status or result message of a job, encoded, with its headers and message id."""
+
+    kind: Literal["status", "result"]
+    job_id: str
+    status: str
+    payload: bytes
+    headers: dict[str, str]
+    msg_id: str
 
 
 class QueueFull(Exception):
@@ -63,12 +76,8 @@ class JobQueue:
     async def report_all(self, reports: Sequence[Report]) -> None:
         """Status and result messages pipelined, stored in this order."""
         items: list[Publish] = [
-            (
-                f"baker.jobs.{'status' if isinstance(msg, StatusMessage) else 'result'}.{msg.id}",
-                msg.encode(),
-                {**headers, "Nats-Msg-Id": msg_id},
-            )
-            for msg, headers, msg_id in reports
+            (f"baker.jobs.{r.kind}.{r.job_id}", r.payload, {**r.headers, "Nats-Msg-Id": r.msg_id})
+            for r in reports
         ]
         with _queue_errors():
             await self.publisher.publish_all(items)

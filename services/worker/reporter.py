@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.nats.job_queue import JobQueue, QueueFull, Report
-from domain.wire import ResultMessage, StatusMessage, WorkerStatus
+from domain.wire import WorkerStatus, encode_result, encode_status
 
 log = logging.getLogger("baker.worker")
 
@@ -45,9 +45,9 @@ class Reporter:
     def _status(
         self, status: WorkerStatus, progress: str | None = None, error: str | None = None
     ) -> Report:
-        msg = StatusMessage(
-            id=self.job_id,
-            status=status,
+        payload = encode_status(
+            self.job_id,
+            status,
             progress=progress,
             worker_id=self.worker_id,
             attempt=self.attempt,
@@ -55,7 +55,7 @@ class Reporter:
             error=error,
             trace_id=self._trace_id,
         )
-        return msg, self._headers, self._msg_id()
+        return Report("status", self.job_id, status, payload, self._headers, self._msg_id())
 
     async def _send(self, reports: list[Report]) -> None:
         """Publish in order, pipelined; while the stream is full, wait for room (each retry
@@ -100,9 +100,9 @@ class Reporter:
         the result comes first so the terminal event carries it); both are stored before the
         job is acked."""
         assert status in ("completed", "failed", "cancelled")
-        result_msg = ResultMessage(
-            id=self.job_id,
-            status=status,  # type: ignore[arg-type]
+        payload = encode_result(
+            self.job_id,
+            status,  # type: ignore[arg-type]
             result=result,
             error=error,
             duration_ms=duration_ms,
@@ -110,6 +110,5 @@ class Reporter:
             attempt=self.attempt,
             trace_id=self._trace_id,
         )
-        await self._send(
-            [(result_msg, self._headers, self._msg_id()), self._status(status, error=error)]
-        )
+        result_msg = Report("result", self.job_id, status, payload, self._headers, self._msg_id())
+        await self._send([result_msg, self._status(status, error=error)])

@@ -148,7 +148,7 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
     report = worker.queue.report_all
 
     async def held_start(reports: Any) -> None:
-        if any(msg.status == "running" for msg, _, _ in reports) and not release.is_set():
+        if any(r.status == "running" for r in reports) and not release.is_set():
             holding.set()
             await release.wait()
         await report(reports)
@@ -174,7 +174,7 @@ async def test_a_start_report_that_fails_stops_the_job_it_started(pipe: Pipeline
     refused = asyncio.Event()
 
     async def failing_start(reports: Any) -> None:
-        if any(msg.status == "running" for msg, _, _ in reports) and not refused.is_set():
+        if any(r.status == "running" for r in reports) and not refused.is_set():
             await until(lambda: processes_running("sleep 28.75") != [])
             refused.set()
             raise QueueUnavailable("BAKER_JOBS did not answer")

@@ -222,7 +222,7 @@ async def test_progress_never_overtakes_the_start_report(pipe: Pipeline) -> None
         sent: list[str] = []
 
         async def slow_start(reports: Any) -> None:
-            statuses = [msg.status for msg, _, _ in reports]
+            statuses = [r.status for r in reports]
             if "received" in statuses:
                 await until(lambda: len(api.requests) >= 1)  # the agent loop runs meanwhile
                 await release.wait()
