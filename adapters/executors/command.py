@@ -65,6 +65,8 @@ class Child(Protocol):
 
     async def wait(self) -> int: ...
 
+    async def wait_for(self, limit: float) -> bool: ...
+
     def kill_group(self) -> None: ...
 
     async def reaped(self) -> None: ...
@@ -87,6 +89,14 @@ class _AsyncioChild:
     async def wait(self) -> int:
         await asyncio.shield(self._drained)
         return await self.proc.wait()
+
+    async def wait_for(self, limit: float) -> bool:
+        try:
+            async with asyncio.timeout(limit):
+                await self.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def kill_group(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -152,16 +162,13 @@ async def run_command(
     if on_start is not None:
         on_start(child.pid)
     limit = effective_timeout(timeout)
-    timed_out = False
     try:
-        async with asyncio.timeout(limit):
-            await child.wait()
-    except TimeoutError:
-        timed_out = True
-        await _kill(child)
+        timed_out = not await child.wait_for(limit)
     except asyncio.CancelledError:
         await _kill(child)
         raise
+    if timed_out:
+        await _kill(child)
     return _execution(child.returncode, out, err, started, timed_out, limit)
 
 

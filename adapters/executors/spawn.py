@@ -9,7 +9,8 @@ one epoll set per event loop (`_Watcher`), which the loop watches as a single re
 and removing a child's three descriptors is then three plain syscalls each way, not six
 `add_reader`/`remove_reader` calls with their handles and selector bookkeeping. Where the
 platform lacks pidfd, epoll or posix_spawn, `supported()` is False and `command.py` uses
-asyncio's subprocess instead, with the same behaviour.
+asyncio's subprocess instead, with the same behaviour. The time limits of a loop's children
+share one timer (`_Deadlines`), set for the earliest, instead of a timer per child.
 """
 
 from __future__ import annotations
@@ -55,10 +56,45 @@ def resolve(name: str, path: str) -> str:
     return found
 
 
+class _Deadlines:
+    """When each waiting child's time is up, behind one timer set for the earliest. Children
+    mostly share one limit, so a new one seldom moves the timer; one that ends in time is
+    only forgotten (the timer, if it was its, then finds nothing due and moves on)."""
+
+    _SLACK = 0.001  # the loop may run a timer a hair before its time
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._due: dict[Child, float] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, child: Child, limit: float) -> None:
+        when = self._loop.time() + limit
+        self._due[child] = when
+        if self._timer is None or when < self._timer.when():
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(when, self._fire)
+
+    def discard(self, child: Child) -> None:
+        self._due.pop(child, None)
+
+    def _fire(self) -> None:
+        self._timer = None
+        now = self._loop.time() + self._SLACK
+        for child, when in list(self._due.items()):
+            if when <= now:
+                del self._due[child]
+                child.expire()
+        if self._due:
+            self._timer = self._loop.call_at(min(self._due.values()), self._fire)
+
+
 class _Watcher:
     """One epoll set of child descriptors, read by the event loop as one reader."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.deadlines = _Deadlines(loop)
         self._epoll = select.epoll()
         self._ready: dict[int, Callable[[], None]] = {}
         loop.add_reader(self._epoll.fileno(), self._dispatch)
@@ -97,6 +133,7 @@ class Child:
     def __init__(self, pid: int, out_fd: int, err_fd: int, out: Feed, err: Feed) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        self.timed_out = False
         self._loop = asyncio.get_running_loop()
         self._open = 3  # stdout, stderr and the exit still to see
         self._done = self._loop.create_future()
@@ -175,6 +212,22 @@ class Child:
         await self._done
         assert self.returncode is not None
         return self.returncode
+
+    async def wait_for(self, limit: float) -> bool:
+        """`wait`, for at most `limit` seconds: False when the time was up first (the child
+        is then still there, for the caller to kill)."""
+        self._watcher.deadlines.add(self, limit)
+        try:
+            await self._done
+        finally:
+            self._watcher.deadlines.discard(self)
+        return not self.timed_out
+
+    def expire(self) -> None:
+        """The child's time is up: its `wait_for` returns False."""
+        if not self._done.done():
+            self.timed_out = True
+            self._done.set_result(None)
 
     def kill_group(self) -> None:
         """SIGKILL the child's whole process group (it is a session leader). The group id
