@@ -321,15 +321,16 @@ class EventStore(abc.ABC):
             for (n, (_, pos)), got in zip(quick, await self._append_each(batch), strict=True):
                 results[n] = await self._planned_outcome(items[n], pos, got)
         rest = [n for n, r in enumerate(results) if r is None]
-        slow = await asyncio.gather(
-            *(self.execute(a, i, c, trace_id=t, causation_id=k) for a, i, c, t, k in
-              (items[n] for n in rest)),
-            return_exceptions=True,
-        )  # fmt: skip
-        for n, outcome in zip(rest, slow, strict=True):
-            if not isinstance(outcome, (Outcome, Exception)):
-                raise outcome  # cancelled: not a result of the command
-            results[n] = outcome
+        if rest:  # mostly none: no gather (a future and its callbacks) for nothing
+            slow = await asyncio.gather(
+                *(self.execute(a, i, c, trace_id=t, causation_id=k) for a, i, c, t, k in
+                  (items[n] for n in rest)),
+                return_exceptions=True,
+            )  # fmt: skip
+            for n, outcome in zip(rest, slow, strict=True):
+                if not isinstance(outcome, (Outcome, Exception)):
+                    raise outcome  # cancelled: not a result of the command
+                results[n] = outcome
         return [r for r in results if r is not None]  # every slot is filled by now
 
     def _plan(

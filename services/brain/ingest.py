@@ -100,7 +100,8 @@ class Ingest:
                 waits.append(_guarded(msg, self._apply(msg, job_id, cmd, unavailable=result)))
             else:
                 await _guarded(msg, self._settle(msg, job_id, result))
-        await asyncio.gather(*waits)
+        if waits:
+            await asyncio.gather(*waits)
 
     async def handle(self, msg: Msg) -> None:
         """Decide one status/result message and acknowledge it."""

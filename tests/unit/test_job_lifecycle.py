@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
 from typing import Any
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from domain.commands import DispatchJob, FailJob, RecordStatus, Rejected, RequestCancel
 from domain.events import DomainEvent
 from domain.lifecycle import decide, fold
-from domain.lifecycle.job import JobState
+from domain.lifecycle.job import JobState, _bump
 from domain.specs import parse_job_spec
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "uptime"}})
@@ -152,3 +153,17 @@ def test_a_repeated_dispatch_is_a_no_op() -> None:
 def test_a_command_of_another_aggregate_is_a_programming_error() -> None:
     with pytest.raises(TypeError, match="job command, not a task one"):
         decide("task", JobState(), RequestCancel())
+
+
+def test_every_event_carries_every_other_field_over() -> None:
+    """The folds build the next state field by field: none may be dropped or reset."""
+    state = JobState(
+        status="running", version=7, job_type="http", attempt=3, worker_id="worker-1",
+        progress="half", cancel_requested=True, has_result=True, timeout_seconds=42,
+    )  # fmt: skip
+    # every field away from its default, so one that `_bump` forgot would show
+    assert all(getattr(state, f.name) != f.default for f in fields(JobState))
+    assert _bump(state) == replace(state, version=8)
+    assert _bump(state, status="completed", progress=None) == replace(
+        state, version=8, status="completed", progress=None
+    )
