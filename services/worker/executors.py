@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from typing import Any
 
 from adapters import tracing
 from adapters.executors.agent import run_agent
@@ -12,6 +14,8 @@ from adapters.executors.http import run_http
 from domain.errors import FieldError
 from domain.specs import AgentJob, CommandJob, HttpJob, parse_job_spec
 from domain.wire import DispatchMessage
+
+JobSpec = AgentJob | CommandJob | HttpJob
 
 
 @dataclass(frozen=True)
@@ -23,18 +27,27 @@ class ExecutorSettings:
     default_model: str | None = None
 
 
+def _spec(kind: str, payload: dict[str, Any], timeout: int | None) -> JobSpec:
+    """The validated spec. A command job's is remembered: the same few commands come again
+    and again, and its spec holds nothing mutable (an invalid one is not remembered)."""
+    if kind == "command" and len(payload) == 1 and isinstance(payload.get("command"), str):
+        return _command_spec(payload["command"], timeout)
+    return parse_job_spec({"type": kind, "payload": payload, "timeoutSeconds": timeout})
+
+
+@functools.lru_cache(maxsize=512)
+def _command_spec(command: str, timeout: int | None) -> JobSpec:
+    return parse_job_spec(
+        {"type": "command", "payload": {"command": command}, "timeoutSeconds": timeout}
+    )
+
+
 async def execute(
     dispatch: DispatchMessage, settings: ExecutorSettings, progress: Progress
 ) -> Execution:
     """Validate the job's spec and run it; a bad spec is a failed job, not a crash."""
     try:
-        spec = parse_job_spec(
-            {
-                "type": dispatch.type,
-                "payload": dispatch.payload,
-                "timeoutSeconds": dispatch.timeout_seconds,
-            }
-        )
+        spec = _spec(dispatch.type, dispatch.payload, dispatch.timeout_seconds)
     except FieldError as exc:
         return Execution(ok=False, error=f"invalid job spec: {exc}")
     timeout = float(spec.timeout_seconds) if spec.timeout_seconds else None

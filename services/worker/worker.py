@@ -59,6 +59,7 @@ class Running:
     job_id: str
     pinged: float = field(default_factory=time.monotonic)  # delivery or last in-progress ack
     execution: asyncio.Task[Execution] | None = None
+    task: asyncio.Task[None] | None = None  # the job's own, from `_start` until it ends
     cancel_reason: str | None = None
     shutting_down: bool = False
 
@@ -118,13 +119,11 @@ class Worker:
         job_id = peek_id(msg.data) or f"unreadable-{msg.metadata.sequence.stream}"
         running = Running(msg, job_id)
         self.running[job_id] = running
-        task = asyncio.create_task(self._process(job_id, running))
-        self._jobs.add(task)
-        task.add_done_callback(lambda t: self._finished(t, running))
-
-    def _finished(self, task: asyncio.Task[None], running: Running) -> None:
-        self._jobs.discard(task)
-        self._free_slot(running)
+        # Job tasks are never cancelled before they start (the executor is what a cancel
+        # or a shutdown stops), so `_process` itself lets go of the job when it ends: no
+        # done-callback, which would cost a loop turn per job.
+        running.task = asyncio.create_task(self._process(job_id, running))
+        self._jobs.add(running.task)
 
     def _free_slot(self, running: Running) -> None:
         if self.running.get(running.job_id) is running:
@@ -138,28 +137,32 @@ class Worker:
         await running.msg.ack()
 
     async def _process(self, job_id: str, running: Running) -> None:
-        msg = running.msg
         try:
-            dispatch = decode_dispatch(msg.data)
-        except WireError as exc:
-            await self._malformed(msg, exc)
-            return
-        _, attempt = delivery(msg)
-        parent = tracing.extract(msg.headers)
-        attributes = {"job.id": job_id, "job.type": dispatch.type, "job.attempt": attempt}
-        with tracing.span(self._tracer, "job.run", parent=parent, attributes=attributes):
-            headers: dict[str, str] = {}
-            tracing.inject(headers)
-            reporter = Reporter(
-                self.queue, job_id, self.id, attempt, headers, tracing.trace_id_of()
-            )
+            msg = running.msg
             try:
-                await self._run_job(dispatch, running, reporter)
-            except Exception:
-                self.stats.crashed += 1
-                log.exception("job handler crashed", extra={"job_id": job_id})
-                with contextlib.suppress(Exception):
-                    await msg.nak(delay=self.settings.crash_nak_delay)
+                dispatch = decode_dispatch(msg.data)
+            except WireError as exc:
+                await self._malformed(msg, exc)
+                return
+            _, attempt = delivery(msg)
+            parent = tracing.extract(msg.headers)
+            attributes = {"job.id": job_id, "job.type": dispatch.type, "job.attempt": attempt}
+            with tracing.span(self._tracer, "job.run", parent=parent, attributes=attributes):
+                headers: dict[str, str] = {}
+                tracing.inject(headers)
+                reporter = Reporter(
+                    self.queue, job_id, self.id, attempt, headers, tracing.trace_id_of()
+                )
+                try:
+                    await self._run_job(dispatch, running, reporter)
+                except Exception:
+                    self.stats.crashed += 1
+                    log.exception("job handler crashed", extra={"job_id": job_id})
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=self.settings.crash_nak_delay)
+        finally:
+            self._jobs.discard(running.task)
+            self._free_slot(running)
 
     async def _run_job(
         self, dispatch: DispatchMessage, running: Running, reporter: Reporter
