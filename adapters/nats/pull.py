@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from typing import Any
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
@@ -50,7 +50,7 @@ class PullSubscriber:
         return out
 
     async def _pull(self, request: dict[str, Any], n: int, wait: float) -> list[Msg]:
-        await self._nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
+        await self._nc.publish(self._next, orjson.dumps(request), reply=self._inbox)
         out: list[Msg] = []
         # One deadline for the whole pull: if the connection drops, its status never comes.
         with contextlib.suppress(TimeoutError):
