@@ -124,13 +124,10 @@ def encode_status(
     trace_id: str | None = None,
 ) -> bytes:
     """A worker's status message (DESIGN §3), camelCase, unset fields left out."""
-    doc: dict[str, Any] = {"id": job_id, "status": status}
-    _put(doc, "progress", progress)
-    _put(doc, "workerId", worker_id)
-    _put(doc, "attempt", attempt)
-    _put(doc, "timestamp", timestamp)
-    _put(doc, "error", error)
-    _put(doc, "traceId", trace_id)
+    doc = _set_fields(
+        id=job_id, status=status, progress=progress, workerId=worker_id, attempt=attempt,
+        timestamp=timestamp, error=error, traceId=trace_id,
+    )  # fmt: skip
     return orjson.dumps(doc, option=_UTC_Z)
 
 
@@ -147,13 +144,10 @@ def encode_result(
 ) -> bytes:
     """A worker's result message (DESIGN §3). A result orjson cannot write as it stands (say,
     a dict with int keys) goes through the model, which converts it."""
-    doc: dict[str, Any] = {"id": job_id, "status": status}
-    _put(doc, "result", result)
-    _put(doc, "error", error)
-    _put(doc, "durationMs", duration_ms)
-    _put(doc, "workerId", worker_id)
-    _put(doc, "attempt", attempt)
-    _put(doc, "traceId", trace_id)
+    doc = _set_fields(
+        id=job_id, status=status, result=result, error=error, durationMs=duration_ms,
+        workerId=worker_id, attempt=attempt, traceId=trace_id,
+    )  # fmt: skip
     try:
         return orjson.dumps(doc, option=_UTC_Z)
     except TypeError:
@@ -169,9 +163,9 @@ def encode_result(
         ).encode()
 
 
-def _put(doc: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        doc[key] = value
+def _set_fields(**fields: Any) -> dict[str, Any]:
+    """The fields that are set, in the models' order (the keyword order)."""
+    return {key: value for key, value in fields.items() if value is not None}
 
 
 def peek_id(raw: bytes | str) -> str | None:
