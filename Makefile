@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict domain projections
+	$(BIN)/mypy --strict domain projections adapters services
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

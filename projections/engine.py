@@ -46,19 +46,27 @@ log = logging.getLogger("baker.projections")
 class Item(Protocol):
     """What the engine needs of a stored event (the event store's `StoredEvent`)."""
 
-    seq: int
-    subject: str
-    envelope: Envelope
-    raw: bytes
+    @property
+    def seq(self) -> int: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def envelope(self) -> Envelope: ...
+    @property
+    def raw(self) -> bytes: ...
 
 
 class Bad(Protocol):
     """What the engine needs of an unreadable stored message (the store's `BadEvent`)."""
 
-    seq: int
-    subject: str
-    error: str
-    raw: bytes
+    @property
+    def seq(self) -> int: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def raw(self) -> bytes: ...
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 
 from adapters.eventstore.port import (
     BadEvent,
@@ -117,13 +117,17 @@ class InMemoryEventStore(EventStore):
             yield item
             await asyncio.sleep(0)  # let other tasks run, as a network read would
 
+    def _holds(self, seq: int) -> Callable[[], bool]:
+        """A condition: the log holds sequence `seq`."""
+        return lambda: len(self._log) >= seq
+
     async def tail(
         self, from_seq: int = 1, *, include_bad: bool = False
     ) -> AsyncIterator[StoredEvent | BadEvent]:
         seq = max(from_seq, 1)
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda at=seq: len(self._log) >= at)
+                await self._changed.wait_for(self._holds(seq))
             end = len(self._log)
             async for item in self.read_all(seq, until_seq=end, include_bad=include_bad):
                 yield item
@@ -131,14 +135,12 @@ class InMemoryEventStore(EventStore):
 
     async def tail_batches(
         self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
-    ) -> AsyncIterator[list[StoredEvent | BadEvent]]:
+    ) -> AsyncGenerator[list[StoredEvent | BadEvent], None]:
         seq = max(from_seq, 1)
         while True:
             async with self._changed:
                 try:
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda at=seq: len(self._log) >= at), idle
-                    )
+                    await asyncio.wait_for(self._changed.wait_for(self._holds(seq)), idle)
                 except TimeoutError:
                     yield []
                     continue
@@ -147,10 +149,7 @@ class InMemoryEventStore(EventStore):
                 async with self._changed:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(
-                            self._changed.wait_for(
-                                lambda at=seq: len(self._log) - at + 1 >= max_batch
-                            ),
-                            max_wait,
+                            self._changed.wait_for(self._holds(seq + max_batch - 1)), max_wait
                         )
             end = min(len(self._log), seq + max_batch - 1)
             batch = [self._read(s) for s in range(seq, end + 1)]

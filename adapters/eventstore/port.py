@@ -16,7 +16,7 @@ import random
 import uuid
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -171,7 +171,7 @@ class EventStore(abc.ABC):
     @abc.abstractmethod
     def tail_batches(
         self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
-    ) -> AsyncIterator[list[StoredEvent | BadEvent]]:
+    ) -> AsyncGenerator[list[StoredEvent | BadEvent], None]:
         """Follow the log from `from_seq` in batches (bad messages included, in order): a batch
         is what arrives within `max_wait` of its first message, at most `max_batch`; after
         `idle` seconds without any, an empty batch. `SequenceGap` if a sequence is missing."""

@@ -70,10 +70,11 @@ def deprecated_models() -> dict[str, str]:
     """The models the installed SDK warns about, and those we know are retired, with their
     end-of-life dates."""
     try:
-        from anthropic.resources.messages.messages import DEPRECATED_MODELS  # noqa: PLC0415
+        from anthropic.resources.messages import messages  # noqa: PLC0415
     except ImportError:
         return dict(RETIRED_MODELS)
-    return {**RETIRED_MODELS, **DEPRECATED_MODELS}
+    listed: dict[str, str] = getattr(messages, "DEPRECATED_MODELS", {})
+    return {**RETIRED_MODELS, **listed}
 
 
 def default_agent_model() -> str:

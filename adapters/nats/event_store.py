@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -282,7 +282,7 @@ class JetStreamEventStore(EventStore):
 
     async def tail_batches(
         self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
-    ) -> AsyncIterator[list[StoredEvent | BadEvent]]:
+    ) -> AsyncGenerator[list[StoredEvent | BadEvent], None]:
         """Batches from an ephemeral pull consumer: we only ever ask for what we can take, so
         nothing piles up and nothing is dropped. A batch is closed when it holds `max_batch`
         events, or `max_wait` seconds after its first one arrived (0: what is there at once)."""

@@ -111,7 +111,7 @@ async def publish(
     if self._max_pending_size > 0 and self._pending_data_size > self._max_pending_size:
         await self._flush_pending(force_flush=True)
     elif not getattr(self, "_baker_flush_due", False):
-        self._baker_flush_due = True
+        self._baker_flush_due = True  # type: ignore[attr-defined]
         asyncio.get_running_loop().call_soon(_flush_soon, self)
 
 
@@ -122,7 +122,7 @@ def _flush_soon(nc: Client) -> None:
     """Write what is pending at the loop's next turn, as nats-py's flusher task would, but as
     a plain callback (no task wake-up, queue or future per flush). Where the socket is behind
     or the connection is not plainly up, nats-py's flusher does it (and waits for the drain)."""
-    nc._baker_flush_due = False  # type: ignore[attr-defined]
+    nc._baker_flush_due = False  # type: ignore[attr-defined,unused-ignore]
     if not nc._pending_data_size:
         return
     writer = getattr(nc._transport, "_io_writer", None)

@@ -51,7 +51,7 @@ class EventBus:
                     return
         finally:
             with contextlib.suppress(Exception):
-                await batches.aclose()  # type: ignore[attr-defined]  # an async generator
+                await batches.aclose()
             self.close()
 
     def close(self) -> None:

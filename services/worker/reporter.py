@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.nats.job_queue import JobQueue, QueueFull, Report
-from domain.wire import WorkerStatus, encode_result, encode_status
+from domain.wire import FinalStatus, WorkerStatus, encode_result, encode_status
 
 log = logging.getLogger("baker.worker")
 
@@ -90,7 +90,7 @@ class Reporter:
 
     async def finish(
         self,
-        status: WorkerStatus,
+        status: FinalStatus,
         *,
         result: Any = None,
         error: str | None = None,
@@ -99,10 +99,9 @@ class Reporter:
         """The result message, then the terminal status (the Brain takes the first it sees;
         the result comes first so the terminal event carries it); both are stored before the
         job is acked."""
-        assert status in ("completed", "failed", "cancelled")
         payload = encode_result(
             self.job_id,
-            status,  # type: ignore[arg-type]
+            status,
             result=result,
             error=error,
             duration_ms=duration_ms,

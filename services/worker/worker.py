@@ -26,7 +26,7 @@ from adapters.executors.command import prefer_pidfd_watcher
 from adapters.nats.job_queue import JobQueue, QueueUnavailable, cancel_reason
 from adapters.nats.pull import PullSubscriber, delivery
 from adapters.nats.streams import CANCELS_PREFIX, JOBS_STREAM, WORKERS_CONSUMER
-from domain.wire import DispatchMessage, WireError, decode_dispatch, peek_id
+from domain.wire import DispatchMessage, FinalStatus, WireError, decode_dispatch, peek_id
 from services import heartbeat
 from services.worker.executors import ExecutorSettings, execute
 from services.worker.reporter import Reporter
@@ -221,7 +221,7 @@ class Worker:
             raise exc  # our own crash: nak and redeliver
         else:
             result = task.result()
-            status = "completed" if result.ok else "failed"
+            status: FinalStatus = "completed" if result.ok else "failed"
             await reporter.finish(
                 status, result=result.result, error=result.error, duration_ms=duration
             )
