@@ -149,10 +149,16 @@ def workers_consumer(topo: Topology) -> ConsumerConfig:
     )
 
 
+INGEST_SUBJECTS = ["baker.jobs.status.*", "baker.jobs.result.*", "baker.jobs.step.*"]
+"""What a worker reports, named one by one (multiple filters, 2.10+), so other subjects such
+as `baker.jobs.dispatch.<lane>` can live in `BAKER_JOBS` beside the ingest's."""
+FIRST_WAVE_INGEST_FILTER = "baker.jobs.*.>"  # the first wave's, updated in place on provision
+
+
 def ingest_consumer(topo: Topology) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=INGEST_CONSUMER,
-        filter_subject="baker.jobs.*.>",
+        filter_subjects=list(INGEST_SUBJECTS),
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=30.0,
         max_deliver=-1,  # a status must never be dropped; bad ones are terminated explicitly
@@ -196,7 +202,14 @@ _STREAM_FIELDS = (
     "deny_purge",
     "allow_direct",
 )
-_CONSUMER_FIELDS = ("filter_subject", "ack_policy", "ack_wait", "max_deliver", "deliver_subject")
+_CONSUMER_FIELDS = (
+    "filter_subject",
+    "filter_subjects",
+    "ack_policy",
+    "ack_wait",
+    "max_deliver",
+    "deliver_subject",
+)
 
 
 def differences(want: Any, have: Any, fields: tuple[str, ...]) -> list[str]:
@@ -206,7 +219,7 @@ def differences(want: Any, have: Any, fields: tuple[str, ...]) -> list[str]:
         wanted, actual = getattr(want, name), getattr(have, name)
         if wanted is None:
             continue
-        if name == "subjects":
+        if name in ("subjects", "filter_subjects"):
             wanted, actual = sorted(wanted), sorted(actual or [])
         if isinstance(wanted, float) or isinstance(actual, float):
             same = abs(float(wanted or 0) - float(actual or 0)) < 1e-3
@@ -244,8 +257,9 @@ async def ensure_stream(jsm: JetStreamManager, want: StreamConfig) -> Literal["c
 
 async def ensure_consumer(
     jsm: JetStreamManager, stream: str, want: ConsumerConfig
-) -> Literal["created", "ok"]:
-    """Create a durable consumer if missing; raise `ProvisioningError` if it differs."""
+) -> Literal["created", "updated", "ok"]:
+    """Create a durable consumer if missing, update a first-wave one whose only difference is
+    a filter we narrowed, and raise `ProvisioningError` for any other difference."""
     assert want.durable_name is not None
     try:
         info = await jsm.consumer_info(stream, want.durable_name)
@@ -254,12 +268,28 @@ async def ensure_consumer(
         log.info("created consumer %s on %s", want.durable_name, stream)
         return "created"
     diffs = differences(want, info.config, _CONSUMER_FIELDS)
+    if diffs and _upgradable(want, info.config):
+        # The server keeps the consumer's position and pending acks across the update.
+        await jsm.add_consumer(stream, want)
+        log.info("updated consumer %s on %s: %s", want.durable_name, stream, "; ".join(diffs))
+        return "updated"
     if diffs:
         raise ProvisioningError(
             f"consumer {want.durable_name} on {stream} exists with another configuration "
             f"({'; '.join(diffs)}); remove it (nats consumer rm) to let baker recreate it"
         )
     return "ok"
+
+
+def _upgradable(want: ConsumerConfig, have: ConsumerConfig) -> bool:
+    """The first wave's `brain-ingest` (one wildcard filter) may become today's (the same
+    messages, named subject by subject); nothing else is changed on a live consumer."""
+    others = [f for f in _CONSUMER_FIELDS if f not in ("filter_subject", "filter_subjects")]
+    return (
+        want.durable_name == INGEST_CONSUMER
+        and have.filter_subject == FIRST_WAVE_INGEST_FILTER
+        and not differences(want, have, tuple(others))
+    )
 
 
 async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict[str, str]:

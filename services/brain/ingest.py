@@ -1,12 +1,12 @@
 """Ingest: worker status and result messages become job events.
 
-One durable consumer, `brain-ingest`, filtered on `baker.jobs.*.>`, so a job's messages arrive
-in the order its worker published them. They are handled in order per job and concurrently
-across jobs: a fetched batch goes in rounds of at most one message per job, whose appends are
-pipelined (`EventStore.execute_each`: one round trip per round, not one per message). Each
-message is decided by the job lifecycle and appended (or recorded as a rejected transition)
-with its stream sequence as its cause, then acknowledged. A redelivered message therefore
-appends nothing new. A malformed message is terminated, counted and logged
+One durable consumer, `brain-ingest`, filtered on the status, result and step subjects, so a
+job's messages arrive in the order its worker published them. They are handled in order per
+job and concurrently across jobs: a fetched batch goes in rounds of at most one message per
+job, whose appends are pipelined (`EventStore.execute_each`: one round trip per round, not one
+per message). Each message is decided by the job lifecycle and appended (or recorded as a
+rejected transition) with its stream sequence as its cause, then acknowledged. A redelivered
+message therefore appends nothing new. A malformed message is terminated, counted and logged
 with its subject; it never blocks the consumer.
 """
 

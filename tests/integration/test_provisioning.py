@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from adapters.nats.streams import (
     ProvisioningError,
     Topology,
     events_stream,
+    ingest_consumer,
     provision,
     workers_consumer,
 )
@@ -38,7 +39,41 @@ async def test_provisioning_is_idempotent_and_matches_the_design(nc: NATS) -> No
         "baker.jobs.dispatch", 60, 3,
     )  # fmt: skip
     ingest = (await jsm.consumer_info("BAKER_JOBS", "brain-ingest")).config
-    assert ingest.filter_subject == "baker.jobs.*.>"
+    assert sorted(ingest.filter_subjects or []) == [
+        "baker.jobs.result.*", "baker.jobs.status.*", "baker.jobs.step.*",
+    ]  # fmt: skip
+
+
+async def test_other_dispatch_subjects_can_live_beside_the_ingest(nc: NATS) -> None:
+    """A work-queue stream refuses overlapping consumers: with the ingest's subjects named one by
+    one, a consumer of `baker.jobs.dispatch.<lane>` fits beside it."""
+    jsm = nc.jsm()
+    await provision(jsm)
+    lane = ConsumerConfig(durable_name="lane-high", filter_subject="baker.jobs.dispatch.high")
+    await jsm.add_consumer("BAKER_JOBS", lane)
+    assert (await jsm.consumer_info("BAKER_JOBS", "lane-high")).config.filter_subject
+
+
+async def test_a_first_wave_ingest_consumer_is_updated_in_place(nc: NATS) -> None:
+    jsm = nc.jsm()
+    await provision(jsm)
+    await jsm.delete_consumer("BAKER_JOBS", "brain-ingest")
+    old = ingest_consumer(Topology())
+    old.filter_subjects, old.filter_subject = None, "baker.jobs.*.>"
+    await jsm.add_consumer("BAKER_JOBS", old)
+    js = nc.jetstream()
+    for n in range(3):
+        await js.publish(f"baker.jobs.status.job-{n}", b"{}")
+    sub = await js.pull_subscribe_bind("brain-ingest", "BAKER_JOBS")
+    (first,) = await sub.fetch(1)
+    await first.ack_sync()
+
+    done = await provision(jsm)
+    assert done["BAKER_JOBS/brain-ingest"] == "updated"
+    info = await jsm.consumer_info("BAKER_JOBS", "brain-ingest")
+    assert not info.config.filter_subject and len(info.config.filter_subjects or []) == 3
+    assert (info.delivered.stream_seq, info.num_pending) == (1, 2)  # its position is kept
+    assert (await provision(jsm))["BAKER_JOBS/brain-ingest"] == "ok"
 
 
 async def test_a_different_existing_stream_is_reported_and_left_alone(nc: NATS) -> None:
