@@ -62,6 +62,11 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+LIBRARIES = ("nats", "httpx", "httpcore", "anthropic", "uvicorn", "asyncio")
+"""Libraries whose INFO lines (one per HTTP request, say) are noise in our logs: they speak at
+WARNING and above unless the level asked for is DEBUG."""
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Route all logs to stderr in the chosen format."""
     handler = _Stderr()
@@ -69,4 +74,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(
+            root.level if root.level <= logging.DEBUG else max(logging.WARNING, root.level)
+        )

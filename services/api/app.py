@@ -36,7 +36,8 @@ STATIC = Path(__file__).parent / "static"
 REASONS = {
     400: "bad input: the reason names the field", 401: "missing or wrong bearer token",
     404: "no such resource", 409: "the job has already finished",
-    413: "request body too large", 503: "the Brain is not active, or a dependency is down",
+    413: "request body too large", 415: "the body is not JSON",
+    503: "the Brain is not active, or a dependency is down",
 }  # fmt: skip
 
 
@@ -136,6 +137,10 @@ class Guard:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        scope, refusal = _json_body(scope, headers)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
         self.ctx.brain.inflight += 1  # a draining Brain waits for these before handing over
         try:
             await self.app(scope, receive, send)
@@ -181,6 +186,24 @@ class Guard:
             return whole.pop() if whole else await receive()
 
         return replay, None
+
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+def _json_body(scope: Scope, headers: Headers) -> tuple[Scope, JSONResponse | None]:
+    """Every body we take is JSON. `curl -d '{...}'` labels it as a form unless told otherwise,
+    so that label is read as JSON (a body that is not JSON is then refused as such); any other
+    non-JSON type is refused naming it, instead of a validation error about a missing field."""
+    kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not kind or kind == "application/json" or kind.endswith("+json"):
+        return scope, None
+    if kind != _FORM:
+        return scope, error(
+            415, f"the body must be JSON (Content-Type: application/json), not {kind}"
+        )
+    rest = [(k, v) for k, v in scope["headers"] if k.lower() != b"content-type"]
+    return {**scope, "headers": [*rest, (b"content-type", b"application/json")]}, None
 
 
 def _install_errors(app: FastAPI) -> None:
@@ -241,7 +264,7 @@ def _error_codes(path: str, method: str, op: dict[str, Any]) -> list[int]:
     codes += [401] if path not in OPEN else []
     codes += [404] if "{" in path else []
     codes += [409] if path.endswith("/cancel") else []
-    codes += [413] if method == "post" else []
+    codes += [413, 415] if method == "post" else []
     codes += [503] if path not in ALWAYS or path == "/ping" else []
     return codes
 

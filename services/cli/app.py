@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from adapters.nats.connection import NatsUnavailable
 from adapters.nats.server import NatsServerMissing, NatsServerTooOld
@@ -33,11 +34,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-format", choices=["text", "json"], help="override BAKER_LOG_FORMAT")
     parser.add_argument("--log-level", help="override BAKER_LOG_LEVEL (DEBUG, INFO, ...)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="log more on stderr: -v INFO, -vv DEBUG (commands other than daemons log only "
+        "warnings and errors by default)",
+    )  # fmt: skip
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
     for register in REGISTRARS:
         register(commands)
     return parser
+
+
+DAEMONS = {"up", "brain", "worker", "projector", "monitor", "launcher"}
+"""Long-running commands: their INFO lines are their story. Every other command prints its own
+output on stdout and logs only what went wrong (on stderr), unless asked for more."""
+
+
+def log_level(args: argparse.Namespace, environ: Mapping[str, str]) -> str:
+    """`--log-level`, else `-v`/`-vv`, else `BAKER_LOG_LEVEL`, else INFO for daemons and
+    WARNING for the rest."""
+    if args.log_level:
+        return str(args.log_level).upper()
+    if args.verbose:
+        return "DEBUG" if args.verbose > 1 else "INFO"
+    if environ.get("BAKER_LOG_LEVEL"):
+        return environ["BAKER_LOG_LEVEL"].upper()
+    return "INFO" if args.command in DAEMONS else "WARNING"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -47,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         return fail(str(exc), 2)
-    setup_logging(args.log_level or settings.log_level, args.log_format or settings.log_format)
+    setup_logging(log_level(args, os.environ), args.log_format or settings.log_format)
     handler: Handler = args.handler
     try:
         return handler(args, settings)

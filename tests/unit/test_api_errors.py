@@ -3,6 +3,7 @@ id, body limits without a Content-Length, strict number parsing, and what OpenAP
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -167,7 +168,7 @@ async def test_openapi_documents_the_answers_the_app_gives() -> None:
         success = answers["202" if method == "post" else "200"]
         assert success["content"]["application/json"]["schema"]["$ref"].endswith(f"/{model}")
     assert set(paths["/api/jobs/{job_id}/cancel"]["post"]["responses"]) >= {
-        "202", "400", "401", "404", "409", "413", "503",
+        "202", "400", "401", "404", "409", "413", "415", "503",
     }  # fmt: skip
     assert set(paths["/brain/state"]["get"]["responses"]) == {"200"}
     assert "401" not in paths["/ping"]["get"]["responses"]
@@ -184,3 +185,29 @@ def test_malformed_messages_are_labelled_by_the_path_that_read_them() -> None:
     assert malformed_by_source({"malformed": {"ingest": 1, "tasks": 2, "health": 0}}) == {
         "ingest": 1, "tasks": 2, "health": 0,
     }  # fmt: skip
+
+
+async def test_curl_s_form_label_on_a_json_body_is_read_as_json() -> None:
+    """`curl -XPOST … -d '{…}'` (the README's example) sends a form content type."""
+    dispatcher = RecordingDispatcher()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    async with api(dispatcher) as c:
+        answer = await c.post("/api/jobs", content=json.dumps(JOB), headers=form)
+        assert answer.status_code == 202, answer.text
+        assert dispatcher.specs[0].type == "command"
+        not_json = await c.post("/api/jobs", content="type=command", headers=form)
+        assert not_json.status_code == 400
+        assert not_json.json()["error"] == "body: not valid JSON"
+
+
+async def test_a_body_of_another_type_is_a_415_naming_it() -> None:
+    dispatcher = RecordingDispatcher()
+    async with api(dispatcher) as c:
+        answer = await c.post(
+            "/api/jobs", content=json.dumps(JOB), headers={"Content-Type": "text/plain"}
+        )
+    assert answer.status_code == 415
+    assert answer.json()["error"] == (
+        "the body must be JSON (Content-Type: application/json), not text/plain"
+    )
+    assert not dispatcher.specs

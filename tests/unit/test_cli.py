@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 
 import pytest
 
-from services.cli.app import main
+from services.cli.app import build_parser, log_level, main
+from services.logs import setup_logging
 
 
 def test_lifecycle_job_prints_the_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -56,3 +58,29 @@ def test_an_unreachable_nats_is_a_clear_error(
     assert main(["provision"]) == 1
     err = capsys.readouterr().err
     assert "cannot connect to NATS at nats://***@127.0.0.1" in err and "pw" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "level"),
+    [
+        (["jobs"], {}, "WARNING"),  # a command prints its output; logs only what went wrong
+        (["worker"], {}, "INFO"),  # a daemon's INFO lines are its story
+        (["-v", "jobs"], {}, "INFO"),
+        (["-vv", "jobs"], {}, "DEBUG"),
+        (["jobs"], {"BAKER_LOG_LEVEL": "info"}, "INFO"),
+        (["--log-level", "error", "-v", "up"], {"BAKER_LOG_LEVEL": "DEBUG"}, "ERROR"),
+    ],
+)
+def test_the_log_level_a_command_runs_at(
+    argv: list[str], environ: dict[str, str], level: str
+) -> None:
+    assert log_level(build_parser().parse_args(argv), environ) == level
+
+
+def test_library_info_lines_are_kept_out_unless_debugging() -> None:
+    setup_logging("INFO")
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING
+    assert logging.getLogger("baker.cli").getEffectiveLevel() == logging.INFO
+    setup_logging("DEBUG")
+    assert logging.getLogger("httpx").getEffectiveLevel() == logging.DEBUG
+    setup_logging("WARNING")
