@@ -7,9 +7,14 @@ import asyncio
 import json
 import sys
 
-from bench import event_store, pipeline, projector
+from bench import event_store, fence, pipeline, projector
 
-BENCHES = {"event-store": event_store, "pipeline": pipeline, "projector": projector}
+BENCHES = {
+    "event-store": event_store,
+    "fence": fence,
+    "pipeline": pipeline,
+    "projector": projector,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
