@@ -7,9 +7,10 @@ import asyncio
 import json
 import sys
 
-from bench import event_store, fence, pipeline, projector
+from bench import api, event_store, fence, pipeline, projector
 
 BENCHES = {
+    "api": api,
     "event-store": event_store,
     "fence": fence,
     "pipeline": pipeline,
