@@ -51,8 +51,10 @@ class ApiContext:
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
     brain: BrainStatus = field(default_factory=BrainStatus)
-    # Read-your-writes: wait until the read model holds an event (in-process projector).
+    # Read-your-writes for pages: wait until the read model holds an event (the Brain's own
+    # projector); `written` is the newest event this API appended.
     wait_for: Callable[[int, float], Awaitable[bool]] | None = None
+    written: int = 0
     # Live counters. `malformed` is the job ingest's count of malformed messages, or a dict
     # {source: count} when more paths (task ingest, monitor, heartbeats, handoff) report theirs.
     counters: Callable[[], dict[str, Any]] = dict
@@ -64,6 +66,16 @@ class ApiContext:
     keepalive: float = 15.0
     max_body: int = 1 << 20
     bus: Any = None  # services.api.bus.EventBus: live events for SSE
+
+    def wrote(self, seq: int) -> None:
+        self.written = max(self.written, seq)
+
+    async def caught_up(self, timeout: float = 2.0) -> bool:
+        """Wait (bounded) until the read model holds every event this API appended; False
+        when it did not get there in time."""
+        if self.wait_for is None or not self.written:
+            return True
+        return await self.wait_for(self.written, timeout)
 
 
 def ctx_of(request: Request) -> ApiContext:

@@ -14,6 +14,7 @@ from domain.events import JOB_EVENTS, TransitionRejected, format_time, to_docume
 from domain.ids import InvalidId, check_id
 from domain.specs import parse_job_spec
 from projections import queries
+from projections.jobs import FoldError, JobRow, fold_job
 from projections.pit import jobs_as_of, seq_at
 from services.api import sse
 from services.api.context import (
@@ -120,7 +121,8 @@ def _job_id(value: str) -> str | None:
 
 @router.post("/api/jobs", status_code=202, response_model=Dispatched)
 async def dispatch(body: DispatchRequest, request: Request) -> Any:
-    """Dispatch a job; answers once the job is in the read model (read-your-writes)."""
+    """Dispatch a job; answers once it is recorded and queued. A read of it right after sees
+    it (read-your-writes), from the event log while the read model has not caught up."""
     ctx = ctx_of(request)
     try:
         spec = parse_job_spec(body.model_dump(exclude_none=True))
@@ -132,8 +134,7 @@ async def dispatch(body: DispatchRequest, request: Request) -> Any:
         return error(503, str(exc))
     except DispatchFailed as exc:
         return error(503, f"the job could not be queued: {exc}", id=exc.job_id)
-    if ctx.wait_for is not None:
-        await ctx.wait_for(done.seq, 2.0)
+    ctx.wrote(done.seq)
     return JSONResponse(
         {"id": done.job_id, "status": "dispatched", "traceId": done.trace_id}, status_code=202
     )
@@ -149,9 +150,11 @@ async def list_jobs(
     asOf: Annotated[str | None, Query(description="a stream sequence or an ISO-8601 time")] = None,  # noqa: N803
 ) -> Any:
     """Jobs, newest first, keyset-paginated; `asOf` shows the jobs as they were then."""
-    db = await ctx_of(request).read_model.db()
+    ctx = ctx_of(request)
+    db = await ctx.read_model.db()
     if asOf is not None:
         return await _as_of(db, asOf, status, type, limit)
+    await ctx.caught_up()  # a page shows every job this API dispatched before it
     page = await queries.list_jobs(db, queries.JobFilter(status, type, limit, cursor))
     # `applied`: the stream sequence this page reflects, to join it to the live stream.
     return {
@@ -175,11 +178,31 @@ async def _as_of(db: Any, as_of: str, status: str | None, job_type: str | None, 
 
 @router.get("/api/jobs/{job_id}", response_model=Job)
 async def get_job(job_id: JobId, request: Request) -> Any:
-    """The job's read-model row."""
+    """The job's read-model row. A job the read model does not hold yet (just dispatched, the
+    projector a batch behind) is read once it has caught up with what this API wrote, or, if it
+    does not within the bound (a stalled projector), folded from the event log."""
     if _job_id(job_id) is None:
         return error(404, f"no job {job_id!r}")
-    doc = await queries.get_job(await ctx_of(request).read_model.db(), job_id)
+    ctx = ctx_of(request)
+    db = await ctx.read_model.db()
+    doc = await queries.get_job(db, job_id)
+    if doc is None and await ctx.caught_up():
+        doc = await queries.get_job(db, job_id)
+    if doc is None:
+        doc = await _job_from_log(ctx.store, job_id)
     return doc if doc is not None else error(404, f"no job {job_id!r}")
+
+
+async def _job_from_log(store: Any, job_id: str) -> dict[str, Any] | None:
+    """The job's row as the projector will write it, folded from its events."""
+    loaded = await store.load("job", job_id)
+    row: JobRow | None = None
+    for item in loaded.events:
+        try:
+            row = fold_job(row, item.envelope, item.seq).row
+        except FoldError:
+            return None  # what the projector sends to dead letters: not a job to show
+    return queries.job_document(row) if row is not None else None
 
 
 @router.get("/api/jobs/{job_id}/history", response_model=History, response_model_exclude_unset=True)
@@ -247,6 +270,7 @@ async def cancel(job_id: JobId, request: Request) -> Any:
         return error(404, f"no job {job_id!r}")
     except JobAlreadyFinished as exc:
         return error(409, str(exc))
+    ctx_of(request).wrote(seq)
     return JSONResponse({"id": job_id, "status": "cancel_requested", "seq": seq}, status_code=202)
 
 
@@ -265,7 +289,9 @@ async def search_events(
         found = _event_filter(jobId, type, workerId, since, until, limit + 1)
     except FieldError as exc:
         return error(400, str(exc), field=exc.field)
-    events = await queries.search_events(await ctx_of(request).read_model.db(), found)
+    ctx = ctx_of(request)
+    await ctx.caught_up()
+    events = await queries.search_events(await ctx.read_model.db(), found)
     return {"events": events[:limit], "more": len(events) > limit}
 
 
