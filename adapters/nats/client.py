@@ -36,6 +36,7 @@ from adapters.nats.errors import (
     NatsError,
     NatsUnavailable,
     OutboundBufferFull,
+    PermissionDenied,
     RequestTimeout,
     ServerTooOld,
 )
@@ -139,14 +140,18 @@ class Client:
         """Queue a message; it is written at the loop's next turn."""
         if not subject or _whitespace(subject) or (reply and _whitespace(reply)):
             raise ValueError(f"bad NATS subject {subject!r} or reply {reply!r}")
-        if len(payload) > self.max_payload:
-            raise ValueError(f"{subject}: {len(payload)} bytes is over the server's maximum")
         if headers:
-            self._send(
-                protocol.encode_hpub(subject, payload, protocol.encode_headers(headers), reply)
-            )
+            block = protocol.encode_headers(headers)
+            self._check_size(subject, len(block) + len(payload))
+            self._send(protocol.encode_hpub(subject, payload, block, reply))
         else:
+            self._check_size(subject, len(payload))
             self._send(protocol.encode_pub(subject, payload, reply))
+
+    def _check_size(self, subject: str, size: int) -> None:
+        """The server drops the connection for a message over its maximum (headers count)."""
+        if size > self.max_payload:
+            raise ValueError(f"{subject}: {size} bytes is over the server's maximum")
 
     def request(
         self,
@@ -262,8 +267,13 @@ class Client:
         connection up; the others (stale connection, authorization) are followed by the
         server closing it, and we reconnect."""
         self.errors += 1
+        lowered = text.lower()
         error: NatsError = (
-            AuthorizationError(text) if "violation" in text.lower() else NatsError(text)
+            PermissionDenied(text)
+            if "permissions violation" in lowered
+            else AuthorizationError(text)
+            if "authorization" in lowered or "authentication" in lowered
+            else NatsError(text)
         )
         where = self.server.url if self.server else "NATS"
         log.warning("NATS error from %s: %s", where, text)
@@ -445,7 +455,8 @@ class Client:
         if self._status == CONNECTED:
             self._status = DRAINING
             for sub in self._subs.values():
-                self._send(protocol.encode_unsub(sub.sid))
+                if sub is not self._mux.subscription:  # the answers still to come need it
+                    self._send(protocol.encode_unsub(sub.sid))
             with contextlib.suppress(TimeoutError, NatsError):
                 async with asyncio.timeout(timeout):
                     await self.flush(timeout)

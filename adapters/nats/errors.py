@@ -20,6 +20,10 @@ class AuthorizationError(NatsError):
     """The server refused our credentials (an attempt ends; the message is the server's)."""
 
 
+class PermissionDenied(NatsError):
+    """The server refused one publish or subscription; the connection stays up."""
+
+
 class ConnectionClosed(NatsError):
     """The client was closed: nothing more can be sent or awaited on it."""
 

@@ -57,6 +57,10 @@ class RequestMux:
             self._sweep = loop.call_later(self._sweep_every, self._expire)
         return future
 
+    @property
+    def subscription(self) -> Subscription | None:
+        return self._sub
+
     def _on_reply(self, msg: Msg) -> None:
         future = self._pending.pop(msg.subject[self._cut :], None)
         if future is None or future.done():
