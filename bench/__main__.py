@@ -7,9 +7,14 @@ import asyncio
 import json
 import sys
 
-from bench import event_store, pipeline, projector
+from bench import event_store, nats_client, pipeline, projector
 
-BENCHES = {"event-store": event_store, "pipeline": pipeline, "projector": projector}
+BENCHES = {
+    "event-store": event_store,
+    "nats-client": nats_client,
+    "pipeline": pipeline,
+    "projector": projector,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
