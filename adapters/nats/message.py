@@ -137,9 +137,11 @@ class JetStreamError(NatsError):
 def parse_pub_ack(subject: str, msg: protocol.Msg) -> PubAck:
     """The PubAck answering a publish to `subject`, or `JetStreamError`."""
     try:
-        answer: dict[str, Any] = orjson.loads(msg.data)
+        answer: Any = orjson.loads(msg.data)
     except orjson.JSONDecodeError:
-        raise NatsError(f"{subject}: the answer is not a PubAck: {msg.data[:200]!r}") from None
+        answer = None
+    if not isinstance(answer, dict):
+        raise NatsError(f"{subject}: the answer is not a PubAck: {msg.data[:200]!r}")
     error = answer.get("error")
     if error is not None:
         raise JetStreamError(
@@ -148,4 +150,7 @@ def parse_pub_ack(subject: str, msg: protocol.Msg) -> PubAck:
             int(error.get("err_code", 0)),
             str(error.get("description")),
         )
-    return PubAck(str(answer.get("stream", "")), int(answer["seq"]), bool(answer.get("duplicate")))
+    seq = answer.get("seq")
+    if not isinstance(seq, int):
+        raise NatsError(f"{subject}: the answer is not a PubAck: {msg.data[:200]!r}")
+    return PubAck(str(answer.get("stream", "")), seq, bool(answer.get("duplicate")))

@@ -126,5 +126,6 @@ def test_a_pub_ack_or_its_error() -> None:
     with pytest.raises(JetStreamError, match=r"s: wrong last sequence: 3 \(10071\)") as info:
         parse_pub_ack("s", refused)
     assert (info.value.code, info.value.err_code) == (400, 10071)
-    with pytest.raises(NatsError, match="not a PubAck"):
-        parse_pub_ack("s", Msg("r", 1, "", b"", b"garbage"))
+    for garbage in (b"garbage", b'{"stream":"S"}', b"[1]"):
+        with pytest.raises(NatsError, match="not a PubAck"):
+            parse_pub_ack("s", Msg("r", 1, "", b"", garbage))
