@@ -141,3 +141,23 @@ async def test_the_first_server_that_answers_is_used(nats_server: NatsServerProc
         assert nc.server is not None and nc.server.port == nats_server.port
     finally:
         await nc.close()
+
+
+SEED = "SUAMLK2ZNL35WSMW37E7UD4VZ7ELPKW7DHC3BWBSD2GCZ7IUQQXZIORRBU"  # nkeys' documented example
+PUBLIC = "UCK5N7N66OBOINFXAYC2ACJQYFSOD4VYNU6APEJTAVFZB2SVHLKGEW7L"  # its public key
+
+
+async def test_an_nkey_seed_file_signs_the_server_s_nonce(tmp_path: Path) -> None:
+    pytest.importorskip("nkeys", reason="signing needs the optional nkeys package")
+    config = tmp_path / "nkeys.conf"
+    config.write_text(f"authorization {{ users = [ {{nkey: {PUBLIC}}} ] }}\n")
+    seed = tmp_path / "user.nk"
+    seed.write_text(SEED + "\n")
+    for server in served(tmp_path, "-c", str(config)):
+        with pytest.raises(NatsUnavailable, match="Authorization Violation"):
+            await Client.connect(server.url)
+        nc = await Client.connect(Options(url=server.url, creds=str(seed)))
+        try:
+            assert await round_trip(nc) == b"ok"
+        finally:
+            await nc.close()
