@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from adapters.nats.errors import NatsError
-from adapters.nats.message import JetStreamError
+from adapters.nats.message import JetStreamError, Msg
 
 if TYPE_CHECKING:
     from adapters.nats.client import Client
@@ -64,3 +64,16 @@ async def consumer_info(client: Client, stream: str, consumer: str) -> dict[str,
 
 async def delete_consumer(client: Client, stream: str, consumer: str) -> None:
     await api(client, f"CONSUMER.DELETE.{stream}.{consumer}")
+
+
+async def direct_get(client: Client, stream: str, query: dict[str, Any]) -> Msg | None:
+    """One stored message by a direct get (`{"seq": n}`, `{"last_by_subj": s}`,
+    `{"seq": n, "next_by_subj": s}`; the stream needs `allow_direct`), or None when there is
+    none. Its headers carry `Nats-Sequence` and `Nats-Subject` beside its own."""
+    msg = await client.request(f"{API}.DIRECT.GET.{stream}", orjson.dumps(query), timeout=5.0)
+    status = msg.status if msg.is_status else None
+    if status == 404:
+        return None
+    if status is not None:
+        raise JetStreamError(f"DIRECT.GET.{stream}", status, 0, msg.description or str(status))
+    return msg

@@ -21,7 +21,8 @@ WRONG_LAST_SEQUENCE = 10071
 @pytest.fixture
 async def js(nats_server: NatsServerProcess) -> AsyncIterator[Client]:
     nc = await Client.connect(Options(url=nats_server.url, name="test"))
-    await jsapi.add_stream(nc, {"name": STREAM, "subjects": ["t.>"], "storage": "memory"})
+    config = {"name": STREAM, "subjects": ["t.>"], "storage": "memory", "allow_direct": True}
+    await jsapi.add_stream(nc, config)
     try:
         yield nc
     finally:
@@ -169,3 +170,19 @@ async def test_acking_a_plain_message_is_refused(js: Client) -> None:
     await js.flush()
     with pytest.raises(NotJetStream):
         got[0].ack()
+
+
+async def test_direct_gets_find_stored_messages_or_none(js: Client) -> None:
+    for i, subject in enumerate(["t.x", "t.y", "t.x"]):
+        parse_pub_ack(subject, await js.request(subject, f"m{i}".encode(), headers={"K": str(i)}))
+    last = await jsapi.direct_get(js, STREAM, {"last_by_subj": "t.x"})
+    assert last is not None and last.data == b"m2"
+    assert (last.headers["Nats-Sequence"], last.headers["Nats-Subject"], last.headers["K"]) == (
+        "3",
+        "t.x",
+        "2",
+    )
+    after = await jsapi.direct_get(js, STREAM, {"seq": 2, "next_by_subj": "t.x"})
+    assert after is not None and after.headers["Nats-Sequence"] == "3"
+    assert await jsapi.direct_get(js, STREAM, {"last_by_subj": "t.none"}) is None
+    assert (await jsapi.stream_info(js, STREAM))["state"]["messages"] == 3
