@@ -2,9 +2,9 @@
 
 The hot paths of the system are JetStream publishes awaiting a PubAck, pulled messages and
 their acks, and report publishes. So:
-- `publish` only encodes and appends to a buffer; one callback per loop turn (`call_soon`)
-  writes everything buffered in one `write`. No await, task or future per message. When the
-  socket is behind, `congested` is true and `await writable()` waits for it to drain.
+- `publish` only encodes and hands the bytes to the outbox (`outbox.py`), which writes a
+  loop turn's worth in one `write`: no await, task or future per message. When the socket
+  is behind, `congested` is true and `await writable()` waits for it to drain.
 - A subscription's callback is called from `data_received`, as the bytes are parsed: no task
   or queue per message. A callback that raises is logged and counted, never fatal.
 - `request` shares one wildcard inbox subscription and one deadline sweep (`inbox.py`).
@@ -25,51 +25,29 @@ import re
 import secrets
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from adapters.nats import protocol
+from adapters.nats.connector import Connector, Options
 from adapters.nats.errors import (
     AuthorizationError,
     ConnectionClosed,
     ConnectionLost,
     NatsError,
-    NatsUnavailable,
-    OutboundBufferFull,
     PermissionDenied,
     RequestTimeout,
-    ServerTooOld,
 )
 from adapters.nats.inbox import RequestMux
 from adapters.nats.message import Msg
-from adapters.nats.server import NatsServerTooOld, parse_version, require_version
-from adapters.nats.servers import Credentials, Server, ServerPool, connect_options
-from adapters.nats.wire import Ops, Wire, dial
+from adapters.nats.outbox import Outbox
+from adapters.nats.servers import Server
+from adapters.nats.wire import Ops, Wire
 
+__all__ = ["Client", "Options", "Subscription"]
 log = logging.getLogger("baker.nats")
 _whitespace = re.compile(r"\s").search
 CONNECTING, CONNECTED, RECONNECTING, DRAINING, CLOSED = range(5)
 Callback = Callable[[Msg], None]
-
-
-@dataclass(frozen=True)
-class Options:
-    url: str = "nats://127.0.0.1:4222"  # comma-separated for a cluster
-    name: str = "baker"
-    creds: str | None = None  # a creds file or an nkey seed file (needs `nkeys`)
-    connect_timeout: float = 5.0
-    first_connect_within: float = 15.0
-    reconnect_wait: float = 0.25  # doubling per failed attempt on the same server ...
-    reconnect_wait_max: float = 2.0  # ... up to this
-    ping_interval: float = 30.0
-    max_outstanding_pings: int = 2
-    reconnect_buffer: int = 8 << 20
-    high_water: int = 1 << 20  # socket buffer beyond which `congested` is true
-    check_version: bool = True  # off only for a bench that compares old servers
-    echo: bool = True
-    on_disconnect: Callable[[], None] | None = None
-    on_reconnect: Callable[[], None] | None = None
-    on_error: Callable[[NatsError], None] | None = None
 
 
 class Subscription:
@@ -90,22 +68,15 @@ class Client:
     def __init__(self, options: Options) -> None:
         self.options = options
         self._loop = asyncio.get_running_loop()
-        self._pool = ServerPool(
-            options.url, wait=options.reconnect_wait, wait_max=options.reconnect_wait_max
-        )
-        self._creds = Credentials.load(options.creds) if options.creds else None
-        self._make = functools.partial(Msg, self)
+        self._connector = Connector(options, functools.partial(Msg, self), self)
+        self._pool = self._connector.pool
         self._status = CONNECTING
         self._wire: Wire | None = None
-        self._transport: asyncio.Transport | None = None
         self.server: Server | None = None
         self.server_info: dict[str, Any] = {}
         self.max_payload = 1 << 20
-        self._out: list[bytes] = []
-        self._out_size = 0
-        self._flush_due = False
-        self._paused = False
-        self._waiting_to_write: list[asyncio.Future[None]] = []
+        self._outbox = Outbox(options.reconnect_buffer, options.high_water)
+        self._send = self._outbox.send  # bound once: it runs for every publish
         self._subs: dict[int, Subscription] = {}
         self._sids = itertools.count(1)
         self._inboxes = itertools.count(1)
@@ -124,7 +95,8 @@ class Client:
         """Connect to the first server that answers within `first_connect_within` seconds,
         else `NatsUnavailable` naming the servers and the most telling error."""
         client = cls(Options(url=options) if isinstance(options, str) else options)
-        await client._first_connect()
+        wire, server, info = await client._connector.first()
+        client._attach(wire, server, info)
         return client
 
     # --- publishing -------------------------------------------------------------------------
@@ -168,44 +140,10 @@ class Client:
     @property
     def congested(self) -> bool:
         """Whether a publisher should `await writable()` before publishing more."""
-        return self._paused or (self._status != CONNECTED and self._out_size > self._high)
+        return self._outbox.congested
 
     async def writable(self) -> None:
-        while self.congested and self._status != CLOSED:
-            waiter = self._loop.create_future()
-            self._waiting_to_write.append(waiter)
-            await waiter
-        if self._status == CLOSED:
-            raise ConnectionClosed("the NATS client is closed")
-
-    def _send(self, cmd: bytes) -> None:
-        if self._status != CONNECTED:
-            self._may_buffer(len(cmd))
-        self._out.append(cmd)
-        self._out_size += len(cmd)
-        if not self._flush_due:
-            self._flush_due = True
-            self._loop.call_soon(self._flush)
-
-    def _may_buffer(self, size: int) -> None:
-        if self._status == CLOSED:
-            raise ConnectionClosed("the NATS client is closed")
-        if self._status != DRAINING and self._out_size + size > self.options.reconnect_buffer:
-            raise OutboundBufferFull(
-                f"{self._out_size} bytes are waiting for the connection to NATS to come back"
-            )
-
-    def _flush(self) -> None:
-        self._flush_due = False
-        out, transport = self._out, self._transport
-        if out and transport is not None:
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
-            self._out = []
-            self._out_size = 0
-
-    @property
-    def _high(self) -> int:
-        return self.options.high_water
+        await self._outbox.writable()
 
     # --- subscribing --------------------------------------------------------------------------
 
@@ -288,83 +226,25 @@ class Client:
 
     # --- the connection's life ----------------------------------------------------------------
 
-    async def _first_connect(self) -> None:
-        loop, opts = self._loop, self.options
-        deadline = loop.time() + opts.first_connect_within
-        errors: list[str] = []
-        refused: set[int] = set()
-        while True:
-            server = self._pool.next()
-            start = max(server.retry_at, loop.time())
-            if start >= deadline:
-                raise self._unavailable(errors)
-            await asyncio.sleep(start - loop.time())
-            try:
-                await self._try(server, min(opts.connect_timeout, deadline - start))
-                return
-            except ServerTooOld:
-                raise
-            except (OSError, TimeoutError, NatsError) as exc:
-                errors.append(f"{server.url}: {exc or type(exc).__name__}")
-                self._pool.failed(server, loop.time())
-                if isinstance(exc, AuthorizationError):
-                    refused.add(id(server))
-                    if len(refused) == len(self._pool.servers):
-                        raise self._unavailable(errors) from None  # every server said no
-
-    def _unavailable(self, errors: list[str]) -> NatsUnavailable:
-        where = ", ".join(s.url for s in self._pool.servers)
-        within = self.options.first_connect_within
-        return NatsUnavailable(f"cannot connect to NATS at {where} within {within:.0f}s "
-                               f"({_telling(errors)})")  # fmt: skip
-
-    async def _try(self, server: Server, timeout: float) -> None:
-        async with asyncio.timeout(timeout):
-            wire, info = await dial(
-                server.host, server.port, self._make, self, functools.partial(self._hello, server)
-            )
-        self._attach(wire, server, info)
-
-    def _hello(self, server: Server, info: dict[str, Any]) -> bytes:
-        """Judge a server by its INFO; the CONNECT to send it."""
-        if self.options.check_version:
-            try:
-                found = parse_version(str(info.get("version", "")))
-                require_version(found, f"the NATS server at {server.url}")
-            except NatsServerTooOld as exc:
-                raise ServerTooOld(str(exc)) from None
-        if info.get("tls_required"):
-            raise NatsError(f"{server.url} requires TLS, which this client does not speak")
-        if not info.get("headers"):
-            raise NatsError(f"{server.url} does not support headers")
-        options = connect_options(info, server, self._creds, self.options.name, self.options.echo)
-        return protocol.encode_connect(options)
-
     def _attach(self, wire: Wire, server: Server, info: dict[str, Any]) -> None:
         assert wire.transport is not None
-        self._wire, self._transport, self.server = wire, wire.transport, server
+        self._wire, self.server = wire, server
         self.server_info = dict(info)
         self.max_payload = int(info.get("max_payload", self.max_payload))
         self._pool.connected(server)
         self._pool.announce(list(info.get("connect_urls") or []), server)
-        wire.transport.set_write_buffer_limits(high=self.options.high_water)
         self._status = CONNECTED
         self._pings_out = 0
-        # Subscriptions first; PINGs and PONGs meant for the old connection are dropped.
         again = [protocol.encode_sub(s.subject, s.sid, s.queue) for s in self._subs.values()]
-        pending = [c for c in self._out if c is not protocol.PING and c is not protocol.PONG]
-        self._out = again + pending
-        self._out_size = sum(map(len, self._out))
-        self._flush()
+        self._outbox.attach(wire.transport, again)
         self._ping_timer = self._loop.call_later(self.options.ping_interval, self._ping)
         self._up.set()
-        self._wake_writers()
 
     def _lost(self, wire: Wire, exc: Exception | None) -> None:
         if wire is not self._wire:
             return
-        self._wire = self._transport = None
-        self._paused = False
+        self._wire = None
+        self._outbox.detach()
         self._up.clear()
         if self._ping_timer is not None:
             self._ping_timer.cancel()
@@ -379,16 +259,12 @@ class Client:
         self._reconnector = self._loop.create_task(self._reconnect(), name="nats-reconnect")
 
     async def _reconnect(self) -> None:
-        loop = self._loop
         while self._status == RECONNECTING:
-            server = self._pool.next()
-            await asyncio.sleep(max(0.0, server.retry_at - loop.time()))
-            try:
-                await self._try(server, self.options.connect_timeout)
-            except (OSError, TimeoutError, NatsError) as exc:
-                self._pool.failed(server, loop.time())
-                log.debug("reconnecting to %s failed: %s", server.url, exc)
-                continue
+            wire, server, info = await self._connector.again()
+            if self._status != RECONNECTING:  # closed meanwhile
+                wire.abort()
+                return
+            self._attach(wire, server, info)
             self.reconnects += 1
             log.info("reconnected to %s", server.url)
             self._tell(self.options.on_reconnect)
@@ -407,15 +283,7 @@ class Client:
 
     def _writing_paused(self, wire: Wire, paused: bool) -> None:
         if wire is self._wire:
-            self._paused = paused
-            if not paused:
-                self._wake_writers()
-
-    def _wake_writers(self) -> None:
-        waiting, self._waiting_to_write = self._waiting_to_write, []
-        for waiter in waiting:
-            if not waiter.done():
-                waiter.set_result(None)
+            self._outbox.pause(paused)
 
     def _fail_pongs(self, exc: Exception) -> None:
         waiting, self._pongs = self._pongs, deque()
@@ -467,33 +335,18 @@ class Client:
         if self._status == CLOSED:
             return
         self._status = CLOSED
-        for timer in (self._ping_timer,):
-            if timer is not None:
-                timer.cancel()
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
         if self._reconnector is not None:
             self._reconnector.cancel()
         gone = ConnectionClosed("the NATS client is closed")
         self._mux.close(gone)
         self._fail_pongs(gone)
-        self._wake_writers()
         wire, self._wire = self._wire, None
         self._up.set()  # wakes a flush waiting for a reconnection, which then sees CLOSED
-        if wire is not None and self._transport is not None:
-            self._flush()
-            self._transport.close()
-            self._transport = None
+        transport = self._outbox.close()
+        if wire is not None and transport is not None:
+            transport.close()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2.0):
                     await wire.closed
-
-
-_REFUSALS = ("authorization", "authentication", "permission", "user credentials")
-
-
-def _telling(errors: list[str]) -> str:
-    """The error that says most: the server's refusal if there was one (the socket reset
-    that follows it can arrive last), else the last error."""
-    for error in reversed(errors):
-        if any(word in error.lower() for word in _REFUSALS):
-            return error
-    return errors[-1] if errors else "no answer"
