@@ -4,7 +4,8 @@ A publish only appends its bytes here; the first one in a turn schedules `flush`
 `call_soon`, so a burst of publishes (a batch of acks, pipelined appends) costs one system
 call, and no publish awaits anything. While the connection is down the bytes wait here, up to
 `limit` (past it, `OutboundBufferFull`), and go first thing on the next connection, after the
-subscriptions; PINGs and PONGs meant for the old connection are dropped then. When the socket
+subscriptions; our PINGs meant for the old connection are dropped then (their PONGs would
+answer the waiters of later ones; an extra PONG is harmless to the server). When the socket
 is behind (its buffer over `high_water`, asyncio's `pause_writing`), or too much is waiting
 for a reconnection, `congested` is true and `writable()` waits until it is not.
 """
@@ -60,7 +61,7 @@ class Outbox:
         transport.set_write_buffer_limits(high=self._high_water)
         self._transport = transport
         self._paused = False
-        kept = [c for c in self._out if c is not protocol.PING and c is not protocol.PONG]
+        kept = [c for c in self._out if c is not protocol.PING]
         self._out = first + kept
         self._size = sum(map(len, self._out))
         self.flush()
