@@ -105,6 +105,7 @@ class RequestMux:
         for future in pending.values():
             if not future.done():
                 future.set_exception(exc)
+                future.exception()  # still raised to whoever awaits it; no "never retrieved"
         self._wake_settled()
 
     async def settled(self) -> None:
