@@ -7,12 +7,13 @@ import asyncio
 import json
 import sys
 
-from bench import api, event_store, fence, pipeline, projector
+from bench import api, event_store, fence, nats_client, pipeline, projector
 
 BENCHES = {
     "api": api,
     "event-store": event_store,
     "fence": fence,
+    "nats-client": nats_client,
     "pipeline": pipeline,
     "projector": projector,
 }

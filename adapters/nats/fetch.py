@@ -1,0 +1,101 @@
+"""Fetching from a JetStream pull consumer (durable or ephemeral) without a task per message.
+
+`fetch(n, wait)` first asks for up to `n` messages that are there now (`no_wait`), and only if
+there are none, waits up to `wait` for one. It never has more than `n` messages requested, so
+a worker with `n` free slots never receives more than `n` jobs, and a message that arrives is
+returned at once rather than when the pull expires. A pull ends with its `n`-th message or a
+status: 404 (no messages), 408 (expired), 409 (a conflict: max waiting, consumer deleted...).
+
+Each pull has its own reply subject under one wildcard subscription, so a status of an
+earlier pull that gave up (its answer late after a reconnect) cannot end a later one; the
+messages of that earlier pull are kept for the next `fetch` (they are ours to acknowledge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from adapters.nats.message import Msg
+
+if TYPE_CHECKING:
+    from adapters.nats.client import Client
+
+log = logging.getLogger("baker.nats")
+_ENDS = frozenset((404, 408, 409))
+GRACE = 2.0  # past `wait`, when a pull's end did not come (the connection dropped)
+
+
+class PullConsumer:
+    def __init__(self, client: Client, stream: str, consumer: str) -> None:
+        self._client = client
+        self._loop = asyncio.get_running_loop()
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._prefix = f"{client.new_inbox()}."
+        self._sub = client.subscribe(f"{self._prefix}*", self._on_msg)
+        self._ready: deque[Msg] = deque()
+        self._pulls = itertools.count(1)
+        self._reply = ""  # the reply subject of the pull under way
+        self._want = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.last_status: tuple[int, str] | None = None  # a 409 says why (for logs)
+
+    async def fetch(self, n: int, wait: float) -> list[Msg]:
+        """Up to `n` messages: what is there now, else the first to arrive within `wait`."""
+        if self._ready:
+            return self._take(n)
+        got = await self._pull({"batch": n, "no_wait": True}, n, wait)
+        if got:
+            return got
+        return await self._pull({"batch": 1, "expires": int(wait * 1e9)}, 1, wait)
+
+    def _take(self, n: int) -> list[Msg]:
+        ready = self._ready
+        if len(ready) <= n:
+            out = list(ready)
+            ready.clear()
+            return out
+        return [ready.popleft() for _ in range(n)]
+
+    async def _pull(self, request: dict[str, Any], n: int, wait: float) -> list[Msg]:
+        self._reply = f"{self._prefix}{next(self._pulls)}"
+        self._want = n
+        waiter = self._waiter = self._loop.create_future()
+        self._client.publish(self._next, orjson.dumps(request), reply=self._reply)
+        timer = self._loop.call_later(wait + GRACE, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+            self._reply = ""
+        return self._take(n)
+
+    def _on_msg(self, msg: Msg) -> None:
+        waiter = self._waiter
+        if msg.is_status:
+            status = msg.status
+            if status in _ENDS and msg.subject == self._reply and waiter is not None:
+                if status == 409:
+                    self.last_status = (status, msg.description)
+                    log.debug("pull on %s ended: 409 %s", self._next, msg.description)
+                _wake(waiter)
+            return  # 100 heartbeats, and the ends of pulls that gave up
+        self._ready.append(msg)
+        if waiter is not None and len(self._ready) >= self._want:
+            _wake(waiter)
+
+    def stop(self) -> None:
+        self._sub.unsubscribe()
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
