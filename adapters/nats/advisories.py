@@ -3,11 +3,10 @@ queued job messages they name (`Advisories` port, `services.ports.jobs`)."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 
 from nats.aio.client import Client as NATS
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.streams import (
@@ -16,6 +15,8 @@ from adapters.nats.streams import (
     INGEST_CONSUMER,
     JOBS_STREAM,
 )
+
+NO_MESSAGE_FOUND = 10057  # deleting a message that is gone already
 
 
 class JetStreamAdvisories(JetStreamDeliveries):
@@ -35,5 +36,10 @@ class JetStreamAdvisories(JetStreamDeliveries):
         return msg.data or b"", msg.headers
 
     async def remove(self, seq: int) -> None:
-        with contextlib.suppress(NotFoundError):
+        try:
             await self._jsm.delete_msg(JOBS_STREAM, seq)
+        except NotFoundError:
+            return
+        except APIError as exc:
+            if exc.err_code != NO_MESSAGE_FOUND:
+                raise
