@@ -302,12 +302,22 @@ class Worker:
             log.info(
                 "waiting up to %.0fs for %d running jobs", self.settings.grace, len(self.running)
             )
-            await asyncio.wait(self._jobs, timeout=self.settings.grace)
+            await self._within_grace(asyncio.wait(set(self._jobs)))
         for running in list(self.running.values()):
             running.shutting_down = True
             if running.execution is not None:
                 running.execution.cancel()
         await asyncio.gather(*self._jobs)  # the rest nak'd, and acks on their way
+
+    async def _within_grace(self, jobs_done: Awaitable[Any]) -> None:
+        """Wait for `jobs_done`, at most the grace period on the worker's clock (cancelling the
+        wait leaves the jobs running)."""
+        done = asyncio.ensure_future(jobs_done)
+        grace = asyncio.ensure_future(self._clock.sleep(self.settings.grace))
+        await asyncio.wait({done, grace}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (done, grace):
+            waiter.cancel()
+        await asyncio.gather(done, grace, return_exceptions=True)
 
     def _details(self) -> dict[str, Any]:
         return {
