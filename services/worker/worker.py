@@ -81,7 +81,7 @@ class Worker:
     ) -> None:
         self.id = worker_id or new_worker_id()
         self.settings = settings
-        self._jobs_source = jobs
+        self._source = jobs
         self.reports = reports
         self._cancels = cancels
         self._run = run or self._execute
@@ -114,7 +114,7 @@ class Worker:
             await self._shutdown()
             keep_alive.cancel()
             await cancels.unsubscribe()
-            await self._jobs_source.close()
+            await self._source.close()
             if beats is not None:
                 await beats
             await self.reports.close()
@@ -129,7 +129,7 @@ class Worker:
                     self._slot_free.clear()
                     await self._slot_free.wait()
                     continue
-                for msg in await self._jobs_source.fetch(free, wait=1.0):
+                for msg in await self._source.fetch(free, wait=1.0):
                     self._start(msg)
         finally:
             stopping.cancel()
