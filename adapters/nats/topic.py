@@ -22,4 +22,6 @@ class CoreTopic:
         async def heard(msg: Msg) -> None:
             await handler(msg.data)
 
-        return await self._nc.subscribe(self.subject, cb=heard)
+        sub = await self._nc.subscribe(self.subject, cb=heard)
+        await self._nc.flush()  # the server has it: what is published from now on is heard
+        return sub

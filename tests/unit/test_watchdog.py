@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 
 from adapters.eventstore import InMemoryEventStore
 from domain.commands import DispatchJob, RecordStatus
@@ -13,29 +12,12 @@ from domain.specs import parse_job_spec
 from services.brain.leadership import Fenced
 from services.brain.watchdog import Watchdog
 from services.executor import CommandExecutor
-from tests.fakes.clock import ManualClock
+from tests.fakes.clock import ManualClock, settle
 from tests.fakes.jobqueue import FakeJobQueue
+from tests.fakes.topic import FakeTopic
 from tests.polling import until
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
-
-
-class Heartbeats:
-    """The health subject as a `Topic`: what the test publishes reaches the subscriber."""
-
-    def __init__(self) -> None:
-        self.handlers: list[Callable[[bytes], Awaitable[None]]] = []
-
-    async def publish(self, data: bytes) -> None:
-        for handler in list(self.handlers):
-            await handler(data)
-
-    async def subscribe(self, handler: Callable[[bytes], Awaitable[None]]) -> Heartbeats:
-        self.handlers.append(handler)
-        return self
-
-    async def unsubscribe(self) -> None:
-        self.handlers.clear()
 
 
 def beat(*jobs: object) -> bytes:
@@ -48,11 +30,11 @@ async def running_job(executor: CommandExecutor, watchdog: Watchdog, job_id: str
     watchdog.observe(job_id, outcome.state)
 
 
-def rig() -> tuple[Watchdog, CommandExecutor, FakeJobQueue, ManualClock, Heartbeats]:
+def rig() -> tuple[Watchdog, CommandExecutor, FakeJobQueue, ManualClock, FakeTopic]:
     clock = ManualClock()
     queue = FakeJobQueue(clock=clock)
     executor = CommandExecutor(InMemoryEventStore())
-    health = Heartbeats()
+    health = FakeTopic()  # the health subject: workers' heartbeats name their jobs
     watchdog = Watchdog(
         executor, queue, health, stuck_after=120.0, undeliverable_after=60.0, check_every=5.0,
         clock=clock,
@@ -72,12 +54,14 @@ async def test_a_silent_running_job_is_failed_stuck_and_a_leased_one_is_not() ->
     sub = await health.subscribe(watchdog.on_health)
     await clock.advance(100.0)
     await health.publish(beat("job-leased", 42))  # a lease; a bad entry is ignored
+    await settle()
     await clock.advance(21.0)  # the silent job: 121 s; the leased one: 21 s
     await watchdog.check()
     assert await status(executor, "job-silent") == ("failed", "stuck")
     assert await status(executor, "job-leased") == ("running", None)
     assert watchdog.failed == 1 and set(watchdog.active) == {"job-leased"}
     await health.publish(b"{not json")  # counted and logged by the monitor, not here
+    await settle()
     await clock.advance(120.0)
     await watchdog.check()
     assert await status(executor, "job-leased") == ("failed", "stuck")
