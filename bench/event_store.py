@@ -27,6 +27,7 @@ from domain.events import JobProgressed
 from domain.lifecycle import decide
 from domain.lifecycle.job import JobState
 from domain.specs import parse_job_spec
+from services.executor import CommandExecutor
 
 PAYLOAD = b'{"eventId":"00000000-0000-0000-0000-000000000000","type":"JobProgressed","aggregate":"job","aggregateId":"job-bench-000000","version":1,"occurredAt":"2026-11-22T10:00:00.000000Z","schema":1,"data":{"workerId":"worker-0a1b2c3d","attempt":1,"progress":"step"}}'  # noqa: E501
 
@@ -58,11 +59,13 @@ async def raw_expected_seq(nc: NATS, subjects: int, per_subject: int, tag: str) 
 
 
 async def our_append(store: JetStreamEventStore, aggs: int, per_agg: int, tag: str) -> float:
+    executor = CommandExecutor(store)
+
     async def one(i: int) -> None:
         pos = NEW
         for k in range(per_agg):
             event = JobProgressed(worker_id="worker-0a1b2c3d", attempt=1, progress=f"step {k}")
-            stored = await store.append("job", f"job-{tag}-{i}", [event], pos)
+            stored = await executor.append("job", f"job-{tag}-{i}", [event], pos)
             pos = Position(stored[-1].seq, stored[-1].envelope.version)
 
     start = time.perf_counter()
@@ -72,13 +75,14 @@ async def our_append(store: JetStreamEventStore, aggs: int, per_agg: int, tag: s
 
 async def our_execute(store: JetStreamEventStore, aggs: int, per_agg: int, tag: str) -> float:
     spec = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
+    executor = CommandExecutor(store)
 
     async def one(i: int) -> None:
         job = f"job-x{tag}-{i}"
-        await store.execute("job", job, DispatchJob(spec=spec))
-        await store.execute("job", job, RecordStatus(status="running", attempt=1))
+        await executor.execute("job", job, DispatchJob(spec=spec))
+        await executor.execute("job", job, RecordStatus(status="running", attempt=1))
         for k in range(per_agg - 2):
-            await store.execute("job", job, RecordStatus(status="running", progress=f"{k}"))
+            await executor.execute("job", job, RecordStatus(status="running", progress=f"{k}"))
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(aggs)))

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapters.eventstore import Outcome
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import provision
@@ -38,7 +37,9 @@ from bench.common import (
     save,
 )
 from domain.specs import parse_job_spec
+from services.bootstrap.parts import build_brain
 from services.brain.brain import Brain
+from services.executor import CommandExecutor, Outcome
 from services.tuning import tune_gc
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
@@ -92,7 +93,7 @@ class Ours:
         await provision(nc.jsm())
         store = JetStreamEventStore(nc)
         self._stack.push_async_callback(store.close)
-        self.brain = Brain(nc, store)
+        self.brain = build_brain(nc, CommandExecutor(store))
         self.done = Completions()
         self.brain.add_observer(self.done)
         stop = asyncio.Event()

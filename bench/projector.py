@@ -28,7 +28,9 @@ from adapters.sqlite import open_db
 from bench.common import machine, median, private_nats_server, progress, save
 from domain.events import JobCompleted, JobDispatched, JobReceived, JobStarted
 from projections.pit import jobs_as_of, seq_at
-from services.projector import Projector, ProjectorSettings
+from services.bootstrap.parts import build_projector
+from services.executor import CommandExecutor
+from services.projector import ProjectorSettings
 from services.rebuild import build, rebuild
 
 LIFECYCLE = (
@@ -47,11 +49,12 @@ LIFECYCLE = (
 async def generate(store: JetStreamEventStore, events: int, tag: str) -> int:
     """`events` events as whole job lifecycles, 500 jobs in flight at a time."""
     jobs = events // len(LIFECYCLE)
+    executor = CommandExecutor(store)
 
     async def one(i: int) -> None:
         pos = NEW
         for event in LIFECYCLE:
-            stored = await store.append("job", f"job-{tag}-{i}", [event], pos)
+            stored = await executor.append("job", f"job-{tag}-{i}", [event], pos)
             pos = Position(stored[-1].seq, stored[-1].envelope.version)
 
     started = time.monotonic()
@@ -120,7 +123,7 @@ async def daemon(nc: NATS, store: JetStreamEventStore, db: Path, upto: int) -> f
     """The `baker projector` path: `Projector.run` in its normal mode (WAL, synced commits,
     live secondary indexes, default batches, heartbeats) from an empty read model to `upto`."""
     began = time.perf_counter()
-    projector = Projector(store, db, ProjectorSettings(), nc=nc)
+    projector = build_projector(nc, store, db, ProjectorSettings())
     await projector.open()
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))

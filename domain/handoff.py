@@ -2,13 +2,16 @@
 
 One subject, a `type` per step: `ready` (new → old), `clear` (old → new, once drained),
 `ack` (new → old, once active) and `abort` (either way). Each carries the sender, the
-versions and the fencing generation being handed over.
+versions and the fencing generation being handed over. The leader record names the Brain
+that leads and its generation.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -32,3 +35,29 @@ class HandoffMessage(WireMessage):
 def decode_handoff(raw: bytes | str) -> HandoffMessage:
     """Parse a handoff message; `WireError` names the bad field."""
     return decode(HandoffMessage, raw)
+
+
+class LeadershipTaken(Exception):
+    """Someone else changed the leader record first."""
+
+
+@dataclass(frozen=True)
+class Leader:
+    """The leader record: which Brain leads, with which fencing generation."""
+
+    instance: str
+    generation: int
+    version: str
+    since: str
+    revision: int = 0  # stream sequence of the record
+
+    @staticmethod
+    def parse(data: bytes, revision: int) -> Leader | None:
+        try:
+            doc: dict[str, Any] = json.loads(data)
+            return Leader(
+                str(doc["instance"]), int(doc["generation"]), str(doc.get("version", "")),
+                str(doc.get("since", "")), revision,
+            )  # fmt: skip
+        except (ValueError, KeyError, TypeError):
+            return None

@@ -21,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
-from nats.aio.client import Client as NATS
 
 from adapters.eventstore import EventStore
 from adapters.sqlite import current_target, ensure_schema, initialise, open_db
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import PROJECTIONS
-from services import heartbeat
+from services.ports.topics import Heartbeat
 from services.rebuild import rebuild
 
 log = logging.getLogger("baker.projector")
@@ -65,14 +64,14 @@ class Projector:
         db_path: Path,
         settings: ProjectorSettings | None = None,
         *,
-        nc: NATS | None = None,
+        heartbeat: Heartbeat | None = None,
         instance: str | None = None,
     ) -> None:
         self.store = store
         self.db_path = db_path
         self.settings = settings or ProjectorSettings()
         self.instance = instance or f"projector-{uuid.uuid4().hex[:8]}"
-        self._nc = nc
+        self._heartbeat = heartbeat
         self.db: aiosqlite.Connection | None = None
         self.checkpoints: dict[str, int] = {}
         self.applied = 0
@@ -125,13 +124,12 @@ class Projector:
             await self.open()
         ended = asyncio.Event()  # not `stop`: an error must end the heartbeats too
         beats = None
-        if self._nc is not None:
+        if self._heartbeat is not None:
             with contextlib.suppress(Exception):  # the first beat carries the starting lag
                 await asyncio.wait_for(self.measure(), 2.0)
-            beats = asyncio.create_task(
-                heartbeat.beat(self._nc, "projector", self.instance, self.details, ended,
-                               self.settings.heartbeat_every, refresh=self.measure)
-            )  # fmt: skip
+            beats = asyncio.ensure_future(
+                self._heartbeat(self.instance, self.details, ended, refresh=self.measure)
+            )
         try:
             while not stop.is_set():
                 await self._follow(stop)

@@ -14,7 +14,7 @@ from adapters.nats.connection import redact_url
 from adapters.nats.server import NatsServerMissing, NatsServerProcess, NatsServerTooOld
 from services import embedded as records
 from services.bootstrap import runtime
-from services.composition import start_brain_process, stop_brain_process
+from services.bootstrap.brain_process import start_brain_process, stop_brain_process
 from services.config import Settings
 from services.projector import ProjectorFailed
 from services.signals import stop_on_signals

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from adapters.eventstore.port import (
     BadEvent,
@@ -35,10 +35,8 @@ class MemoryLog:
 
 
 class InMemoryEventStore(EventStore):
-    def __init__(
-        self, *, prefix: str = "baker.events", log: MemoryLog | None = None, **kwargs: int
-    ) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, *, prefix: str = "baker.events", log: MemoryLog | None = None) -> None:
+        super().__init__()
         self._prefix = prefix
         self.log = log or MemoryLog()
         self._log = self.log.messages
@@ -48,11 +46,15 @@ class InMemoryEventStore(EventStore):
         self._changed = self.log.changed
 
     def sharing(self) -> InMemoryEventStore:
-        """Another writer on the same log, with its own cache (as another process would be)."""
+        """Another writer on the same log (as another process would be)."""
         return InMemoryEventStore(prefix=self._prefix, log=self.log)
 
-    async def _append(
-        self, aggregate: str, aggregate_id: str, envelopes: list[Envelope], expected: Position
+    async def append(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        envelopes: Sequence[Envelope],
+        expected: Position,
     ) -> tuple[list[StoredEvent], bool]:
         subject = event_subject(aggregate, aggregate_id, self._prefix)
         stored: list[StoredEvent] = []

@@ -106,3 +106,16 @@ def _telling(errors: list[str]) -> str:
         if any(word in error.lower() for word in _REFUSALS):
             return error
     return errors[-1] if errors else "no answer"
+
+
+Connection = NATS
+"""The client the adapters are built on (what `connect` returns)."""
+
+
+def connection_check(nc: NATS) -> dict[str, str]:
+    """The connection's state for a health page: healthy with the server it is on, or not."""
+    connected = nc.is_connected
+    detail = {"status": "healthy" if connected else "unhealthy"}
+    if connected and nc.connected_url is not None:
+        detail["server"] = f"{nc.connected_url.hostname}:{nc.connected_url.port}"
+    return detail

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -25,6 +25,7 @@ from adapters.eventstore.port import (
     EventStore,
     History,
     NotStored,
+    Pipelined,
     Position,
     SequenceGap,
     StoredEvent,
@@ -70,9 +71,8 @@ class JetStreamEventStore(EventStore):
         prefix: str = "baker.events",
         request_timeout: float = 2.0,
         retry_for: float = 30.0,
-        **kwargs: int,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__()
         self._nc = nc
         self._js = nc.jetstream(timeout=request_timeout)
         self._stream = stream
@@ -89,13 +89,16 @@ class JetStreamEventStore(EventStore):
 
     async def close(self) -> None:
         """Stop the reply subscription and its sweeper (the connection stays open)."""
-        await super().close()
         await self._publisher.close()
 
     # --- writing ------------------------------------------------------------------------
 
-    async def _append(
-        self, aggregate: str, aggregate_id: str, envelopes: list[Envelope], expected: Position
+    async def append(
+        self,
+        aggregate: str,
+        aggregate_id: str,
+        envelopes: Sequence[Envelope],
+        expected: Position,
     ) -> tuple[list[StoredEvent], bool]:
         subject = event_subject(aggregate, aggregate_id, self._prefix)
         stored: list[StoredEvent] = []
@@ -114,12 +117,10 @@ class JetStreamEventStore(EventStore):
             last = seq
         return stored, any_duplicate
 
-    async def _append_each(
-        self, batch: list[tuple[str, str, Envelope, Position]]
-    ) -> list[StoredEvent | Exception]:
+    async def append_each(self, batch: Sequence[Pipelined]) -> list[StoredEvent | Exception]:
         """All the appends on the wire before the first answer is awaited. No retries here:
-        whatever did not come back stored is left to `execute`, which retries with the same
-        message ids."""
+        whatever did not come back stored is left to the caller (the executor retries it one
+        by one, with the same message ids)."""
         sent: list[tuple[str, Sent | Exception]] = []
         try:
             for aggregate, aggregate_id, env, expected in batch:

@@ -1,18 +1,18 @@
 """The job queue on JetStream: dispatch, worker status and results, cancel signals.
 
 Every publish waits for JetStream's acknowledgement and carries a `Nats-Msg-Id`, so retries
-after silence never queue a job or a status twice.
+after silence never queue a job or a status twice. Implements the Brain's `JobQueue`, the
+worker's `ReportSink` and `CancelSignals` ports (`services.ports.jobs`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Callable, Iterator, Sequence
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -29,32 +29,14 @@ from adapters.nats.streams import (
     JOBS_STREAM,
     WORKERS_CONSUMER,
 )
+from domain.queue import QueueFull, QueueUnavailable, Report, cancel_reason, cancel_signal
 from domain.wire import DispatchMessage
 
+__all__ = ["JetStreamJobQueue", "QueueFull", "QueueUnavailable", "Report"]
 MAX_MESSAGES_EXCEEDED = 10077  # discard-new stream at its message limit
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
-    """One status or result message of a job, encoded, with its headers and message id."""
-
-    kind: Literal["status", "result"]
-    job_id: str
-    status: str
-    payload: bytes
-    headers: dict[str, str]
-    msg_id: str
-
-
-class QueueFull(Exception):
-    """`BAKER_JOBS` holds its maximum number of messages; the job was not queued."""
-
-
-class QueueUnavailable(Exception):
-    """JetStream refused or did not answer a publish."""
-
-
-class JobQueue:
+class JetStreamJobQueue:
     def __init__(self, nc: NATS, *, request_timeout: float = 2.0, retry_for: float = 15.0):
         self._nc = nc
         self._js = nc.jetstream(timeout=request_timeout)
@@ -84,8 +66,15 @@ class JobQueue:
 
     async def signal_cancel(self, job_id: str, reason: str | None) -> None:
         """Tell every worker that `job_id` is to be cancelled (a KV put, seen at once)."""
-        body = json.dumps({"jobId": job_id, "reason": reason}).encode()
-        await self._publish(f"{CANCELS_PREFIX}.{job_id}", body, {})
+        await self._publish(f"{CANCELS_PREFIX}.{job_id}", cancel_signal(job_id, reason), {})
+
+    async def watch_cancels(self, on_cancel: Callable[[str, str], None]) -> Subscription:
+        """Call `on_cancel(job_id, reason)` for every cancel signal put from now on."""
+
+        async def heard(msg: Msg) -> None:
+            on_cancel(msg.subject.rsplit(".", 1)[-1], cancel_reason(msg.data))
+
+        return await self._nc.subscribe(f"{CANCELS_PREFIX}.*", cb=heard)
 
     async def cancel_signal(self, job_id: str) -> str | None:
         """The reason of a cancel signal for `job_id`, if one was sent (a direct get)."""
@@ -142,12 +131,3 @@ def _queue_errors() -> Iterator[None]:
         raise QueueUnavailable(str(exc)) from exc
     except PublishUnavailable as exc:
         raise QueueUnavailable(str(exc)) from exc
-
-
-def cancel_reason(data: bytes | None) -> str:
-    """The reason carried by a cancel signal (a default when it has none or is unreadable)."""
-    try:
-        reason = json.loads(data or b"{}").get("reason")
-    except (ValueError, AttributeError):
-        reason = None
-    return str(reason or "cancel requested")

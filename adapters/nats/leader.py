@@ -1,44 +1,27 @@
 """The fencing generation: who the active Brain is, in a JetStream KV key, changed only by
-compare-and-set so two Brains can never both believe they took the same generation."""
+compare-and-set so two Brains can never both believe they took the same generation
+(`LeaderRecords` port, `services.ports.leader`)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import DeliverPolicy
 from nats.js.errors import NotFoundError
 
 from adapters.nats.requests import JetStreamPublisher, PublishRefused
 from adapters.nats.streams import LEADER_KEY, LEADER_STREAM
+from domain.handoff import Leader, LeadershipTaken
 
+__all__ = ["Leader", "LeaderRecord", "LeadershipTaken"]
+log = logging.getLogger("baker.brain.leadership")
 WRONG_LAST_SEQUENCE = 10071
-
-
-class LeadershipTaken(Exception):
-    """Someone else changed the leader record first."""
-
-
-@dataclass(frozen=True)
-class Leader:
-    instance: str
-    generation: int
-    version: str
-    since: str
-    revision: int = 0  # stream sequence of the record
-
-    @staticmethod
-    def parse(data: bytes, revision: int) -> Leader | None:
-        try:
-            doc: dict[str, Any] = json.loads(data)
-            return Leader(
-                str(doc["instance"]), int(doc["generation"]), str(doc.get("version", "")),
-                str(doc.get("since", "")), revision,
-            )  # fmt: skip
-        except (ValueError, KeyError, TypeError):
-            return None
 
 
 class LeaderRecord:
@@ -71,6 +54,27 @@ class LeaderRecord:
                 raise LeadershipTaken(f"the leader record changed: {exc.description}") from exc
             raise
         return Leader(instance, generation, version, since, seq)
+
+    async def watch(self, on_record: Callable[[Leader], Awaitable[None]]) -> Subscription:
+        """Follow the record with an ordered consumer: its last value, then every *stored*
+        change in order (the client repairs gaps), so a refused compare-and-set is never
+        mistaken for a change."""
+
+        async def delivered(msg: Msg) -> None:
+            leader = Leader.parse(msg.data, int(msg.metadata.sequence.stream))
+            if leader is None:
+                log.error("unreadable leader record on %s: ignored", msg.subject)
+                return
+            await on_record(leader)
+
+        sub: Subscription = await self._js.subscribe(
+            LEADER_KEY,
+            stream=LEADER_STREAM,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            cb=delivered,
+        )
+        return sub
 
     async def close(self) -> None:
         await self._publisher.close()

@@ -12,15 +12,14 @@ from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from adapters.eventstore import EventStore
-from adapters.nats.job_queue import JobQueue
 from adapters.sqlite import ReadModel
 from domain.events import parse_time as domain_parse_time
 from services.brain.dispatcher import Dispatcher
+from services.ports.jobs import JobQueue
 
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 
@@ -43,7 +42,6 @@ class BrainStatus:
 
 @dataclass
 class ApiContext:
-    nc: NATS
     store: EventStore
     dispatcher: Dispatcher
     queue: JobQueue
@@ -63,6 +61,8 @@ class ApiContext:
     launch_task: Callable[[dict[str, Any]], Awaitable[tuple[int, dict[str, Any]]]] | None = None
     # POST /api/tasks/{id}/cancel: (task id, reason) -> (HTTP status, JSON answer).
     cancel_task: Callable[[str, str | None], Awaitable[tuple[int, dict[str, Any]]]] | None = None
+    # The NATS connection's state for `/api/system/health`: {"status": ..., "server"?: ...}.
+    nats_check: Callable[[], dict[str, Any]] | None = None
     keepalive: float = 15.0
     max_body: int = 1 << 20
     bus: Any = None  # services.api.bus.EventBus: live events for SSE

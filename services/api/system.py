@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.tasks import TaskRequest
 from projections import queries
 from services.api.context import ApiContext, Document, ctx_of
-from services.tasks import control as tasks_control
 
 router = APIRouter()
 _ctx = ctx_of
@@ -161,11 +160,9 @@ async def health(request: Request) -> Any:
 
 
 def _nats_check(ctx: ApiContext) -> dict[str, Any]:
-    connected = ctx.nc.is_connected
-    detail = {"status": "healthy" if connected else "unhealthy"}
-    if connected and ctx.nc.connected_url is not None:
-        detail["server"] = f"{ctx.nc.connected_url.hostname}:{ctx.nc.connected_url.port}"
-    return detail
+    if ctx.nats_check is None:
+        return {"status": "unknown"}
+    return ctx.nats_check()
 
 
 class LaunchedTask(BaseModel):
@@ -233,10 +230,9 @@ async def cancel_task(
     if ctx.launch_task is None:
         return JSONResponse({"error": "task pods are not enabled on this Brain"}, status_code=503)
     reason = (body.reason if body is not None else None) or "cancelled through the API"
-    if ctx.cancel_task is not None:  # the Brain's task service: counts it, stops its watch
-        status, doc = await ctx.cancel_task(task_id, reason)
-    else:
-        status, doc = await tasks_control.cancel_task(ctx.nc, ctx.store, task_id, reason)
+    if ctx.cancel_task is None:
+        return JSONResponse({"error": "task pods are not enabled on this Brain"}, status_code=503)
+    status, doc = await ctx.cancel_task(task_id, reason)  # the Brain's task service
     return JSONResponse(doc, status_code=status)
 
 

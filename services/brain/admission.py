@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Protocol
 
-from adapters.nats.job_queue import QueueFull
+from domain.queue import QueueFull
 
 log = logging.getLogger("baker.brain.admission")
 

@@ -9,66 +9,54 @@ job id and then deleted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.errors import NotFoundError
-
 from adapters import tracing
-from adapters.eventstore import EventStore, StoreUnavailable
-from adapters.nats.streams import (
-    ADVISORIES_CONSUMER,
-    ADVISORIES_STREAM,
-    INGEST_CONSUMER,
-    JOBS_STREAM,
-    WORKERS_CONSUMER,
-)
+from adapters.clock import SYSTEM_CLOCK
+from adapters.eventstore import StoreUnavailable
+from adapters.nats.streams import WORKERS_CONSUMER
 from domain.commands import FailJob
 from domain.wire import peek_id
 from services.brain.leadership import Fenced
+from services.executor import CommandExecutor
+from services.ports.clock import Clock
+from services.ports.jobs import Advisories, Delivery
 
 log = logging.getLogger("baker.brain.advisories")
 
 
 class MaxDeliveries:
-    def __init__(self, nc: NATS, store: EventStore) -> None:
-        self._js = nc.jetstream()
-        self._jsm = nc.jsm()
-        self._store = store
+    def __init__(
+        self, executor: CommandExecutor, advisories: Advisories, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self._executor = executor
+        self._advisories = advisories
+        self._clock = clock
         self.recorded = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        psub = await self._js.pull_subscribe_bind(
-            durable=ADVISORIES_CONSUMER, stream=ADVISORIES_STREAM
-        )
         try:
             while not stop.is_set():
-                try:
-                    msgs = await psub.fetch(32, timeout=0.5)
-                except (NatsTimeout, TimeoutError):
+                msgs = await self._advisories.fetch(32, wait=0.5)
+                if not msgs:
                     continue
                 await self._ingest_caught_up()
                 for msg in msgs:
                     await self.handle(msg)
         finally:
-            await psub.unsubscribe()
+            await self._advisories.close()
 
     async def _ingest_caught_up(self, within: float = 10.0) -> None:
         """Let the ingest record what the workers reported first, so a job's history reads in
         the order things happened (after an outage both streams have a backlog)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while loop.time() < deadline:
-            info = await self._jsm.consumer_info(JOBS_STREAM, INGEST_CONSUMER)
-            if not info.num_pending and not info.num_ack_pending:
+        deadline = self._clock.now() + within
+        while self._clock.now() < deadline:
+            if not await self._advisories.ingest_pending():
                 return
-            await asyncio.sleep(0.05)  # polling the ingest backlog
+            await self._clock.sleep(0.05)  # polling the ingest backlog
 
-    async def handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Delivery) -> None:
         try:
             doc = json.loads(msg.data)
             seq, deliveries = int(doc["stream_seq"]), int(doc.get("deliveries", 0))
@@ -87,24 +75,23 @@ class MaxDeliveries:
         await msg.ack()
 
     async def _fail_job(self, seq: int, deliveries: int) -> None:
-        try:
-            queued = await self._jsm.get_msg(JOBS_STREAM, seq=seq)
-        except NotFoundError:
+        queued = await self._advisories.queued(seq)
+        if queued is None:
             log.warning("job message %d is gone (expired?): cannot tell which job gave up", seq)
             return
-        job_id = peek_id(queued.data or b"")
+        data, headers = queued
+        job_id = peek_id(data)
         if job_id is None:
             log.error("given-up message %d has no readable job id", seq)
         else:
             error = f"no worker completed the job in {deliveries} deliveries"
-            outcome = await self._store.execute(
+            outcome = await self._executor.execute(
                 "job",
                 job_id,
                 FailJob(reason="max_deliveries", error=error),
                 causation_id=f"max-deliveries-{seq}",
-                trace_id=tracing.trace_id_from_headers(queued.headers),
+                trace_id=tracing.trace_id_from_headers(headers),
             )
             self.recorded += int(outcome.changed)
             log.warning("job gave up after %d deliveries", deliveries, extra={"job_id": job_id})
-        with contextlib.suppress(NotFoundError):
-            await self._jsm.delete_msg(JOBS_STREAM, seq)
+        await self._advisories.remove(seq)

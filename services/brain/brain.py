@@ -1,4 +1,9 @@
-"""The Brain's background work in one object: dispatcher, ingest, advisories, watchdog."""
+"""The Brain's background work in one object: dispatcher, ingest, advisories, watchdog, tasks.
+
+It is handed its parts (the composition root, `services.bootstrap`, builds them); every job
+outcome the dispatcher or the ingest records goes to `outcomes`, which tells the watchdog and
+any other observer.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +11,15 @@ import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from nats.aio.client import Client as NATS
-
-from adapters.eventstore import EventStore, Outcome
-from adapters.nats.job_queue import JobQueue
-from services import heartbeat
 from services.brain.advisories import MaxDeliveries
 from services.brain.dispatcher import Dispatcher
 from services.brain.ingest import Ingest
 from services.brain.watchdog import Watchdog
+from services.executor import Outcome
+from services.ports.jobs import JobQueue
+from services.ports.topics import Heartbeat
 from services.tasks.service import TaskService
 
 
@@ -28,62 +31,71 @@ class BrainSettings:
     heartbeat_every: float = 30.0
 
 
+class Runs(Protocol):
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+class JobOutcomes:
+    """Where the dispatcher and the ingest report job outcomes: the watchdog, then observers."""
+
+    def __init__(self, watchdog: Watchdog) -> None:
+        self.watchdog = watchdog
+        self.observers: list[Callable[[str, Outcome], None]] = []
+
+    def __call__(self, job_id: str, outcome: Outcome) -> None:
+        trace_id = next((e.envelope.trace_id for e in outcome.appended), None)
+        self.watchdog.observe(job_id, outcome.state, trace_id=trace_id)
+        for observer in self.observers:
+            observer(job_id, outcome)
+
+
+def new_brain_id() -> str:
+    return f"brain-{uuid.uuid4().hex[:8]}"
+
+
 class Brain:
     def __init__(
         self,
-        nc: NATS,
-        store: EventStore,
-        settings: BrainSettings | None = None,
+        *,
+        queue: JobQueue,
+        dispatcher: Dispatcher,
+        ingest: Ingest,
+        advisories: MaxDeliveries,
+        watchdog: Watchdog,
+        outcomes: JobOutcomes,
+        tasks: TaskService,
+        heartbeat: Heartbeat | None = None,
         instance: str | None = None,
     ) -> None:
-        self.settings = settings or BrainSettings()
-        self.instance = instance or f"brain-{uuid.uuid4().hex[:8]}"
-        self._nc = nc
-        self.store = store
-        self.queue = JobQueue(nc)
-        self.watchdog = Watchdog(
-            nc,
-            store,
-            self.queue,
-            stuck_after=self.settings.stuck_after,
-            undeliverable_after=self.settings.undeliverable_after,
-            check_every=self.settings.check_every,
-        )
-        self.dispatcher = Dispatcher(store, self.queue, on_outcome=self._observe)
-        self.ingest = Ingest(nc, store, on_outcome=self._observe)
-        self.advisories = MaxDeliveries(nc, store)
-        self.tasks = TaskService(nc, store)
-        self._observers: list[Callable[[str, Outcome], None]] = []
+        self.instance = instance or new_brain_id()
+        self.queue = queue
+        self.dispatcher = dispatcher
+        self.ingest = ingest
+        self.advisories = advisories
+        self.watchdog = watchdog
+        self.tasks = tasks
+        self._outcomes = outcomes
+        self._heartbeat = heartbeat
 
     def add_observer(self, observer: Callable[[str, Outcome], None]) -> None:
         """Be told of every job outcome the dispatcher or the ingest records."""
-        self._observers.append(observer)
-
-    def _observe(self, job_id: str, outcome: Outcome) -> None:
-        trace_id = next((e.envelope.trace_id for e in outcome.appended), None)
-        self.watchdog.observe(job_id, outcome.state, trace_id=trace_id)
-        for observer in self._observers:
-            observer(job_id, outcome)
+        self._outcomes.observers.append(observer)
 
     async def run_work(self, stop: asyncio.Event) -> None:
-        """Ingest, advisories and the watchdog until `stop`; in-flight ingest is finished."""
-        await asyncio.gather(
-            self.ingest.run(stop),
-            self.advisories.run(stop),
-            self.watchdog.run(stop),
-            self.tasks.run(stop),
-        )
+        """Ingest, advisories, the watchdog and tasks until `stop`; in-flight ingest is
+        finished."""
+        parts: list[Runs] = [self.ingest, self.advisories, self.watchdog, self.tasks]
+        await asyncio.gather(*(part.run(stop) for part in parts))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work and heartbeat until `stop` (a Brain that is always the only one)."""
         try:
-            await asyncio.gather(
-                self.run_work(stop),
-                heartbeat.beat(
-                    self._nc, "brain", self.instance, self.details, stop,
-                    self.settings.heartbeat_every,
-                ),
-            )  # fmt: skip
+            if self._heartbeat is None:
+                await self.run_work(stop)
+            else:
+                await asyncio.gather(
+                    self.run_work(stop), self._heartbeat(self.instance, self.details, stop)
+                )
         finally:
             await self.queue.close()
 

@@ -24,17 +24,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-
-from adapters.eventstore import EventStore
-from adapters.nats.leader import Leader
 from domain import commands as c
-from domain.handoff import HANDOFF_SUBJECT, HandoffMessage, decode_handoff
+from domain.handoff import HandoffMessage, Leader, decode_handoff
 from domain.wire import WireError
 from services.api.context import BrainStatus
 from services.brain.brain import Brain
 from services.brain.leadership import Leadership
+from services.executor import CommandExecutor
+from services.ports.topics import Topic
 
 log = logging.getLogger("baker.brain.handoff")
 
@@ -50,8 +47,8 @@ class HandoffSettings:
 class Controller:
     def __init__(
         self,
-        nc: NATS,
-        store: EventStore,
+        handoff: Topic,
+        executor: CommandExecutor,
         brain: Brain,
         status: BrainStatus,
         leadership: Leadership,
@@ -59,8 +56,8 @@ class Controller:
         *,
         stale_handoffs: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
-        self._nc = nc
-        self._store = store
+        self._handoff = handoff  # `baker.system.handoff`
+        self._executor = executor  # fenced by `leadership`, which also gives its generation
         self.brain = brain
         self.status = status
         self.leadership = leadership
@@ -79,7 +76,7 @@ class Controller:
 
     async def run(self, role: Literal["active", "pending"], stop: asyncio.Event) -> None:
         """Play the role until `stop`, a completed handoff, or being fenced."""
-        sub = await self._nc.subscribe(HANDOFF_SUBJECT, cb=self._receive)
+        sub = await self._handoff.subscribe(self._receive)
         await self.leadership.watch(self._fenced)
         try:
             await self._record(
@@ -208,7 +205,6 @@ class Controller:
         except Exception as exc:  # another Brain moved the record first: it leads
             await self._shut_down(f"{reason}; could not take over again: {exc}")
             return
-        self._store.generation = taken.generation
         await self._record("handoff", handoff, c.AbortHandoff(reason=reason))
         await self._record("brain", self.me, c.ResumeBrain(handoff_id=handoff, reason=reason))
         log.warning("%s: leading again with generation %d", reason, taken.generation)
@@ -270,7 +266,6 @@ class Controller:
         await self._record(
             "brain", self.me, c.ActivateBrain(generation=taken.generation, fresh_start=fresh)
         )
-        self._store.generation = taken.generation
         self._set("active")
         if fresh and self._stale_handoffs is not None:
             for handoff in await self._stale_handoffs():
@@ -311,19 +306,18 @@ class Controller:
         self.status.state = state
 
     async def _record(self, aggregate: str, agg_id: str, cmd: Any) -> None:
-        await self._store.execute(aggregate, agg_id, cmd)
+        await self._executor.execute(aggregate, agg_id, cmd)
 
     async def _send(self, kind: str, *, to: str | None = None, **fields: Any) -> None:
         msg = HandoffMessage(
             type=kind, from_instance=self.me, to_instance=to, version=self.status.version,
             timestamp=datetime.now(UTC), **fields,
         )  # fmt: skip
-        await self._nc.publish(HANDOFF_SUBJECT, msg.encode())
-        await self._nc.flush()
+        await self._handoff.publish(msg.encode())
 
-    async def _receive(self, msg: Msg) -> None:
+    async def _receive(self, data: bytes) -> None:
         try:
-            parsed = decode_handoff(msg.data)
+            parsed = decode_handoff(data)
         except WireError as exc:
             self.malformed += 1
             log.error("malformed handoff message: %s", exc)

@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from adapters import tracing
-from adapters.eventstore import EventStore, Outcome, StoreUnavailable
-from adapters.nats.job_queue import JobQueue, QueueFull, QueueUnavailable
+from adapters.eventstore import StoreUnavailable
 from domain.commands import DispatchJob, FailJob, RequestCancel
+from domain.queue import QueueFull, QueueUnavailable
 from domain.specs import AgentJob, CommandJob, HttpJob, payload_document
 from domain.wire import DispatchMessage
 from services.brain.admission import Admission
+from services.executor import CommandExecutor, Outcome
+from services.ports.jobs import JobQueue
 
 log = logging.getLogger("baker.brain.dispatch")
 JobSpec = AgentJob | CommandJob | HttpJob
@@ -55,11 +57,11 @@ def new_job_id() -> str:
 class Dispatcher:
     def __init__(
         self,
-        store: EventStore,
+        executor: CommandExecutor,
         queue: JobQueue,
         on_outcome: Callable[[str, Outcome], None] | None = None,
     ) -> None:
-        self._store = store
+        self._executor = executor
         self._queue = queue
         self.admission = Admission(queue)
         self._on_outcome = on_outcome or (lambda _job, _outcome: None)
@@ -85,7 +87,7 @@ class Dispatcher:
             headers: dict[str, str] = {}
             tracing.inject(headers)
             reply_to = f"baker.jobs.status.{job_id}"
-            outcome = await self._store.execute(
+            outcome = await self._executor.execute(
                 "job",
                 job_id,
                 DispatchJob(spec=spec, reply_to=reply_to, created_at=created),
@@ -119,7 +121,7 @@ class Dispatcher:
             "could not queue the job: %s", error, extra={"job_id": job_id, "trace_id": trace_id}
         )
         try:
-            outcome = await self._store.execute(
+            outcome = await self._executor.execute(
                 "job", job_id, FailJob(reason="dispatch_failed", error=error), trace_id=trace_id
             )
             self._on_outcome(job_id, outcome)
@@ -129,7 +131,7 @@ class Dispatcher:
     async def cancel(self, job_id: str, reason: str | None = None) -> int:
         """Request cancellation; the worker running the job stops it. Returns the event seq."""
         with tracing.span(self._tracer, "job.cancel", attributes={"job.id": job_id}) as span:
-            outcome = await self._store.execute(
+            outcome = await self._executor.execute(
                 "job", job_id, RequestCancel(reason=reason), trace_id=tracing.trace_id_of(span)
             )
             if outcome.rejected is not None:

@@ -1,13 +1,13 @@
 """Ingest: worker status and result messages become job events.
 
 One durable consumer, `brain-ingest`, filtered on the status, result and step subjects, so a
-job's messages arrive in the order its worker published them. They are handled in order per
-job and concurrently across jobs: a fetched batch goes in rounds of at most one message per
-job, whose appends are pipelined (`EventStore.execute_each`: one round trip per round, not one
-per message). Each message is decided by the job lifecycle and appended (or recorded as a
-rejected transition) with its stream sequence as its cause, then acknowledged. A redelivered
-message therefore appends nothing new. A malformed message is terminated, counted and logged
-with its subject; it never blocks the consumer.
+job's messages arrive in the order its worker published them (the `ReportSource` port). They
+are handled in order per job and concurrently across jobs: a fetched batch goes in rounds of
+at most one message per job, whose appends are pipelined (`CommandExecutor.execute_each`: one
+round trip per round, not one per message). Each message is decided by the job lifecycle and
+appended (or recorded as a rejected transition) with its stream sequence as its cause, then
+acknowledged. A redelivered message therefore appends nothing new. A malformed message is
+terminated, counted and logged with its subject; it never blocks the consumer.
 """
 
 from __future__ import annotations
@@ -15,21 +15,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-
 from adapters import tracing
-from adapters.eventstore import EventStore, Outcome, StoreUnavailable
-from adapters.eventstore.port import Planned
-from adapters.nats.pull import PullSubscriber, delivery
-from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM
+from adapters.clock import SYSTEM_CLOCK
+from adapters.eventstore import StoreUnavailable
 from domain.commands import RecordStatus
 from domain.wire import ResultMessage, StatusMessage, WireError, decode_result, decode_status
 from services.brain.leadership import Fenced
+from services.executor import CommandExecutor, Outcome, Planned
+from services.ports.clock import Clock
+from services.ports.jobs import Delivery, ReportSource
 
 log = logging.getLogger("baker.brain.ingest")
 POISON_AFTER = 5  # deliveries of a message our own code keeps failing on
@@ -48,15 +46,17 @@ class IngestStats:
 class Ingest:
     def __init__(
         self,
-        nc: NATS,
-        store: EventStore,
+        executor: CommandExecutor,
+        reports: ReportSource,
         *,
         batch: int = 256,
         on_outcome: Callable[[str, Outcome], None] | None = None,
         store_wait: float = 300.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._nc = nc
-        self._store = store
+        self._executor = executor
+        self._reports = reports
+        self._clock = clock
         self._batch = batch
         self._on_outcome = on_outcome
         self._store_wait = store_wait
@@ -64,31 +64,29 @@ class Ingest:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Fetch and handle messages until `stop` is set, then finish what was fetched."""
-        puller = await PullSubscriber(self._nc, JOBS_STREAM, INGEST_CONSUMER).start()
         try:
             while not stop.is_set():
-                for heads in rounds(await puller.fetch(self._batch, wait=0.5)):
+                for heads in rounds(await self._reports.fetch(self._batch, wait=0.5)):
                     await self._handle_round(heads)
         finally:
-            await puller.stop()
+            await self._reports.close()
 
-    async def _handle_round(self, heads: list[Msg]) -> None:
+    async def _handle_round(self, heads: list[Delivery]) -> None:
         """At most one message per job: all decided, their appends pipelined, then acked.
         A failure of our own on one message is logged and never stops the consumer."""
-        decided: list[tuple[Msg, str, RecordStatus]] = []
+        decided: list[tuple[Delivery, str, RecordStatus]] = []
         planned: list[Planned] = []
         for msg in heads:
             parsed = await _guarded(msg, self._parse(msg))
             if parsed is not None:
                 job_id, cmd = parsed
-                seq, _ = delivery(msg)
                 trace_id = tracing.trace_id_from_headers(msg.headers)
-                planned.append(("job", job_id, cmd, trace_id, f"jobs-{seq}"))
+                planned.append(("job", job_id, cmd, trace_id, f"jobs-{msg.seq}"))
                 decided.append((msg, job_id, cmd))
         if not planned:
             return
         try:
-            results = await self._store.execute_each(planned)
+            results = await self._executor.execute_each(planned)
         except Exception:
             log.exception("a pipelined round failed; its messages go one by one")
             for msg, job_id, cmd in decided:
@@ -103,13 +101,13 @@ class Ingest:
         if waits:
             await asyncio.gather(*waits)
 
-    async def handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Delivery) -> None:
         """Decide one status/result message and acknowledge it."""
         parsed = await self._parse(msg)
         if parsed is not None:
             await self._apply(msg, *parsed)
 
-    async def _parse(self, msg: Msg) -> tuple[str, RecordStatus] | None:
+    async def _parse(self, msg: Delivery) -> tuple[str, RecordStatus] | None:
         """(job id, command) of a status/result message; a malformed one is terminated."""
         parts = msg.subject.split(".")
         if len(parts) != 4 or parts[2] not in ("status", "result"):
@@ -128,7 +126,7 @@ class Ingest:
 
     async def _apply(
         self,
-        msg: Msg,
+        msg: Delivery,
         job_id: str,
         cmd: RecordStatus,
         unavailable: StoreUnavailable | None = None,
@@ -136,16 +134,15 @@ class Ingest:
         # The worker's trace id is kept on the event; no span per message: at thousands of
         # messages a second a span each costs more than the rest of the ingest.
         trace_id = tracing.trace_id_from_headers(msg.headers)
-        seq, _ = delivery(msg)
         try:
             outcome: Outcome | Exception = await self._execute_in_order(
-                msg, job_id, cmd, trace_id, f"jobs-{seq}", unavailable
+                msg, job_id, cmd, trace_id, f"jobs-{msg.seq}", unavailable
             )
         except Exception as exc:
             outcome = exc
         await self._settle(msg, job_id, outcome)
 
-    async def _settle(self, msg: Msg, job_id: str, outcome: Outcome | Exception) -> None:
+    async def _settle(self, msg: Delivery, job_id: str, outcome: Outcome | Exception) -> None:
         """Acknowledge a decided message, or hand it back according to what went wrong."""
         if isinstance(outcome, StoreUnavailable):
             await msg.nak(delay=2)
@@ -167,7 +164,7 @@ class Ingest:
 
     async def _execute_in_order(
         self,
-        msg: Msg,
+        msg: Delivery,
         job_id: str,
         cmd: RecordStatus,
         trace_id: str | None,
@@ -176,29 +173,28 @@ class Ingest:
     ) -> Outcome:
         """Execute, waiting out a store outage in place (`unavailable`: it has already begun):
         a nak would let this job's later messages be appended before this one."""
-        loop = asyncio.get_running_loop()
         delay = 1.0
-        deadline = loop.time() + self._store_wait
+        deadline = self._clock.now() + self._store_wait
         while True:
             if unavailable is not None:
                 self.stats.store_waits += 1
-                if loop.time() >= deadline:
+                if self._clock.now() >= deadline:
                     raise unavailable
                 log.warning("event store unavailable; retrying", extra={"job_id": job_id})
                 with contextlib.suppress(Exception):
                     await msg.in_progress()  # still ours: not redelivered meanwhile
-                await asyncio.sleep(delay)  # back-off between tries of the same message
+                await self._clock.sleep(delay)  # back-off between tries of the same message
                 delay = min(delay * 2, 10.0)
             try:
-                return await self._store.execute(
+                return await self._executor.execute(
                     "job", job_id, cmd, trace_id=trace_id, causation_id=cause
                 )
             except StoreUnavailable as exc:
                 unavailable = exc
 
-    async def _failed(self, msg: Msg, job_id: str, exc: Exception) -> None:
+    async def _failed(self, msg: Delivery, job_id: str, exc: Exception) -> None:
         self.stats.errors += 1
-        deliveries = msg.metadata.num_delivered
+        deliveries = msg.delivered
         log.error(
             "ingest failed on %s (delivery %d)",
             msg.subject,
@@ -211,7 +207,7 @@ class Ingest:
         else:
             await msg.nak(delay=1)
 
-    async def _malformed(self, msg: Msg, reason: str) -> None:
+    async def _malformed(self, msg: Delivery, reason: str) -> None:
         self.stats.malformed += 1
         log.error(
             "malformed message on %s: %s", msg.subject, reason, extra={"subject": msg.subject}
@@ -222,7 +218,7 @@ class Ingest:
 T = TypeVar("T")
 
 
-async def _guarded(msg: Msg, work: Awaitable[T]) -> T | None:
+async def _guarded(msg: Delivery, work: Awaitable[T]) -> T | None:
     """`work`'s result, or None (logged) when it raises: one message never stops the rest."""
     try:
         return await work
@@ -235,9 +231,12 @@ def _job_of(subject: str) -> str:
     return subject.rsplit(".", 1)[-1]
 
 
-def rounds(msgs: list[Msg]) -> list[list[Msg]]:
+D = TypeVar("D", bound=Delivery)
+
+
+def rounds(msgs: Sequence[D]) -> list[list[D]]:
     """Messages in rounds of at most one per job, each job's in the order they came."""
-    queues: dict[str, list[Msg]] = {}
+    queues: dict[str, list[D]] = {}
     for msg in msgs:
         queues.setdefault(_job_of(msg.subject), []).append(msg)
     depth = max((len(q) for q in queues.values()), default=0)

@@ -6,9 +6,9 @@ The generation lives in the `baker-leader` KV key and changes only by compare-an
 raises `Fenced`, before anything is published, unless both hold:
 
 * the newest record this Brain knows names it with the generation it took. The record is
-  followed with a JetStream ordered consumer on the key (its last value, then every *stored*
-  change in order; the client repairs gaps), so a refused compare-and-set is never mistaken
-  for a change and a newer generation is learnt as soon as the server delivers it;
+  watched (its last value, then every *stored* change in order), so a refused compare-and-set
+  is never mistaken for a change and a newer generation is learnt as soon as the server
+  delivers it;
 * it confirmed that recently: the record is re-read every `confirm_every` seconds, and a Brain
   whose last confirming read was sent more than `max_unconfirmed` seconds ago (cut off from the
   server, or its reads stalled) refuses on its own, without waiting to hear that it lost.
@@ -21,9 +21,10 @@ it sends `clear`. Only jobs and tasks are fenced: a Brain always records its own
 and handoffs, and the monitor (which may share the Brain's store in `baker up`) records
 service and extension changes whoever leads (its commands are idempotent decisions).
 
-Callers of `EventStore.append`/`execute` on jobs and tasks must treat `Fenced` as "this Brain
-does not lead": answer 503, or leave the message unacknowledged for the leader; never record a
-failure of the job because of it.
+`Leadership` is the command executor's fence (`services.executor.Fence`): callers of
+`append`/`execute` on jobs and tasks must treat `Fenced` as "this Brain does not lead": answer
+503, or leave the message unacknowledged for the leader; never record a failure of the job
+because of it.
 """
 
 from __future__ import annotations
@@ -31,16 +32,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.js.api import DeliverPolicy
-
-from adapters.nats.leader import Leader, LeaderRecord, LeadershipTaken
-from adapters.nats.streams import LEADER_KEY, LEADER_STREAM
+from adapters.clock import SYSTEM_CLOCK
+from domain.handoff import Leader, LeadershipTaken
+from services.ports.clock import Clock
+from services.ports.leader import LeaderRecords
+from services.ports.topics import Subscription
 
 log = logging.getLogger("baker.brain.leadership")
 FENCED = frozenset({"job", "task"})
@@ -48,30 +46,31 @@ FENCED = frozenset({"job", "task"})
 
 class Fenced(Exception):
     """This Brain is not (or can no longer confirm it is) the leader: it may not change jobs
-    or tasks. Raised by the event store before anything is published."""
+    or tasks. Raised by the command executor before anything is published."""
 
 
 class Leadership:
     def __init__(
         self,
-        record: LeaderRecord,
+        record: LeaderRecords,
         instance: str,
         version: str,
         *,
         confirm_every: float = 1.0,
         max_unconfirmed: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.record = record
+        self._clock = clock
         self.instance = instance
         self.version = version
         self.confirm_every = confirm_every
         self.max_unconfirmed = max_unconfirmed
         self.mine: int | None = None  # the generation this Brain took, if any
         self.current: Leader | None = None  # the newest record seen (by stream sequence)
-        self.confirmed_at: float | None = None  # monotonic send time of the last read saying so
-        self._nc: NATS = record.nc  # the watch follows the record on its connection
+        self.confirmed_at: float | None = None  # clock time the last read saying so was sent
         self._on_lost: Callable[[Leader], Awaitable[None]] | None = None
-        self._sub: Any = None
+        self._sub: Subscription | None = None
         self._confirmer: asyncio.Task[None] | None = None
         self._unconfirmed_logged = False
 
@@ -93,12 +92,13 @@ class Leadership:
         """Seconds since the last read that confirmed this Brain leads (inf: never)."""
         if self.confirmed_at is None:
             return float("inf")
-        return time.monotonic() - self.confirmed_at
+        return self._clock.now() - self.confirmed_at
 
-    def check(self, aggregate: str) -> None:
-        """The event store's fence: raise `Fenced` unless this Brain leads, confirmed lately."""
+    def check(self, aggregate: str) -> int | None:
+        """The executor's fence: raise `Fenced` unless this Brain leads, confirmed lately (for
+        jobs and tasks); the generation to stamp on the events (the one it took, if any)."""
         if aggregate not in FENCED:
-            return
+            return self.mine
         if not self.leading:
             current = self.current
             holder = (
@@ -113,6 +113,7 @@ class Leadership:
                 f"{self.instance} may not append {aggregate} events: it could not confirm "
                 f"generation {self.mine} for {age:.1f}s (limit {self.max_unconfirmed:g}s)"
             )
+        return self.mine
 
     def _learn(self, leader: Leader | None) -> None:
         """Keep the newest record: a slow read never undoes a newer delivery of the watch."""
@@ -124,7 +125,7 @@ class Leadership:
     async def refresh(self) -> Leader | None:
         """Read the record; return the newest one known. A read that says this Brain still
         leads confirms it (as of the moment the read was sent)."""
-        asked = time.monotonic()
+        asked = self._clock.now()
         leader = await self.record.read()
         self._learn(leader)
         if leader is not None and self.current is leader and self.leading:
@@ -138,7 +139,7 @@ class Leadership:
         """Take the next generation (compare-and-set on the current record)."""
         for _ in range(attempts):
             current = await self.refresh()
-            asked = time.monotonic()
+            asked = self._clock.now()
             try:
                 taken = await self.record.take(self.instance, self.version, current)
             except LeadershipTaken:
@@ -154,20 +155,10 @@ class Leadership:
         """Follow the record (and confirm it periodically); `on_lost` is called when another
         Brain takes a newer generation than this one's."""
         self._on_lost = on_lost
-        self._sub = await self._nc.jetstream().subscribe(
-            LEADER_KEY,
-            stream=LEADER_STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            cb=self._delivered,
-        )
+        self._sub = await self.record.watch(self._delivered)
         self._confirmer = asyncio.create_task(self._confirm(), name="baker-leader-confirm")
 
-    async def _delivered(self, msg: Msg) -> None:
-        leader = Leader.parse(msg.data, int(msg.metadata.sequence.stream))
-        if leader is None:
-            log.error("unreadable leader record on %s: ignored", msg.subject)
-            return
+    async def _delivered(self, leader: Leader) -> None:
         self._learn(leader)
         # (A record naming this Brain is its own take, delivered before the take returned.)
         if self.mine is not None and leader.generation > self.mine and not self._is_me(leader):
@@ -184,7 +175,7 @@ class Leadership:
                     if not self._unconfirmed_logged:
                         log.warning("could not confirm generation %s: %r", self.mine, exc)
                         self._unconfirmed_logged = True
-            await asyncio.sleep(self.confirm_every)  # the confirmation period, not a wait
+            await self._clock.sleep(self.confirm_every)  # the confirmation period, not a wait
 
     async def close(self) -> None:
         if self._confirmer is not None:

@@ -13,21 +13,19 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-
-from adapters.eventstore import EventStore, StoredEvent, StoreUnavailable
-from adapters.nats.job_queue import JobQueue
+from adapters.clock import SYSTEM_CLOCK
+from adapters.eventstore import StoredEvent, StoreUnavailable
 from domain import lifecycle
 from domain.commands import FailJob
 from services.brain.leadership import Fenced
-from services.heartbeat import HEALTH_SUBJECT
+from services.executor import CommandExecutor
+from services.ports.clock import Clock, sleep_unless
+from services.ports.topics import Topic
 
 log = logging.getLogger("baker.brain.watchdog")
 
@@ -35,24 +33,32 @@ log = logging.getLogger("baker.brain.watchdog")
 @dataclass
 class Watch:
     status: str
-    last_seen: float  # monotonic
+    last_seen: float  # clock time
     trace_id: str | None = None  # the job's trace, so the `stuck` event joins it
+
+
+class QueueDepth(Protocol):
+    async def depth(self) -> tuple[int, int]:
+        """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
+        ...
 
 
 class Watchdog:
     def __init__(
         self,
-        nc: NATS,
-        store: EventStore,
-        queue: JobQueue,
+        executor: CommandExecutor,
+        queue: QueueDepth,
+        health: Topic | None = None,
         *,
         stuck_after: float = 120.0,
         undeliverable_after: float = 60.0,
         check_every: float = 5.0,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._nc = nc
-        self._store = store
+        self._executor = executor
         self._queue = queue
+        self._health = health  # heartbeats naming running jobs (leases)
+        self._clock = clock
         self.stuck_after = stuck_after
         self.undeliverable_after = undeliverable_after
         self.check_every = check_every
@@ -68,11 +74,11 @@ class Watchdog:
             return
         known = self.active.get(job_id)
         trace_id = (known.trace_id if known else None) or trace_id
-        self.active[job_id] = Watch(state.status, seen or time.monotonic(), trace_id)
+        self.active[job_id] = Watch(state.status, seen or self._clock.now(), trace_id)
 
     def lease(self, job_ids: Iterable[str]) -> None:
         """A worker says it is running these jobs: they are alive."""
-        now = time.monotonic()
+        now = self._clock.now()
         for job_id in job_ids:
             watch = self.active.get(job_id)
             if watch is not None:
@@ -81,7 +87,7 @@ class Watchdog:
     async def seed(self) -> int:
         """Fold every job event of the log into the active set (run once at start)."""
         states: dict[str, tuple[Any, datetime, str | None]] = {}
-        async for item in self._store.read_all(1):
+        async for item in self._executor.store.read_all(1):
             if not isinstance(item, StoredEvent) or item.envelope.aggregate != "job":
                 continue
             env = item.envelope
@@ -93,29 +99,30 @@ class Watchdog:
                 env.occurred_at,
                 trace_id or env.trace_id,
             )
-        now_wall, now = datetime.now(UTC), time.monotonic()
+        now_wall, now = datetime.now(UTC), self._clock.now()
         for job_id, (state, at, trace_id) in states.items():
             if job_id not in self.active:
                 self.observe(job_id, state, now - (now_wall - at).total_seconds(), trace_id)
         return len(self.active)
 
     async def run(self, stop: asyncio.Event) -> None:
-        sub = await self._nc.subscribe(HEALTH_SUBJECT, cb=self._on_health)
+        sub = None if self._health is None else await self._health.subscribe(self.on_health)
         try:
             with contextlib.suppress(StoreUnavailable):
                 count = await self.seed()
                 log.info("watching %d unfinished jobs", count)
             while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.check_every)
+                await sleep_unless(self._clock, stop, self.check_every)
                 if not stop.is_set():
                     await self.check()
         finally:
-            await sub.unsubscribe()
+            if sub is not None:
+                await sub.unsubscribe()
 
-    async def _on_health(self, msg: Msg) -> None:
+    async def on_health(self, data: bytes) -> None:
+        """A health heartbeat: the jobs a worker names as running are alive."""
         try:
-            doc = json.loads(msg.data)
+            doc = json.loads(data)
             jobs = doc.get("details", {}).get("activeJobs", [])
         except (ValueError, AttributeError):
             return  # the monitor counts and logs bad heartbeats
@@ -124,7 +131,7 @@ class Watchdog:
 
     async def check(self) -> None:
         """Fail the jobs that show no sign of life."""
-        now = time.monotonic()
+        now = self._clock.now()
         stuck = [
             (job_id, w)
             for job_id, w in self.active.items()
@@ -150,7 +157,7 @@ class Watchdog:
         watch = self.active.get(job_id)
         trace_id = watch.trace_id if watch else None
         try:
-            outcome = await self._store.execute(
+            outcome = await self._executor.execute(
                 "job", job_id, FailJob(reason="stuck", error=error), trace_id=trace_id
             )
         except (StoreUnavailable, Fenced):

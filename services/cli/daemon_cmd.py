@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from services.bootstrap.daemons import run_brain, run_monitor, run_task_launcher, run_worker
 from services.cli.app_support import run_async
 from services.cli.output import usage_error
 from services.config import Settings
-from services.daemons import run_brain, run_monitor, run_task_launcher, run_worker
 
 
 def register(commands: Any) -> None:

@@ -19,10 +19,11 @@ from domain.events import parse_time
 from projections import queries
 from projections.pit import jobs_as_of, seq_at
 from services.bootstrap import runtime
+from services.bootstrap.parts import build_projector
 from services.cli.app_support import run_async
 from services.cli.output import emit_table, errors, fail
 from services.config import Settings
-from services.projector import Projector, ProjectorSettings, ReadModelAhead, rate_meter
+from services.projector import ProjectorSettings, ReadModelAhead, rate_meter
 from services.rebuild import VerifyReport, rebuild, verify
 from services.signals import stop_on_signals
 from services.tuning import tune_gc
@@ -94,11 +95,11 @@ def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
         stop = asyncio.Event()
         stop_on_signals(stop)
         async with runtime(settings, settings.nats_url_or_default, "baker-projector") as rt:
-            projector = Projector(
+            projector = build_projector(
+                rt.nc,
                 rt.store,
                 settings.db_path,
                 ProjectorSettings(batch=args.batch, heartbeat_every=settings.heartbeat_every),
-                nc=rt.nc,
             )
             try:
                 await projector.open()

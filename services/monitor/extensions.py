@@ -18,11 +18,11 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from adapters.eventstore import EventStore, Outcome
 from domain import commands as c
 from domain import lifecycle
 from domain import wire_system as wire
 from domain.events import Envelope
+from services.executor import CommandExecutor, Outcome
 
 log = logging.getLogger("baker.monitor.extensions")
 ANNOUNCE = "baker.extensions.announce"
@@ -58,7 +58,7 @@ class Tracked:
 
 class ExtensionRegistry:
     def __init__(
-        self, store: EventStore, discover: Discover, *, offline_after: float, missed: int
+        self, store: CommandExecutor, discover: Discover, *, offline_after: float, missed: int
     ) -> None:
         self._store = store
         self._discover = discover

@@ -17,11 +17,11 @@ from typing import Any
 
 from nats.aio.msg import Msg
 
-from adapters.eventstore import EventStore, Outcome
 from domain import lifecycle
 from domain.commands import ReportServiceHealth
 from domain.events import Envelope, ServiceUp
 from domain.wire_system import WireError, decode_health
+from services.executor import CommandExecutor, Outcome
 
 log = logging.getLogger("baker.monitor.health")
 
@@ -46,7 +46,7 @@ class Instance:
 
 
 class HealthTracker:
-    def __init__(self, store: EventStore, *, down_after: float, missed: int) -> None:
+    def __init__(self, store: CommandExecutor, *, down_after: float, missed: int) -> None:
         self._store = store
         self.down_after = down_after
         self.missed = missed

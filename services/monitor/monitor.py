@@ -22,10 +22,11 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from adapters.eventstore import EventStore, StoredEvent
+from adapters.eventstore import StoredEvent
 from adapters.mcp import list_tools
 from domain.events import Envelope
 from services import heartbeat
+from services.executor import CommandExecutor
 from services.monitor import extensions as ext
 from services.monitor.extensions import ExtensionRegistry
 from services.monitor.health import HealthTracker
@@ -52,7 +53,7 @@ class Monitor:
     def __init__(
         self,
         nc: NATS,
-        store: EventStore,
+        store: CommandExecutor,
         settings: MonitorSettings | None = None,
         instance: str | None = None,
     ) -> None:
@@ -148,7 +149,7 @@ class Monitor:
             extension_events: list[Envelope] = []
             service_events: list[Envelope] = []
             try:
-                async for item in self._store.read_all(1):
+                async for item in self._store.store.read_all(1):
                     if isinstance(item, StoredEvent):
                         env = item.envelope
                         if env.aggregate == "extension":

@@ -13,11 +13,11 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.errors import ConnectionClosedError, NoRespondersError
 
-from adapters.eventstore import EventStore
 from domain.commands import CancelTask
 from domain.ids import InvalidId, check_id
 from domain.tasks import StopReply, decode
 from domain.wire import WireError
+from services.executor import CommandExecutor
 
 log = logging.getLogger("baker.tasks")
 
@@ -30,7 +30,7 @@ def cancel_subject(task_id: str) -> str:
 
 async def cancel_task(
     nc: NATS,
-    store: EventStore,
+    store: CommandExecutor,
     task_id: str,
     reason: str | None = None,
     *,

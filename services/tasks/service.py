@@ -29,7 +29,7 @@ from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, NoRespondersError
 
 from adapters import tracing
-from adapters.eventstore import EventStore, StoredEvent, StoreUnavailable
+from adapters.eventstore import StoredEvent, StoreUnavailable
 from adapters.nats.pull import PullSubscriber
 from adapters.nats.streams import TASKS_CONSUMER, TASKS_STREAM
 from domain import lifecycle
@@ -47,6 +47,7 @@ from domain.tasks import (
     record_command,
 )
 from domain.wire import WireError
+from services.executor import CommandExecutor
 from services.serial import KeyedSerial
 from services.tasks.control import cancel_task
 
@@ -73,7 +74,7 @@ class TaskService:
     def __init__(
         self,
         nc: NATS,
-        store: EventStore,
+        store: CommandExecutor,
         *,
         launch_timeout: float = 5.0,
         check_every: float = 1.0,
@@ -298,7 +299,7 @@ class TaskService:
     async def restore(self) -> int:
         """Watch the deadlines of every unfinished task in the event log."""
         found: dict[str, tuple[Any, datetime, int]] = {}
-        async for item in self._store.read_all(1):
+        async for item in self._store.store.read_all(1):
             if not isinstance(item, StoredEvent) or item.envelope.aggregate != "task":
                 continue
             env, event = item.envelope, item.envelope.data

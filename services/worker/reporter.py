@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from adapters.nats.job_queue import JobQueue, QueueFull, Report
+from adapters.clock import SYSTEM_CLOCK
+from domain.queue import QueueFull, Report
 from domain.wire import FinalStatus, WorkerStatus, encode_result, encode_status
+from services.ports.clock import Clock
+from services.ports.jobs import ReportSink
 
 log = logging.getLogger("baker.worker")
 
@@ -21,15 +22,18 @@ class Reporter:
 
     def __init__(
         self,
-        queue: JobQueue,
+        sink: ReportSink,
         job_id: str,
         worker_id: str,
         attempt: int,
         headers: dict[str, str],
         trace_id: str | None,
         full_retry_for: float = 120.0,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._queue = queue
+        self._sink = sink
+        self._clock = clock
         self._full_retry_for = full_retry_for
         self.job_id = job_id
         self.worker_id = worker_id
@@ -60,20 +64,20 @@ class Reporter:
     async def _send(self, reports: list[Report]) -> None:
         """Publish in order, pipelined; while the stream is full, wait for room (each retry
         carries the same message ids, so what was already stored is not stored again)."""
-        deadline = time.monotonic() + self._full_retry_for
+        deadline = self._clock.now() + self._full_retry_for
         delay = 0.05
         while True:
             try:
-                await self._queue.report_all(reports)
+                await self._sink.report_all(reports)
                 return
             except QueueFull:
-                if time.monotonic() >= deadline:
+                if self._clock.now() >= deadline:
                     raise
                 if delay == 0.05:
                     log.warning(
                         "job queue full; waiting for room to report", extra={"job_id": self.job_id}
                     )
-                await asyncio.sleep(delay)  # back-off between tries of the same messages
+                await self._clock.sleep(delay)  # back-off between tries of the same messages
                 delay = min(delay * 2, 2.0)
 
     async def status(

@@ -1,10 +1,11 @@
-"""The worker: pull jobs from the `workers` consumer, run them, report, acknowledge.
+"""The worker: take jobs from its work source, run them, report, acknowledge.
 
 Read top to bottom: `run` fetches no more jobs than it has free slots; `_process` runs one job
 (cancel check, `received`, `running`, the executor, the result, the ack) while one loop sends
-in-progress acks for every job held long; cancel signals arrive on the cancel bucket's
-subjects and stop the job's executor task; on shutdown the worker stops fetching, lets running
-jobs finish within a grace period and naks the rest so another worker takes them.
+in-progress acks for every job held long; cancel signals stop the job's executor task; on
+shutdown the worker stops fetching, lets running jobs finish within a grace period and naks
+the rest so another worker takes them. Its collaborators are ports (`services.ports.jobs`),
+handed to it by the composition root.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-
 from adapters import tracing
+from adapters.clock import SYSTEM_CLOCK
 from adapters.executors.base import Execution
-from adapters.executors.command import prefer_pidfd_watcher
-from adapters.nats.job_queue import JobQueue, QueueUnavailable, cancel_reason
-from adapters.nats.pull import PullSubscriber, delivery
-from adapters.nats.streams import CANCELS_PREFIX, JOBS_STREAM, WORKERS_CONSUMER
+from domain.queue import QueueUnavailable
 from domain.wire import DispatchMessage, FinalStatus, WireError, decode_dispatch, peek_id
-from services import heartbeat
+from services.ports.clock import Clock
+from services.ports.jobs import CancelSignals, Delivery, ReportSink, WorkSource
+from services.ports.topics import Heartbeat
 from services.worker.executors import ExecutorSettings, execute
 from services.worker.reporter import Reporter
 
@@ -53,23 +51,42 @@ class WorkerStats:
     crashed: int = 0
 
 
+JobRunner = Callable[[DispatchMessage, Callable[[str], Awaitable[None]]], Awaitable[Execution]]
+"""Runs one job, reporting progress through the callable it is given."""
+
+
 @dataclass
 class Running:
-    msg: Msg
+    msg: Delivery
     job_id: str
-    pinged: float = field(default_factory=time.monotonic)  # delivery or last in-progress ack
-    execution: asyncio.Task[Execution] | None = None
+    pinged: float  # clock time of the delivery or of the last in-progress ack
+    execution: asyncio.Future[Execution] | None = None
     task: asyncio.Task[None] | None = None  # the job's own, from `_start` until it ends
     cancel_reason: str | None = None
     shutting_down: bool = False
 
 
 class Worker:
-    def __init__(self, nc: NATS, settings: WorkerSettings, worker_id: str | None = None) -> None:
-        self.id = worker_id or f"worker-{uuid.uuid4().hex[:8]}"
-        self._nc = nc
+    def __init__(
+        self,
+        jobs: WorkSource,
+        reports: ReportSink,
+        cancels: CancelSignals,
+        settings: WorkerSettings,
+        *,
+        worker_id: str | None = None,
+        run: JobRunner | None = None,
+        heartbeat: Heartbeat | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self.id = worker_id or new_worker_id()
         self.settings = settings
-        self.queue = JobQueue(nc)
+        self._source = jobs
+        self.reports = reports
+        self._cancels = cancels
+        self._run = run or self._execute
+        self._heartbeat = heartbeat
+        self._clock = clock
         self.running: dict[str, Running] = {}
         self.cancels: dict[str, str] = {}  # job id -> reason, for jobs still in the queue
         self.stats = WorkerStats()
@@ -77,30 +94,32 @@ class Worker:
         self._jobs: set[asyncio.Task[None]] = set()  # until acked or nak'd, slot freed or not
         self._tracer = tracing.tracer("baker.worker")
 
+    def _execute(
+        self, dispatch: DispatchMessage, progress: Callable[[str], Awaitable[None]]
+    ) -> Awaitable[Execution]:
+        return execute(dispatch, self.settings.executors, progress)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then shut down gracefully."""
-        prefer_pidfd_watcher()
-        puller = await PullSubscriber(self._nc, JOBS_STREAM, WORKERS_CONSUMER).start()
-        cancels = await self._nc.subscribe(f"{CANCELS_PREFIX}.*", cb=self._on_cancel)
-        self.cancels.update(await self.queue.signalled_cancels())  # from before we started
-        beats = asyncio.create_task(
-            heartbeat.beat(
-                self._nc, "worker", self.id, self._details, stop, self.settings.heartbeat_every
-            )
-        )
+        cancels = await self._cancels.watch_cancels(self._on_cancel)
+        self.cancels.update(await self._cancels.signalled_cancels())  # from before we started
+        beats = None
+        if self._heartbeat is not None:
+            beats = asyncio.ensure_future(self._heartbeat(self.id, self._details, stop))
         keep_alive = asyncio.create_task(self._keep_alive())
         log.info("worker %s ready (concurrency %d)", self.id, self.settings.concurrency)
         try:
-            await self._fetch_loop(puller, stop)
+            await self._fetch_loop(stop)
         finally:
             await self._shutdown()
             keep_alive.cancel()
             await cancels.unsubscribe()
-            await puller.stop()
-            await beats
-            await self.queue.close()
+            await self._source.close()
+            if beats is not None:
+                await beats
+            await self.reports.close()
 
-    async def _fetch_loop(self, puller: PullSubscriber, stop: asyncio.Event) -> None:
+    async def _fetch_loop(self, stop: asyncio.Event) -> None:
         stopping = asyncio.create_task(stop.wait())
         stopping.add_done_callback(lambda _t: self._slot_free.set())
         try:
@@ -110,14 +129,14 @@ class Worker:
                     self._slot_free.clear()
                     await self._slot_free.wait()
                     continue
-                for msg in await puller.fetch(free, wait=1.0):
+                for msg in await self._source.fetch(free, wait=1.0):
                     self._start(msg)
         finally:
             stopping.cancel()
 
-    def _start(self, msg: Msg) -> None:
-        job_id = peek_id(msg.data) or f"unreadable-{msg.metadata.sequence.stream}"
-        running = Running(msg, job_id)
+    def _start(self, msg: Delivery) -> None:
+        job_id = peek_id(msg.data) or f"unreadable-{msg.seq}"
+        running = Running(msg, job_id, self._clock.now())
         self.running[job_id] = running
         # Job tasks are never cancelled before they start (the executor is what a cancel
         # or a shutdown stops), so `_process` itself lets go of the job when it ends: no
@@ -144,15 +163,16 @@ class Worker:
             except WireError as exc:
                 await self._malformed(msg, exc)
                 return
-            _, attempt = delivery(msg)
+            attempt = msg.delivered
             parent = tracing.extract(msg.headers)
             attributes = {"job.id": job_id, "job.type": dispatch.type, "job.attempt": attempt}
             with tracing.span(self._tracer, "job.run", parent=parent, attributes=attributes):
                 headers: dict[str, str] = {}
                 tracing.inject(headers)
                 reporter = Reporter(
-                    self.queue, job_id, self.id, attempt, headers, tracing.trace_id_of()
-                )
+                    self.reports, job_id, self.id, attempt, headers, tracing.trace_id_of(),
+                    clock=self._clock,
+                )  # fmt: skip
                 try:
                     await self._run_job(dispatch, running, reporter)
                 except Exception:
@@ -175,7 +195,7 @@ class Worker:
         if running.shutting_down:  # stopped between fetch and start: someone else runs it
             await msg.nak()
             return
-        started = time.monotonic()
+        started = self._clock.now()
         # The executor starts while `received` and `running` are on their way (both are
         # queued on the connection before its first step runs); progress and the outcome are
         # reported only once both are stored, so the stream keeps the order.
@@ -185,9 +205,7 @@ class Worker:
             await reported.wait()
             await reporter.progress(text)
 
-        execution = running.execution = asyncio.create_task(
-            execute(dispatch, self.settings.executors, progress)
-        )
+        execution = running.execution = asyncio.ensure_future(self._run(dispatch, progress))
         try:
             await reporter.started()
         except BaseException:
@@ -197,7 +215,7 @@ class Worker:
         reported.set()
         if not execution.done():
             await _settled(execution)
-        duration = int((time.monotonic() - started) * 1000)
+        duration = int((self._clock.now() - started) * 1000)
         await self._report_outcome(running, reporter, duration)
 
     async def _cancelled_unrun(self, running: Running, reporter: Reporter, error: str) -> None:
@@ -237,8 +255,8 @@ class Worker:
         each time, a look at the cancel bucket too, for a signal missed while disconnected."""
         every = self.settings.ack_wait / 3
         while True:
-            await asyncio.sleep(every / 2)  # so no job waits longer than ack-wait/2
-            now = time.monotonic()
+            await self._clock.sleep(every / 2)  # so no job waits longer than ack-wait/2
+            now = self._clock.now()
             for job_id, running in list(self.running.items()):
                 if now - running.pinged >= every:
                     running.pinged = now
@@ -248,12 +266,13 @@ class Worker:
         with contextlib.suppress(Exception):
             await running.msg.in_progress()
             if running.cancel_reason is None:
-                reason = await self.queue.cancel_signal(job_id)
+                reason = await self._cancels.cancel_signal(job_id)
                 if reason is not None:
                     self._cancel(job_id, reason)
 
-    async def _on_cancel(self, msg: Msg) -> None:
-        self._cancel(msg.subject.rsplit(".", 1)[-1], cancel_reason(msg.data))
+    def _on_cancel(self, job_id: str, reason: str) -> None:
+        """A cancel signal, as it is put."""
+        self._cancel(job_id, reason)
 
     def _cancel(self, job_id: str, reason: str) -> None:
         self.cancels[job_id] = reason
@@ -265,14 +284,16 @@ class Worker:
             running.execution.cancel()
         log.info("cancelling job: %s", reason, extra={"job_id": job_id})
 
-    async def _malformed(self, msg: Msg, exc: WireError) -> None:
+    async def _malformed(self, msg: Delivery, exc: WireError) -> None:
         self.stats.malformed += 1
         await msg.term()
         job_id = peek_id(msg.data)
         log.error("malformed dispatch message: %s", exc, extra={"job_id": job_id})
         if job_id is None:
             return
-        reporter = Reporter(self.queue, job_id, self.id, msg.metadata.num_delivered, {}, None)
+        reporter = Reporter(
+            self.reports, job_id, self.id, msg.delivered, {}, None, clock=self._clock
+        )
         with contextlib.suppress(QueueUnavailable):
             await reporter.finish("failed", error=f"malformed dispatch message: {exc}")
 
@@ -281,12 +302,22 @@ class Worker:
             log.info(
                 "waiting up to %.0fs for %d running jobs", self.settings.grace, len(self.running)
             )
-            await asyncio.wait(self._jobs, timeout=self.settings.grace)
+            await self._within_grace(asyncio.wait(set(self._jobs)))
         for running in list(self.running.values()):
             running.shutting_down = True
             if running.execution is not None:
                 running.execution.cancel()
         await asyncio.gather(*self._jobs)  # the rest nak'd, and acks on their way
+
+    async def _within_grace(self, jobs_done: Awaitable[Any]) -> None:
+        """Wait for `jobs_done`, at most the grace period on the worker's clock (cancelling the
+        wait leaves the jobs running)."""
+        done = asyncio.ensure_future(jobs_done)
+        grace = asyncio.ensure_future(self._clock.sleep(self.settings.grace))
+        await asyncio.wait({done, grace}, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (done, grace):
+            waiter.cancel()
+        await asyncio.gather(done, grace, return_exceptions=True)
 
     def _details(self) -> dict[str, Any]:
         return {
@@ -298,7 +329,11 @@ class Worker:
         }
 
 
-async def _settled(task: asyncio.Task[Any]) -> None:
+def new_worker_id() -> str:
+    return f"worker-{uuid.uuid4().hex[:8]}"
+
+
+async def _settled(task: asyncio.Future[Any]) -> None:
     """Wait until `task` has ended, however it ended (the caller reads its result, error or
     cancellation); a cancellation of the waiting task itself still propagates."""
     try:

@@ -17,7 +17,9 @@ from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import Topology, provision
+from services.bootstrap.parts import build_brain, build_worker
 from services.brain.brain import Brain, BrainSettings
+from services.executor import CommandExecutor
 from services.worker.executors import ExecutorSettings
 from services.worker.worker import Worker, WorkerSettings
 
@@ -29,6 +31,7 @@ class Pipeline:
     server: NatsServerProcess
     nc: NATS
     store: JetStreamEventStore
+    executor: CommandExecutor
     brain: Brain
     ack_wait: float
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -45,7 +48,7 @@ class Pipeline:
 
     async def start_worker(self, **overrides: Any) -> Worker:
         conn = await connect(NatsSettings(url=self.server.url, name="test-worker"))
-        worker = Worker(conn, self.worker_settings(**overrides))
+        worker = build_worker(conn, self.worker_settings(**overrides))
         stop = asyncio.Event()
 
         async def run() -> None:
@@ -94,8 +97,11 @@ async def running_pipeline(
     nc = await connect(NatsSettings(url=server.url, name="test-brain"))
     await provision(nc.jsm(), topo)
     store = JetStreamEventStore(nc)
-    the_brain = Brain(nc, store, brain or BrainSettings(check_every=0.2, heartbeat_every=0.5))
-    pipe = Pipeline(server, nc, store, the_brain, topo.ack_wait)
+    executor = CommandExecutor(store)
+    the_brain = build_brain(
+        nc, executor, brain or BrainSettings(check_every=0.2, heartbeat_every=0.5)
+    )
+    pipe = Pipeline(server, nc, store, executor, the_brain, topo.ack_wait)
     if start_brain:
         pipe.tasks.append(asyncio.create_task(the_brain.run(pipe.stop)))
     try:

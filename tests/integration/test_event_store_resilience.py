@@ -12,6 +12,7 @@ from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from domain.events import JobProgressed, JobStarted
+from services.executor import CommandExecutor
 from tests.contract.event_store_contract import dispatched
 from tests.support.proxy import HoldingProxy
 
@@ -31,23 +32,24 @@ async def test_acknowledged_events_survive_a_server_restart(
     nats_server: NatsServerProcess, provisioned: NATS, how: str
 ) -> None:
     store = JetStreamEventStore(provisioned, request_timeout=0.5, retry_for=60)
+    executor = CommandExecutor(store)
     pos = NEW
     acked = []
     for event in (dispatched(), JobStarted(attempt=1)):
-        stored = await store.append("job", "job-restart", [event], pos)
+        stored = await executor.append("job", "job-restart", [event], pos)
         acked += stored
         pos = Position(stored[-1].seq, stored[-1].envelope.version)
 
     nats_server.stop() if how == "stop" else nats_server.kill()
     pending = asyncio.create_task(
-        store.append("job", "job-restart", [JobProgressed(attempt=1, progress="during")], pos)
+        executor.append("job", "job-restart", [JobProgressed(attempt=1, progress="during")], pos)
     )
     await wait_until(lambda: _true_after(store.stats.retries >= 1))
     nats_server.start()  # same port, same store dir
     stored = await asyncio.wait_for(pending, 60)
     acked += stored
     pos = Position(stored[-1].seq, stored[-1].envelope.version)
-    acked += await store.append(
+    acked += await executor.append(
         "job", "job-restart", [JobProgressed(attempt=1, progress="after")], pos
     )
 
@@ -69,12 +71,14 @@ async def test_a_retry_after_a_lost_ack_stores_one_copy(
     conn = await connect(NatsSettings(url=f"nats://127.0.0.1:{proxy.port}"))
     try:
         store = JetStreamEventStore(conn, request_timeout=0.3, retry_for=30)
-        first = await store.append("job", "job-ack", [dispatched()], NEW)
+        executor = CommandExecutor(store)
+        first = await executor.append("job", "job-ack", [dispatched()], NEW)
         pos = Position(first[0].seq, 1)
         observer = JetStreamEventStore(provisioned)
 
         proxy.hold_replies()
-        append = asyncio.create_task(store.append("job", "job-ack", [JobStarted(attempt=1)], pos))
+        started = [JobStarted(attempt=1)]
+        append = asyncio.create_task(executor.append("job", "job-ack", started, pos))
 
         async def stored_and_retried() -> bool:
             return await observer.head_seq() > first[0].seq and store.stats.retries >= 2

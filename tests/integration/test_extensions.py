@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 
 from adapters.eventstore import History
 from adapters.nats.event_store import JetStreamEventStore
+from services.executor import CommandExecutor
 from services.monitor import Monitor, MonitorSettings
 from tests.fakes.mcp_server import FakeMcp, tool
 from tests.polling import until
@@ -33,7 +34,7 @@ FAST = MonitorSettings(heartbeat_every=0.2, missed=3, discovery_delay=0.01, swee
 async def running(
     nc: NATS, store: JetStreamEventStore, settings: MonitorSettings, instance: str | None = None
 ) -> AsyncIterator[Monitor]:
-    monitor = Monitor(nc, store, settings, instance)
+    monitor = Monitor(nc, CommandExecutor(store), settings, instance)
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     await until(lambda: monitor.ready.is_set() or task.done(), "the monitor restored its state")

@@ -20,16 +20,19 @@ from adapters.nats.server import NatsServerProcess
 from domain.commands import LaunchTask, ReportServiceHealth, RequestCancel, StartBrain
 from domain.events import JobDispatched
 from services.brain.leadership import Fenced, Leadership
+from services.executor import CommandExecutor
 from tests.polling import until
 from tests.support.proxy import HoldingProxy
 
 
 @dataclass
 class Brain:
-    """One Brain's connection, fenced event store and leadership (as `baker brain` wires it)."""
+    """One Brain's connection, event store, fenced executor and leadership (as `baker brain`
+    wires it)."""
 
     nc: NATS
     store: JetStreamEventStore
+    executor: CommandExecutor
     leadership: Leadership
     lost: list[Leader] = field(default_factory=list)
     lost_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -49,8 +52,8 @@ async def brains(
         nc = await connect(NatsSettings(url=url or nats_server.url, name=f"test-{name}"))
         store = JetStreamEventStore(nc)
         leadership = Leadership(LeaderRecord(nc), name, "1", **options)
-        store.fence = leadership.check
-        brain = Brain(nc, store, leadership)
+        executor = CommandExecutor(store, fence=leadership)
+        brain = Brain(nc, store, executor, leadership)
         await leadership.watch(brain.on_lost)
         made.append(brain)
         return brain
@@ -83,9 +86,8 @@ async def test_an_append_with_a_stale_generation_is_refused_and_stores_nothing(
 ) -> None:
     blue, green = await brains("blue"), await brains("green")
     taken = await blue.leadership.take()
-    blue.store.generation = taken.generation
     first = job_id()
-    [stored] = await blue.store.append("job", first, dispatched(), NEW)
+    [stored] = await blue.executor.append("job", first, dispatched(), NEW)
     assert stored.envelope.generation == taken.generation  # stamped with the generation
 
     newer = await green.leadership.take()
@@ -98,20 +100,20 @@ async def test_an_append_with_a_stale_generation_is_refused_and_stores_nothing(
     head = await reader.head_seq()
     second = job_id()
     with pytest.raises(Fenced, match="the leader is green"):
-        await blue.store.append("job", second, dispatched(), NEW)
+        await blue.executor.append("job", second, dispatched(), NEW)
     with pytest.raises(Fenced):
-        await blue.store.execute("job", first, RequestCancel(reason="from a stale Brain"))
+        await blue.executor.execute("job", first, RequestCancel(reason="from a stale Brain"))
     launch = LaunchTask(goal="echo x", mode="script", timeout_seconds=5)
     with pytest.raises(Fenced):  # tasks are fenced like jobs
-        await blue.store.execute("task", "task-fenced", launch, new=True)
+        await blue.executor.execute("task", "task-fenced", launch, new=True)
     assert await reader.head_seq() == head  # nothing reached the log
     assert not (await reader.load("job", second)).exists
     assert len((await reader.load("job", first)).events) == 1
     # A fenced Brain still records its own role changes, and its monitor still records
     # service health (only jobs and tasks are fenced).
-    await blue.store.execute("brain", "blue", StartBrain(role="active", version="1"))
+    await blue.executor.execute("brain", "blue", StartBrain(role="active", version="1"))
     health = ReportServiceHealth(up=True, service="worker", instance="w-1")
-    await blue.store.execute("service", "w-1", health)
+    await blue.executor.execute("service", "w-1", health)
     assert await reader.head_seq() == head + 2
     await reader.close()
 
@@ -126,9 +128,8 @@ async def test_a_brain_that_cannot_confirm_its_generation_refuses(
         blue = await brains(
             "blue", f"nats://127.0.0.1:{proxy.port}", confirm_every=0.1, max_unconfirmed=0.5
         )
-        taken = await blue.leadership.take()
-        blue.store.generation = taken.generation
-        await blue.store.append("job", job_id(), dispatched(), NEW)
+        await blue.leadership.take()
+        await blue.executor.append("job", job_id(), dispatched(), NEW)
         reader = JetStreamEventStore(provisioned)
         head = await reader.head_seq()
 
@@ -136,12 +137,12 @@ async def test_a_brain_that_cannot_confirm_its_generation_refuses(
         await until(lambda: refuses(blue.leadership), what="the lease to run out")
         assert blue.leadership.leading  # nobody else took over: it just cannot confirm
         with pytest.raises(Fenced, match="could not confirm generation"):
-            await blue.store.append("job", job_id(), dispatched(), NEW)
+            await blue.executor.append("job", job_id(), dispatched(), NEW)
 
         proxy.release()
         await until(lambda: not refuses(blue.leadership), what="confirmed again")
         assert await reader.head_seq() == head  # the refused append never reached the log
-        await blue.store.append("job", job_id(), dispatched(), NEW)  # leading, confirmed
+        await blue.executor.append("job", job_id(), dispatched(), NEW)  # leading, confirmed
         assert await reader.head_seq() == head + 1
         await reader.close()
     finally:

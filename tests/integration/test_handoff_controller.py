@@ -20,14 +20,17 @@ from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.server import NatsServerProcess
+from adapters.nats.topic import CoreTopic
 from adapters.sqlite import ReadModel
 from domain import commands as c
 from domain.handoff import HANDOFF_SUBJECT, HandoffMessage, decode_handoff
 from services.api.app import create_app
 from services.api.context import ApiContext, BrainStatus
+from services.bootstrap.parts import build_brain
 from services.brain.brain import Brain, BrainSettings
 from services.brain.controller import Controller, HandoffSettings
 from services.brain.leadership import Leadership
+from services.executor import CommandExecutor
 from tests.polling import until
 
 FAST = HandoffSettings(pending_timeout=30, drain_cap=30, ack_timeout=10, ready_every=0.2)
@@ -83,17 +86,19 @@ class Cluster:
     ) -> Node:
         nc = await connect(NatsSettings(url=self.url, name=f"test-{name}"))
         store = JetStreamEventStore(nc)
-        brain = brain_cls(nc, store, BrainSettings(check_every=0.2), instance=name)
-        status = BrainStatus(instance=name, version=name, state="pending", mode=role)
         leadership = Leadership(LeaderRecord(nc), name, name)
-        store.fence = leadership.check
+        executor = CommandExecutor(store, fence=leadership)
+        settings_ = BrainSettings(check_every=0.2)
+        brain = build_brain(nc, executor, settings_, instance=name, kind=brain_cls)
+        status = BrainStatus(instance=name, version=name, state="pending", mode=role)
 
         async def stale() -> list[str]:
             return list(self.stale)
 
         controller = controller_cls(
-            nc, store, brain, status, leadership, settings, stale_handoffs=stale
-        )
+            CoreTopic(nc, HANDOFF_SUBJECT), executor, brain, status, leadership, settings,
+            stale_handoffs=stale,
+        )  # fmt: skip
         node = Node(nc, store, brain, status, controller)
         node.task = asyncio.create_task(controller.run(role, node.stop), name=name)
         self.nodes.append(node)
@@ -127,7 +132,7 @@ async def kinds(store: JetStreamEventStore, aggregate: str, agg_id: str) -> list
 
 def api(node: Node, tmp: Path) -> httpx.AsyncClient:
     ctx = ApiContext(
-        nc=node.nc, store=node.store, dispatcher=node.brain.dispatcher, queue=node.brain.queue,
+        store=node.store, dispatcher=node.brain.dispatcher, queue=node.brain.queue,
         read_model=ReadModel(tmp / "unused.db"), brain=node.status,
     )  # fmt: skip
     transport = httpx.ASGITransport(app=create_app(ctx))
@@ -229,7 +234,7 @@ async def test_a_pending_brain_that_hears_nothing_starts_fresh_and_aborts_stale_
 ) -> None:
     store = JetStreamEventStore(provisioned)
     request = c.RequestHandoff(to_instance="gone", to_version="1", generation=7)
-    await store.execute("handoff", "handoff-stale", request)  # left half-way by a dead Brain
+    await CommandExecutor(store).execute("handoff", "handoff-stale", request)  # left half-way
     cluster.stale.append("handoff-stale")
     settings = HandoffSettings(pending_timeout=0.5, drain_cap=1, ack_timeout=1, ready_every=0.2)
     green = await cluster.start("green", "pending", settings)
@@ -267,14 +272,17 @@ async def test_a_new_brain_that_dies_after_taking_over_leaves_the_old_one_leadin
                 what="blue leading again")  # fmt: skip
     taken = old.controller.leadership.mine
     assert first is not None and taken is not None and taken >= first + 2  # above green's
-    assert old.store.generation == taken
     brain_events = await kinds(old.store, "brain", "blue")
     assert brain_events[-2:] == ["BrainDrainStarted", "BrainResumed"]
     handoffs = [e async for e in old.store.read_all(1) if e.envelope.aggregate == "handoff"]
     assert handoffs[-1].envelope.type == "HandoffAborted"
     assert "never answered" in handoffs[-1].envelope.data.reason
     # Blue may change jobs again: the fence lets it through under its new generation.
-    await old.brain.dispatcher.dispatch(_spec())
+    job = await old.brain.dispatcher.dispatch(_spec())
+    [dispatched] = (await old.store.load("job", job.job_id)).events
+    assert dispatched.envelope.generation == taken
+    resumed = (await old.store.load("brain", "blue")).events[-1]
+    assert resumed.envelope.type == "BrainResumed" and resumed.envelope.generation == taken
 
 
 def _spec() -> Any:

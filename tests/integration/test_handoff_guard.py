@@ -16,7 +16,8 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.sqlite import ReadModel
 from services.api.app import create_app
 from services.api.context import ApiContext, BrainStatus
-from services.brain.brain import Brain
+from services.bootstrap.parts import build_brain
+from services.executor import CommandExecutor
 
 ALWAYS = {"/ping", "/brain/state"}
 
@@ -24,7 +25,7 @@ ALWAYS = {"/ping", "/brain/state"}
 @pytest.fixture
 async def app(provisioned: NATS, tmp_path: Path) -> AsyncIterator[tuple[FastAPI, BrainStatus]]:
     store = JetStreamEventStore(provisioned)
-    brain = Brain(provisioned, store, instance="brain-guard")
+    brain = build_brain(provisioned, CommandExecutor(store), instance="brain-guard")
     status = BrainStatus(instance=brain.instance, state="active", mode="pending")
     read_model = ReadModel(tmp_path / "readmodel.db")
 
@@ -32,7 +33,7 @@ async def app(provisioned: NATS, tmp_path: Path) -> AsyncIterator[tuple[FastAPI,
         return 202, {"id": "task-x", "status": "launched"}
 
     ctx = ApiContext(
-        nc=provisioned, store=store, dispatcher=brain.dispatcher, queue=brain.queue,
+        store=store, dispatcher=brain.dispatcher, queue=brain.queue,
         read_model=read_model, brain=status, launch_task=launch,
     )  # fmt: skip
     yield create_app(ctx), status

@@ -14,6 +14,7 @@ from nats.aio.client import Client as NATS
 from adapters.eventstore import History
 from adapters.nats.event_store import JetStreamEventStore
 from services import heartbeat
+from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT, health_message
 from services.monitor import Monitor, MonitorSettings
 from tests.polling import until
@@ -27,7 +28,7 @@ TIMEOUT = timedelta(seconds=0.6)
 async def running(
     nc: NATS, store: JetStreamEventStore, settings: MonitorSettings
 ) -> AsyncIterator[Monitor]:
-    monitor = Monitor(nc, store, settings, instance="monitor-test")
+    monitor = Monitor(nc, CommandExecutor(store), settings, instance="monitor-test")
     stop = asyncio.Event()
     task = asyncio.create_task(monitor.run(stop))
     await until(lambda: monitor.ready.is_set() or task.done(), "the monitor restored its state")

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from adapters.eventstore import StoreUnavailable
+from adapters.nats.deliveries import JetStreamDeliveries, JsDelivery
 from adapters.nats.server import NatsServerProcess
+from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM
 from domain.commands import DispatchJob
 from domain.specs import parse_job_spec
 from services.brain.ingest import Ingest
@@ -34,7 +36,7 @@ async def pull_and_handle(pipe: Pipeline, count: int) -> list[Any]:
     sub = await pipe.nc.jetstream().pull_subscribe_bind(durable="brain-ingest", stream="BAKER_JOBS")
     msgs = await sub.fetch(count, timeout=5)
     for msg in msgs:
-        await pipe.brain.ingest.handle(msg)
+        await pipe.brain.ingest.handle(JsDelivery(msg))
     await sub.unsubscribe()
     return msgs
 
@@ -78,11 +80,11 @@ async def test_a_redelivered_message_appends_nothing_new(
         acked.append(True)  # the ack never reaches the server: JetStream would redeliver
 
     monkeypatch.setattr(first, "ack", lost_ack)
-    await pipe.brain.ingest.handle(first)
+    await pipe.brain.ingest.handle(JsDelivery(first))
     await publish(pipe, job.job_id, "status", {"status": "running", "progress": "p2"})
     [second] = await sub.fetch(1, timeout=5)
-    await pipe.brain.ingest.handle(second)
-    await pipe.brain.ingest.handle(first)  # the redelivery of p1, after p2
+    await pipe.brain.ingest.handle(JsDelivery(second))
+    await pipe.brain.ingest.handle(JsDelivery(first))  # the redelivery of p1, after p2
     history = await pipe.store.load("job", job.job_id)
     assert types(history) == ["JobDispatched", "JobStarted", "JobProgressed"]
     assert [getattr(e.envelope.data, "progress", None) for e in history.events] == [
@@ -110,7 +112,7 @@ async def test_malformed_messages_are_terminated_counted_and_do_not_block(pipe: 
 
 async def test_a_malformed_dispatch_is_terminated_and_reported_failed(pipe: Pipeline) -> None:
     # The job is recorded, but the message a buggy dispatcher queued for it is broken.
-    await pipe.store.execute("job", "job-broken", DispatchJob(spec=SPEC))
+    await pipe.executor.execute("job", "job-broken", DispatchJob(spec=SPEC))
     bad = json.dumps({"id": "job-broken", "type": "shell", "payload": {}}).encode()
     await pipe.nc.jetstream().publish("baker.jobs.dispatch", bad, headers={"Nats-Msg-Id": "x"})
     await pipe.nc.jetstream().publish("baker.jobs.dispatch", b"\xff no id at all")
@@ -124,7 +126,7 @@ async def test_a_malformed_dispatch_is_terminated_and_reported_failed(pipe: Pipe
 
 
 class FlakyStore:
-    """The real store, unavailable once for the first `running` status it is given."""
+    """The real executor, its store unavailable once for the first `running` status."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -150,9 +152,9 @@ class FlakyStore:
         return out
 
 
-async def one_job_through(pipe: Pipeline, store: Any) -> tuple[Ingest, Any]:
-    """A job's received, running and result messages through an ingest on `store`, until the
-    job is completed: (the ingest, the job's history)."""
+async def one_job_through(pipe: Pipeline, executor: Any) -> tuple[Ingest, Any]:
+    """A job's received, running and result messages through an ingest on `executor`, until
+    the job is completed: (the ingest, the job's history)."""
     job = await pipe.brain.dispatcher.dispatch(SPEC)
     for kind, body in [
         ("status", {"status": "received", "attempt": 1}),
@@ -160,7 +162,7 @@ async def one_job_through(pipe: Pipeline, store: Any) -> tuple[Ingest, Any]:
         ("result", {"status": "completed", "result": {"ok": True}}),
     ]:
         await publish(pipe, job.job_id, kind, body)
-    ingest = Ingest(pipe.nc, store)
+    ingest = Ingest(executor, JetStreamDeliveries(pipe.nc, JOBS_STREAM, INGEST_CONSUMER))
     stop = asyncio.Event()
     running = asyncio.create_task(ingest.run(stop))
     history = await pipe.wait_job(job.job_id, {"completed"})
@@ -170,14 +172,14 @@ async def one_job_through(pipe: Pipeline, store: Any) -> tuple[Ingest, Any]:
 
 
 async def test_a_store_outage_keeps_a_job_s_messages_in_order(pipe: Pipeline) -> None:
-    flaky = FlakyStore(pipe.store)
+    flaky = FlakyStore(pipe.executor)
     ingest, history = await one_job_through(pipe, flaky)
     assert flaky.failed and ingest.stats.store_waits == 1
     assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
 
 
 class BrokenRound:
-    """A store whose first pipelined round fails with a bug of ours."""
+    """An executor whose first pipelined round fails with a bug of ours."""
 
     def __init__(self, store: Any) -> None:
         self._store = store
@@ -194,7 +196,7 @@ class BrokenRound:
 
 
 async def test_a_failing_round_is_handled_message_by_message(pipe: Pipeline) -> None:
-    broken = BrokenRound(pipe.store)
+    broken = BrokenRound(pipe.executor)
     ingest, history = await one_job_through(pipe, broken)
     assert broken.broke and ingest.stats.processed == 3 and ingest.stats.errors == 0
     assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]

@@ -1,4 +1,5 @@
-"""The JetStream event store against a real nats-server: the shared contract, and more."""
+"""The JetStream event store against a real nats-server: the shared storage contract, the
+command executor's contract over it, and more."""
 
 from __future__ import annotations
 
@@ -11,14 +12,19 @@ from adapters.eventstore import NEW, SequenceGap
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from domain.events import JobDispatched
+from services.executor import CommandExecutor
 from tests.contract.event_store_contract import EventStoreContract
+from tests.contract.executor_contract import ExecutorContract
 
 
-class TestJetStreamEventStore(EventStoreContract):
+class OnJetStream:
     @pytest.fixture
     async def store(self, provisioned: NATS) -> AsyncIterator[JetStreamEventStore]:
         self._extra: list[NATS] = []
+        self._stores: list[JetStreamEventStore] = []
         yield JetStreamEventStore(provisioned)
+        for store in self._stores:
+            await store.close()
         for conn in self._extra:
             await conn.close()
 
@@ -26,19 +32,29 @@ class TestJetStreamEventStore(EventStoreContract):
         servers = store._nc.servers  # same server, a separate connection: another process
         conn = await connect(NatsSettings(url=f"nats://{servers[0].netloc}"))
         self._extra.append(conn)
-        return JetStreamEventStore(conn)
+        other = JetStreamEventStore(conn)
+        self._stores.append(other)
+        return other
 
+
+class TestJetStreamEventStore(OnJetStream, EventStoreContract):
     async def put_raw(self, store: JetStreamEventStore, subject: str, data: bytes) -> int:
         ack = await store._nc.jetstream().publish(subject, data)
         return int(ack.seq)
+
+
+class TestExecutorOnJetStream(OnJetStream, ExecutorContract):
+    pass
 
 
 async def test_a_gap_in_the_log_stops_a_batch_reader(provisioned: NATS) -> None:
     jsm = provisioned.jsm()
     await jsm.add_stream(name="GAPPY", subjects=["gappy.>"])
     store = JetStreamEventStore(provisioned, stream="GAPPY", prefix="gappy")
+    executor = CommandExecutor(store)
     for i in range(3):
-        await store.append("job", f"job-g{i}", [JobDispatched(job_type="command", payload={})], NEW)
+        event = JobDispatched(job_type="command", payload={})
+        await executor.append("job", f"job-g{i}", [event], NEW)
     await jsm.delete_msg("GAPPY", 2)
     batches = store.tail_batches(1, idle=0.5)
     with pytest.raises(SequenceGap, match="expected 2, got 3"):

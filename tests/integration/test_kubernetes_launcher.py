@@ -22,6 +22,7 @@ from adapters.kubernetes import KubernetesError, create_job
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
+from services.executor import CommandExecutor
 from services.tasks.kubernetes import KubernetesLauncher
 from services.tasks.service import TaskService
 from tests.fakes.k8s_api import FakeKubernetes, _handler_for, status_error
@@ -103,7 +104,8 @@ async def k8s(
             image=IMAGE,
             nats_url=options.get("nats_url", POD_NATS_URL),
         )
-        service = TaskService(provisioned, store, launch_timeout=15.0, check_every=0.1)
+        executor = CommandExecutor(store)
+        service = TaskService(provisioned, executor, launch_timeout=15.0, check_every=0.1)
         runs = [asyncio.create_task(launcher.run(stop)), asyncio.create_task(service.run(stop))]
         await asyncio.wait_for(launcher.ready.wait(), 5)
         try:

@@ -145,7 +145,7 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
 ) -> None:
     worker = await pipe.start_worker()
     holding, release = asyncio.Event(), asyncio.Event()
-    report = worker.queue.report_all
+    report = worker.reports.report_all
 
     async def held_start(reports: Any) -> None:
         if any(r.status == "running" for r in reports) and not release.is_set():
@@ -153,7 +153,7 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
             await release.wait()
         await report(reports)
 
-    worker.queue.report_all = held_start  # type: ignore[method-assign]
+    worker.reports.report_all = held_start  # type: ignore[method-assign]
     job = await pipe.brain.dispatcher.dispatch(
         parse_job_spec({"type": "command", "payload": {"command": "sleep 29.25"}})
     )
@@ -170,7 +170,7 @@ async def test_a_cancel_that_arrives_while_the_start_is_reported_stops_the_job(
 
 async def test_a_start_report_that_fails_stops_the_job_it_started(pipe: Pipeline) -> None:
     worker = await pipe.start_worker()
-    report = worker.queue.report_all
+    report = worker.reports.report_all
     refused = asyncio.Event()
 
     async def failing_start(reports: Any) -> None:
@@ -180,7 +180,7 @@ async def test_a_start_report_that_fails_stops_the_job_it_started(pipe: Pipeline
             raise QueueUnavailable("BAKER_JOBS did not answer")
         await report(reports)
 
-    worker.queue.report_all = failing_start  # type: ignore[method-assign]
+    worker.reports.report_all = failing_start  # type: ignore[method-assign]
     job = await pipe.brain.dispatcher.dispatch(
         parse_job_spec({"type": "command", "payload": {"command": "sleep 28.75"}})
     )
@@ -194,7 +194,7 @@ async def test_a_start_report_that_fails_stops_the_job_it_started(pipe: Pipeline
 async def test_a_cancel_signal_the_worker_missed_is_found_in_the_bucket(
     nats_server: NatsServerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def lost(self: Worker, msg: Any) -> None:  # as if sent while we were reconnecting
+    def lost(self: Worker, job_id: str, reason: str) -> None:  # as if sent while reconnecting
         return None
 
     monkeypatch.setattr(Worker, "_on_cancel", lost)

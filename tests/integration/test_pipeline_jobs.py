@@ -218,7 +218,7 @@ async def test_progress_never_overtakes_the_start_report(pipe: Pipeline) -> None
     with FakeAnthropic(script) as api:
         await start_agent_worker(pipe, api)
         worker = pipe.workers[-1][0]
-        report, release = worker.queue.report_all, asyncio.Event()
+        report, release = worker.reports.report_all, asyncio.Event()
         sent: list[str] = []
 
         async def slow_start(reports: Any) -> None:
@@ -229,7 +229,7 @@ async def test_progress_never_overtakes_the_start_report(pipe: Pipeline) -> None
             sent.extend(statuses)
             await report(reports)
 
-        worker.queue.report_all = slow_start  # type: ignore[method-assign]
+        worker.reports.report_all = slow_start  # type: ignore[method-assign]
         job = await pipe.brain.dispatcher.dispatch(
             parse_job_spec({"type": "agent", "payload": {"prompt": "one step"}})
         )

@@ -17,6 +17,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import EVENTS_STREAM
 from domain.commands import DispatchJob
 from domain.specs import parse_job_spec
+from services.executor import CommandExecutor
 from services.projector import Projector, ProjectorSettings
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
@@ -31,8 +32,9 @@ async def store(provisioned: NATS) -> AsyncIterator[JetStreamEventStore]:
 
 
 async def dispatch(store: JetStreamEventStore, *ids: str) -> None:
+    executor = CommandExecutor(store)
     for job_id in ids:
-        await store.execute("job", job_id, DispatchJob(spec=SPEC), new=True)
+        await executor.execute("job", job_id, DispatchJob(spec=SPEC), new=True)
 
 
 async def delivered(nc: NATS, seq: int, timeout: float = 10.0) -> None:

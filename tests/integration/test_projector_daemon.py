@@ -20,6 +20,7 @@ from domain.commands import DispatchJob, RecordStatus
 from domain.events import Envelope, JobStarted, encode_event
 from domain.specs import parse_job_spec
 from projections import queries
+from services.executor import CommandExecutor
 from services.projector import Projector
 from services.rebuild import rebuild, verify
 from tests.e2e.procs import BakerProcess
@@ -39,12 +40,15 @@ async def run_jobs(
 ) -> int:
     """`count` jobs through their whole lifecycle, concurrently; returns the last seq."""
 
+    executor = CommandExecutor(store)
+
     async def one(i: int) -> None:
         job = f"{prefix}-{i}"
-        await store.execute("job", job, DispatchJob(spec=SPEC), new=True)
-        await store.execute("job", job, RecordStatus(status="received", attempt=1, worker_id="w"))
-        await store.execute("job", job, RecordStatus(status="running", attempt=1))
-        await store.execute("job", job, RecordStatus(status=done, result={"i": i}))  # type: ignore[arg-type]
+        await executor.execute("job", job, DispatchJob(spec=SPEC), new=True)
+        received = RecordStatus(status="received", attempt=1, worker_id="w")
+        await executor.execute("job", job, received)
+        await executor.execute("job", job, RecordStatus(status="running", attempt=1))
+        await executor.execute("job", job, RecordStatus(status=done, result={"i": i}))  # type: ignore[arg-type]
 
     for start in range(0, count, 200):
         await asyncio.gather(*(one(i) for i in range(start, min(count, start + 200))))
@@ -151,7 +155,7 @@ async def test_read_your_writes(store: JetStreamEventStore, tmp_path: Path) -> N
     projector = Projector(store, tmp_path / "rm.db")
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
-    outcome = await store.execute("job", "job-ryw", DispatchJob(spec=SPEC))
+    outcome = await CommandExecutor(store).execute("job", "job-ryw", DispatchJob(spec=SPEC))
     assert await projector.wait_for(outcome.position.seq, 10)
     assert projector.db is not None
     row = await queries.get_job(projector.db, "job-ryw")
@@ -213,9 +217,10 @@ async def test_jobs_as_of_a_sequence_or_a_time(
     nats_server: NatsServerProcess, store: JetStreamEventStore, tmp_path: Path
 ) -> None:
     db = tmp_path / "readmodel.db"
-    await store.execute("job", "job-t", DispatchJob(spec=SPEC))
-    running = await store.execute("job", "job-t", RecordStatus(status="running"))
-    await store.execute("job", "job-t", RecordStatus(status="completed"))
+    executor = CommandExecutor(store)
+    await executor.execute("job", "job-t", DispatchJob(spec=SPEC))
+    running = await executor.execute("job", "job-t", RecordStatus(status="running"))
+    await executor.execute("job", "job-t", RecordStatus(status="completed"))
     projector = Projector(store, db)
     await projector.open()
     await projector.apply([i async for i in store.read_all(1, include_bad=True)])

@@ -32,7 +32,9 @@ from adapters.nats.streams import Topology, events_stream, provision
 from adapters.sqlite import connected, ensure_schema
 from domain.commands import DispatchJob, RecordStatus
 from domain.specs import parse_job_spec
-from services.composition import _run_projector
+from services.bootstrap.brain_process import run_own_projector
+from services.bootstrap.parts import build_projector
+from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT
 from services.projector import Projector, ProjectorFailed, ProjectorSettings, ReadModelAhead
 from tests.e2e.procs import BakerProcess
@@ -46,10 +48,13 @@ async def gapped_events(nc: NATS) -> int:
     canonical = events_stream(Topology())
     await jsm.add_stream(dataclasses.replace(canonical, max_msgs_per_subject=1))
     store = JetStreamEventStore(nc)
-    await store.execute("job", "job-a", DispatchJob(spec=SPEC), new=True)  # seq 1
-    await store.execute("job", "job-b", DispatchJob(spec=SPEC), new=True)  # seq 2 ...
+    executor = CommandExecutor(store)
+    await executor.execute("job", "job-a", DispatchJob(spec=SPEC), new=True)  # seq 1
+    await executor.execute("job", "job-b", DispatchJob(spec=SPEC), new=True)  # seq 2 ...
     # ... dropped by the server when job-b's next event (seq 3) is stored.
-    await store.execute("job", "job-b", RecordStatus(status="received", attempt=1, worker_id="w"))
+    await executor.execute(
+        "job", "job-b", RecordStatus(status="received", attempt=1, worker_id="w")
+    )
     await store.close()
     await jsm.update_stream(canonical)
     await provision(jsm)  # accepted as it is: the configuration is baker's own
@@ -115,7 +120,9 @@ async def test_run_raises_the_gap_and_ends_its_heartbeats(
     nc: NATS, gap: int, beats: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(nc)
-    projector = Projector(store, tmp_path / "rm.db", ProjectorSettings(heartbeat_every=0.05), nc=nc)
+    projector = build_projector(
+        nc, store, tmp_path / "rm.db", ProjectorSettings(heartbeat_every=0.05)
+    )
     with pytest.raises(SequenceGap, match="expected 2, got 3"):
         await asyncio.wait_for(projector.run(asyncio.Event()), 30)
     await nc.flush()
@@ -140,7 +147,9 @@ async def test_a_read_model_ahead_of_the_stream_stops_baker_projector(
         await provision(conn.jsm())
         store = JetStreamEventStore(conn)
         for i in range(5):
-            await store.execute("job", f"job-o{i}", DispatchJob(spec=SPEC), new=True)
+            await CommandExecutor(store).execute(
+                "job", f"job-o{i}", DispatchJob(spec=SPEC), new=True
+            )
         projector = Projector(store, db)
         await projector.open()
         await projector.apply([i async for i in store.read_all(1, include_bad=True)])
@@ -150,7 +159,7 @@ async def test_a_read_model_ahead_of_the_stream_stops_baker_projector(
     finally:
         other.stop()
     here = JetStreamEventStore(provisioned)
-    await here.execute("job", "job-h", DispatchJob(spec=SPEC), new=True)  # head 1 here
+    await CommandExecutor(here).execute("job", "job-h", DispatchJob(spec=SPEC), new=True)  # head 1
     with pytest.raises(ReadModelAhead, match="at seq 5 but the event log ends at seq 1"):
         await Projector(here, db).open()
     await here.close()
@@ -168,7 +177,7 @@ async def test_the_brains_projector_failing_is_logged_and_stops_the_brain(
     projector = Projector(store, tmp_path / "rm.db")
     stop = asyncio.Event()
     with caplog.at_level(logging.ERROR), pytest.raises(ProjectorFailed, match="sequence gap"):
-        await asyncio.wait_for(_run_projector(projector, stop), 30)
+        await asyncio.wait_for(run_own_projector(projector, stop), 30)
     assert stop.is_set()  # every other loop of the Brain process now winds down
     critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert critical and "projector failed, stopping the Brain" in critical[0].getMessage()
@@ -191,9 +200,9 @@ async def test_a_database_error_ends_run_and_baker_projector_exits_1(
     nats_server: NatsServerProcess, provisioned: NATS, beats: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(provisioned)
-    await store.execute("job", "job-s", DispatchJob(spec=SPEC), new=True)
+    await CommandExecutor(store).execute("job", "job-s", DispatchJob(spec=SPEC), new=True)
     db = tmp_path / "readmodel.db"
-    projector = Projector(store, db, ProjectorSettings(heartbeat_every=0.05), nc=provisioned)
+    projector = build_projector(provisioned, store, db, ProjectorSettings(heartbeat_every=0.05))
     await projector.open()
     with sqlite3.connect(db.resolve()) as conn:  # the table is gone from under it
         conn.execute("DROP TABLE job_events")

@@ -14,6 +14,8 @@ from nats.aio.msg import Msg
 from adapters.nats.event_store import JetStreamEventStore
 from domain.commands import DispatchJob, RecordStatus
 from domain.specs import parse_job_spec
+from services.bootstrap.parts import build_projector
+from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT
 from services.projector import Projector, ProjectorSettings
 
@@ -24,10 +26,11 @@ async def test_the_heartbeat_reports_the_backlog_then_zero(
     provisioned: NATS, tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(provisioned)
+    executor = CommandExecutor(store)
     for i in range(12):
-        await store.execute("job", f"job-l{i}", DispatchJob(spec=SPEC), new=True)
+        await executor.execute("job", f"job-l{i}", DispatchJob(spec=SPEC), new=True)
     for i in range(12):
-        await store.execute("job", f"job-l{i}", RecordStatus(status="received", attempt=1))
+        await executor.execute("job", f"job-l{i}", RecordStatus(status="received", attempt=1))
     head = await store.head_seq()
     assert head == 24
     db = tmp_path / "readmodel.db"
@@ -46,7 +49,7 @@ async def test_the_heartbeat_reports_the_backlog_then_zero(
             caught_up.set()
 
     sub = await provisioned.subscribe(HEALTH_SUBJECT, cb=on)
-    projector = Projector(store, db, ProjectorSettings(heartbeat_every=0.05), nc=provisioned)
+    projector = build_projector(provisioned, store, db, ProjectorSettings(heartbeat_every=0.05))
     await projector.open()
     assert (projector.applied, await projector.lag()) == (10, head - 10)
     stop = asyncio.Event()

@@ -19,6 +19,7 @@ from domain import commands as c
 from domain.events import Envelope, JobStarted, encode_event
 from domain.specs import parse_job_spec
 from projections.engine import apply_batch
+from services.executor import CommandExecutor
 from services.projector import Projector
 from services.rebuild import _compare, build
 
@@ -102,6 +103,7 @@ steps = st.lists(
 
 async def make_log(script: list[tuple[str, str, Any]]) -> InMemoryEventStore:
     store = InMemoryEventStore()
+    executor = CommandExecutor(store)
     for aggregate, agg_id, cmd in script:
         if aggregate == "poison":  # readable, but no job row to start: the fold refuses it
             stray = Envelope("e-p", "job", "job-stray", 1, EPOCH, JobStarted(attempt=1))
@@ -109,7 +111,7 @@ async def make_log(script: list[tuple[str, str, Any]]) -> InMemoryEventStore:
         elif aggregate == "garbage":
             store.put_raw("baker.events.job.job-1", b"\x00 not an event")
         else:
-            await store.execute(aggregate, agg_id, cmd)
+            await executor.execute(aggregate, agg_id, cmd)
     return store
 
 

@@ -20,6 +20,7 @@ from domain.commands import DispatchJob, RecordStatus
 from domain.events import format_time
 from domain.specs import parse_job_spec
 from projections import queries
+from services.executor import CommandExecutor
 from services.projector import Projector
 from tests.e2e.procs import BAKER
 
@@ -53,9 +54,10 @@ async def test_rebuild_and_rebuild_one_projection_through_the_cli(
     nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(provisioned)
+    executor = CommandExecutor(store)
     for i in range(20):
-        await store.execute("job", f"job-c{i}", DispatchJob(spec=SPEC), new=True)
-        await store.execute("job", f"job-c{i}", RecordStatus(status="running", attempt=1))
+        await executor.execute("job", f"job-c{i}", DispatchJob(spec=SPEC), new=True)
+        await executor.execute("job", f"job-c{i}", RecordStatus(status="running", attempt=1))
     head = await store.head_seq()
     db = tmp_path / "readmodel.db"
     await project(store, db)
@@ -115,12 +117,13 @@ async def test_jobs_as_of_a_mid_range_sequence_and_time_through_the_cli(
     nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(provisioned)
-    await store.execute("job", "job-a", DispatchJob(spec=SPEC), new=True)
-    await store.execute("job", "job-b", DispatchJob(spec=SPEC), new=True)
-    running = await store.execute("job", "job-a", RecordStatus(status="running", attempt=1))
-    done = await store.execute("job", "job-a", RecordStatus(status="completed", result={}))
-    await store.execute("job", "job-b", RecordStatus(status="running", attempt=1))
-    await store.execute("job", "job-c", DispatchJob(spec=SPEC), new=True)
+    executor = CommandExecutor(store)
+    await executor.execute("job", "job-a", DispatchJob(spec=SPEC), new=True)
+    await executor.execute("job", "job-b", DispatchJob(spec=SPEC), new=True)
+    running = await executor.execute("job", "job-a", RecordStatus(status="running", attempt=1))
+    done = await executor.execute("job", "job-a", RecordStatus(status="completed", result={}))
+    await executor.execute("job", "job-b", RecordStatus(status="running", attempt=1))
+    await executor.execute("job", "job-c", DispatchJob(spec=SPEC), new=True)
     db = tmp_path / "readmodel.db"
     await project(store, db)
 

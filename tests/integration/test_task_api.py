@@ -15,7 +15,8 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.sqlite import ReadModel
 from services.api.app import create_app
 from services.api.context import ApiContext
-from services.brain.brain import Brain
+from services.bootstrap.parts import build_brain
+from services.executor import CommandExecutor
 
 
 @pytest.fixture
@@ -23,11 +24,11 @@ async def client(
     provisioned: NATS, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, JetStreamEventStore]]:
     store = JetStreamEventStore(provisioned)
-    brain = Brain(provisioned, store, instance="brain-api")
+    brain = build_brain(provisioned, CommandExecutor(store), instance="brain-api")
     brain.tasks.launch_timeout = 0.5
     read_model = ReadModel(tmp_path / "readmodel.db")
     ctx = ApiContext(
-        nc=provisioned, store=store, dispatcher=brain.dispatcher, queue=brain.queue,
+        store=store, dispatcher=brain.dispatcher, queue=brain.queue,
         read_model=read_model, launch_task=brain.tasks.launch,
     )  # fmt: skip
     transport = httpx.ASGITransport(app=create_app(ctx))

@@ -26,6 +26,7 @@ from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import TASKS_CONSUMER, TASKS_STREAM
+from services.executor import CommandExecutor
 from services.tasks import launcher as launcher_module
 from services.tasks import service as service_module
 from services.tasks.launcher import LocalLauncher, LocalSettings, _descendants
@@ -56,7 +57,9 @@ class Harness:
 
     def service(self, **options: Any) -> TaskService:
         return TaskService(
-            self.nc, self.store, **{"launch_timeout": 2.0, "check_every": 0.1, **options}
+            self.nc,
+            CommandExecutor(self.store),
+            **{"launch_timeout": 2.0, "check_every": 0.1, **options},
         )
 
     def start(self, run: Callable[[asyncio.Event], Any]) -> asyncio.Event:
@@ -412,7 +415,7 @@ async def test_a_restarted_service_restores_and_times_out_an_unfinished_task(
     await eventually(first_task.done)
     assert (await h.store.load("task", body["id"])).state.status == "launched"
 
-    second = TaskService(h.nc, JetStreamEventStore(h.nc), check_every=0.1)
+    second = TaskService(h.nc, CommandExecutor(JetStreamEventStore(h.nc)), check_every=0.1)
     h.start(second.run)
     await eventually(lambda: second.stats.watching == 1 or second.stats.timed_out == 1)
     history = await wait_task(h.store, body["id"], {"timed_out"}, timeout=10)

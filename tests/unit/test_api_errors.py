@@ -18,6 +18,7 @@ from services.api.context import MAX_SEQ, ApiContext, parse_count, parse_time
 from services.api.metrics import malformed_by_source
 from services.brain.dispatcher import Dispatched, Dispatcher
 from services.brain.leadership import Fenced
+from services.executor import CommandExecutor
 
 TOKEN = "unit-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -45,7 +46,7 @@ class RecordingDispatcher:
 
 def api(dispatcher: Any, store: Any = None) -> httpx.AsyncClient:
     ctx = ApiContext(
-        nc=None, store=store, dispatcher=dispatcher, queue=None, read_model=None,  # type: ignore[arg-type]
+        store=store, dispatcher=dispatcher, queue=None, read_model=None,  # type: ignore[arg-type]
         token=TOKEN,
     )  # fmt: skip
     transport = httpx.ASGITransport(app=create_app(ctx))
@@ -73,13 +74,16 @@ async def test_a_fenced_dispatch_is_a_503_with_the_reason() -> None:
 
 async def test_a_fenced_cancel_through_the_real_dispatcher_and_store_is_a_503() -> None:
     store = InMemoryEventStore()
-    await store.execute("job", "job-1", DispatchJob(spec=parse_job_spec(JOB)), new=True)
+    await CommandExecutor(store).execute(
+        "job", "job-1", DispatchJob(spec=parse_job_spec(JOB)), new=True
+    )
 
-    def fence(aggregate: str) -> None:  # what `Leadership.check` does once another Brain leads
-        raise Fenced(f"brain-a may not append {aggregate} events: the leader is brain-b")
+    class Lost:
+        def check(self, aggregate: str) -> int | None:  # `Leadership.check` once another leads
+            raise Fenced(f"brain-a may not append {aggregate} events: the leader is brain-b")
 
-    store.fence = fence
-    async with api(Dispatcher(store, queue=None), store) as c:  # type: ignore[arg-type]
+    executor = CommandExecutor(store, fence=Lost())
+    async with api(Dispatcher(executor, queue=None), store) as c:  # type: ignore[arg-type]
         answer = await c.post("/api/jobs/job-1/cancel")
     assert answer.status_code == 503
     assert answer.json() == {

@@ -1,8 +1,10 @@
-"""Dependencies point inward (DESIGN §1): domain imports nothing of ours and no I/O."""
+"""Dependencies point inward (DESIGN §1): domain imports nothing of ours and no I/O; no import
+cycles among our modules; the service layer speaks to NATS only through ports."""
 
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +21,21 @@ IO_MODULES = {
     "time", "urllib", "http", "logging", "signal", "tempfile", "opentelemetry", "uvicorn",
     "fastapi", "starlette", "random",
 }  # fmt: skip
+# Modules of the service layer that still use nats-py directly. Each is owned by work in
+# progress that moves it onto the core pub/sub port (`services/ports/bus.py`); the list only
+# ever shrinks.
+NATS_IN_SERVICES = {
+    "services/api/liveness.py",  # heartbeats seen by the API
+    "services/heartbeat.py",  # publishing heartbeats
+    "services/monitor/extensions.py",  # extension announce/heartbeat/deregister
+    "services/monitor/health.py",  # service heartbeats
+    "services/monitor/monitor.py",  # the monitor's subscriptions
+    "services/tasks/control.py",  # task cancel request/reply
+    "services/tasks/kubernetes.py",  # launch requests
+    "services/tasks/launcher.py",  # launch requests, runner status
+    "services/tasks/runner.py",  # a task runner's reports
+    "services/tasks/service.py",  # task launch and ingest
+}
 
 
 def imported_modules(source: str) -> set[str]:
@@ -62,3 +79,115 @@ def test_dependencies_point_inward() -> None:
 def test_every_layer_exists_as_a_package() -> None:
     for package in MAY_IMPORT:
         assert (ROOT / package / "__init__.py").exists(), package
+
+
+# --- import cycles ---------------------------------------------------------------------------
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node, but not inside `if TYPE_CHECKING:` (imports only the type checker runs).
+    Imports inside functions count: a deferred import is still a cycle."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo += node.orelse
+            continue
+        yield node
+        todo += ast.iter_child_nodes(node)
+
+
+def imports_of(source: str, modules: set[str]) -> set[str]:
+    """Which of `modules` a source file imports (a `from package import name` imports the
+    submodule `package.name` when there is one, else the package itself)."""
+    found: set[str] = set()
+    for node in _runtime_nodes(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                if sub in modules:
+                    found.add(sub)
+                elif node.module in modules:
+                    found.add(node.module)
+    return found
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module, or with a self-import."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan; our graph is a few hundred modules deep at most
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1 or v in graph.get(v, ()):
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def our_graph() -> dict[str, set[str]]:
+    paths = [p for pkg in OURS for p in sorted((ROOT / pkg).rglob("*.py"))]
+    modules = {module_name(p) for p in paths}
+    return {module_name(p): imports_of(p.read_text(), modules) - {module_name(p)} for p in paths}
+
+
+def test_the_cycle_finder_finds_cycles_and_only_cycles() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}, "f": set()}
+    assert cycles(graph) == [["a", "b", "c"], ["e"]]
+    modules = {"services", "services.up", "services.bootstrap", "services.bootstrap.parts"}
+    source = (
+        "from services.bootstrap import parts, Runtime\n"
+        "def f():\n    import services.up\n"
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from services import x\n"
+    )
+    assert imports_of(source, modules) == {
+        "services.bootstrap.parts", "services.bootstrap", "services.up",
+    }  # fmt: skip
+
+
+def test_no_module_of_ours_is_part_of_an_import_cycle() -> None:
+    assert cycles(our_graph()) == []
+
+
+# --- the service layer and NATS --------------------------------------------------------------
+
+
+def test_no_service_module_imports_nats_except_the_listed_ones() -> None:
+    importing = {
+        str(path.relative_to(ROOT))
+        for path in sorted((ROOT / "services").rglob("*.py"))
+        if "nats" in imported_modules(path.read_text())
+    }
+    assert importing - NATS_IN_SERVICES == set(), "use a port (services/ports/) instead"
+    assert NATS_IN_SERVICES - importing == set(), "no longer imports nats: take it off the list"

@@ -11,10 +11,11 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from adapters.eventstore import InMemoryEventStore, Outcome
+from adapters.eventstore import InMemoryEventStore
 from domain.commands import DispatchJob, FailJob, RecordStatus, RequestCancel
 from domain.lifecycle import fold
 from domain.specs import parse_job_spec
+from services.executor import CommandExecutor, Outcome
 
 ACTIVE = {"dispatched", "received", "running"}
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -49,12 +50,13 @@ class JobChaos(RuleBasedStateMachine):
         super().__init__()
         self.loop = asyncio.new_event_loop()
         self.store = InMemoryEventStore()
+        self.executor = CommandExecutor(self.store)
         self.sent: list[RecordStatus] = []
         self.rejections = 0
         self.last: Outcome | None = None
 
     def execute(self, cmd: Any) -> None:
-        self.last = self.loop.run_until_complete(self.store.execute("job", "job-chaos", cmd))
+        self.last = self.loop.run_until_complete(self.executor.execute("job", "job-chaos", cmd))
         self.rejections += self.last.rejected is not None
 
     def history(self) -> list[Any]:
@@ -92,7 +94,7 @@ class JobChaos(RuleBasedStateMachine):
     def folding_the_log_equals_the_live_state(self) -> None:
         folded = fold("job", [e.envelope.data for e in self.history()])
         assert self.last is not None and folded == self.last.state
-        cached, _ = self.loop.run_until_complete(self.store.current("job", "job-chaos"))
+        cached, _ = self.loop.run_until_complete(self.executor.current("job", "job-chaos"))
         assert cached == folded
 
     @invariant()

@@ -1,4 +1,5 @@
-"""Composing a Brain process: Brain + projector + event bus + HTTP API (+ workers in `up`)."""
+"""A Brain process: Brain + projector + event bus + HTTP API + role controller, and in
+`baker up` the monitor, the task launcher and workers too, started and stopped together."""
 
 from __future__ import annotations
 
@@ -10,25 +11,33 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import uvicorn
-from nats.aio.client import Client as NATS
 
-from adapters.nats.connection import connect
+from adapters.executors.command import prefer_pidfd_watcher
+from adapters.nats.connection import Connection, connect, connection_check
 from adapters.nats.leader import LeaderRecord
+from adapters.nats.topic import CoreTopic
 from adapters.sqlite import ReadModel
-from services import heartbeat
+from domain.handoff import HANDOFF_SUBJECT
 from services.api.app import create_app
 from services.api.bus import EventBus
 from services.api.context import ApiContext, BrainStatus
 from services.api.liveness import LastSeen
-from services.bootstrap import Runtime
-from services.brain.brain import Brain
+from services.bootstrap.launcher import build_launcher, run_launcher
+from services.bootstrap.parts import build_brain, build_projector, build_worker
+from services.bootstrap.runtime import Runtime, heartbeat_for
+from services.bootstrap.settings import (
+    brain_settings,
+    handoff_settings,
+    monitor_settings,
+    worker_settings,
+)
+from services.brain.brain import Brain, new_brain_id
 from services.brain.controller import Controller
 from services.brain.leadership import Leadership
 from services.config import Settings
-from services.daemons import brain_settings, handoff_settings, monitor_settings, worker_settings
+from services.executor import CommandExecutor
 from services.monitor.monitor import Monitor
 from services.projector import Projector, ProjectorFailed, ProjectorSettings
-from services.tasks.wiring import build_launcher, run_launcher
 from services.worker.worker import Worker
 
 log = logging.getLogger("baker.system")
@@ -45,7 +54,7 @@ class BrainProcess:
     api: uvicorn.Server
     read_model: ReadModel | None = None
     controller: Controller | None = None
-    workers: list[tuple[Worker, NATS]] = field(default_factory=list)
+    workers: list[tuple[Worker, Connection]] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -66,20 +75,24 @@ async def start_brain_process(
     """Open the read model, start the Brain, the projector, the live bus, the API and workers."""
     if settings.api_token is None:
         log.warning("BAKER_API_TOKEN is not set: the API accepts requests without a token")
-    projector = Projector(
+    projector = build_projector(
+        rt.nc,
         rt.store,
         settings.db_path,
         ProjectorSettings(heartbeat_every=settings.heartbeat_every),
-        nc=rt.nc,
     )
     await projector.open()
-    brain = Brain(rt.nc, rt.store, brain_settings(settings))
+    instance = new_brain_id()
+    leadership = Leadership(LeaderRecord(rt.nc), instance, settings.brain_version)
+    # Only the leader changes jobs and tasks; every event carries the generation it took.
+    executor = CommandExecutor(rt.store, fence=leadership)
+    brain = build_brain(rt.nc, executor, brain_settings(settings), instance=instance)
     bus = EventBus(rt.store)
     status = BrainStatus(
-        instance=brain.instance, version=settings.brain_version, state="pending", mode=role
+        instance=instance, version=settings.brain_version, state="pending", mode=role
     )
     ctx = ApiContext(
-        nc=rt.nc, store=rt.store, dispatcher=brain.dispatcher, queue=brain.queue,
+        store=rt.store, dispatcher=brain.dispatcher, queue=brain.queue,
         read_model=ReadModel(settings.db_path), token=settings.api_token,
         cors_origins=settings.cors_origins, brain=status,
         wait_for=projector.wait_for,
@@ -88,23 +101,22 @@ async def start_brain_process(
         keepalive=settings.sse_keepalive,
         launch_task=brain.tasks.launch,
         cancel_task=brain.tasks.cancel,
+        nats_check=lambda: connection_check(rt.nc),
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
         access_log=False, lifespan="off", timeout_graceful_shutdown=5,
     ))  # fmt: skip
     if monitor:  # `baker up`: the monitor runs here and knows every heartbeat
-        the_monitor = Monitor(rt.nc, rt.store, monitor_settings(settings))
+        the_monitor = Monitor(rt.nc, executor, monitor_settings(settings))
         ctx.health = _async(the_monitor.snapshot)
     else:
         last_seen = LastSeen()
         await last_seen.start(rt.nc)
         ctx.health = last_seen.snapshot
-    leadership = Leadership(LeaderRecord(rt.nc), brain.instance, settings.brain_version)
-    rt.store.fence = leadership.check  # only the leader changes jobs and tasks
     controller = Controller(
-        rt.nc, rt.store, brain, status, leadership, handoff_settings(settings),
-        stale_handoffs=lambda: _open_handoffs(ctx.read_model),
+        CoreTopic(rt.nc, HANDOFF_SUBJECT), executor, brain, status, leadership,
+        handoff_settings(settings), stale_handoffs=lambda: _open_handoffs(ctx.read_model),
     )  # fmt: skip
 
     def malformed() -> dict[str, int]:
@@ -128,6 +140,7 @@ async def start_brain_process(
     def details() -> dict[str, Any]:
         return {"state": status.state, "generation": leadership.mine, **brain.details()}
 
+    beat = heartbeat_for(rt.nc, "brain", settings.heartbeat_every)
     proc = BrainProcess(rt, brain, projector, bus, server, read_model=ctx.read_model)
     proc.controller = controller
     if monitor:
@@ -136,20 +149,13 @@ async def start_brain_process(
         if launcher is not None:
             proc.tasks.append(asyncio.create_task(run_launcher(launcher, stop), name="launcher"))
     proc.tasks += [
-        asyncio.create_task(_run_projector(projector, stop), name="projector"),
+        asyncio.create_task(run_own_projector(projector, stop), name="projector"),
         asyncio.create_task(play_role(), name="brain"),
-        asyncio.create_task(
-            heartbeat.beat(rt.nc, "brain", brain.instance, details, stop, settings.heartbeat_every),
-            name="brain-heartbeat",
-        ),
+        asyncio.create_task(_awaited(beat(instance, details, stop)), name="brain-heartbeat"),
         asyncio.create_task(bus.run(stop), name="bus"),
         asyncio.create_task(server.serve(), name="api"),
     ]
-    for _ in range(workers):
-        conn = await connect(settings.nats(url, "baker-worker"))
-        worker = Worker(conn, worker_settings(settings))
-        proc.workers.append((worker, conn))
-        proc.tasks.append(asyncio.create_task(worker.run(stop), name=worker.id))
+    await _start_workers(proc, settings, stop, url, workers)
     while not server.started:
         if any(t.done() for t in proc.tasks):
             await _raise_first(proc.tasks)
@@ -158,7 +164,24 @@ async def start_brain_process(
     return proc
 
 
-async def _run_projector(projector: Projector, stop: asyncio.Event) -> None:
+async def _start_workers(
+    proc: BrainProcess, settings: Settings, stop: asyncio.Event, url: str, workers: int
+) -> None:
+    """`baker up`'s workers, each on a connection of its own (as `baker worker` would be)."""
+    if workers:
+        prefer_pidfd_watcher()  # command jobs run in this process
+    for _ in range(workers):
+        conn = await connect(settings.nats(url, "baker-worker"))
+        worker = build_worker(conn, worker_settings(settings))
+        proc.workers.append((worker, conn))
+        proc.tasks.append(asyncio.create_task(worker.run(stop), name=worker.id))
+
+
+async def _awaited(work: Awaitable[None]) -> None:
+    await work
+
+
+async def run_own_projector(projector: Projector, stop: asyncio.Event) -> None:
     """The Brain's own projector. If it fails (a sequence gap, the store or the database), the
     whole process stops: a Brain whose read model no longer moves would answer stale reads and
     make every read-your-writes wait time out."""

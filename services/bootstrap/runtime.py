@@ -1,18 +1,20 @@
-"""The one place that wires adapters into services (the composition root)."""
+"""A process's live connection, its provisioned streams and its event store."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-from nats.aio.client import Client as NATS
+from typing import Any
 
 from adapters.eventstore import EventStore
-from adapters.nats.connection import connect
+from adapters.nats.connection import Connection, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import Topology, provision
+from services import heartbeat
 from services.config import Settings
+from services.ports.topics import Heartbeat
 
 
 @dataclass
@@ -20,7 +22,7 @@ class Runtime:
     """Live connections shared by the services of one process."""
 
     settings: Settings
-    nc: NATS
+    nc: Connection
     store: EventStore
 
 
@@ -42,3 +44,17 @@ async def runtime(settings: Settings, url: str, name: str) -> AsyncIterator[Runt
             await nc.drain()
         except Exception:  # reconnecting or already gone: just close
             await nc.close()
+
+
+def heartbeat_for(nc: Connection, service: str, every: float) -> Heartbeat:
+    """Health heartbeats of a `service` on `nc`, every `every` seconds."""
+
+    def beating(
+        instance: str,
+        details: Callable[[], dict[str, Any]],
+        stop: asyncio.Event,
+        refresh: Callable[[], Awaitable[Any]] | None = None,
+    ) -> Awaitable[None]:
+        return heartbeat.beat(nc, service, instance, details, stop, every, refresh)
+
+    return beating

@@ -1,4 +1,5 @@
-"""Running each daemon alone: `baker brain`, `baker worker` (DESIGN §7)."""
+"""The daemons' entry points, as the CLI calls them: `baker brain`, `worker`, `monitor`,
+`launcher` (DESIGN §7); `baker up` is `services.up` on `start_brain_process`."""
 
 from __future__ import annotations
 
@@ -6,62 +7,29 @@ import asyncio
 import logging
 from typing import Literal
 
-from services.bootstrap import runtime
-from services.brain.brain import BrainSettings
-from services.brain.controller import HandoffSettings
+from adapters.executors.command import prefer_pidfd_watcher
+from services.bootstrap.brain_process import start_brain_process, stop_brain_process
+from services.bootstrap.launcher import build_launcher, run_launcher
+from services.bootstrap.parts import build_worker
+from services.bootstrap.runtime import runtime
+from services.bootstrap.settings import monitor_settings, worker_settings
 from services.config import Settings
-from services.monitor.monitor import MonitorSettings
+from services.executor import CommandExecutor
+from services.monitor.monitor import Monitor
+from services.projector import ProjectorFailed
 from services.signals import stop_on_signals
 from services.tuning import tune_gc
-from services.worker.executors import ExecutorSettings
-from services.worker.worker import Worker, WorkerSettings
 
 log = logging.getLogger("baker")
 
 
-def worker_settings(settings: Settings, concurrency: int | None = None) -> WorkerSettings:
-    return WorkerSettings(
-        executors=ExecutorSettings(
-            allowed_commands=settings.allowed_commands,
-            http_allowed_hosts=settings.http_allowed_hosts,
-            anthropic_api_key=settings.anthropic_api_key,
-            anthropic_base_url=settings.anthropic_base_url,
-            default_model=settings.default_model,
-        ),
-        concurrency=concurrency or settings.worker_concurrency,
-        ack_wait=settings.ack_wait,
-        grace=settings.worker_grace,
-        heartbeat_every=settings.heartbeat_every,
-    )
-
-
-def handoff_settings(settings: Settings) -> HandoffSettings:
-    return HandoffSettings(
-        pending_timeout=settings.handoff_pending_timeout,
-        drain_cap=settings.handoff_drain_cap,
-        ack_timeout=settings.handoff_ack_timeout,
-    )
-
-
-def monitor_settings(settings: Settings) -> MonitorSettings:
-    return MonitorSettings(
-        heartbeat_every=settings.heartbeat_every,
-        missed=settings.missed_heartbeats,
-        sweep_every=settings.monitor_sweep,
-        discovery_retries=settings.mcp_retries,
-        discovery_delay=settings.mcp_retry_delay,
-    )
-
-
 async def run_monitor(settings: Settings) -> int:
     """The extensions registry and the service health monitor."""
-    from services.monitor.monitor import Monitor  # noqa: PLC0415
-
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with runtime(settings, settings.nats_url_or_default, "baker-monitor") as rt:
-        monitor = Monitor(rt.nc, rt.store, monitor_settings(settings))
+        monitor = Monitor(rt.nc, CommandExecutor(rt.store), monitor_settings(settings))
         print(f"baker monitor {monitor.instance}: running", flush=True)
         await monitor.run(stop)
     return 0
@@ -69,8 +37,6 @@ async def run_monitor(settings: Settings) -> int:
 
 async def run_task_launcher(settings: Settings) -> int:
     """The configured task launcher on its own (`baker launcher`)."""
-    from services.tasks.wiring import build_launcher, run_launcher  # noqa: PLC0415
-
     stop = asyncio.Event()
     stop_on_signals(stop)
     url = settings.nats_url_or_default
@@ -87,16 +53,13 @@ async def run_task_launcher(settings: Settings) -> int:
     return 0
 
 
-def brain_settings(settings: Settings) -> BrainSettings:
-    return BrainSettings(stuck_after=settings.stuck_after, heartbeat_every=settings.heartbeat_every)
-
-
 async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
     tune_gc()
+    prefer_pidfd_watcher()
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with runtime(settings, settings.nats_url_or_default, "baker-worker") as rt:
-        worker = Worker(rt.nc, worker_settings(settings, concurrency))
+        worker = build_worker(rt.nc, worker_settings(settings, concurrency))
         print(f"baker worker {worker.id}: running; SIGTERM stops it gracefully", flush=True)
         await worker.run(stop)
     return 0
@@ -104,9 +67,6 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
 
 async def run_brain(settings: Settings, role: Literal["active", "pending"] = "active") -> int:
     """The Brain with its API, its own read model (projector) and live bus."""
-    from services.composition import start_brain_process, stop_brain_process  # noqa: PLC0415
-    from services.projector import ProjectorFailed  # noqa: PLC0415
-
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)

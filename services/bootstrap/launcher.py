@@ -1,4 +1,4 @@
-"""Choosing and building the task launcher from the environment."""
+"""Choosing, building and running the task launcher from the environment."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from nats.aio.client import Client as NATS
-
 from adapters.kubernetes import in_cluster
-from services import heartbeat
+from adapters.nats.connection import Connection
+from services.bootstrap.runtime import heartbeat_for
 from services.config import Settings
 from services.tasks.kubernetes import KubernetesLauncher
 from services.tasks.launcher import LocalLauncher, LocalSettings
@@ -19,7 +18,7 @@ from services.tasks.launcher import LocalLauncher, LocalSettings
 log = logging.getLogger("baker.tasks")
 
 
-def build_launcher(nc: NATS, settings: Settings, nats_url: str) -> Any | None:
+def build_launcher(nc: Connection, settings: Settings, nats_url: str) -> Any | None:
     """The configured launcher (`BAKER_TASK_LAUNCHER`: local, kubernetes, off), or None."""
     launcher = _build(nc, settings, nats_url)
     if launcher is not None:
@@ -27,7 +26,7 @@ def build_launcher(nc: NATS, settings: Settings, nats_url: str) -> Any | None:
     return launcher
 
 
-def _build(nc: NATS, settings: Settings, nats_url: str) -> Any | None:
+def _build(nc: Connection, settings: Settings, nats_url: str) -> Any | None:
     kind = settings.task_launcher
     runner_url = settings.task_runner_nats_url or nats_url
     if kind == "off":
@@ -75,10 +74,8 @@ async def run_launcher(
     log.info("task launcher %s (%s) ready", instance, launcher.name)
     if on_ready is not None:
         on_ready(instance)
-    beat = heartbeat.beat(
-        launcher.nc, "launcher", instance, launcher.details, stop, launcher.heartbeat_every
-    )
-    beating = asyncio.create_task(beat, name=f"baker-{instance}-heartbeat")
+    beat = heartbeat_for(launcher.nc, "launcher", launcher.heartbeat_every)
+    beating = asyncio.ensure_future(beat(instance, launcher.details, stop))
     try:
         await work
     finally:

@@ -1,0 +1,96 @@
+"""Building the parts of the system on a connection: a Brain with everything it is handed,
+a worker, a projector. Tests and benches build their parts here too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from adapters.clock import SYSTEM_CLOCK
+from adapters.eventstore import EventStore
+from adapters.nats.advisories import JetStreamAdvisories
+from adapters.nats.connection import Connection
+from adapters.nats.deliveries import JetStreamDeliveries
+from adapters.nats.job_queue import JetStreamJobQueue
+from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM, WORKERS_CONSUMER
+from adapters.nats.topic import CoreTopic
+from services.bootstrap.runtime import heartbeat_for
+from services.brain.advisories import MaxDeliveries
+from services.brain.brain import Brain, BrainSettings, JobOutcomes
+from services.brain.dispatcher import Dispatcher
+from services.brain.ingest import Ingest
+from services.brain.watchdog import Watchdog
+from services.executor import CommandExecutor
+from services.heartbeat import HEALTH_SUBJECT
+from services.ports.clock import Clock
+from services.projector import Projector, ProjectorSettings
+from services.tasks.service import TaskService
+from services.worker.worker import Worker, WorkerSettings
+
+
+def build_brain(
+    nc: Connection,
+    executor: CommandExecutor,
+    settings: BrainSettings | None = None,
+    *,
+    instance: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    kind: type[Brain] = Brain,
+) -> Brain:
+    """A Brain on `nc` whose commands go through `executor` (fenced by the caller's
+    leadership, or not at all for a Brain that is always the only one). `kind`: the class
+    to build (a test's subclass)."""
+    settings = settings or BrainSettings()
+    queue = JetStreamJobQueue(nc)
+    watchdog = Watchdog(
+        executor,
+        queue,
+        CoreTopic(nc, HEALTH_SUBJECT),  # workers' heartbeats name the jobs they run
+        stuck_after=settings.stuck_after,
+        undeliverable_after=settings.undeliverable_after,
+        check_every=settings.check_every,
+        clock=clock,
+    )
+    outcomes = JobOutcomes(watchdog)
+    return kind(
+        queue=queue,
+        dispatcher=Dispatcher(executor, queue, on_outcome=outcomes),
+        ingest=Ingest(
+            executor,
+            JetStreamDeliveries(nc, JOBS_STREAM, INGEST_CONSUMER),
+            on_outcome=outcomes,
+            clock=clock,
+        ),
+        advisories=MaxDeliveries(executor, JetStreamAdvisories(nc), clock=clock),
+        watchdog=watchdog,
+        outcomes=outcomes,
+        tasks=TaskService(nc, executor),
+        heartbeat=heartbeat_for(nc, "brain", settings.heartbeat_every),
+        instance=instance,
+    )
+
+
+def build_worker(
+    nc: Connection, settings: WorkerSettings, *, worker_id: str | None = None
+) -> Worker:
+    """A worker of the `workers` consumer on `nc` (it closes its queue when it stops)."""
+    queue = JetStreamJobQueue(nc)
+    return Worker(
+        JetStreamDeliveries(nc, JOBS_STREAM, WORKERS_CONSUMER),
+        queue,
+        queue,
+        settings,
+        worker_id=worker_id,
+        heartbeat=heartbeat_for(nc, "worker", settings.heartbeat_every),
+    )
+
+
+def build_projector(
+    nc: Connection,
+    store: EventStore,
+    db_path: Path,
+    settings: ProjectorSettings | None = None,
+) -> Projector:
+    """A projector of `store` into `db_path` with its heartbeats on `nc`."""
+    settings = settings or ProjectorSettings()
+    beat = heartbeat_for(nc, "projector", settings.heartbeat_every)
+    return Projector(store, db_path, settings, heartbeat=beat)

@@ -1,0 +1,41 @@
+"""The job ports' NATS adapters on a real nats-server pass the contract the fake passes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from adapters.nats.advisories import JetStreamAdvisories
+from adapters.nats.deliveries import JetStreamDeliveries
+from adapters.nats.job_queue import JetStreamJobQueue
+from adapters.nats.streams import (
+    INGEST_CONSUMER,
+    JOBS_STREAM,
+    WORKERS_CONSUMER,
+    Topology,
+    provision,
+)
+from tests.contract.job_ports_contract import ACK_WAIT, MAX_DELIVER, JobPortsContract, Ports, job
+
+LIMIT = 20
+
+
+class TestNatsJobPorts(JobPortsContract):
+    @pytest.fixture
+    async def ports(self, nc: NATS) -> AsyncIterator[Ports]:
+        topo = Topology(max_queued_jobs=LIMIT, ack_wait=ACK_WAIT, max_deliver=MAX_DELIVER)
+        await provision(nc.jsm(), topo)
+        queue = JetStreamJobQueue(nc, retry_for=1.0)
+        work = JetStreamDeliveries(nc, JOBS_STREAM, WORKERS_CONSUMER)
+        reports = JetStreamDeliveries(nc, JOBS_STREAM, INGEST_CONSUMER)
+        advisories = JetStreamAdvisories(nc)
+        yield Ports(queue, queue, work, reports, advisories)
+        for source in (work, reports, advisories):
+            await source.close()
+        await queue.close()
+
+    async def fill_to_the_limit(self, ports: Ports) -> None:
+        for i in range(LIMIT):
+            await ports.queue.dispatch(job(f"job-f{i}"), {})
