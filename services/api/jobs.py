@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from adapters.nats.job_queue import QueueFull
 from domain.errors import FieldError
 from domain.events import JOB_EVENTS, TransitionRejected, format_time, to_document
 from domain.ids import InvalidId, check_id
+from domain.queue import QueueFull
 from domain.specs import parse_job_spec
 from projections import queries
 from projections.jobs import FoldError, JobRow, fold_job

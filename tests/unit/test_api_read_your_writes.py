@@ -17,6 +17,7 @@ from domain.commands import DispatchJob, RecordStatus
 from services.api.app import create_app
 from services.api.context import ApiContext
 from services.brain.dispatcher import Dispatched
+from services.executor import CommandExecutor
 
 JOB = {"type": "command", "payload": {"command": "echo hi"}}
 
@@ -24,7 +25,7 @@ JOB = {"type": "command", "payload": {"command": "echo hi"}}
 class LoggingDispatcher:
     """Records the job in the event store, as the Brain's dispatcher does (no queue here)."""
 
-    def __init__(self, store: InMemoryEventStore) -> None:
+    def __init__(self, store: CommandExecutor) -> None:
         self.store = store
         self.n = 0
 
@@ -52,11 +53,11 @@ async def lagging(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Wait
     initialise(path)
     async with connected(path) as db:
         await ensure_schema(db)
-    store = InMemoryEventStore()
+    store = CommandExecutor(InMemoryEventStore())
     waits = Waits()
     read_model = ReadModel(path)
     ctx = ApiContext(
-        nc=None, store=store, dispatcher=LoggingDispatcher(store),  # type: ignore[arg-type]
+        store=store.store, dispatcher=LoggingDispatcher(store),  # type: ignore[arg-type]
         queue=None, read_model=read_model, wait_for=waits,  # type: ignore[arg-type]
     )  # fmt: skip
     transport = httpx.ASGITransport(app=create_app(ctx))
