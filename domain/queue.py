@@ -7,6 +7,13 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from domain.events import JobDispatched
+from domain.specs import holds_redactions
+from domain.wire import DispatchMessage, peek_id
+
+DISPATCH_SUBJECT = "baker.jobs.dispatch"
+REPORT_KINDS = ("status", "result", "step")
+
 
 @dataclass(frozen=True, slots=True)
 class Report:
@@ -40,3 +47,36 @@ def cancel_reason(data: bytes | None) -> str:
 def cancel_signal(job_id: str, reason: str | None) -> bytes:
     """The body of a cancel signal for `job_id`."""
     return json.dumps({"jobId": job_id, "reason": reason}).encode()
+
+
+def job_of_message(subject: str, data: bytes) -> str | None:
+    """The job a message of the queue's stream is about: a dispatch names it in its body, a
+    worker's report (`baker.jobs.<kind>.<jobId>`) in its subject; None for anything else."""
+    if subject == DISPATCH_SUBJECT or subject.startswith(DISPATCH_SUBJECT + "."):
+        return peek_id(data)
+    parts = subject.split(".")
+    if len(parts) == 4 and parts[:2] == ["baker", "jobs"] and parts[2] in REPORT_KINDS:
+        return parts[3]
+    return None
+
+
+class NotRequeueable(Exception):
+    """The recorded job cannot be queued again as it was dispatched; the message says why."""
+
+
+def requeue_message(job_id: str, dispatched: JobDispatched) -> DispatchMessage:
+    """The dispatch message of a recorded job, rebuilt from its `JobDispatched` event (for a
+    job whose Brain stopped before queueing it). `NotRequeueable` when the event does not hold
+    the payload as sent: its secrets were masked before it was stored."""
+    if holds_redactions(dispatched.job_type, dispatched.payload):
+        raise NotRequeueable(
+            "its payload held secrets, which the event log does not keep; dispatch it again"
+        )
+    return DispatchMessage(
+        id=job_id,
+        type=dispatched.job_type,
+        payload=dispatched.payload,
+        reply_to=dispatched.reply_to or f"baker.jobs.status.{job_id}",
+        created_at=dispatched.created_at,
+        timeout_seconds=dispatched.timeout_seconds,
+    )

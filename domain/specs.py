@@ -122,13 +122,34 @@ def redacted_payload(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any]:
     return doc
 
 
-def redact_command(command: str) -> str:
-    """Mask the values of leading `SECRET_NAME=value` assignments in a command line."""
-    words = command.split(" ")
-    for i, word in enumerate(words):
+def holds_redactions(job_type: str, payload: dict[str, Any]) -> bool:
+    """Whether a payload as stored in `JobDispatched` had values masked by `redacted_payload`
+    (so it is not the payload that was sent)."""
+    if job_type == "http":
+        headers = payload.get("headers") or {}
+        return isinstance(headers, dict) and REDACTED in headers.values()
+    command = payload.get("command") if job_type == "command" else None
+    if not isinstance(command, str):
+        return False
+    return any(word.partition("=")[2] == REDACTED for word in _assignments(command.split(" ")))
+
+
+def _assignments(words: list[str]) -> list[str]:
+    """The leading `NAME=value` words of a command line."""
+    out = []
+    for word in words:
         name, sep, _ = word.partition("=")
         if not sep or not name.replace("_", "").isalnum():
             break
+        out.append(word)
+    return out
+
+
+def redact_command(command: str) -> str:
+    """Mask the values of leading `SECRET_NAME=value` assignments in a command line."""
+    words = command.split(" ")
+    for i, word in enumerate(_assignments(words)):
+        name = word.partition("=")[0]
         if _SECRET_NAME.search(name):
             words[i] = f"{name}={REDACTED}"
     return " ".join(words)

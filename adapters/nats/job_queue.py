@@ -29,7 +29,14 @@ from adapters.nats.streams import (
     JOBS_STREAM,
     WORKERS_CONSUMER,
 )
-from domain.queue import QueueFull, QueueUnavailable, Report, cancel_reason, cancel_signal
+from domain.queue import (
+    QueueFull,
+    QueueUnavailable,
+    Report,
+    cancel_reason,
+    cancel_signal,
+    job_of_message,
+)
 from domain.wire import DispatchMessage
 
 __all__ = ["JetStreamJobQueue", "QueueFull", "QueueUnavailable", "Report"]
@@ -116,6 +123,22 @@ class JetStreamJobQueue:
         """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
         info = await self._js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
         return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+
+    async def queued_jobs(self) -> set[str]:
+        """Each message of `BAKER_JOBS` from the oldest on, one `next_by_subj` get at a time
+        (acknowledged messages are gone, so the walk skips them), to the end of the stream."""
+        found: set[str] = set()
+        seq = 1
+        jsm = self._nc.jsm()
+        while True:
+            try:
+                msg = await jsm.get_msg(JOBS_STREAM, seq=seq, subject="baker.jobs.>", next=True)
+            except NotFoundError:
+                return found
+            job = job_of_message(str(msg.subject), msg.data or b"")
+            if job is not None:
+                found.add(job)
+            seq = int(msg.seq or seq) + 1
 
     async def close(self) -> None:
         await self.publisher.close()

@@ -3,8 +3,11 @@
 It keeps the non-terminal jobs in memory (seeded from the event log at start, then fed by the
 dispatcher and the ingest) with the time of their last sign of life: an event, or a worker
 heartbeat naming the job as running (a lease). A job in `received`/`running` with no sign of
-life for longer than the stuck timeout is failed with reason `stuck`; a `dispatched` job is
-failed only when the queue holds nothing at all for a worker, so it can never be delivered.
+life for longer than the stuck timeout is failed with reason `stuck`. When the Brain starts
+leading, the `dispatched` jobs that have no message in the queue (their Brain stopped before
+queueing them) are queued again (`services.brain.requeue`); later, a `dispatched` job silent
+for longer than the undeliverable timeout with no message in the queue (expired after a day
+unread, or removed by hand) is failed: it can never be delivered.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import StoredEvent, StoreUnavailable
 from domain import lifecycle
 from domain.commands import FailJob
 from services.brain.leadership import Fenced
+from services.brain.requeue import requeue_unqueued
 from services.executor import CommandExecutor
 from services.ports.clock import Clock, sleep_unless
+from services.ports.jobs import JobQueue
 from services.ports.topics import Topic
 
 log = logging.getLogger("baker.brain.watchdog")
@@ -37,17 +42,11 @@ class Watch:
     trace_id: str | None = None  # the job's trace, so the `stuck` event joins it
 
 
-class QueueDepth(Protocol):
-    async def depth(self) -> tuple[int, int]:
-        """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
-        ...
-
-
 class Watchdog:
     def __init__(
         self,
         executor: CommandExecutor,
-        queue: QueueDepth,
+        queue: JobQueue,
         health: Topic | None = None,
         *,
         stuck_after: float = 120.0,
@@ -111,6 +110,7 @@ class Watchdog:
             with contextlib.suppress(StoreUnavailable):
                 count = await self.seed()
                 log.info("watching %d unfinished jobs", count)
+                await self.requeue()
             while not stop.is_set():
                 await sleep_unless(self._clock, stop, self.check_every)
                 if not stop.is_set():
@@ -118,6 +118,22 @@ class Watchdog:
         finally:
             if sub is not None:
                 await sub.unsubscribe()
+
+    async def requeue(self) -> None:
+        """Queue again the `dispatched` jobs that have no message in the queue (at start: only
+        a Brain that stopped between recording and queueing them leaves such jobs)."""
+        candidates = [job for job, w in self.active.items() if w.status == "dispatched"]
+        try:
+            done = await requeue_unqueued(self._executor, self._queue, candidates)
+        except Fenced:
+            return  # the leading Brain does it
+        for job_id in done.queued:
+            self.active[job_id].last_seen = self._clock.now()
+        if done.queued or done.failed:
+            log.warning(
+                "%d jobs recorded but never queued: %d queued again, %d failed",
+                len(done.queued) + len(done.failed), len(done.queued), len(done.failed),
+            )  # fmt: skip
 
     async def on_health(self, data: bytes) -> None:
         """A health heartbeat: the jobs a worker names as running are alive."""
@@ -147,11 +163,13 @@ class Watchdog:
             await self._fail(
                 job_id, f"job stuck in '{watch.status}' for {idle}s with no event or lease"
             )
-        if waiting and await self._queue.depth() == (0, 0):
+        if waiting:
+            present = await self._queue.queued_jobs()
             for job_id in waiting:
-                await self._fail(
-                    job_id, "job was never delivered: the queue holds no message for it"
-                )
+                if job_id not in present:
+                    await self._fail(
+                        job_id, "job was never delivered: the queue holds no message for it"
+                    )
 
     async def _fail(self, job_id: str, error: str) -> None:
         watch = self.active.get(job_id)

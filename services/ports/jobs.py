@@ -122,6 +122,11 @@ class JobQueue(CancelSignals, Protocol):
         """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
         ...
 
+    async def queued_jobs(self) -> set[str]:
+        """The jobs with any message in the queue's stream now (a dispatch waiting or in a
+        worker's hands, or a report not yet ingested), read in stream order to its end."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -235,3 +235,25 @@ class JobPortsContract(abc.ABC):
             "job-k": "not needed", "job-j": "cancel requested",
         }  # fmt: skip
         await watching.unsubscribe()
+
+    async def test_queued_jobs_are_those_with_any_message_in_the_stream(self, ports: Ports) -> None:
+        assert await ports.queue.queued_jobs() == set()
+        for job_id in ("job-q1", "job-q2", "job-q3"):
+            await ports.queue.dispatch(job(job_id), {})
+        first, second = await one(ports.work), await one(ports.work)
+        assert [json.loads(d.data)["id"] for d in (first, second)] == ["job-q1", "job-q2"]
+        await ports.sink.report_all([status("job-q2", "received", 1)])
+        await second.ack()  # job-q2's dispatch is gone; its report waits for the ingest
+        await self.queued(ports, {"job-q1", "job-q2", "job-q3"})
+        await first.ack()  # job-q1 held by a worker until now, with no report: nothing left
+        await self.queued(ports, {"job-q2", "job-q3"})
+        await (await one(ports.reports)).ack()  # job-q2's report ingested
+        await self.queued(ports, {"job-q3"})
+
+    async def queued(self, ports: Ports, expected: set[str]) -> None:
+        """Acks are one-way: poll until `queued_jobs` is `expected`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PATIENCE
+        while (found := await ports.queue.queued_jobs()) != expected:
+            assert loop.time() < deadline, (found, expected)
+            await asyncio.sleep(0.01)  # polling the queue's stream

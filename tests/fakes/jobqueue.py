@@ -4,11 +4,11 @@ and `CancelSignals`; `work_source()`, `report_source()` and `advisories()` are t
 consumers' deliveries. It passes `tests/contract/job_ports_contract.py`, as the NATS adapters do.
 
 What it keeps of JetStream: one stream with a message limit (discard new: `QueueFull`) and
-message-id dedupe; a message belongs to the consumer whose subjects it matches and is removed
-when that consumer acks or terms it; an unsettled delivery comes again after the ack-wait (an
-in-progress ack restarts it), a nak'd one after its delay, each time with a higher delivery
-count; at max deliver the consumer gives up on it, leaves it in the stream and publishes a
-max-deliveries advisory. Time is the clock it is given.
+message-id dedupe within the duplicate window; a message belongs to the consumer whose subjects
+it matches and is removed when that consumer acks or terms it; an unsettled delivery comes
+again after the ack-wait (an in-progress ack restarts it), a nak'd one after its delay, each
+time with a higher delivery count; at max deliver the consumer gives up on it, leaves it in the
+stream and publishes a max-deliveries advisory. Time is the clock it is given.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from adapters.clock import SYSTEM_CLOCK
 from adapters.nats.streams import DISPATCH_SUBJECT, WORKERS_CONSUMER
-from domain.queue import QueueFull, QueueUnavailable, Report
+from domain.queue import QueueFull, QueueUnavailable, Report, job_of_message
 from domain.wire import DispatchMessage
 from services.ports.clock import Clock
 
@@ -255,12 +255,14 @@ class FakeJobQueue:
         max_messages: int = 10_000,
         ack_wait: float = 60.0,
         max_deliver: int = 3,
+        duplicate_window: float = 120.0,
     ) -> None:
         self.clock = clock
         self.max_messages = max_messages
+        self.duplicate_window = duplicate_window
         self.jobs = FakeStream(clock, self._advise)  # BAKER_JOBS
         self.advisory_stream = FakeStream(clock, self._advise)  # BAKER_ADVISORIES
-        self.msg_ids: dict[str, int] = {}
+        self.msg_ids: dict[str, tuple[int, float]] = {}  # id -> (seq, when stored)
         self.cancels: dict[str, str] = {}
         self.unavailable = False  # set it: every publish raises `QueueUnavailable`
         self.published: list[Stored] = []  # everything ever stored in BAKER_JOBS, in order
@@ -288,14 +290,15 @@ class FakeJobQueue:
         if self.unavailable:
             raise QueueUnavailable(f"{subject}: the fake queue is unavailable")
         msg_id = headers.get("Nats-Msg-Id")
-        if msg_id is not None and msg_id in self.msg_ids:
-            return self.msg_ids[msg_id]  # a duplicate: stored once
+        seen = self.msg_ids.get(msg_id) if msg_id is not None else None
+        if seen is not None and self.clock.now() - seen[1] < self.duplicate_window:
+            return seen[0]  # a duplicate within the window: stored once
         if len(self.jobs.messages) >= self.max_messages:
             raise QueueFull(f"the job queue is full (maximum messages {self.max_messages})")
         msg = self.jobs.add(subject, data, headers)
         self.published.append(msg)
         if msg_id is not None:
-            self.msg_ids[msg_id] = msg.seq
+            self.msg_ids[msg_id] = (msg.seq, self.clock.now())
         return msg.seq
 
     def _advise(self, consumer: str, seq: int, deliveries: int) -> None:
@@ -331,6 +334,10 @@ class FakeJobQueue:
 
     async def depth(self) -> tuple[int, int]:
         return self.workers.counts()
+
+    async def queued_jobs(self) -> set[str]:
+        found = (job_of_message(m.subject, m.data) for m in self.jobs.messages.values())
+        return {job for job in found if job is not None}
 
     async def close(self) -> None:
         self.closed += 1

@@ -1,14 +1,18 @@
 """The stuck-job watchdog on a manual clock: silence past the stuck timeout fails a job, a
-worker's lease keeps it alive, a dispatched job is failed only when the queue is empty."""
+worker's lease keeps it alive; a dispatched job with no message in the queue is queued again
+when the Brain starts, and failed when its message goes missing later."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
+from typing import Any
 
 from adapters.eventstore import InMemoryEventStore
 from domain.commands import DispatchJob, RecordStatus
 from domain.specs import parse_job_spec
+from domain.wire import DispatchMessage
 from services.brain.leadership import Fenced
 from services.brain.watchdog import Watchdog
 from services.executor import CommandExecutor
@@ -18,6 +22,13 @@ from tests.fakes.topic import FakeTopic
 from tests.polling import until
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
+
+
+def job_message(job_id: str) -> DispatchMessage:
+    return DispatchMessage(
+        id=job_id, type="command", payload={"command": "echo hi"},
+        reply_to=f"baker.jobs.status.{job_id}", created_at=datetime.now(UTC),
+    )  # fmt: skip
 
 
 def beat(*jobs: object) -> bytes:
@@ -68,20 +79,70 @@ async def test_a_silent_running_job_is_failed_stuck_and_a_leased_one_is_not() ->
     await sub.unsubscribe()
 
 
-async def test_a_dispatched_job_fails_only_when_the_queue_holds_nothing() -> None:
+async def recorded(
+    executor: CommandExecutor, watchdog: Watchdog, job_id: str, spec: Any = SPEC
+) -> None:
+    """A job its Brain recorded (`JobDispatched`) and then never queued: it stopped."""
+    outcome = await executor.execute(
+        "job", job_id, DispatchJob(spec=spec), new=True, trace_id="ab" * 16
+    )
+    watchdog.observe(job_id, outcome.state)
+
+
+def dispatches(queue: FakeJobQueue) -> dict[str, tuple[dict[str, Any], dict[str, str]]]:
+    return {
+        json.loads(m.data)["id"]: (json.loads(m.data), m.headers)
+        for m in queue.jobs.messages.values()
+        if m.subject == "baker.jobs.dispatch"
+    }
+
+
+async def test_jobs_recorded_but_never_queued_are_queued_again_at_start() -> None:
+    watchdog, executor, queue, _, _ = rig()
+    await recorded(executor, watchdog, "job-lost")
+    await recorded(executor, watchdog, "job-waiting")
+    await queue.dispatch(job_message("job-waiting"), {})  # queued before its Brain stopped
+    await recorded(executor, watchdog, "job-reported")
+    queue.jobs.add("baker.jobs.status.job-reported", b"{}", {})  # taken; its report not ingested
+
+    await watchdog.requeue()
+
+    queued = dispatches(queue)
+    assert set(queued) == {"job-lost", "job-waiting"}
+    doc, headers = queued["job-lost"]
+    assert doc["type"] == "command" and doc["payload"] == {"command": "echo hi"}
+    assert doc["replyTo"] == "baker.jobs.status.job-lost"
+    assert headers["Nats-Msg-Id"] == "job-lost"  # a copy still in the window is not queued twice
+    assert headers["traceparent"].startswith("00-" + "ab" * 16 + "-")
+    assert await status(executor, "job-lost") == ("dispatched", None)
+    await watchdog.requeue()
+    assert len([m for m in queue.jobs.messages.values() if b"job-lost" in m.data]) == 1
+
+
+async def test_a_job_whose_recorded_payload_was_masked_is_failed_not_queued() -> None:
+    watchdog, executor, queue, _, _ = rig()
+    secret = parse_job_spec({"type": "command", "payload": {"command": "API_TOKEN=s3cr3t echo hi"}})
+    await recorded(executor, watchdog, "job-secret", secret)
+    await watchdog.requeue()
+    assert dispatches(queue) == {}
+    assert await status(executor, "job-secret") == ("failed", "dispatch_failed")
+    failed = (await executor.store.load("job", "job-secret")).events[-1].envelope.data
+    assert "secrets" in getattr(failed, "error", "") and "s3cr3t" not in str(failed)
+
+
+async def test_a_dispatched_job_whose_message_left_the_queue_is_failed() -> None:
     watchdog, executor, queue, clock, _ = rig()
-    outcome = await executor.execute("job", "job-d", DispatchJob(spec=SPEC), new=True)
-    watchdog.observe("job-d", outcome.state)
-    queue.jobs.add("baker.jobs.dispatch", b'{"id": "job-other"}', {})  # work is waiting
+    await recorded(executor, watchdog, "job-d")
+    await queue.dispatch(job_message("job-d"), {})
     await clock.advance(61.0)
-    await watchdog.check()
+    await watchdog.check()  # silent, but its message waits in the queue: left alone
     assert await status(executor, "job-d") == ("dispatched", None)
-    queue.jobs.messages.clear()  # nothing left for any worker: job-d can never be delivered
+    queue.jobs.messages.clear()  # expired unread, or removed by hand
     await watchdog.check()
     assert await status(executor, "job-d") == ("failed", "stuck")
     failed = (await executor.store.load("job", "job-d")).events[-1].envelope.data
-    error = getattr(failed, "error", "")
-    assert "never delivered" in error
+    assert "never delivered" in getattr(failed, "error", "")
+    assert dispatches(queue) == {}  # not queued again: only a Brain that starts does that
 
 
 async def test_jobs_unfinished_in_the_log_are_watched_from_the_start() -> None:
