@@ -12,6 +12,7 @@ from typing import Any, Literal
 import uvicorn
 from nats.aio.client import Client as NATS
 
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import connect
 from adapters.nats.leader import LeaderRecord
 from adapters.sqlite import ReadModel
@@ -94,11 +95,11 @@ async def start_brain_process(
         access_log=False, lifespan="off", timeout_graceful_shutdown=5,
     ))  # fmt: skip
     if monitor:  # `baker up`: the monitor runs here and knows every heartbeat
-        the_monitor = Monitor(rt.nc, rt.store, monitor_settings(settings))
+        the_monitor = Monitor(NatsBus(rt.nc), rt.store, monitor_settings(settings))
         ctx.health = _async(the_monitor.snapshot)
     else:
         last_seen = LastSeen()
-        await last_seen.start(rt.nc)
+        await last_seen.start(NatsBus(rt.nc))
         ctx.health = last_seen.snapshot
     leadership = Leadership(LeaderRecord(rt.nc), brain.instance, settings.brain_version)
     rt.store.fence = leadership.check  # only the leader changes jobs and tasks
@@ -139,7 +140,9 @@ async def start_brain_process(
         asyncio.create_task(_run_projector(projector, stop), name="projector"),
         asyncio.create_task(play_role(), name="brain"),
         asyncio.create_task(
-            heartbeat.beat(rt.nc, "brain", brain.instance, details, stop, settings.heartbeat_every),
+            heartbeat.beat(
+                NatsBus(rt.nc), "brain", brain.instance, details, stop, settings.heartbeat_every
+            ),
             name="brain-heartbeat",
         ),
         asyncio.create_task(bus.run(stop), name="bus"),

@@ -55,13 +55,14 @@ def monitor_settings(settings: Settings) -> MonitorSettings:
 
 async def run_monitor(settings: Settings) -> int:
     """The extensions registry and the service health monitor."""
+    from adapters.nats.bus import NatsBus  # noqa: PLC0415
     from services.monitor.monitor import Monitor  # noqa: PLC0415
 
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with runtime(settings, settings.nats_url_or_default, "baker-monitor") as rt:
-        monitor = Monitor(rt.nc, rt.store, monitor_settings(settings))
+        monitor = Monitor(NatsBus(rt.nc), rt.store, monitor_settings(settings))
         print(f"baker monitor {monitor.instance}: running", flush=True)
         await monitor.run(stop)
     return 0

@@ -24,6 +24,7 @@ import aiosqlite
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import EventStore
+from adapters.nats.bus import NatsBus
 from adapters.sqlite import current_target, ensure_schema, initialise, open_db
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import PROJECTIONS
@@ -129,7 +130,7 @@ class Projector:
             with contextlib.suppress(Exception):  # the first beat carries the starting lag
                 await asyncio.wait_for(self.measure(), 2.0)
             beats = asyncio.create_task(
-                heartbeat.beat(self._nc, "projector", self.instance, self.details, ended,
+                heartbeat.beat(NatsBus(self._nc), "projector", self.instance, self.details, ended,
                                self.settings.heartbeat_every, refresh=self.measure)
             )  # fmt: skip
         try:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from adapters.nats.bus import NatsBus
 from domain.tasks import TaskRequest
 from projections import queries
 from services.api.context import ApiContext, Document, ctx_of
@@ -236,7 +237,7 @@ async def cancel_task(
     if ctx.cancel_task is not None:  # the Brain's task service: counts it, stops its watch
         status, doc = await ctx.cancel_task(task_id, reason)
     else:
-        status, doc = await tasks_control.cancel_task(ctx.nc, ctx.store, task_id, reason)
+        status, doc = await tasks_control.cancel_task(NatsBus(ctx.nc), ctx.store, task_id, reason)
     return JSONResponse(doc, status_code=status)
 
 

@@ -11,6 +11,8 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import EventStore, Outcome
+from adapters.nats.bus import NatsBus
+from adapters.nats.inbox import task_inbox
 from adapters.nats.job_queue import JobQueue
 from services import heartbeat
 from services.brain.advisories import MaxDeliveries
@@ -52,7 +54,7 @@ class Brain:
         self.dispatcher = Dispatcher(store, self.queue, on_outcome=self._observe)
         self.ingest = Ingest(nc, store, on_outcome=self._observe)
         self.advisories = MaxDeliveries(nc, store)
-        self.tasks = TaskService(nc, store)
+        self.tasks = TaskService(NatsBus(nc), store, task_inbox(nc))
         self._observers: list[Callable[[str, Outcome], None]] = []
 
     def add_observer(self, observer: Callable[[str, Outcome], None]) -> None:
@@ -80,7 +82,7 @@ class Brain:
             await asyncio.gather(
                 self.run_work(stop),
                 heartbeat.beat(
-                    self._nc, "brain", self.instance, self.details, stop,
+                    NatsBus(self._nc), "brain", self.instance, self.details, stop,
                     self.settings.heartbeat_every,
                 ),
             )  # fmt: skip

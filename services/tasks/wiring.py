@@ -11,6 +11,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from adapters.kubernetes import in_cluster
+from adapters.nats.bus import NatsBus
 from services import heartbeat
 from services.config import Settings
 from services.tasks.kubernetes import KubernetesLauncher
@@ -28,6 +29,7 @@ def build_launcher(nc: NATS, settings: Settings, nats_url: str) -> Any | None:
 
 
 def _build(nc: NATS, settings: Settings, nats_url: str) -> Any | None:
+    bus = NatsBus(nc)
     kind = settings.task_launcher
     runner_url = settings.task_runner_nats_url or nats_url
     if kind == "off":
@@ -39,11 +41,11 @@ def _build(nc: NATS, settings: Settings, nats_url: str) -> Any | None:
         if api is None:
             raise RuntimeError("BAKER_TASK_LAUNCHER=kubernetes needs BAKER_K8S_API (or a pod)")
         return KubernetesLauncher(
-            nc, api_url=api, token=token, namespace=settings.k8s_namespace,
+            bus, api_url=api, token=token, namespace=settings.k8s_namespace,
             image=settings.task_image, nats_url=runner_url, verify=ca or True,
         )  # fmt: skip
     return LocalLauncher(
-        nc,
+        bus,
         nats_url=runner_url,
         settings=LocalSettings(
             grace=settings.task_grace,
@@ -76,7 +78,7 @@ async def run_launcher(
     if on_ready is not None:
         on_ready(instance)
     beat = heartbeat.beat(
-        launcher.nc, "launcher", instance, launcher.details, stop, launcher.heartbeat_every
+        launcher.bus, "launcher", instance, launcher.details, stop, launcher.heartbeat_every
     )
     beating = asyncio.create_task(beat, name=f"baker-{instance}-heartbeat")
     try:

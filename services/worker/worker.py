@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from adapters import tracing
 from adapters.executors.base import Execution
 from adapters.executors.command import prefer_pidfd_watcher
+from adapters.nats.bus import NatsBus
 from adapters.nats.job_queue import JobQueue, QueueUnavailable, cancel_reason
 from adapters.nats.pull import PullSubscriber, delivery
 from adapters.nats.streams import CANCELS_PREFIX, JOBS_STREAM, WORKERS_CONSUMER
@@ -83,10 +84,9 @@ class Worker:
         puller = await PullSubscriber(self._nc, JOBS_STREAM, WORKERS_CONSUMER).start()
         cancels = await self._nc.subscribe(f"{CANCELS_PREFIX}.*", cb=self._on_cancel)
         self.cancels.update(await self.queue.signalled_cancels())  # from before we started
+        every = self.settings.heartbeat_every
         beats = asyncio.create_task(
-            heartbeat.beat(
-                self._nc, "worker", self.id, self._details, stop, self.settings.heartbeat_every
-            )
+            heartbeat.beat(NatsBus(self._nc), "worker", self.id, self._details, stop, every)
         )
         keep_alive = asyncio.create_task(self._keep_alive())
         log.info("worker %s ready (concurrency %d)", self.id, self.settings.concurrency)

@@ -46,6 +46,11 @@ class FakeClock:
             if not woken.done():
                 woken.cancel()  # a cancelled sleeper is skipped when its deadline comes
 
+    def set_wall(self, moment: datetime) -> None:
+        """Make `wall()` read `moment` now (as another process's clock would); `now()` and the
+        sleepers are unaffected."""
+        self._epoch = moment - timedelta(seconds=self._now - 1_000.0)
+
     @property
     def waiting(self) -> int:
         """How many sleepers wait on this clock now."""

@@ -19,8 +19,10 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from adapters.kubernetes import KubernetesError, create_job
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
+from adapters.nats.inbox import task_inbox
 from adapters.nats.server import NatsServerProcess
 from services.tasks.kubernetes import KubernetesLauncher
 from services.tasks.service import TaskService
@@ -96,14 +98,16 @@ async def k8s(
     stop = asyncio.Event()
     with FakeKubernetesWithDelete(token="t0k") as api:
         launcher = KubernetesLauncher(
-            conn,
+            NatsBus(conn),
             api_url=options.get("api_url", api.url),
             token=options.get("token", "t0k"),
             namespace=NAMESPACE,
             image=IMAGE,
             nats_url=options.get("nats_url", POD_NATS_URL),
         )
-        service = TaskService(provisioned, store, launch_timeout=15.0, check_every=0.1)
+        service = TaskService(
+            NatsBus(provisioned), store, task_inbox(provisioned), launch_timeout=15.0
+        )
         runs = [asyncio.create_task(launcher.run(stop)), asyncio.create_task(service.run(stop))]
         await asyncio.wait_for(launcher.ready.wait(), 5)
         try:
