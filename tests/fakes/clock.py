@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-import time
 from datetime import UTC, datetime, timedelta
+
+from tests.polling import until
 
 TURNS = 50  # event-loop turns given to woken sleepers before the clock moves on
 
@@ -62,12 +63,8 @@ class FakeClock:
 
     async def sleepers(self, count: int, within: float = 10.0) -> None:
         """Wait (polling, on real time) until at least `count` sleepers wait on the clock."""
-        deadline = time.monotonic() + within
-        while self.waiting < count:
-            assert time.monotonic() < deadline, (
-                f"{self.waiting} sleepers on the fake clock after {within}s, expected {count}"
-            )
-            await asyncio.sleep(0.001)  # polling the sleepers; the fake clock does not move
+        what = f"{count} sleepers on the fake clock"
+        await until(lambda: self.waiting >= count, what, timeout=within, every=0.001)
 
     async def advance(self, seconds: float) -> None:
         """Move the clock forward by `seconds`, waking every sleeper whose time comes, in order."""
