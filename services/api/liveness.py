@@ -6,27 +6,27 @@ sent a heartbeat and what it said, so the API can show "last seen" next to the r
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-
+from adapters.clock import SYSTEM_CLOCK
 from domain.wire import WireError
 from domain.wire_system import decode_health
 from services.heartbeat import HEALTH_SUBJECT
+from services.ports.bus import Bus, Message, Subscription
+from services.ports.clock import Clock
 
 
 class LastSeen:
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock = SYSTEM_CLOCK) -> None:
         self.seen: dict[str, dict[str, Any]] = {}
         self.malformed = 0
-        self._sub: Any = None
+        self._clock = clock
+        self._sub: Subscription | None = None
 
-    async def start(self, nc: NATS) -> None:
-        self._sub = await nc.subscribe(HEALTH_SUBJECT, cb=self._on_beat)
+    async def start(self, bus: Bus) -> None:
+        self._sub = await bus.subscribe(HEALTH_SUBJECT, self._on_beat)
 
-    async def _on_beat(self, msg: Msg) -> None:
+    async def _on_beat(self, msg: Message) -> None:
         try:
             beat = decode_health(msg.data)
         except WireError:
@@ -35,7 +35,7 @@ class LastSeen:
         self.seen[beat.instance] = {
             "service": beat.service,
             "status": "down" if beat.status == "stopping" else "up",
-            "lastSeen": datetime.now(UTC).isoformat(),
+            "lastSeen": self._clock.wall().isoformat(),
             "version": beat.version,
             "details": beat.details,
         }

@@ -13,9 +13,9 @@ from typing import Any, Literal
 import uvicorn
 
 from adapters.executors.command import prefer_pidfd_watcher
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import Connection, connect, connection_check
 from adapters.nats.leader import LeaderRecord
-from adapters.nats.topic import CoreTopic
 from adapters.sqlite import ReadModel
 from domain.handoff import HANDOFF_SUBJECT
 from services.api.app import create_app
@@ -38,6 +38,7 @@ from services.config import Settings
 from services.executor import CommandExecutor
 from services.monitor.monitor import Monitor
 from services.projector import Projector, ProjectorFailed, ProjectorSettings
+from services.topic import BusTopic
 from services.worker.worker import Worker
 
 log = logging.getLogger("baker.system")
@@ -108,14 +109,14 @@ async def start_brain_process(
         access_log=False, lifespan="off", timeout_graceful_shutdown=5,
     ))  # fmt: skip
     if monitor:  # `baker up`: the monitor runs here and knows every heartbeat
-        the_monitor = Monitor(rt.nc, executor, monitor_settings(settings))
+        the_monitor = Monitor(NatsBus(rt.nc), executor, monitor_settings(settings))
         ctx.health = _async(the_monitor.snapshot)
     else:
         last_seen = LastSeen()
-        await last_seen.start(rt.nc)
+        await last_seen.start(NatsBus(rt.nc))
         ctx.health = last_seen.snapshot
     controller = Controller(
-        CoreTopic(rt.nc, HANDOFF_SUBJECT), executor, brain, status, leadership,
+        BusTopic(NatsBus(rt.nc), HANDOFF_SUBJECT), executor, brain, status, leadership,
         handoff_settings(settings), stale_handoffs=lambda: _open_handoffs(ctx.read_model),
     )  # fmt: skip
 
@@ -140,7 +141,7 @@ async def start_brain_process(
     def details() -> dict[str, Any]:
         return {"state": status.state, "generation": leadership.mine, **brain.details()}
 
-    beat = heartbeat_for(rt.nc, "brain", settings.heartbeat_every)
+    beat = heartbeat_for(NatsBus(rt.nc), "brain", settings.heartbeat_every)
     proc = BrainProcess(rt, brain, projector, bus, server, read_model=ctx.read_model)
     proc.controller = controller
     if monitor:

@@ -8,6 +8,7 @@ import logging
 from typing import Literal
 
 from adapters.executors.command import prefer_pidfd_watcher
+from adapters.nats.bus import NatsBus
 from services.bootstrap.brain_process import start_brain_process, stop_brain_process
 from services.bootstrap.launcher import build_launcher, run_launcher
 from services.bootstrap.parts import build_worker
@@ -29,7 +30,7 @@ async def run_monitor(settings: Settings) -> int:
     stop = asyncio.Event()
     stop_on_signals(stop)
     async with runtime(settings, settings.nats_url_or_default, "baker-monitor") as rt:
-        monitor = Monitor(rt.nc, CommandExecutor(rt.store), monitor_settings(settings))
+        monitor = Monitor(NatsBus(rt.nc), CommandExecutor(rt.store), monitor_settings(settings))
         print(f"baker monitor {monitor.instance}: running", flush=True)
         await monitor.run(stop)
     return 0

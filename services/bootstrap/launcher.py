@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.kubernetes import in_cluster
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import Connection
 from services.bootstrap.runtime import heartbeat_for
 from services.config import Settings
@@ -27,6 +28,7 @@ def build_launcher(nc: Connection, settings: Settings, nats_url: str) -> Any | N
 
 
 def _build(nc: Connection, settings: Settings, nats_url: str) -> Any | None:
+    bus = NatsBus(nc)
     kind = settings.task_launcher
     runner_url = settings.task_runner_nats_url or nats_url
     if kind == "off":
@@ -38,11 +40,11 @@ def _build(nc: Connection, settings: Settings, nats_url: str) -> Any | None:
         if api is None:
             raise RuntimeError("BAKER_TASK_LAUNCHER=kubernetes needs BAKER_K8S_API (or a pod)")
         return KubernetesLauncher(
-            nc, api_url=api, token=token, namespace=settings.k8s_namespace,
+            bus, api_url=api, token=token, namespace=settings.k8s_namespace,
             image=settings.task_image, nats_url=runner_url, verify=ca or True,
         )  # fmt: skip
     return LocalLauncher(
-        nc,
+        bus,
         nats_url=runner_url,
         settings=LocalSettings(
             grace=settings.task_grace,
@@ -74,7 +76,7 @@ async def run_launcher(
     log.info("task launcher %s (%s) ready", instance, launcher.name)
     if on_ready is not None:
         on_ready(instance)
-    beat = heartbeat_for(launcher.nc, "launcher", launcher.heartbeat_every)
+    beat = heartbeat_for(launcher.bus, "launcher", launcher.heartbeat_every)
     beating = asyncio.ensure_future(beat(instance, launcher.details, stop))
     try:
         await work

@@ -8,11 +8,17 @@ from pathlib import Path
 from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import EventStore
 from adapters.nats.advisories import JetStreamAdvisories
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import Connection
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.job_queue import JetStreamJobQueue
-from adapters.nats.streams import INGEST_CONSUMER, JOBS_STREAM, WORKERS_CONSUMER
-from adapters.nats.topic import CoreTopic
+from adapters.nats.streams import (
+    INGEST_CONSUMER,
+    JOBS_STREAM,
+    TASKS_CONSUMER,
+    TASKS_STREAM,
+    WORKERS_CONSUMER,
+)
 from services.bootstrap.runtime import heartbeat_for
 from services.brain.advisories import MaxDeliveries
 from services.brain.brain import Brain, BrainSettings, JobOutcomes
@@ -24,6 +30,7 @@ from services.heartbeat import HEALTH_SUBJECT
 from services.ports.clock import Clock
 from services.projector import Projector, ProjectorSettings
 from services.tasks.service import TaskService
+from services.topic import BusTopic
 from services.worker.worker import Worker, WorkerSettings
 
 
@@ -40,11 +47,12 @@ def build_brain(
     leadership, or not at all for a Brain that is always the only one). `kind`: the class
     to build (a test's subclass)."""
     settings = settings or BrainSettings()
+    bus = NatsBus(nc)
     queue = JetStreamJobQueue(nc)
     watchdog = Watchdog(
         executor,
         queue,
-        CoreTopic(nc, HEALTH_SUBJECT),  # workers' heartbeats name the jobs they run
+        BusTopic(bus, HEALTH_SUBJECT),  # workers' heartbeats name the jobs they run
         stuck_after=settings.stuck_after,
         undeliverable_after=settings.undeliverable_after,
         check_every=settings.check_every,
@@ -63,8 +71,10 @@ def build_brain(
         advisories=MaxDeliveries(executor, JetStreamAdvisories(nc), clock=clock),
         watchdog=watchdog,
         outcomes=outcomes,
-        tasks=TaskService(nc, executor),
-        heartbeat=heartbeat_for(nc, "brain", settings.heartbeat_every),
+        tasks=TaskService(
+            bus, executor, JetStreamDeliveries(nc, TASKS_STREAM, TASKS_CONSUMER), clock=clock
+        ),
+        heartbeat=heartbeat_for(bus, "brain", settings.heartbeat_every),
         instance=instance,
     )
 
@@ -80,7 +90,7 @@ def build_worker(
         queue,
         settings,
         worker_id=worker_id,
-        heartbeat=heartbeat_for(nc, "worker", settings.heartbeat_every),
+        heartbeat=heartbeat_for(NatsBus(nc), "worker", settings.heartbeat_every),
     )
 
 
@@ -92,5 +102,5 @@ def build_projector(
 ) -> Projector:
     """A projector of `store` into `db_path` with its heartbeats on `nc`."""
     settings = settings or ProjectorSettings()
-    beat = heartbeat_for(nc, "projector", settings.heartbeat_every)
+    beat = heartbeat_for(NatsBus(nc), "projector", settings.heartbeat_every)
     return Projector(store, db_path, settings, heartbeat=beat)

@@ -14,6 +14,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import Topology, provision
 from services import heartbeat
 from services.config import Settings
+from services.ports.bus import Bus
 from services.ports.topics import Heartbeat
 
 
@@ -46,8 +47,8 @@ async def runtime(settings: Settings, url: str, name: str) -> AsyncIterator[Runt
             await nc.close()
 
 
-def heartbeat_for(nc: Connection, service: str, every: float) -> Heartbeat:
-    """Health heartbeats of a `service` on `nc`, every `every` seconds."""
+def heartbeat_for(bus: Bus, service: str, every: float) -> Heartbeat:
+    """Health heartbeats of a `service` on `bus`, every `every` seconds."""
 
     def beating(
         instance: str,
@@ -55,6 +56,6 @@ def heartbeat_for(nc: Connection, service: str, every: float) -> Heartbeat:
         stop: asyncio.Event,
         refresh: Callable[[], Awaitable[Any]] | None = None,
     ) -> Awaitable[None]:
-        return heartbeat.beat(nc, service, instance, details, stop, every, refresh)
+        return heartbeat.beat(bus, service, instance, details, stop, every, refresh)
 
     return beating

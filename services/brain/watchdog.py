@@ -28,7 +28,7 @@ from domain.commands import FailJob
 from services.brain.leadership import Fenced
 from services.brain.requeue import requeue_unqueued
 from services.executor import CommandExecutor
-from services.ports.clock import Clock, sleep_unless
+from services.ports.clock import Clock, pause
 from services.ports.jobs import JobQueue
 from services.ports.topics import Topic
 
@@ -112,7 +112,7 @@ class Watchdog:
                 log.info("watching %d unfinished jobs", count)
                 await self.requeue()
             while not stop.is_set():
-                await sleep_unless(self._clock, stop, self.check_every)
+                await pause(self._clock, self.check_every, stop)
                 if not stop.is_set():
                     await self.check()
         finally:

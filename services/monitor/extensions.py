@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from nats.aio.msg import Msg
-
+from adapters.clock import SYSTEM_CLOCK
 from domain import commands as c
 from domain import lifecycle
 from domain import wire_system as wire
 from domain.events import Envelope
 from services.executor import CommandExecutor, Outcome
+from services.ports.bus import Message
+from services.ports.clock import Clock
 
 log = logging.getLogger("baker.monitor.extensions")
 ANNOUNCE = "baker.extensions.announce"
@@ -49,7 +49,7 @@ class ExtensionStats:
 @dataclass
 class Tracked:
     status: str  # online | offline | deregistered
-    seen: float  # monotonic time of the last announce or heartbeat
+    seen: float  # the clock's `now()` at the last announce or heartbeat
     seen_at: datetime | None  # the same on the wall clock; None if not seen since start
     mcp_url: str
     tool_names: frozenset[str]
@@ -58,9 +58,16 @@ class Tracked:
 
 class ExtensionRegistry:
     def __init__(
-        self, store: CommandExecutor, discover: Discover, *, offline_after: float, missed: int
+        self,
+        store: CommandExecutor,
+        discover: Discover,
+        *,
+        offline_after: float,
+        missed: int,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._store = store
+        self._clock = clock
         self._discover = discover
         self.offline_after = offline_after
         self.missed = missed
@@ -79,7 +86,7 @@ class ExtensionRegistry:
                 states[env.aggregate_id] = lifecycle.evolve("extension", state, env.data)
             except TypeError as exc:  # a foreign event on an extension subject: skip it
                 log.error("skipped %s on extension %s: %s", env.type, env.aggregate_id, exc)
-        now = time.monotonic()
+        now = self._clock.now()
         for ext_id, s in states.items():
             if s.status != "new":
                 names = _names(s.tools)
@@ -90,7 +97,7 @@ class ExtensionRegistry:
 
     # --- messages -------------------------------------------------------------------------
 
-    async def on_announce(self, msg: Msg) -> None:
+    async def on_announce(self, msg: Message) -> None:
         try:
             m = wire.decode_announce(msg.data)
         except wire.WireError as exc:
@@ -117,7 +124,7 @@ class ExtensionRegistry:
             elif not tracked.discovered:  # upstream: a re-announce retries a failed discovery
                 self._start_discovery(m.id, tracked.mcp_url, restart=False)
 
-    async def on_heartbeat(self, msg: Msg) -> None:
+    async def on_heartbeat(self, msg: Message) -> None:
         parts = msg.subject.split(".")
         subject_id = parts[2] if len(parts) == 4 else None
         try:
@@ -142,7 +149,7 @@ class ExtensionRegistry:
                 if _appended(outcome, "ExtensionCameOnline"):
                     self._start_discovery(m.id, tracked.mcp_url, restart=True)
 
-    async def on_deregister(self, msg: Msg) -> None:
+    async def on_deregister(self, msg: Message) -> None:
         try:
             m = wire.decode_deregister(msg.data)
         except wire.WireError as exc:
@@ -226,19 +233,20 @@ class ExtensionRegistry:
         return self._locks.setdefault(ext_id, asyncio.Lock())
 
     def _silent(self, tracked: Tracked) -> bool:
-        return time.monotonic() - tracked.seen > self.offline_after
+        return self._clock.now() - tracked.seen > self.offline_after
 
     def _touch(self, ext_id: str) -> Tracked | None:
         tracked = self.known.get(ext_id)
         if tracked is not None:
-            tracked.seen, tracked.seen_at = time.monotonic(), datetime.now(UTC)
+            tracked.seen, tracked.seen_at = self._clock.now(), self._clock.wall()
         return tracked
 
     def _track(self, ext_id: str, outcome: Outcome) -> Tracked:
         state = outcome.state
         tracked = self.known.get(ext_id)
         if tracked is None:
-            tracked = Tracked("new", time.monotonic(), datetime.now(UTC), "", frozenset(), False)
+            now, wall = self._clock.now(), self._clock.wall()
+            tracked = Tracked("new", now, wall, "", frozenset(), False)
             self.known[ext_id] = tracked
         if tracked.status == "offline" and state.status == "online":
             self.stats.came_online += 1
@@ -263,7 +271,7 @@ class ExtensionRegistry:
             )
         return outcome
 
-    def _malformed(self, msg: Msg, exc: wire.WireError) -> None:
+    def _malformed(self, msg: Message, exc: wire.WireError) -> None:
         self.stats.malformed += 1
         log.warning("malformed message on %s: %s", msg.subject, exc, extra={"subject": msg.subject})
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from nats.aio.msg import Msg
-
+from adapters.clock import SYSTEM_CLOCK
 from domain import lifecycle
 from domain.commands import ReportServiceHealth
 from domain.events import Envelope, ServiceUp
 from domain.wire_system import WireError, decode_health
 from services.executor import CommandExecutor, Outcome
+from services.ports.bus import Message
+from services.ports.clock import Clock
 
 log = logging.getLogger("baker.monitor.health")
 
@@ -39,15 +39,18 @@ class HealthStats:
 class Instance:
     service: str
     status: str  # up | down ("new" until the first flip is recorded)
-    seen: float  # monotonic time of the last heartbeat (or of the monitor's start)
+    seen: float  # the clock's `now()` at the last heartbeat (or at the monitor's start)
     seen_at: datetime | None  # wall clock of the last heartbeat, or of the last event
     version: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 
 class HealthTracker:
-    def __init__(self, store: CommandExecutor, *, down_after: float, missed: int) -> None:
+    def __init__(
+        self, store: CommandExecutor, *, down_after: float, missed: int, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self._store = store
+        self._clock = clock
         self.down_after = down_after
         self.missed = missed
         self.known: dict[str, Instance] = {}
@@ -57,7 +60,7 @@ class HealthTracker:
     def restore(self, envelopes: Iterable[Envelope]) -> None:
         """Fold the service events of the log; instances that were up get a fresh grace period
         of the whole timeout (the monitor was not listening meanwhile)."""
-        now = time.monotonic()
+        now = self._clock.now()
         states: dict[str, Any] = {}
         for env in envelopes:
             state = states.get(env.aggregate_id) or lifecycle.initial_state("service")
@@ -88,7 +91,7 @@ class HealthTracker:
     def up(self) -> int:
         return sum(1 for i in self.known.values() if i.status == "up")
 
-    async def on_health(self, msg: Msg) -> None:
+    async def on_health(self, msg: Message) -> None:
         try:
             beat = decode_health(msg.data)
         except WireError as exc:
@@ -103,7 +106,7 @@ class HealthTracker:
             if known is None:
                 known = self.known[beat.instance] = Instance(beat.service, "new", 0.0, None)
             known.service, known.version, known.details = beat.service, beat.version, beat.details
-            known.seen, known.seen_at = time.monotonic(), datetime.now(UTC)
+            known.seen, known.seen_at = self._clock.now(), self._clock.wall()
             up = beat.status == "up"
             if known.status == ("up" if up else "down"):
                 return  # no flip: nothing to record
@@ -149,4 +152,4 @@ class HealthTracker:
         return self._locks.setdefault(instance, asyncio.Lock())
 
     def _silent(self, known: Instance) -> bool:
-        return time.monotonic() - known.seen > self.down_after
+        return self._clock.now() - known.seen > self.down_after

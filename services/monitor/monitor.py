@@ -13,26 +13,24 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
+from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import StoredEvent
 from adapters.mcp import list_tools
 from domain.events import Envelope
 from services import heartbeat
 from services.executor import CommandExecutor
 from services.monitor import extensions as ext
-from services.monitor.extensions import ExtensionRegistry
+from services.monitor.extensions import Discover, ExtensionRegistry
 from services.monitor.health import HealthTracker
+from services.ports.bus import Bus, Handler, Message, Subscription
+from services.ports.clock import Clock, pause
 
 log = logging.getLogger("baker.monitor")
-Handler = Callable[[Msg], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -52,22 +50,27 @@ class MonitorSettings:
 class Monitor:
     def __init__(
         self,
-        nc: NATS,
+        bus: Bus,
         store: CommandExecutor,
         settings: MonitorSettings | None = None,
         instance: str | None = None,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        discover: Discover | None = None,
     ) -> None:
+        """`discover` lists an extension's tools from its MCP URL (default: MCP over HTTP)."""
         self.settings = settings or MonitorSettings()
         self.instance = instance or f"monitor-{uuid.uuid4().hex[:8]}"
-        self._nc = nc
+        self._bus = bus
         self._store = store
+        self._clock = clock
         self._http: httpx.AsyncClient | None = None
+        s = self.settings
         self.extensions = ExtensionRegistry(
-            store, self._discover, offline_after=self.settings.timeout, missed=self.settings.missed
-        )
-        self.health = HealthTracker(
-            store, down_after=self.settings.timeout, missed=self.settings.missed
-        )
+            store, discover or self._discover, offline_after=s.timeout, missed=s.missed,
+            clock=clock,
+        )  # fmt: skip
+        self.health = HealthTracker(store, down_after=s.timeout, missed=s.missed, clock=clock)
         self.ready = asyncio.Event()  # set once the state is restored from the log
         self.sweeps = 0
 
@@ -105,14 +108,14 @@ class Monitor:
         subs: list[Subscription] = []
         try:
             for subject, handler in self._routes():
-                subs.append(await self._nc.subscribe(subject, cb=self._gated(handler)))
+                subs.append(await self._bus.subscribe(subject, self._gated(handler)))
             if not await self._restore(stop):
                 return
             self.ready.set()
             await asyncio.gather(
                 self._sweep(stop),
-                heartbeat.beat(self._nc, "monitor", self.instance, self._details, stop,
-                               self.settings.heartbeat_every),
+                heartbeat.beat(self._bus, "monitor", self.instance, self._details, stop,
+                               self.settings.heartbeat_every, clock=self._clock),
             )  # fmt: skip
         finally:
             for sub in subs:
@@ -134,7 +137,7 @@ class Monitor:
         # Messages that arrive while the log is read wait in the subscription's queue rather
         # than being judged against an empty registry.
         @functools.wraps(handler)
-        async def gated(msg: Msg) -> None:
+        async def gated(msg: Message) -> None:
             await self.ready.wait()
             try:
                 await handler(msg)
@@ -158,8 +161,7 @@ class Monitor:
                             service_events.append(env)
             except Exception as exc:  # the store is not there yet: wait and read again
                 log.warning("cannot read the event log to restore state (%s); retrying", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.settings.sweep_every)
+                await pause(self._clock, self.settings.sweep_every, stop)
                 continue
             self.extensions.restore(extension_events)
             self.health.restore(service_events)
@@ -173,9 +175,7 @@ class Monitor:
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.settings.sweep_every)
-            if stop.is_set():
+            if await pause(self._clock, self.settings.sweep_every, stop):
                 return
             try:
                 await self.extensions.sweep()

@@ -10,14 +10,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from nats.aio.client import Client as NATS
-from nats.errors import ConnectionClosedError, NoRespondersError
-
 from domain.commands import CancelTask
 from domain.ids import InvalidId, check_id
 from domain.tasks import StopReply, decode
 from domain.wire import WireError
 from services.executor import CommandExecutor
+from services.ports.bus import Bus, BusClosed, NoResponders
 
 log = logging.getLogger("baker.tasks")
 
@@ -29,7 +27,7 @@ def cancel_subject(task_id: str) -> str:
 
 
 async def cancel_task(
-    nc: NATS,
+    bus: Bus,
     store: CommandExecutor,
     task_id: str,
     reason: str | None = None,
@@ -51,19 +49,19 @@ async def cancel_task(
         state = outcome.state.status
         return 409, {"error": f"task {task_id} is already {state}", "status": state}
     log.info("task %s cancelled: %s", task_id, command.reason, extra={"task_id": task_id})
-    runner = await stop_runner(nc, task_id, stop_within)
+    runner = await stop_runner(bus, task_id, stop_within)
     return 202, {"id": task_id, "status": "cancelled", "runner": runner}
 
 
-async def stop_runner(nc: NATS, task_id: str, within: float) -> dict[str, Any]:
+async def stop_runner(bus: Bus, task_id: str, within: float) -> dict[str, Any]:
     """Ask the launchers to stop the task's runner; what the one running it answered."""
     try:
-        msg = await nc.request(cancel_subject(task_id), b"", timeout=within)
-    except NoRespondersError:
+        msg = await bus.request(cancel_subject(task_id), b"", timeout=within)
+    except NoResponders:
         return {"stopped": False, "detail": "no task launcher is running"}
     except TimeoutError:  # nobody runs it any more (finished, vanished, or never started)
         return {"stopped": False, "detail": f"no launcher runs it (no answer in {within:g}s)"}
-    except ConnectionClosedError:
+    except BusClosed:
         return {"stopped": False, "detail": "NATS connection closed: launchers not told"}
     try:
         reply = decode(StopReply, msg.data)

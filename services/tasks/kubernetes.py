@@ -4,10 +4,12 @@ created through the Kubernetes API with httpx; cancelling a task deletes its Job
 from __future__ import annotations
 
 import httpx
-from nats.aio.client import Client as NATS
 
+from adapters.clock import SYSTEM_CLOCK
 from adapters.kubernetes import KubernetesError, create_job, delete_job
 from domain.tasks import LaunchReply, LaunchRequest, job_manifest, job_name
+from services.ports.bus import Bus
+from services.ports.clock import Clock
 from services.tasks.launcher import BaseLauncher
 
 
@@ -18,7 +20,7 @@ class KubernetesLauncher(BaseLauncher):
 
     def __init__(
         self,
-        nc: NATS,
+        bus: Bus,
         *,
         api_url: str,
         token: str | None,
@@ -28,8 +30,9 @@ class KubernetesLauncher(BaseLauncher):
         ttl: int = 60,
         verify: bool | str = True,
         client: httpx.AsyncClient | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        super().__init__(nc, grace=30.0)
+        super().__init__(bus, grace=30.0, clock=clock)
         self.api_url, self.token, self.namespace = api_url, token, namespace
         self.image, self.nats_url, self.ttl = image, nats_url, ttl
         self._client = client or httpx.AsyncClient(timeout=10.0, verify=verify)

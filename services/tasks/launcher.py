@@ -23,12 +23,10 @@ import signal
 import sys
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-
+from adapters.clock import SYSTEM_CLOCK
 from domain.tasks import (
     LAUNCH_SUBJECT,
     LAUNCHER_QUEUE,
@@ -38,6 +36,8 @@ from domain.tasks import (
     decode,
 )
 from domain.wire import WireError
+from services.ports.bus import Bus, Message, respond
+from services.ports.clock import Clock, within
 from services.tasks.control import CANCEL_PREFIX
 
 log = logging.getLogger("baker.tasks.launcher")
@@ -46,13 +46,18 @@ NOBODY = 65534  # Debian's `nobody`/`nogroup`, when the user database does not s
 
 
 class BaseLauncher:
-    """What every launcher shares: the two subscriptions and the instructions it holds."""
+    """What every launcher shares: the three subscriptions and the instructions it holds.
+
+    Instructions are kept until the task's deadline plus the grace and 5 s (a runner asks for
+    them once, at its start); older ones are dropped whenever a launch or a question comes.
+    """
 
     name = "launcher"
 
-    def __init__(self, nc: NATS, *, grace: float) -> None:
-        self._nc = nc
+    def __init__(self, bus: Bus, *, grace: float, clock: Clock = SYSTEM_CLOCK) -> None:
+        self._bus = bus
         self.grace = grace
+        self.clock = clock
         self.instructions: dict[str, LaunchRequest] = {}
         self.launched = 0
         self.refused = 0
@@ -61,17 +66,17 @@ class BaseLauncher:
         self.ready = asyncio.Event()  # set once every subscription is in place
 
     @property
-    def nc(self) -> NATS:
-        return self._nc
+    def bus(self) -> Bus:
+        return self._bus
 
     async def run(self, stop: asyncio.Event) -> None:
         """Answer launch, instruction and cancel requests until `stop` is set."""
         subs = [
-            await self._nc.subscribe(LAUNCH_SUBJECT, queue=LAUNCHER_QUEUE, cb=self._on_launch),
-            await self._nc.subscribe("baker.tasks.instructions.*", cb=self._on_instructions),
-            await self._nc.subscribe(f"{CANCEL_PREFIX}.*", cb=self._on_cancel),
+            await self._bus.subscribe(LAUNCH_SUBJECT, self._on_launch, queue=LAUNCHER_QUEUE),
+            await self._bus.subscribe("baker.tasks.instructions.*", self._on_instructions),
+            await self._bus.subscribe(f"{CANCEL_PREFIX}.*", self._on_cancel),
         ]
-        await self._nc.flush()
+        await self._bus.flush()
         self.ready.set()
         try:
             await stop.wait()
@@ -81,11 +86,12 @@ class BaseLauncher:
                     await sub.unsubscribe()
             await self.close()
 
-    async def _on_launch(self, msg: Msg) -> None:
+    async def _on_launch(self, msg: Message) -> None:
+        self._expire()
         try:
             request = decode(LaunchRequest, msg.data)
         except WireError as exc:
-            await msg.respond(self._refuse(f"bad launch request: {exc}").encode())
+            await respond(self._bus, msg, self._refuse(f"bad launch request: {exc}").encode())
             return
         self.instructions[request.task_id] = request  # before the runner can ask for them
         try:
@@ -95,20 +101,26 @@ class BaseLauncher:
             reply = self._refuse(f"{type(exc).__name__}: {exc}")
         if reply.ok:
             self.launched += 1
-            delay = _seconds_until(request.deadline_at) + self.grace + 5.0
-            asyncio.get_running_loop().call_later(
-                delay, self.instructions.pop, request.task_id, None
-            )
         else:
             self.instructions.pop(request.task_id, None)
-        await msg.respond(reply.encode())
+        await respond(self._bus, msg, reply.encode())
 
-    async def _on_instructions(self, msg: Msg) -> None:
+    async def _on_instructions(self, msg: Message) -> None:
+        self._expire()
         request = self.instructions.get(msg.subject.rsplit(".", 1)[-1])
-        if request is not None and msg.reply:  # other launchers' tasks: stay silent
-            await msg.respond(request.encode())
+        if request is not None:  # other launchers' tasks: stay silent
+            await respond(self._bus, msg, request.encode())
 
-    async def _on_cancel(self, msg: Msg) -> None:
+    def _expire(self) -> None:
+        now = self.clock.wall()
+        for task_id, request in list(self.instructions.items()):
+            if (request.deadline_at - now).total_seconds() + self.grace + 5.0 < 0:
+                del self.instructions[task_id]
+
+    def _seconds_until(self, moment: datetime) -> float:
+        return (moment - self.clock.wall()).total_seconds()
+
+    async def _on_cancel(self, msg: Message) -> None:
         task_id = msg.subject.rsplit(".", 1)[-1]
         self.instructions.pop(task_id, None)  # a runner that has not asked yet gets nothing
         try:
@@ -122,8 +134,7 @@ class BaseLauncher:
             self.cancelled += 1
             log.info("task %s cancelled: %s", task_id, detail, extra={"task_id": task_id})
             reply = StopReply(ok=True, launcher=self.name, detail=detail)
-        if msg.reply:
-            await msg.respond(reply.encode())
+        await respond(self._bus, msg, reply.encode())
 
     def details(self) -> dict[str, object]:
         """What the launcher's health heartbeat reports."""
@@ -166,15 +177,16 @@ class LocalLauncher(BaseLauncher):
 
     def __init__(
         self,
-        nc: NATS,
+        bus: Bus,
         *,
         nats_url: str,
         runner_cmd: list[str] | None = None,
         workdir: Path | None = None,
         settings: LocalSettings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings or LocalSettings()
-        super().__init__(nc, grace=self.settings.grace)
+        super().__init__(bus, grace=self.settings.grace, clock=clock)
         self.nats_url = nats_url
         self.runner_cmd = runner_cmd or [sys.executable, "-m", "services.tasks.runner"]
         self._default_runner = runner_cmd is None
@@ -275,15 +287,19 @@ class LocalLauncher(BaseLauncher):
     async def _supervise(
         self, request: LaunchRequest, proc: asyncio.subprocess.Process, workdir: Path
     ) -> None:
-        """Wait for the runner; at the deadline plus the grace, kill its whole tree."""
+        """Wait for the runner; at the deadline plus the grace (on the clock), kill its whole
+        tree."""
+        ended = asyncio.ensure_future(proc.wait())
         try:
-            async with asyncio.timeout(max(_seconds_until(request.deadline_at), 0) + self.grace):
-                await proc.wait()
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
-        except TimeoutError:
-            log.warning("task %s: runner still running at its deadline: killed", request.task_id)
-            await kill_tree(proc)
+            budget = max(self._seconds_until(request.deadline_at), 0) + self.grace
+            if await within(self.clock, budget, ended):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # anything it left behind in its group
+            else:
+                log.warning(
+                    "task %s: runner still running at its deadline: killed", request.task_id
+                )
+                await kill_tree(proc)
         except asyncio.CancelledError:
             await kill_tree(proc)
             raise
@@ -367,7 +383,3 @@ def _descendants(root: int) -> list[int]:
             found.append(child)
             todo.append(child)
     return found
-
-
-def _seconds_until(moment: datetime) -> float:
-    return (moment - datetime.now(UTC)).total_seconds()

@@ -19,14 +19,13 @@ import socket
 import sys
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from nats.aio.client import Client as NATS
-from nats.errors import NoRespondersError
 from pydantic import ValidationError
 
 from adapters.executors.base import Execution
 from adapters.executors.command import prefer_pidfd_watcher, run_command
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import NatsSettings, NatsUnavailable, connect
 from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
 from domain.command_policy import DEFAULT_COMMAND_TIMEOUT, parse_allowed_commands
@@ -45,6 +44,7 @@ from domain.tasks import (
     status_subject,
 )
 from domain.wire import WireError
+from services.ports.bus import Bus, NoResponders
 
 MARGIN = 0.5  # the runner reports its own timeout this long before the deadline
 
@@ -53,13 +53,24 @@ class NoInstructions(Exception):
     """Nobody answered with this task's instructions."""
 
 
+class Publisher(Protocol):
+    """A publish to a stream that returns once the stream has stored it (or raises
+    `PublishRefused` / `PublishUnavailable`)."""
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> object: ...
+
+    async def close(self) -> None: ...
+
+
 class Reporter:
     """Status and result messages to JetStream, each with a `Nats-Msg-Id`, acks awaited."""
 
-    def __init__(self, nc: NATS, task_id: str, runner_id: str) -> None:
+    def __init__(self, publisher: Publisher, task_id: str, runner_id: str) -> None:
         self.task_id, self.runner_id = task_id, runner_id
         self.traceparent: str | None = None
-        self._publisher = JetStreamPublisher(nc, retry_for=30.0)
+        self._publisher = publisher
         self._count = 0
 
     def _headers(self, msg_id: str) -> dict[str, str]:
@@ -101,14 +112,14 @@ class Reporter:
         await self._publisher.close()
 
 
-async def fetch_instructions(nc: NATS, task_id: str, within: float = 15.0) -> LaunchRequest:
+async def fetch_instructions(bus: Bus, task_id: str, within: float = 15.0) -> LaunchRequest:
     """Ask the launcher for this task's instructions, retrying silence for `within` seconds."""
     deadline = time.monotonic() + within
     last = "no answer"
     while time.monotonic() < deadline:
         try:
-            msg = await nc.request(instructions_subject(task_id), b"", timeout=2.0)
-        except (NoRespondersError, TimeoutError) as exc:
+            msg = await bus.request(instructions_subject(task_id), b"", timeout=2.0)
+        except (NoResponders, TimeoutError) as exc:
             last = type(exc).__name__
             await asyncio.sleep(0.2)
             continue
@@ -178,9 +189,9 @@ async def main(env: dict[str, str] | None = None) -> int:
     except NatsUnavailable as exc:
         print(f"task runner: {exc}", file=sys.stderr)
         return 1
-    reporter = Reporter(nc, task_id, runner_id)
+    reporter = Reporter(JetStreamPublisher(nc, retry_for=30.0), task_id, runner_id)
     try:
-        return await _run(nc, reporter)
+        return await _run(NatsBus(nc), reporter)
     except (PublishUnavailable, PublishRefused) as exc:
         print(f"task runner: could not report to JetStream: {exc}", file=sys.stderr)
         return 1
@@ -190,10 +201,10 @@ async def main(env: dict[str, str] | None = None) -> int:
             await nc.close()
 
 
-async def _run(nc: NATS, reporter: Reporter) -> int:
+async def _run(bus: Bus, reporter: Reporter) -> int:
     started = time.monotonic()
     try:
-        spec = await fetch_instructions(nc, reporter.task_id)
+        spec = await fetch_instructions(bus, reporter.task_id)
     except NoInstructions as exc:
         await reporter.result("failed", None, str(exc), 0)
         return 1

@@ -16,22 +16,16 @@ Appends go through the event store's fence: on a Brain that does not lead they r
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.errors import ConnectionClosedError, NoRespondersError
-
 from adapters import tracing
+from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import StoredEvent, StoreUnavailable
-from adapters.nats.pull import PullSubscriber
-from adapters.nats.streams import TASKS_CONSUMER, TASKS_STREAM
 from domain import lifecycle
 from domain.commands import LaunchTask, RecordTaskStatus, TimeOutTask
 from domain.errors import FieldError
@@ -48,6 +42,9 @@ from domain.tasks import (
 )
 from domain.wire import WireError
 from services.executor import CommandExecutor
+from services.ports.bus import Bus, BusClosed, NoResponders
+from services.ports.clock import Clock, pause, within
+from services.ports.jobs import Delivery, DeliverySource
 from services.serial import KeyedSerial
 from services.tasks.control import cancel_task
 
@@ -68,20 +65,28 @@ class TaskStats:
     timed_out: int = 0
     cancelled: int = 0
     watching: int = 0
+    checks: int = 0  # rounds of the deadline watchdog
 
 
 class TaskService:
+    """`bus` reaches the launchers, `inbox` delivers the runners' messages (consumer
+    `brain-tasks`); deadlines are read and waited for on `clock`."""
+
     def __init__(
         self,
-        nc: NATS,
+        bus: Bus,
         store: CommandExecutor,
+        inbox: DeliverySource,
         *,
         launch_timeout: float = 5.0,
         check_every: float = 1.0,
         batch: int = 64,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
-        self._nc = nc
+        self._bus = bus
         self._store = store
+        self._inbox = inbox
+        self._clock = clock
         self.launch_timeout = launch_timeout
         self.check_every = check_every
         self._batch = batch
@@ -100,7 +105,7 @@ class TaskService:
         except FieldError as exc:
             return 400, {"error": str(exc)}
         task_id = f"task-{secrets.token_hex(8)}"
-        deadline = datetime.now(UTC) + timedelta(seconds=request.timeout_seconds)
+        deadline = self._clock.wall() + timedelta(seconds=request.timeout_seconds)
         gate = self._launching[task_id] = asyncio.Event()
         try:
             with tracing.span(self._tracer, "task.launch", attributes={"task.id": task_id}):
@@ -132,27 +137,26 @@ class TaskService:
         "No responders" is retried for up to a second (nobody got the request, so it is safe):
         a launcher that is just starting, or the server's interest lagging its SUB.
         """
-        loop = asyncio.get_running_loop()
-        retry_until = loop.time() + min(1.0, self.launch_timeout / 2)
+        retry_until = self._clock.now() + min(1.0, self.launch_timeout / 2)
         try:
             while True:
                 try:
-                    msg = await self._nc.request(
+                    msg = await self._bus.request(
                         LAUNCH_SUBJECT,
                         launch.encode(),
                         timeout=self.launch_timeout,
                         headers=headers,
                     )
                     break
-                except NoRespondersError:
-                    if loop.time() >= retry_until:
+                except NoResponders:
+                    if self._clock.now() >= retry_until:
                         raise
-                    await asyncio.sleep(0.1)
-        except NoRespondersError:
+                    await self._clock.sleep(0.1)
+        except NoResponders:
             return None, f"no task launcher is running (nobody listens on {LAUNCH_SUBJECT})"
         except TimeoutError:
             return None, f"no task launcher answered within {self.launch_timeout:g}s"
-        except ConnectionClosedError:
+        except BusClosed:
             return None, "NATS connection closed: could not ask a task launcher"
         try:
             reply = decode(LaunchReply, msg.data)
@@ -195,7 +199,7 @@ class TaskService:
     async def cancel(self, task_id: str, reason: str | None = None) -> tuple[int, dict[str, Any]]:
         """`POST /api/tasks/{id}/cancel`: (HTTP status, JSON answer); see `cancel_task`."""
         status, doc = await cancel_task(
-            self._nc, self._store, task_id, reason, stop_within=min(self.launch_timeout, 2.0)
+            self._bus, self._store, task_id, reason, stop_within=min(self.launch_timeout, 2.0)
         )
         if status == 202:
             self.stats.cancelled += 1
@@ -206,19 +210,19 @@ class TaskService:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Ingest runner messages and time out overdue tasks until `stop` is set."""
-        puller = await PullSubscriber(self._nc, TASKS_STREAM, TASKS_CONSUMER).start()
+        inbox = self._inbox
         watchdog = asyncio.create_task(self._watch(stop), name="baker-task-deadlines")
         try:
             while not stop.is_set():
-                for msg in await puller.fetch(self._batch, wait=0.5):
+                for msg in await inbox.fetch(self._batch, wait=0.5):
                     self._serial.submit(msg.subject.rsplit(".", 1)[-1], partial(self.handle, msg))
         finally:
             await self._serial.drain()
             watchdog.cancel()
             await asyncio.gather(watchdog, return_exceptions=True)
-            await puller.stop()
+            await inbox.close()
 
-    async def handle(self, msg: Msg) -> None:
+    async def handle(self, msg: Delivery) -> None:
         """Decide one status/result message and acknowledge it."""
         parts = msg.subject.split(".")
         if len(parts) != 4 or parts[2] not in ("status", "result"):
@@ -239,12 +243,13 @@ class TaskService:
             return
         gate = self._launching.get(task_id)
         if gate is not None:  # the runner spoke before its TaskLaunched was appended
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(gate.wait(), self.launch_timeout + 5.0)
+            waiting = asyncio.ensure_future(gate.wait())
+            if not await within(self._clock, self.launch_timeout + 5.0, waiting):
+                waiting.cancel()
         await self._apply(msg, task_id, record_command(wire))
 
-    async def _apply(self, msg: Msg, task_id: str, command: RecordTaskStatus) -> None:
-        seq = msg.metadata.sequence.stream
+    async def _apply(self, msg: Delivery, task_id: str, command: RecordTaskStatus) -> None:
+        seq = msg.seq
         trace_id = tracing.trace_id_from_headers(msg.headers)
         try:
             outcome = await self._store.execute(
@@ -256,7 +261,7 @@ class TaskService:
         except Exception:
             self.stats.errors += 1
             log.exception("task ingest failed on %s", msg.subject, extra={"task_id": task_id})
-            await (msg.term() if msg.metadata.num_delivered >= POISON_AFTER else msg.nak(delay=1))
+            await (msg.term() if msg.delivered >= POISON_AFTER else msg.nak(delay=1))
             return
         if outcome.rejected is not None and outcome.position.version == 0:
             await self._unknown(msg, task_id)
@@ -268,15 +273,15 @@ class TaskService:
             self._forget(task_id)
         await msg.ack()
 
-    async def _unknown(self, msg: Msg, task_id: str) -> None:
-        if msg.metadata.num_delivered < UNKNOWN_AFTER:
+    async def _unknown(self, msg: Delivery, task_id: str) -> None:
+        if msg.delivered < UNKNOWN_AFTER:
             await msg.nak(delay=0.5)  # its TaskLaunched may still be on its way
             return
         self.stats.unknown += 1
         log.error("message on %s for unknown task %s: dropped", msg.subject, task_id)
         await msg.term()
 
-    async def _malformed(self, msg: Msg, reason: str) -> None:
+    async def _malformed(self, msg: Delivery, reason: str) -> None:
         self.stats.malformed += 1
         log.error("malformed task message on %s: %s", msg.subject, reason)
         await msg.term()
@@ -291,10 +296,15 @@ class TaskService:
             log.info("watching %d unfinished tasks", count)
         except StoreUnavailable as exc:
             log.error("could not restore unfinished tasks: %s", exc)
+        # A fixed schedule: a round that comes late (a busy loop, a clock moved on meanwhile)
+        # runs at once, and the schedule goes on from then.
+        next_round = self._clock.now()
         while not stop.is_set():
             await self.check()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.check_every)
+            self.stats.checks += 1
+            now = self._clock.now()
+            next_round = max(next_round + self.check_every, now)
+            await pause(self._clock, next_round - now, stop)
 
     async def restore(self) -> int:
         """Watch the deadlines of every unfinished task in the event log."""
@@ -318,7 +328,7 @@ class TaskService:
 
     async def check(self) -> None:
         """Time out every watched task past its deadline (runner silent or not)."""
-        now = datetime.now(UTC)
+        now = self._clock.wall()
         for task_id, (deadline, timeout) in list(self._deadlines.items()):
             if deadline > now:
                 continue

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.system import System, running
+from tests.polling import until
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +35,12 @@ async def dispatch(c: httpx.AsyncClient, command: str) -> str:
 
 
 async def wait_status(c: httpx.AsyncClient, job_id: str, statuses: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 30
-    while True:
+    async def reached() -> dict[str, Any] | None:
         doc = (await c.get(f"/api/jobs/{job_id}")).json()
-        if doc.get("status") in statuses:
-            return dict(doc)
-        assert time.monotonic() < deadline, doc
-        await asyncio.sleep(0.05)  # polling the read model
+        return dict(doc) if doc.get("status") in statuses else None
+
+    found: dict[str, Any] = await until(reached, f"{job_id} in {statuses}", timeout=30)
+    return found
 
 
 async def sse_events(c: httpx.AsyncClient, path: str, **headers: str) -> list[tuple[str, Any]]:
@@ -275,10 +274,12 @@ async def test_a_task_pod_runs_through_the_api(system: System) -> None:
         )
         assert answer.status_code == 202, answer.text
         task_id = answer.json()["id"]
-        deadline = time.monotonic() + 30
-        while (task := (await c.get(f"/api/tasks/{task_id}")).json()).get("status") != "completed":
-            assert time.monotonic() < deadline, task
-            await asyncio.sleep(0.1)  # polling the read model
+
+        async def finished() -> dict[str, Any] | None:
+            task = (await c.get(f"/api/tasks/{task_id}")).json()
+            return task if task.get("status") == "completed" else None
+
+        task = await until(finished, f"{task_id} completed", timeout=30)
         listed = (await c.get("/api/tasks")).json()["tasks"]
     assert "hello-task" in json.dumps(task["result"])
     assert task_id in {t["id"] for t in listed}

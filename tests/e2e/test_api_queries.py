@@ -4,8 +4,6 @@ malformed-message counter."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -14,6 +12,7 @@ import nats
 import pytest
 
 from tests.e2e.system import System, running_with
+from tests.polling import until
 
 ORIGIN = "http://dashboard.example"
 
@@ -34,10 +33,11 @@ async def finished_job(c: httpx.AsyncClient, command: str) -> tuple[str, list[di
     answer = await c.post("/api/jobs", json={"type": "command", "payload": {"command": command}})
     assert answer.status_code == 202, answer.text
     job_id = answer.json()["id"]
-    deadline = time.monotonic() + 30
-    while (doc := (await c.get(f"/api/jobs/{job_id}")).json())["status"] != "completed":
-        assert time.monotonic() < deadline, doc
-        await asyncio.sleep(0.05)  # polling the read model
+
+    async def done() -> bool:
+        return bool((await c.get(f"/api/jobs/{job_id}")).json()["status"] == "completed")
+
+    await until(done, f"{job_id} completed in the read model", timeout=30)
     return job_id, (await c.get(f"/api/jobs/{job_id}/history")).json()["events"]
 
 
@@ -120,10 +120,12 @@ async def test_events_are_searched_by_job_type_worker_and_time(system: System) -
         first = await search(jobId=job_id, limit="1")
         refused = await c.post(f"/api/jobs/{job_id}/cancel")
         assert refused.status_code == 409
-        deadline = time.monotonic() + 30
-        while not (rejected := await search(jobId=job_id, type="TransitionRejected"))["events"]:
-            assert time.monotonic() < deadline, "the rejection never reached the read model"
-            await asyncio.sleep(0.05)  # polling the read model
+
+        async def rejection() -> Any:
+            found = await search(jobId=job_id, type="TransitionRejected")
+            return found if found["events"] else None
+
+        rejected = await until(rejection, "the rejection in the read model", timeout=30)
     assert [(e["seq"], e["type"]) for e in everything["events"]] == [
         (e["seq"], e["type"]) for e in history
     ]
@@ -213,13 +215,12 @@ async def test_malformed_heartbeats_and_task_messages_are_counted_by_source(
             await nc.jetstream().publish("baker.tasks.status.task-garbled", b"{not json")
         finally:
             await nc.close()
-        deadline = time.monotonic() + 30
-        while True:
+
+        async def counted() -> bool:
             text = (await c.get("/metrics")).text
-            if all(malformed_count(text, s) > before[s] for s in ("tasks", "health")):
-                break
-            assert time.monotonic() < deadline, f"not counted:\n{text}"
-            await asyncio.sleep(0.05)  # polling the counters
+            return all(malformed_count(text, s) > before[s] for s in ("tasks", "health"))
+
+        await until(counted, "malformed task and health messages counted", timeout=30)
 
 
 async def test_a_malformed_status_message_is_counted_in_metrics(system: System) -> None:
@@ -230,7 +231,8 @@ async def test_a_malformed_status_message_is_counted_in_metrics(system: System) 
             await nc.jetstream().publish("baker.jobs.status.job-garbled", b"{not json")
         finally:
             await nc.close()
-        deadline = time.monotonic() + 30
-        while malformed_count((await c.get("/metrics")).text) < before + 1:
-            assert time.monotonic() < deadline, "the malformed message was never counted"
-            await asyncio.sleep(0.05)  # polling the counter
+
+        async def counted() -> bool:
+            return malformed_count((await c.get("/metrics")).text) >= before + 1
+
+        await until(counted, "the malformed status message counted", timeout=30)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 from tests.e2e.procs import BakerProcess
 from tests.e2e.system import System, running
 from tests.fakes.mcp_server import FakeMcp, tool
+from tests.polling import until_sync
 
 
 @pytest.fixture(scope="module")
@@ -99,14 +99,6 @@ def api_get(system: System, path: str) -> Any:
     return answer.json()
 
 
-def until(check: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)  # polling the API
-    return value
-
-
 def dispatched(system: System, command: str, wait: bool = False) -> str:
     """Dispatch with the CLI; with `wait`, return once the job has completed."""
     if wait:
@@ -121,11 +113,11 @@ def dispatched(system: System, command: str, wait: bool = False) -> str:
 
 def test_cancel_a_running_job_then_refused_once_it_is_finished(system: System) -> None:
     job_id = dispatched(system, "sleep 20")
-    until(lambda: api_get(system, f"/api/jobs/{job_id}")["status"] == "running", "never ran")
+    until_sync(lambda: api_get(system, f"/api/jobs/{job_id}")["status"] == "running", "running")
     cancel = baker(system, "cancel", job_id)
     assert cancel.wait() == 0
     assert cancel.lines == [f"cancel requested for {job_id}"]
-    until(lambda: api_get(system, f"/api/jobs/{job_id}")["status"] == "cancelled", "not cancelled")
+    until_sync(lambda: api_get(system, f"/api/jobs/{job_id}")["status"] == "cancelled", "cancelled")
     again = baker(system, "cancel", job_id)
     assert again.wait() == 1
     said = " ".join(" ".join(again.lines).split())
@@ -188,9 +180,10 @@ async def test_extensions_as_a_table(system: System) -> None:
             await nc.publish("baker.extensions.announce", json.dumps(announce).encode())
             await nc.flush()
             listed = await asyncio.to_thread(
-                until,
+                until_sync,
                 lambda: api_get(system, "/api/extensions")["extensions"],
-                "the extension was never registered",
+                "the extension registered",
+                timeout=30,
             )
             lines = await asyncio.to_thread(table, system, "extensions")
         finally:
@@ -230,4 +223,6 @@ def test_events_searches_the_read_model(system: System) -> None:
 async def _heartbeats(nc: Any, ext_id: str) -> None:
     while True:
         await nc.publish("baker.extensions.heartbeat", json.dumps({"id": ext_id}).encode())
-        await asyncio.sleep(0.5)  # the extension's own beat interval, not a synchronisation
+        # Not synchronisation: this stands in for the extension's own 0.5 s beat interval,
+        # so that the monitor keeps it online while the test reads it.
+        await asyncio.sleep(0.5)

@@ -1,12 +1,16 @@
-"""The monitor as its own process, and service health through `baker up`."""
+"""The monitor as its own process, and service health through `baker up`.
+
+These run the real daemons on real time (short heartbeat settings through the environment);
+the timing logic itself is tested on a fake clock in `tests/unit/test_monitor_timing.py`.
+Nothing here depends on how fast the machine is: every wait polls a condition.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from nats.aio.client import Client as NATS
@@ -16,17 +20,13 @@ from adapters.nats.server import NatsServerProcess
 from tests.e2e.procs import BakerProcess
 from tests.e2e.system import running
 from tests.fakes.mcp_server import FakeMcp, tool
+from tests.polling import until
+
+DAEMONS = {"brain", "worker", "projector", "monitor", "launcher"}
 
 
 async def event_types(store: JetStreamEventStore, agg: str, agg_id: str) -> list[str]:
     return [e.envelope.type for e in (await store.load(agg, agg_id)).events]
-
-
-async def until(check, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.05)  # polling the event log
 
 
 async def test_baker_monitor_registers_discovers_and_expires_an_extension(
@@ -56,7 +56,7 @@ async def test_baker_monitor_registers_discovers_and_expires_an_extension(
                 store, "extension", "ext-weather"
             )
 
-        await until(announced)
+        await until(announced, "the announce recorded and its tools discovered", every=0.05)
     history = (await store.load("extension", "ext-weather")).events
     tools = next(e for e in history if e.envelope.type == "ExtensionToolsDiscovered")
     assert [t["name"] for t in tools.envelope.data.tools] == ["forecast", "alerts"]
@@ -64,12 +64,12 @@ async def test_baker_monitor_registers_discovers_and_expires_an_extension(
     async def offline() -> bool:
         return "ExtensionWentOffline" in await event_types(store, "extension", "ext-weather")
 
-    await until(offline)  # no heartbeats: 2 missed 0.3 s intervals
-    assert await event_types(store, "extension", "ext-weather") == [
-        "ExtensionAnnounced",
-        "ExtensionToolsDiscovered",
-        "ExtensionWentOffline",
-    ]  # fmt: skip — repeated announces added nothing
+    await until(offline, "offline after 2 missed 0.3 s heartbeats")
+    seen = await event_types(store, "extension", "ext-weather")
+    # A machine slow enough to leave 0.6 s between two announces may have flapped it offline
+    # and back meanwhile; what must hold is the start, the end, and no second announce.
+    assert seen[:2] == ["ExtensionAnnounced", "ExtensionToolsDiscovered"], seen
+    assert seen[-1] == "ExtensionWentOffline" and seen.count("ExtensionAnnounced") == 1, seen
     assert monitor.stop(signal.SIGTERM) == 0
     await store.close()
 
@@ -77,14 +77,13 @@ async def test_baker_monitor_registers_discovers_and_expires_an_extension(
 async def test_health_lists_every_daemon_of_baker_up(tmp_path: Path) -> None:
     with running(tmp_path / "data", token="tok") as system:
         async with httpx.AsyncClient(base_url=system.url, headers=system.headers) as c:
-            deadline = time.monotonic() + 30
-            while True:
-                health = (await c.get("/api/system/health")).json()
-                services = {s["service"] for s in health["services"] if s["status"] == "up"}
-                if {"brain", "worker", "projector", "monitor", "launcher"} <= services:
-                    break
-                assert time.monotonic() < deadline, health
-                await asyncio.sleep(0.1)  # polling until every heartbeat has been recorded
+
+            async def all_up() -> dict[str, Any] | None:
+                health: dict[str, Any] = (await c.get("/api/system/health")).json()
+                up = {s["service"] for s in health["services"] if s["status"] == "up"}
+                return health if up >= DAEMONS else None
+
+            health = await until(all_up, f"every daemon up: {DAEMONS}", timeout=30, every=0.1)
             handoff = (await c.get("/api/system/handoff")).json()
     assert all(s.get("lastSeen") for s in health["services"] if s["status"] == "up")
     assert health["checks"]["nats"]["status"] == "healthy"

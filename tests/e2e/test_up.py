@@ -3,23 +3,18 @@ the data survives a restart."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
-import time
 from pathlib import Path
 
 import httpx
 
 from tests.e2e.procs import BakerProcess, pid_alive
 from tests.e2e.system import running, start
+from tests.polling import until, until_sync
 
 
-def wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)  # polling the process table for the child's exit
+def wait_gone(pid: int) -> bool:
+    until_sync(lambda: not pid_alive(pid), f"process {pid} gone", timeout=10)
     return True
 
 
@@ -33,10 +28,11 @@ async def completed(url: str, headers: dict[str, str], command: str) -> str:
         job = (
             await c.post("/api/jobs", json={"type": "command", "payload": {"command": command}})
         ).json()
-        deadline = time.monotonic() + 30
-        while (await c.get(f"/api/jobs/{job['id']}")).json().get("status") != "completed":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)  # polling the read model
+
+        async def done() -> bool:
+            return bool((await c.get(f"/api/jobs/{job['id']}")).json().get("status") == "completed")
+
+        await until(done, f"{job['id']} completed", timeout=30)
         return str(job["id"])
 
 

@@ -10,16 +10,13 @@ Each test scripts the answers (a queue of `Reply`s, or a function of the request
 
 from __future__ import annotations
 
-import functools
 import itertools
-import json
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.fakes.http_base import FakeHttpServer, Request, Response
 
 _ids = itertools.count(1)
 
@@ -88,23 +85,19 @@ def server_error() -> Reply:
     return error(500, "api_error", "internal server error", {"retry-after-ms": "1"})
 
 
-class FakeAnthropic:
+class FakeAnthropic(FakeHttpServer):
     """The fake server as a context manager: `with FakeAnthropic(script) as api: api.base_url`."""
 
     def __init__(self, script: Iterable[Reply] | Script = ()) -> None:
+        super().__init__()
         self._script: Script | None = script if callable(script) else None
         self._queue: deque[Reply] = deque() if callable(script) else deque(script)
-        self._lock = threading.Lock()
         self.requests: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
-        assert self._server is not None, "use FakeAnthropic as a context manager"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
     def push(self, *replies: Reply) -> None:
         """Queue more answers."""
@@ -122,60 +115,21 @@ class FakeAnthropic:
                 return self._queue.popleft()
         return error(500, "api_error", "fake: no scripted reply left", {"x-should-retry": "false"})
 
-    def __enter__(self) -> FakeAnthropic:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # A short poll interval: `shutdown()` waits for the serving loop's next poll.
-        serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def _handler_for(api: FakeAnthropic) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            request = json.loads(self.rfile.read(length) or b"{}")
-            if self.path.split("?")[0] != "/v1/messages":
-                self._send(error(404, "not_found_error", f"no route {self.path}"))
-                return
-            reply = api.answer(request, {k.lower(): v for k, v in self.headers.items()})
-            if reply.status == 200:
-                reply = Reply(200, {"model": request.get("model"), **reply.body}, reply.headers)
-            self._send(reply)
-
-        def do_GET(self) -> None:
-            """`GET /v1/models`: something an `http` tool call can fetch from a known host."""
-            if self.path.split("?")[0] != "/v1/models":
-                self._send(error(404, "not_found_error", f"no route {self.path}"))
-                return
+    def handle(self, request: Request) -> Response:
+        if request.method == "GET":  # `GET /v1/models`: something an `http` tool can fetch
+            if request.path != "/v1/models":
+                return _send(error(404, "not_found_error", f"no route {request.target}"))
             models = [{"type": "model", "id": "claude-fake-1", "display_name": "Fake"}]
-            self._send(Reply(200, {"data": models, "has_more": False}))
+            return _send(Reply(200, {"data": models, "has_more": False}))
+        if request.path != "/v1/messages":
+            return _send(error(404, "not_found_error", f"no route {request.target}"))
+        body = request.json()
+        reply = self.answer(body, request.headers)
+        if reply.status == 200:
+            reply = Reply(200, {"model": body.get("model"), **reply.body}, reply.headers)
+        return _send(reply)
 
-        def _send(self, reply: Reply) -> None:
-            data = json.dumps(reply.body).encode()
-            self.send_response(reply.status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.send_header("request-id", f"req_fake_{next(_ids)}")
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the test output is not the place for an access log."""
-
-    return Handler
+def _send(reply: Reply) -> Response:
+    return Response.json(reply.status, reply.body, {"request-id": f"req_fake_{next(_ids)}",
+                                                    **reply.headers})  # fmt: skip

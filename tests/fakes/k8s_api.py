@@ -1,8 +1,10 @@
-"""A fake Kubernetes API on 127.0.0.1: `POST /apis/batch/v1/namespaces/{ns}/jobs`.
+"""A fake Kubernetes API on 127.0.0.1: `POST /apis/batch/v1/namespaces/{ns}/jobs` and
+`DELETE /apis/batch/v1/namespaces/{ns}/jobs/{name}`.
 
 It records every Job posted (with its namespace and Authorization header), answers 201 with the
 object (plus `metadata.uid`), 401 for a wrong bearer token, 409 for a name that exists, and a
-scripted refusal (a K8s `Status` error) when one is set:
+scripted refusal (a K8s `Status` error) when one is set. A DELETE removes the Job and records
+(namespace, name, propagationPolicy) in `deleted`; 404 for a Job it does not hold:
 
     with FakeKubernetes(token="t0k") as api:
         api.refuse(403, "Forbidden", 'jobs.batch is forbidden: User "x" cannot create ...')
@@ -10,14 +12,12 @@ scripted refusal (a K8s `Status` error) when one is set:
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.fakes.http_base import FakeHttpServer, Request, Response
 
 
 @dataclass(frozen=True)
@@ -40,24 +40,29 @@ def status_error(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
-class FakeKubernetes:
+class FakeKubernetes(FakeHttpServer):
     def __init__(self, token: str | None = "test-token") -> None:
+        super().__init__()
         self.token = token
         self.jobs: list[Posted] = []
+        self.deleted: list[tuple[str, str, str | None]] = []
         self._refusal: tuple[int, dict[str, Any]] | None = None
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "use FakeKubernetes as a context manager"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     def refuse(self, code: int, reason: str, message: str) -> None:
-        """Answer every following POST with this `Status` error."""
+        """Answer every following POST and DELETE with this `Status` error."""
         self._refusal = (code, status_error(code, reason, message))
+
+    def handle(self, request: Request) -> Response:
+        auth = request.headers.get("authorization")
+        if request.method == "DELETE":
+            return Response.json(*self.delete(request.target, auth))
+        if request.method != "POST":
+            return Response.json(405, status_error(405, "MethodNotAllowed", request.method))
+        try:
+            body = request.json()
+        except ValueError:
+            return Response.json(400, status_error(400, "BadRequest", "body is not JSON"))
+        return Response.json(*self.answer(request.path, auth, body))
 
     def answer(self, path: str, auth: str | None, body: dict[str, Any]) -> tuple[int, Any]:
         parts = path.strip("/").split("/")
@@ -80,46 +85,25 @@ class FakeKubernetes:
         created["metadata"]["uid"] = str(uuid.uuid4())
         return 201, created
 
-    def __enter__(self) -> FakeKubernetes:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-
-def _handler_for(api: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                self._send(400, status_error(400, "BadRequest", "body is not JSON"))
-                return
-            self._send(*api.answer(self.path, self.headers.get("authorization"), body))
-
-        def _send(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet."""
-
-    return Handler
+    def delete(self, target: str, auth: str | None) -> tuple[int, Any]:
+        request = Request("DELETE", target, {}, b"")
+        parts = request.path.strip("/").split("/")
+        if len(parts) != 7 or parts[:4] != ["apis", "batch", "v1", "namespaces"]:
+            return 404, status_error(404, "NotFound", f"the server could not find {target}")
+        if self.token is not None and auth != f"Bearer {self.token}":
+            return 401, status_error(401, "Unauthorized", "Unauthorized")
+        namespace, name = parts[4], parts[6]
+        policy = request.query.get("propagationPolicy", [None])[0]
+        with self._lock:
+            if self._refusal is not None:
+                return self._refusal
+            held = [
+                j
+                for j in self.jobs
+                if (j.namespace, j.body["metadata"]["name"]) == (namespace, name)
+            ]
+            if not held:
+                return 404, status_error(404, "NotFound", f'jobs.batch "{name}" not found')
+            self.jobs.remove(held[0])
+            self.deleted.append((namespace, name, policy))
+        return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}

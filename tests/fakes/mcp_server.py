@@ -11,14 +11,12 @@ exercise retries, and records every request:
 
 from __future__ import annotations
 
-import functools
 import json
-import threading
 import uuid
 from collections.abc import Iterable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from tests.fakes.http_base import FakeHttpServer, Request, Response
 
 
 def tool(name: str, description: str = "", schema: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -30,7 +28,7 @@ def tool(name: str, description: str = "", schema: dict[str, Any] | None = None)
     }
 
 
-class FakeMcp:
+class FakeMcp(FakeHttpServer):
     """The fake server as a context manager: `with FakeMcp(tools) as mcp: mcp.url`."""
 
     def __init__(
@@ -42,22 +40,19 @@ class FakeMcp:
         sse: bool = False,
         require_session: bool = True,
     ) -> None:
+        super().__init__()
         self._tools = list(tools)
-        self._lock = threading.Lock()
         self.fail_first = fail_first
         self.page_size = page_size
         self.sse = sse
         self.require_session = require_session
         self.requests: list[dict[str, Any]] = []
         self.sessions: set[str] = set()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        assert self._server is not None, "use FakeMcp as a context manager"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/mcp"
+        """The MCP endpoint (`/mcp` on the server)."""
+        return f"{super().url}/mcp"
 
     @property
     def tools(self) -> list[dict[str, Any]]:
@@ -115,65 +110,26 @@ class FakeMcp:
             page["nextCursor"] = str(end)
         return page
 
-    def __enter__(self) -> FakeMcp:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        # A short poll interval: `shutdown()` waits for the serving loop's next poll.
-        serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        assert self._server is not None and self._thread is not None
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
+    def handle(self, request: Request) -> Response:
+        if request.method != "POST":
+            return Response.json(405, {"error": f"{request.method} is not supported"})
+        try:
+            body = request.json()
+        except ValueError:
+            return Response.json(
+                400, {"jsonrpc": "2.0", "id": None, "error": _err(-32700, "parse")}
+            )
+        if request.path != "/mcp":
+            return Response.json(404, {"error": f"no route {request.target}"})
+        status, doc, session = self.answer(body, request.headers.get("mcp-session-id"))
+        headers = {"mcp-session-id": session} if session else {}
+        if doc is None:
+            return Response(status, b"", "application/json", headers)
+        if self.sse and status == 200:
+            data = f"event: message\ndata: {json.dumps(doc)}\n\n".encode()
+            return Response(status, data, "text/event-stream", headers)
+        return Response.json(status, doc, headers)
 
 
 def _err(code: int, message: str) -> dict[str, Any]:
     return {"code": code, "message": message}
-
-
-def _handler_for(mcp: FakeMcp) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            try:
-                request = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                self._send(400, {"jsonrpc": "2.0", "id": None, "error": _err(-32700, "parse")})
-                return
-            if self.path.split("?")[0] != "/mcp":
-                self._send(404, {"error": f"no route {self.path}"})
-                return
-            status, body, session = mcp.answer(request, self.headers.get("mcp-session-id"))
-            self._send(status, body, session)
-
-        def _send(self, status: int, body: Any, session: str | None = None) -> None:
-            if body is None:
-                data, kind = b"", "application/json"
-            elif mcp.sse and status == 200:
-                data, kind = (
-                    f"event: message\ndata: {json.dumps(body)}\n\n".encode(),
-                    "text/event-stream",
-                )
-            else:
-                data, kind = json.dumps(body).encode(), "application/json"
-            self.send_response(status)
-            self.send_header("content-type", kind)
-            self.send_header("content-length", str(len(data)))
-            if session:
-                self.send_header("mcp-session-id", session)
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the test output is not the place for an access log."""
-
-    return Handler

@@ -9,6 +9,7 @@ import pytest
 
 from adapters.nats.connection import NatsSettings, NatsUnavailable, connect, redact_url
 from adapters.nats.server import NatsServerProcess
+from tests.polling import until
 
 
 @pytest.mark.parametrize(
@@ -84,7 +85,6 @@ async def test_the_fast_publish_delivers_what_nats_py_would(
 async def test_reads_are_parsed_from_the_socket_again_after_a_reconnect(
     nats_server: NatsServerProcess,
 ) -> None:
-    import asyncio  # noqa: PLC0415
 
     nc = await connect(NatsSettings(url=nats_server.url))
 
@@ -106,11 +106,12 @@ async def test_reads_are_parsed_from_the_socket_again_after_a_reconnect(
         assert hooked()
         first = nc._transport._io_writer.transport.get_protocol()
         nats_server.restart()
-        deadline = asyncio.get_running_loop().time() + 20
-        while not (nc.is_connected and nc._transport._io_writer.transport.get_protocol()
-                   is not first):  # fmt: skip
-            assert asyncio.get_running_loop().time() < deadline, "no reconnect"
-            await asyncio.sleep(0.05)  # polling the client's reconnect
+        await until(
+            lambda: (
+                nc.is_connected and nc._transport._io_writer.transport.get_protocol() is not first
+            ),
+            "reconnected on a new transport",
+        )
         assert await round_trip("after") == [b"x" * i for i in range(50)]
         assert hooked()  # on the new connection's protocol
     finally:

@@ -14,17 +14,8 @@ from adapters.nats.server import NatsServerProcess
 from domain.events import JobProgressed, JobStarted
 from services.executor import CommandExecutor
 from tests.contract.event_store_contract import dispatched
+from tests.polling import until
 from tests.support.proxy import HoldingProxy
-
-
-async def wait_until(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition (not a sleep standing in for one): fail loudly on timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.01)
 
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
@@ -44,7 +35,7 @@ async def test_acknowledged_events_survive_a_server_restart(
     pending = asyncio.create_task(
         executor.append("job", "job-restart", [JobProgressed(attempt=1, progress="during")], pos)
     )
-    await wait_until(lambda: _true_after(store.stats.retries >= 1))
+    await until(lambda: store.stats.retries >= 1, "the store retried")
     nats_server.start()  # same port, same store dir
     stored = await asyncio.wait_for(pending, 60)
     acked += stored
@@ -57,10 +48,6 @@ async def test_acknowledged_events_survive_a_server_restart(
     assert [e.envelope.event_id for e in history.events] == [a.envelope.event_id for a in acked]
     assert [e.envelope.version for e in history.events] == [1, 2, 3, 4]
     assert provisioned.is_connected  # it reconnected by itself
-
-
-async def _true_after(value: bool) -> bool:
-    return value
 
 
 async def test_a_retry_after_a_lost_ack_stores_one_copy(
@@ -83,7 +70,7 @@ async def test_a_retry_after_a_lost_ack_stores_one_copy(
         async def stored_and_retried() -> bool:
             return await observer.head_seq() > first[0].seq and store.stats.retries >= 2
 
-        await wait_until(stored_and_retried)
+        await until(stored_and_retried, "stored after a retry")
         proxy.release()
         result = await asyncio.wait_for(append, 30)
 

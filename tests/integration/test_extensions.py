@@ -1,67 +1,53 @@
-"""The extensions registry of `baker monitor` on a real nats-server and JetStream event store."""
+"""The extensions registry of `baker monitor` on a real nats-server and JetStream event store.
+
+Time is a fake clock: offline detection is driven by moving it one sweep at a time
+(`tests/support/monitor.py`), so no test waits for heartbeat intervals to pass. The same
+timing logic is unit-tested on the in-memory bus and store in `tests/unit/test_monitor_timing.py`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import History
+from adapters.nats.bus import NatsBus
 from adapters.nats.event_store import JetStreamEventStore
-from services.executor import CommandExecutor
-from services.monitor import Monitor, MonitorSettings
+from services.monitor import MonitorSettings
+from tests.fakes.clock import FakeClock
 from tests.fakes.mcp_server import FakeMcp, tool
 from tests.polling import until
+from tests.support import monitor as support
+from tests.support.monitor import Running, types
 
 ANNOUNCE, HEARTBEAT, DEREGISTER = (
     "baker.extensions.announce",
     "baker.extensions.heartbeat",
     "baker.extensions.deregister",
 )
-# Liveness does not matter in these tests unless they say so: a long timeout keeps it out.
-CALM = MonitorSettings(discovery_retries=3, discovery_delay=0.01, sweep_every=0.05)
-# 0.2 s heartbeats, offline after 3 missed: 0.6 s.
-FAST = MonitorSettings(heartbeat_every=0.2, missed=3, discovery_delay=0.01, sweep_every=0.05)
+# The defaults of DESIGN §5 (30 s heartbeats, offline after 3 missed: 90 s; a sweep every
+# 5 s) on a fake clock; MCP discovery retries quickly (real HTTP, not timing under test).
+CALM = MonitorSettings(discovery_retries=3, discovery_delay=0.01)
 
 
 @contextlib.asynccontextmanager
 async def running(
-    nc: NATS, store: JetStreamEventStore, settings: MonitorSettings, instance: str | None = None
-) -> AsyncIterator[Monitor]:
-    monitor = Monitor(nc, CommandExecutor(store), settings, instance)
-    stop = asyncio.Event()
-    task = asyncio.create_task(monitor.run(stop))
-    await until(lambda: monitor.ready.is_set() or task.done(), "the monitor restored its state")
-    if task.done():
-        task.result()  # raises what stopped it
-    try:
-        yield monitor
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
+    nc: NATS,
+    store: JetStreamEventStore,
+    settings: MonitorSettings = CALM,
+    clock: FakeClock | None = None,
+) -> AsyncIterator[Running]:
+    async with support.running(NatsBus(nc), store, clock or FakeClock(), settings) as m:
+        yield m
 
 
-async def history_until(
-    store: JetStreamEventStore, ext_id: str, check: Callable[[list[str]], bool], timeout: float = 10
-) -> History:
-    deadline = time.monotonic() + timeout
-    while True:
-        history = await store.load("extension", ext_id)
-        if check(types(history)):
-            return history
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{ext_id}: condition not met; events: {types(history)}")
-        await asyncio.sleep(0.02)
-
-
-def types(history: History) -> list[str]:
-    return [e.envelope.type for e in history.events]
+async def history_until(store: JetStreamEventStore, ext_id: str, check: Any) -> History:
+    return await support.history_until(store, "extension", ext_id, check)
 
 
 def announce(ext_id: str, url: str, version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
@@ -74,12 +60,19 @@ async def publish(nc: NATS, subject: str, doc: dict[str, Any] | bytes) -> None:
     await nc.flush()
 
 
+async def heartbeat(nc: NATS, m: Running, subject: str = HEARTBEAT, doc: Any = None) -> None:
+    """One extension heartbeat, handled by the monitor before this returns."""
+    handled = m.stats["extension_heartbeats"] + 1
+    await publish(nc, subject, {"id": "ext-weather"} if doc is None else doc)
+    await until(lambda: m.stats["extension_heartbeats"] >= handled, "the heartbeat handled")
+
+
 async def test_announce_records_the_extension_and_its_tools_after_retries(
     provisioned: NATS,
 ) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast"), tool("alerts")], fail_first=2) as mcp:
-        async with running(provisioned, store, CALM) as monitor:
+        async with running(provisioned, store) as monitor:
             await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
             history = await history_until(
                 store, "ext-weather", lambda t: "ExtensionToolsDiscovered" in t
@@ -95,7 +88,7 @@ async def test_announce_records_the_extension_and_its_tools_after_retries(
 async def test_repeated_announces_and_heartbeats_add_no_events(provisioned: NATS) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
-        async with running(provisioned, store, CALM) as monitor:
+        async with running(provisioned, store) as monitor:
             doc = announce("ext-weather", mcp.url, tools=["forecast"])
             await publish(provisioned, ANNOUNCE, doc)
             await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
@@ -124,28 +117,24 @@ async def test_missed_heartbeats_go_offline_and_a_heartbeat_brings_it_back(
 ) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
-        async with running(provisioned, store, FAST) as monitor:
+        async with running(provisioned, store) as m:
             await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
-            await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
-            # Heartbeats keep it online for well over the timeout...
-            started = time.monotonic()
-            while time.monotonic() - started < 1.2:
-                await publish(provisioned, HEARTBEAT, {"id": "ext-weather"})
-                last_beat = datetime.now(UTC)
-                await asyncio.sleep(0.1)  # the heartbeat cadence under test
-            assert monitor.sweeps > 5
+            await until(lambda: m.stats["discoveries"] == 1, "tools were discovered")
+            for _ in range(6):  # heartbeats every 30 s keep it online for three minutes...
+                await m.sweep_for(30)
+                await heartbeat(provisioned, m)
+            last_beat = m.clock.wall()
+            await m.sweep_for(90)  # ...and silence for exactly the timeout changes nothing yet
             assert "ExtensionWentOffline" not in types(await store.load("extension", "ext-weather"))
-            # ...and silence takes it offline, no earlier than three missed intervals.
-            history = await history_until(
-                store, "ext-weather", lambda t: "ExtensionWentOffline" in t
-            )
-            offline = history.events[-1].envelope
-            assert offline.occurred_at - last_beat >= timedelta(seconds=0.6)
-            assert offline.data.missed_heartbeats == 3  # type: ignore[attr-defined]
+            await m.sweep()  # the first sweep past three missed heartbeats
+            history = await store.load("extension", "ext-weather")
+            offline: Any = history.events[-1].envelope.data
+            assert types(history)[-1] == "ExtensionWentOffline"
+            assert offline.last_seen == last_beat and offline.missed_heartbeats == 3
             assert history.state.status == "offline"
             # Back online on the next heartbeat; tools changed meanwhile are rediscovered.
             mcp.set_tools([tool("forecast"), tool("radar")])
-            await publish(provisioned, "baker.extensions.ext-weather.heartbeat", b"{}")
+            await heartbeat(provisioned, m, "baker.extensions.ext-weather.heartbeat", b"{}")
             history = await history_until(
                 store, "ext-weather", lambda t: t.count("ExtensionToolsDiscovered") == 2
             )
@@ -154,21 +143,22 @@ async def test_missed_heartbeats_go_offline_and_a_heartbeat_brings_it_back(
                 "ExtensionCameOnline", "ExtensionToolsDiscovered",
             ]  # fmt: skip
             assert [t["name"] for t in history.state.tools] == ["forecast", "radar"]
-            assert (monitor.stats["went_offline"], monitor.stats["came_online"]) == (1, 1)
+            assert (m.stats["went_offline"], m.stats["came_online"]) == (1, 1)
     await store.close()
 
 
 async def test_re_announcing_is_a_keepalive_too(provisioned: NATS) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
-        async with running(provisioned, store, FAST) as monitor:
-            started = time.monotonic()
-            while time.monotonic() - started < 1.2:  # upstream SDKs re-announce every beat
+        async with running(provisioned, store) as m:
+            for i in range(1, 7):  # upstream SDKs re-announce every beat instead
                 await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
-                await asyncio.sleep(0.1)  # the keepalive cadence under test
-            await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
+                await until(lambda i=i: m.stats["announces"] == i, "the announce handled")
+                await m.sweep_for(30)
+            await until(lambda: m.stats["discoveries"] == 1, "tools were discovered")
             history = await store.load("extension", "ext-weather")
             assert types(history) == ["ExtensionAnnounced", "ExtensionToolsDiscovered"]
+            await m.sweep_for(65)  # 95 s since the last announce
             await history_until(store, "ext-weather", lambda t: "ExtensionWentOffline" in t)
     await store.close()
 
@@ -176,7 +166,7 @@ async def test_re_announcing_is_a_keepalive_too(provisioned: NATS) -> None:
 async def test_a_new_version_is_announced_again_and_deregister_ends_it(provisioned: NATS) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as old, FakeMcp([tool("forecast"), tool("radar")]) as new:
-        async with running(provisioned, store, CALM) as monitor:
+        async with running(provisioned, store) as monitor:
             await publish(provisioned, ANNOUNCE, announce("ext-weather", old.url))
             await until(lambda: monitor.stats["discoveries"] == 1, "tools were discovered")
             await publish(provisioned, ANNOUNCE, announce("ext-weather", new.url, "2.0.0"))
@@ -227,7 +217,7 @@ async def test_malformed_messages_are_counted_and_the_loop_keeps_working(
         (DEREGISTER, b'{"id": "a b"}'),
     ]
     with FakeMcp([tool("ping")]) as mcp:
-        async with running(provisioned, store, CALM) as monitor:
+        async with running(provisioned, store) as monitor:
             for subject, data in bad:
                 await publish(provisioned, subject, data)
             await publish(provisioned, HEARTBEAT, {"id": "ext-never-announced"})
@@ -245,7 +235,7 @@ async def test_a_failed_discovery_leaves_it_online_and_never_blocks_other_messag
     provisioned: NATS,
 ) -> None:
     store = JetStreamEventStore(provisioned)
-    slow = MonitorSettings(discovery_retries=2, discovery_delay=0.5, sweep_every=0.05)
+    slow = MonitorSettings(discovery_retries=2, discovery_delay=0.5)
     with FakeMcp([tool("slow")], fail_first=100) as broken, FakeMcp([tool("ping")]) as fine:
         async with running(provisioned, store, slow) as monitor:
             await publish(provisioned, ANNOUNCE, announce("ext-broken", broken.url))
@@ -270,36 +260,26 @@ async def test_a_failed_discovery_leaves_it_online_and_never_blocks_other_messag
 async def test_a_restarted_monitor_keeps_what_it_knew_and_gives_a_full_grace_period(
     provisioned: NATS,
 ) -> None:
-    settings = MonitorSettings(heartbeat_every=0.3, missed=3, discovery_delay=0.01,
-                               sweep_every=0.05)  # fmt: skip
-    timeout = timedelta(seconds=0.9)
+    clock = FakeClock()
     first_store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
-        async with running(provisioned, first_store, settings) as first:
+        async with running(provisioned, first_store, clock=clock) as first:
             await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
             await until(lambda: first.stats["discoveries"] == 1, "tools were discovered")
-        last_seen = time.monotonic()
         await first_store.close()
-        # The outage under test: the monitor is down for longer than the offline timeout.
-        await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - last_seen)))
+        await clock.advance(600)  # the monitor is down for longer than the offline timeout
         store = JetStreamEventStore(provisioned)  # a new process: nothing cached
-        restarted_at = datetime.now(UTC)
-        async with running(provisioned, store, settings) as second:
-            assert second.extensions.known["ext-weather"].status == "online"
-            await until(lambda: second.sweeps >= 3, "a few sweeps ran")
+        async with running(provisioned, store, clock=clock) as second:
+            assert second.monitor.extensions.known["ext-weather"].status == "online"
+            await second.sweep_for(90)  # not offline at once: the whole timeout from the restart
             assert types(await store.load("extension", "ext-weather")) == [
                 "ExtensionAnnounced", "ExtensionToolsDiscovered",
-            ]  # not offline at once  # fmt: skip
-            # It goes offline only after the whole timeout without a heartbeat...
-            history = await history_until(
-                store, "ext-weather", lambda t: "ExtensionWentOffline" in t
-            )
-            assert history.events[-1].envelope.occurred_at - restarted_at >= timeout
+            ]  # fmt: skip
+            await second.sweep()
+            await history_until(store, "ext-weather", lambda t: "ExtensionWentOffline" in t)
             # ...and it still knows the extension: a bare heartbeat brings it back.
-            await publish(provisioned, HEARTBEAT, {"id": "ext-weather"})
-            history = await history_until(
-                store, "ext-weather", lambda t: t[-1] == "ExtensionCameOnline"
-            )
+            await heartbeat(provisioned, second)
+            await history_until(store, "ext-weather", lambda t: t[-1] == "ExtensionCameOnline")
             await until(lambda: second.stats["discoveries"] == 1, "tools were checked again")
             assert types(await store.load("extension", "ext-weather")) == [
                 "ExtensionAnnounced", "ExtensionToolsDiscovered", "ExtensionWentOffline",
@@ -312,16 +292,15 @@ async def test_a_restarted_monitor_keeps_what_it_knew_and_gives_a_full_grace_per
 async def test_heartbeats_after_a_restart_keep_a_known_extension_online(provisioned: NATS) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
-        async with running(provisioned, store, FAST) as first:
+        async with running(provisioned, store) as first:
             await publish(provisioned, ANNOUNCE, announce("ext-weather", mcp.url))
             await until(lambda: first.stats["discoveries"] == 1, "tools were discovered")
         fresh = JetStreamEventStore(provisioned)  # a new process: nothing cached
-        async with running(provisioned, fresh, FAST) as second:
-            started = time.monotonic()
-            while time.monotonic() - started < 1.2:  # twice the offline timeout
-                await publish(provisioned, HEARTBEAT, {"id": "ext-weather"})
-                await asyncio.sleep(0.1)  # the heartbeat cadence under test
-            assert second.sweeps > 5 and second.stats["unknown_extensions"] == 0
+        async with running(provisioned, fresh) as second:
+            for _ in range(6):  # twice the offline timeout, a heartbeat every 30 s
+                await second.sweep_for(30)
+                await heartbeat(provisioned, second)
+            assert second.stats["unknown_extensions"] == 0
             history = await store.load("extension", "ext-weather")
             assert types(history) == ["ExtensionAnnounced", "ExtensionToolsDiscovered"]
     await fresh.close()

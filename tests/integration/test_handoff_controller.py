@@ -16,11 +16,11 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.server import NatsServerProcess
-from adapters.nats.topic import CoreTopic
 from adapters.sqlite import ReadModel
 from domain import commands as c
 from domain.handoff import HANDOFF_SUBJECT, HandoffMessage, decode_handoff
@@ -31,6 +31,7 @@ from services.brain.brain import Brain, BrainSettings
 from services.brain.controller import Controller, HandoffSettings
 from services.brain.leadership import Leadership
 from services.executor import CommandExecutor
+from services.topic import BusTopic
 from tests.polling import until
 
 FAST = HandoffSettings(pending_timeout=30, drain_cap=30, ack_timeout=10, ready_every=0.2)
@@ -96,7 +97,7 @@ class Cluster:
             return list(self.stale)
 
         controller = controller_cls(
-            CoreTopic(nc, HANDOFF_SUBJECT), executor, brain, status, leadership, settings,
+            BusTopic(NatsBus(nc), HANDOFF_SUBJECT), executor, brain, status, leadership, settings,
             stale_handoffs=stale,
         )  # fmt: skip
         node = Node(nc, store, brain, status, controller)

@@ -1,131 +1,106 @@
-"""Service health in `baker monitor`: up/down flips only, on a real nats-server and event store."""
+"""Service health in `baker monitor`: up/down flips only, on a real nats-server and event store.
+
+Time is a fake clock moved one sweep at a time (`tests/support/monitor.py`); the real path
+here is NATS delivery and the JetStream event store. The timing logic on its own is
+unit-tested in `tests/unit/test_monitor_timing.py`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import History
+from adapters.nats.bus import NatsBus
 from adapters.nats.event_store import JetStreamEventStore
 from services import heartbeat
-from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT, health_message
-from services.monitor import Monitor, MonitorSettings
+from services.monitor import MonitorSettings
+from tests.fakes.clock import FakeClock
 from tests.polling import until
+from tests.support import monitor as support
+from tests.support.monitor import Running, types
 
-# 0.2 s heartbeats, down after 3 missed: 0.6 s.
-FAST = MonitorSettings(heartbeat_every=0.2, missed=3, sweep_every=0.05)
-TIMEOUT = timedelta(seconds=0.6)
+DEFAULT = MonitorSettings()  # 30 s heartbeats, down after 3 missed (90 s), a sweep every 5 s
 
 
 @contextlib.asynccontextmanager
 async def running(
-    nc: NATS, store: JetStreamEventStore, settings: MonitorSettings
-) -> AsyncIterator[Monitor]:
-    monitor = Monitor(nc, CommandExecutor(store), settings, instance="monitor-test")
-    stop = asyncio.Event()
-    task = asyncio.create_task(monitor.run(stop))
-    await until(lambda: monitor.ready.is_set() or task.done(), "the monitor restored its state")
-    if task.done():
-        task.result()
-    try:
-        yield monitor
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
+    nc: NATS, store: JetStreamEventStore, clock: FakeClock | None = None
+) -> AsyncIterator[Running]:
+    async with support.running(NatsBus(nc), store, clock or FakeClock(), DEFAULT) as m:
+        yield m
 
 
-@contextlib.asynccontextmanager
-async def pulse(nc: NATS, service: str, instance: str) -> AsyncIterator[list[datetime]]:
-    """A service beating every 0.1 s until the block ends, then silent (as if it crashed).
-    Yields the send times of its beats."""
-    sent: list[datetime] = []
-    started = time.monotonic()
-
-    async def beat() -> None:
-        while True:
-            await nc.publish(HEALTH_SUBJECT, health_message(service, instance, started, {"n": 1}))
-            sent.append(datetime.now(UTC))
-            await asyncio.sleep(0.1)  # the heartbeat cadence under test
-
-    task = asyncio.create_task(beat())
-    try:
-        yield sent
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+async def history_until(store: JetStreamEventStore, instance: str, check: Any) -> History:
+    return await support.history_until(store, "service", instance, check)
 
 
-async def history_until(
-    store: JetStreamEventStore, instance: str, check: Callable[[list[str]], bool]
-) -> History:
-    deadline = time.monotonic() + 10
-    while True:
-        history = await store.load("service", instance)
-        if check(types(history)):
-            return history
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{instance}: condition not met; events: {types(history)}")
-        await asyncio.sleep(0.02)
-
-
-def types(history: History) -> list[str]:
-    return [e.envelope.type for e in history.events]
+async def beat(nc: NATS, m: Running, service: str, instance: str, status: str = "up") -> None:
+    """One heartbeat of `instance`, handled by the monitor before this returns."""
+    handled = m.stats["health_heartbeats"] + 1
+    msg = health_message(service, instance, 0.0, {"n": 1}, status, m.clock)
+    await nc.publish(HEALTH_SUBJECT, msg)
+    await until(lambda: m.stats["health_heartbeats"] >= handled, f"{instance}'s beat handled")
 
 
 async def test_up_once_down_when_silent_and_up_again(provisioned: NATS) -> None:
     store = JetStreamEventStore(provisioned)
-    async with running(provisioned, store, FAST) as monitor, pulse(provisioned, "brain", "b-1"):
-        async with pulse(provisioned, "worker", "w-1") as worker_beats:
-            await history_until(store, "b-1", lambda t: t == ["ServiceUp"])
-            await history_until(store, "w-1", lambda t: t == ["ServiceUp"])
-            beats = monitor.stats["health_heartbeats"]
-            await until(lambda: monitor.stats["health_heartbeats"] > beats + 10, "more beats")
-            assert monitor.sweeps > 0
-            w1 = monitor.snapshot()["w-1"]
-            assert (w1["service"], w1["status"], w1["details"]) == ("worker", "up", {"n": 1})
-            assert w1["version"] == heartbeat.VERSION
-            seen = datetime.fromisoformat(w1["lastSeen"])
-            assert timedelta(0) <= datetime.now(UTC) - seen < timedelta(seconds=5)
+    async with running(provisioned, store) as m:
+        for _ in range(4):  # both beat every 30 s for two minutes
+            await beat(provisioned, m, "brain", "b-1")
+            await beat(provisioned, m, "worker", "w-1")
+            await m.sweep_for(30)
+        assert types(await store.load("service", "w-1")) == ["ServiceUp"]  # one event, no more
+        w1 = m.monitor.snapshot()["w-1"]
+        assert (w1["service"], w1["status"], w1["details"]) == ("worker", "up", {"n": 1})
+        assert w1["version"] == heartbeat.VERSION
+        assert datetime.fromisoformat(w1["lastSeen"]) == m.clock.wall() - timedelta(seconds=30)
         # The worker goes silent (no "stopping": as if it crashed); the brain keeps beating.
+        last_beat = m.clock.wall() - timedelta(seconds=30)
+        await beat(provisioned, m, "brain", "b-1")
+        await m.sweep_for(55)  # 85 s since the worker's last beat: still up
+        assert types(await store.load("service", "w-1")) == ["ServiceUp"]
+        await beat(provisioned, m, "brain", "b-1")
+        await m.sweep()  # 90 s: not past the timeout yet
+        assert types(await store.load("service", "w-1")) == ["ServiceUp"]
+        await m.sweep()  # 95 s
         history = await history_until(store, "w-1", lambda t: t == ["ServiceUp", "ServiceDown"])
-        down = history.events[-1].envelope
-        assert down.occurred_at - worker_beats[-1] >= TIMEOUT
-        assert "no heartbeat" in down.data.reason  # type: ignore[attr-defined]
-        assert monitor.snapshot()["w-1"]["status"] == "down"
-        assert monitor.snapshot()["b-1"]["status"] == "up"
+        down: Any = history.events[-1].envelope.data
+        assert down.last_seen == last_beat and "no heartbeat for 90s" in down.reason
+        assert m.monitor.snapshot()["w-1"]["status"] == "down"
+        assert m.monitor.snapshot()["b-1"]["status"] == "up"
         assert types(await store.load("service", "b-1")) == ["ServiceUp"]
         # It comes back.
-        async with pulse(provisioned, "worker", "w-1"):
-            await history_until(
-                store, "w-1", lambda t: t == ["ServiceUp", "ServiceDown", "ServiceUp"]
-            )
-            await until(lambda: monitor.snapshot()["w-1"]["status"] == "up", "w-1 is up")
-        assert (monitor.stats["services_up"], monitor.stats["services_down"]) == (4, 1)
+        await beat(provisioned, m, "worker", "w-1")
+        await history_until(store, "w-1", lambda t: t == ["ServiceUp", "ServiceDown", "ServiceUp"])
+        assert m.monitor.snapshot()["w-1"]["status"] == "up"
+        # b-1, w-1 twice, and the monitor itself; w-1 down once
+        assert (m.stats["services_up"], m.stats["services_down"]) == (4, 1)
     await store.close()
 
 
 async def test_a_stopping_heartbeat_is_down_at_once(provisioned: NATS) -> None:
     store = JetStreamEventStore(provisioned)
-    # 30 s beats: the sweeper cannot be what puts the service down within this test.
-    calm = MonitorSettings(sweep_every=0.05)
-    async with running(provisioned, store, calm):
+    async with running(provisioned, store) as m:
         stop = asyncio.Event()
         beating = asyncio.create_task(
-            heartbeat.beat(provisioned, "projector", "proj-1", lambda: {}, stop, every=30)
+            heartbeat.beat(
+                NatsBus(provisioned), "projector", "proj-1", dict, stop, 30, None, m.clock
+            )
         )
         await history_until(store, "proj-1", lambda t: t == ["ServiceUp"])
         stop.set()
         await beating
         history = await history_until(store, "proj-1", lambda t: t == ["ServiceUp", "ServiceDown"])
         assert "stopping" in history.events[-1].envelope.data.reason  # type: ignore[attr-defined]
+        assert m.monitor.sweeps == 0  # no time passed: the sweeper had nothing to do with it
     await store.close()
 
 
@@ -141,35 +116,35 @@ async def test_bad_heartbeats_are_counted_and_good_ones_still_work(provisioned: 
         json.dumps({"service": "worker", "instance": "w-1", "details": "x"}).encode(),
         json.dumps({"service": ["worker"], "instance": "w-1"}).encode(),
     ]
-    async with running(provisioned, store, FAST) as monitor:
+    async with running(provisioned, store) as m:
         for data in bad:
             await provisioned.publish(HEALTH_SUBJECT, data)
         await provisioned.flush()
-        await until(lambda: monitor.stats["health_malformed"] == len(bad), "all were counted")
-        assert "w-1" not in monitor.snapshot() and "w.1" not in monitor.snapshot()
+        await until(lambda: m.stats["health_malformed"] == len(bad), "all were counted")
+        assert "w-1" not in m.monitor.snapshot() and "w.1" not in m.monitor.snapshot()
         await provisioned.publish(HEALTH_SUBJECT, health_message("worker", "w-1", 0.0, {}))
         await history_until(store, "w-1", lambda t: t == ["ServiceUp"])
-        assert monitor.stats["malformed"] == len(bad) and monitor.stats["errors"] == 0
+        assert m.stats["malformed"] == len(bad) and m.stats["errors"] == 0
     await store.close()
 
 
 async def test_a_restart_keeps_services_up_for_a_full_grace_period(provisioned: NATS) -> None:
+    clock = FakeClock()
     store = JetStreamEventStore(provisioned)
-    async with running(provisioned, store, FAST):
-        async with pulse(provisioned, "worker", "w-1"):
-            await history_until(store, "w-1", lambda t: t == ["ServiceUp"])
-        stopped = time.monotonic()
-    # The outage under test: the monitor is down for longer than the timeout.
-    await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - stopped)))
+    async with running(provisioned, store, clock) as first:
+        await beat(provisioned, first, "worker", "w-1")
+        await history_until(store, "w-1", lambda t: t == ["ServiceUp"])
+    await clock.advance(600)  # the monitor is down for longer than the timeout
     fresh = JetStreamEventStore(provisioned)
     restarted_at = datetime.now(UTC)
-    async with running(provisioned, fresh, FAST) as second:
-        assert second.snapshot()["w-1"]["status"] == "up"  # known from the log
-        await until(lambda: second.sweeps >= 3, "a few sweeps ran")
+    async with running(provisioned, fresh, clock) as second:
+        assert second.monitor.snapshot()["w-1"]["status"] == "up"  # known from the log
+        await second.sweep_for(90)
         assert types(await fresh.load("service", "w-1")) == ["ServiceUp"]  # not down at once
+        await second.sweep()
         history = await history_until(fresh, "w-1", lambda t: t == ["ServiceUp", "ServiceDown"])
-        assert history.events[-1].envelope.occurred_at - restarted_at >= TIMEOUT
+        assert history.events[-1].envelope.occurred_at >= restarted_at
         # The monitor watches itself too (its own heartbeat, same instance as before).
-        assert second.snapshot()["monitor-test"]["status"] == "up"
+        assert second.monitor.snapshot()["monitor-test"]["status"] == "up"
     await fresh.close()
     await store.close()

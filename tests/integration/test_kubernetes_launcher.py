@@ -4,28 +4,27 @@ Job deleted (with its pods) when the task is cancelled."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import sys
-import threading
 from collections.abc import AsyncIterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from nats.aio.client import Client as NATS
 
 from adapters.kubernetes import KubernetesError, create_job
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
+from adapters.nats.streams import TASKS_CONSUMER, TASKS_STREAM
 from services.executor import CommandExecutor
 from services.tasks.kubernetes import KubernetesLauncher
 from services.tasks.service import TaskService
-from tests.fakes.k8s_api import FakeKubernetes, _handler_for, status_error
+from tests.fakes.k8s_api import FakeKubernetes
 from tests.integration.test_tasks import types, wait_task
 
 IMAGE = "baker-street/task-runner:latest"
@@ -34,56 +33,8 @@ POD_NATS_URL = "nats://nats.baker-street:4222"
 FORBIDDEN = 'jobs.batch is forbidden: User "system:serviceaccount:baker:brain" cannot create'
 
 
-class FakeKubernetesWithDelete(FakeKubernetes):
-    """The fake API plus `DELETE /apis/batch/v1/namespaces/{ns}/jobs/{name}`: it removes the
-    Job and records (namespace, name, propagationPolicy); 404 for a Job it does not hold."""
-
-    def __init__(self, token: str | None = "test-token") -> None:
-        super().__init__(token)
-        self.deleted: list[tuple[str, str, str | None]] = []
-
-    def delete(self, path: str, auth: str | None) -> tuple[int, Any]:
-        url = urlsplit(path)
-        parts = url.path.strip("/").split("/")
-        if len(parts) != 7 or parts[:4] != ["apis", "batch", "v1", "namespaces"]:
-            return 404, status_error(404, "NotFound", f"the server could not find {path}")
-        if self.token is not None and auth != f"Bearer {self.token}":
-            return 401, status_error(401, "Unauthorized", "Unauthorized")
-        namespace, name = parts[4], parts[6]
-        policy = parse_qs(url.query).get("propagationPolicy", [None])[0]
-        with self._lock:
-            if self._refusal is not None:
-                return self._refusal
-            held = [
-                j
-                for j in self.jobs
-                if (j.namespace, j.body["metadata"]["name"]) == (namespace, name)
-            ]
-            if not held:
-                return 404, status_error(404, "NotFound", f'jobs.batch "{name}" not found')
-            self.jobs.remove(held[0])
-            self.deleted.append((namespace, name, policy))
-        return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success"}
-
-    def __enter__(self) -> FakeKubernetesWithDelete:
-        api = self
-
-        class Handler(_handler_for(self)):  # type: ignore[misc]
-            def do_DELETE(self) -> None:  # noqa: N802 - the http.server hook's name
-                self._send(*api.delete(self.path, self.headers.get("authorization")))
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        return self
-
-
 class Setup:
-    def __init__(
-        self, api: FakeKubernetesWithDelete, service: TaskService, store: JetStreamEventStore
-    ):
+    def __init__(self, api: FakeKubernetes, service: TaskService, store: JetStreamEventStore):
         self.api, self.service, self.store = api, service, store
 
 
@@ -95,17 +46,21 @@ async def k8s(
     store = JetStreamEventStore(provisioned)
     conn = await connect(NatsSettings(url=nats_server.url, name="test-k8s-launcher"))
     stop = asyncio.Event()
-    with FakeKubernetesWithDelete(token="t0k") as api:
+    with FakeKubernetes(token="t0k") as api:
         launcher = KubernetesLauncher(
-            conn,
+            NatsBus(conn),
             api_url=options.get("api_url", api.url),
             token=options.get("token", "t0k"),
             namespace=NAMESPACE,
             image=IMAGE,
             nats_url=options.get("nats_url", POD_NATS_URL),
         )
-        executor = CommandExecutor(store)
-        service = TaskService(provisioned, executor, launch_timeout=15.0, check_every=0.1)
+        service = TaskService(
+            NatsBus(provisioned),
+            CommandExecutor(store),
+            JetStreamDeliveries(provisioned, TASKS_STREAM, TASKS_CONSUMER),
+            launch_timeout=15.0,
+        )
         runs = [asyncio.create_task(launcher.run(stop)), asyncio.create_task(service.run(stop))]
         await asyncio.wait_for(launcher.ready.wait(), 5)
         try:

@@ -19,6 +19,7 @@ from domain.commands import DispatchJob
 from domain.specs import parse_job_spec
 from services.executor import CommandExecutor
 from services.projector import Projector, ProjectorSettings
+from tests.polling import until
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 Batch = list[StoredEvent | BadEvent]
@@ -41,12 +42,12 @@ async def delivered(nc: NATS, seq: int, timeout: float = 10.0) -> None:
     """Wait until the reader's consumer has been handed stream sequence `seq` (the batch is
     then open on the reader's side)."""
     jsm = nc.jsm()
-    async with asyncio.timeout(timeout):
-        while True:
-            infos = await jsm.consumers_info(EVENTS_STREAM)
-            if any(i.delivered and (i.delivered.stream_seq or 0) >= seq for i in infos):
-                return
-            await asyncio.sleep(0.01)  # polling the server's consumer state
+
+    async def handed_out() -> bool:
+        infos = await jsm.consumers_info(EVENTS_STREAM)
+        return any(i.delivered and (i.delivered.stream_seq or 0) >= seq for i in infos)
+
+    await until(handed_out, f"stream sequence {seq} delivered", timeout=timeout)
 
 
 async def test_a_batch_stays_open_for_max_wait_and_closes_when_full(

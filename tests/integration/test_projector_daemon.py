@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from services.executor import CommandExecutor
 from services.projector import Projector
 from services.rebuild import rebuild, verify
 from tests.e2e.procs import BakerProcess
+from tests.polling import until_sync
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
@@ -66,13 +66,6 @@ def checkpoint(db_path: Path) -> int:
     return int(rows[0] or 0)
 
 
-def wait(predicate, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)  # polling the database the other process writes
-
-
 def env_for(server: NatsServerProcess, db: Path) -> dict[str, str]:
     return {"BAKER_NATS_URL": server.url, "BAKER_DB": str(db), "BAKER_LOG_LEVEL": "WARNING"}
 
@@ -83,11 +76,11 @@ async def test_a_killed_projector_resumes_exactly_and_verify_passes(
     db = tmp_path / "readmodel.db"
     head = await run_jobs(store, "job-k", 1500)
     first = BakerProcess("projector", env=env_for(nats_server, db))
-    wait(lambda: checkpoint(db) > 0)
+    until_sync(lambda: checkpoint(db) > 0, "the projector process applied events", timeout=60)
     first.stop(signal.SIGKILL)  # mid-stream, no chance to finish anything
     assert checkpoint(db) < head
     second = BakerProcess("projector", env=env_for(nats_server, db))
-    wait(lambda: checkpoint(db) == head)
+    until_sync(lambda: checkpoint(db) == head, "the projector caught up", timeout=60)
     assert second.stop(signal.SIGTERM) == 0
     check = BakerProcess("verify", env=env_for(nats_server, db))
     check.wait_for("read model matches the event log")

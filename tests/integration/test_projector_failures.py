@@ -38,6 +38,7 @@ from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT
 from services.projector import Projector, ProjectorFailed, ProjectorSettings, ReadModelAhead
 from tests.e2e.procs import BakerProcess
+from tests.polling import until
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
@@ -209,10 +210,11 @@ async def test_a_database_error_ends_run_and_baker_projector_exits_1(
     with pytest.raises(sqlite3.OperationalError, match="no such table: job_events"):
         await asyncio.wait_for(projector.run(asyncio.Event()), 30)
     # Our own connection's messages may come after a flush's PONG: wait for the last beat.
-    deadline = asyncio.get_running_loop().time() + 10
-    while [b["status"] for b in beats if b["instance"] == projector.instance][-1:] != ["stopping"]:
-        assert asyncio.get_running_loop().time() < deadline, "no stopping heartbeat"
-        await asyncio.sleep(0.01)  # polling the beats received
+    mine = projector.instance
+    await until(
+        lambda: [b["status"] for b in beats if b["instance"] == mine][-1:] == ["stopping"],
+        "the projector's stopping heartbeat",
+    )
     await store.close()
     # A database that refuses writes once the projector runs: exit 1, saying why.
     async with connected(db) as live:

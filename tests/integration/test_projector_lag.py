@@ -18,6 +18,7 @@ from services.bootstrap.parts import build_projector
 from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT
 from services.projector import Projector, ProjectorSettings
+from tests.polling import until
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
@@ -58,10 +59,7 @@ async def test_the_heartbeat_reports_the_backlog_then_zero(
     stop.set()
     await task
     # Our own connection's messages may come after a flush's PONG: wait for the last beat.
-    deadline = asyncio.get_running_loop().time() + 10
-    while not beats or beats[-1]["status"] != "stopping":
-        assert asyncio.get_running_loop().time() < deadline, beats[-1:]
-        await asyncio.sleep(0.01)  # polling the beats received
+    await until(lambda: beats and beats[-1]["status"] == "stopping", "the stopping beat")
     await sub.unsubscribe()
 
     start, done = beats[0]["details"], next(b for b in beats if b["details"]["applied"] == head)

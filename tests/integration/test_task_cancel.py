@@ -21,7 +21,8 @@ from adapters.nats.server import NatsServerProcess
 from services.heartbeat import HEALTH_SUBJECT
 from services.tasks.launcher import _descendants
 from tests.e2e.procs import BakerProcess
-from tests.integration.test_tasks import eventually, gone, types, wait_task
+from tests.integration.test_tasks import gone, types, wait_task
+from tests.polling import until
 
 
 @dataclass
@@ -77,7 +78,7 @@ async def test_cancelling_a_running_task_kills_its_runner_and_records_it(
     procs: Procs, store: JetStreamEventStore
 ) -> None:
     async with httpx.AsyncClient(base_url=procs.url, timeout=10) as c:
-        await eventually(lambda: active(c), what="the Brain to be active")
+        await until(lambda: active(c), "the Brain to be active")
         launched = await c.post(
             "/api/tasks", json={"goal": "sleep 30", "mode": "script", "timeoutSeconds": 60}
         )
@@ -85,7 +86,7 @@ async def test_cancelling_a_running_task_kills_its_runner_and_records_it(
         task_id = launched.json()["id"]
         history = await wait_task(store, task_id, {"running"})
         runner = int(history.events[1].envelope.data.runner_id.rsplit("-", 1)[1])
-        children = await eventually(lambda: _descendants(runner), what="the runner's `sleep`")
+        children = await until(lambda: _descendants(runner), "the runner's `sleep`")
         assert not gone(runner)
 
         answer = await c.post(f"/api/tasks/{task_id}/cancel", json={"reason": "operator: stop"})
@@ -94,7 +95,7 @@ async def test_cancelling_a_running_task_kills_its_runner_and_records_it(
         assert (doc["id"], doc["status"]) == (task_id, "cancelled")
         assert doc["runner"]["stopped"] is True and doc["runner"]["launcher"] == "local"
         # The launcher in the other process killed the runner and everything it started.
-        await eventually(lambda: gone(runner) and all(gone(p) for p in children), timeout=10)
+        await until(lambda: gone(runner) and all(gone(p) for p in children), "the tree gone")
         history = await store.load("task", task_id)
         assert types(history) == ["TaskLaunched", "TaskStarted", "TaskCancelled"]
         assert history.events[-1].envelope.data.reason == "operator: stop"
@@ -106,7 +107,7 @@ async def test_cancelling_a_running_task_kills_its_runner_and_records_it(
             row = (await c.get(f"/api/tasks/{task_id}")).json()
             return row.get("status") == "cancelled" and row.get("error") == "operator: stop"
 
-        await eventually(folded, what="the read model to show it cancelled")
+        await until(folded, "the read model to show it cancelled")
         missing = await c.post("/api/tasks/task-0000000000000000/cancel")
         assert missing.status_code == 404 and "no task" in missing.json()["error"]
 
@@ -115,7 +116,7 @@ async def test_cancelling_a_finished_task_is_refused_and_audited(
     procs: Procs, store: JetStreamEventStore
 ) -> None:
     async with httpx.AsyncClient(base_url=procs.url, timeout=10) as c:
-        await eventually(lambda: active(c), what="the Brain to be active")
+        await until(lambda: active(c), "the Brain to be active")
         launched = await c.post("/api/tasks", json={"goal": "echo done", "mode": "script"})
         assert launched.status_code == 202, launched.text
         task_id = launched.json()["id"]
@@ -140,13 +141,13 @@ async def test_baker_launcher_sends_health_heartbeats(
     sub = await provisioned.subscribe(HEALTH_SUBJECT, cb=on_beat)
     launcher, instance = start_launcher(nats_server)
     try:
-        await eventually(lambda: len(beats) >= 2, what="two heartbeats of baker launcher")
+        await until(lambda: len(beats) >= 2, "two heartbeats of baker launcher")
         first = beats[0]
         assert set(first) >= {"service", "instance", "status", "version", "uptime", "timestamp"}
         assert (first["instance"], first["status"]) == (instance, "up")
         assert first["details"]["launcher"] == "local" and first["details"]["launched"] == 0
         assert launcher.stop(signal.SIGTERM) == 0
-        await eventually(lambda: beats[-1]["status"] == "stopping", what="a last heartbeat")
+        await until(lambda: beats[-1]["status"] == "stopping", "a last heartbeat")
     finally:
         if launcher.proc.poll() is None:
             launcher.stop(signal.SIGKILL)

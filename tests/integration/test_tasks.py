@@ -1,5 +1,9 @@
 """Task pods end to end: a real nats-server, the JetStream event store, `TaskService` and
-`LocalLauncher` in this process, and the runner as a real subprocess."""
+`LocalLauncher` in this process, and the runner as a real subprocess.
+
+The service and the launcher share a fake clock: a deadline passes when a test moves the clock
+(`Harness.past`), never by waiting. Runners are real processes on real time; the deadline
+logic alone is unit-tested in `tests/unit/test_task_deadlines.py`."""
 
 from __future__ import annotations
 
@@ -12,8 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,9 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import History
+from adapters.nats.bus import NatsBus
 from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import TASKS_CONSUMER, TASKS_STREAM
@@ -32,6 +37,8 @@ from services.tasks import service as service_module
 from services.tasks.launcher import LocalLauncher, LocalSettings, _descendants
 from services.tasks.service import TaskService
 from tests.fakes.anthropic_server import FakeAnthropic, text_message, tool_use
+from tests.fakes.clock import FakeClock
+from tests.polling import until
 
 SCRIPT = {"mode": "script", "timeoutSeconds": 60}
 DUMP = (
@@ -52,15 +59,37 @@ class Harness:
     store: JetStreamEventStore
     workdir: Path
     dumps: Path  # world-writable: runners (possibly `nobody`) write what they saw here
+    clock: FakeClock = field(default_factory=FakeClock)
     running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = field(default_factory=list)
     conns: list[NATS] = field(default_factory=list)
 
-    def service(self, **options: Any) -> TaskService:
+    def service(self, store: JetStreamEventStore | None = None, **options: Any) -> TaskService:
         return TaskService(
-            self.nc,
-            CommandExecutor(self.store),
-            **{"launch_timeout": 2.0, "check_every": 0.1, **options},
-        )
+            NatsBus(self.nc), CommandExecutor(store or self.store),
+            JetStreamDeliveries(self.nc, TASKS_STREAM, TASKS_CONSUMER), clock=self.clock,
+            **{"launch_timeout": 2.0, "check_every": 1.0, **options},
+        )  # fmt: skip
+
+    async def meanwhile(self, work: Awaitable[Any]) -> Any:
+        """Await `work` while moving the clock on 0.1 s at a time (it waits on the clock)."""
+        task = asyncio.ensure_future(work)
+
+        async def done() -> bool:
+            if not task.done():
+                await self.clock.advance(0.1)
+            return task.done()
+
+        await until(done, "the work waiting on the clock")
+        return task.result()
+
+    async def past(self, service: TaskService, seconds: int) -> None:
+        """Move the clock `seconds` on, one watchdog round (1 s) at a time, each round done."""
+        for _ in range(seconds):
+            await self._round(service, service.stats.checks + 1)
+
+    async def _round(self, service: TaskService, number: int) -> None:
+        await self.clock.advance(1.0)
+        await until(lambda: service.stats.checks >= number, f"deadline round {number}")
 
     def start(self, run: Callable[[asyncio.Event], Any]) -> asyncio.Event:
         stop = asyncio.Event()
@@ -73,11 +102,12 @@ class Harness:
         runner_cmd = settings.pop("runner_cmd", None)
         base: dict[str, Any] = {"allowed_commands": "echo,sleep", "grace": 0.5}
         launcher = LocalLauncher(
-            conn,
+            NatsBus(conn),
             nats_url=self.server.url,
             runner_cmd=runner_cmd,
             workdir=self.workdir,
             settings=LocalSettings(**{**base, **settings}),
+            clock=self.clock,
         )
         self.start(launcher.run)
         await asyncio.wait_for(launcher.ready.wait(), 5)
@@ -102,32 +132,18 @@ async def h(nats_server: NatsServerProcess, provisioned: NATS) -> AsyncIterator[
         shutil.rmtree(base, ignore_errors=True)
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
-    """Poll `check` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {what}")
-        await asyncio.sleep(0.02)  # polling a condition, not standing in for one
-
-
 async def wait_task(
-    store: JetStreamEventStore, task_id: str, until: set[str], timeout: float = 20.0
+    store: JetStreamEventStore, task_id: str, until_: set[str], timeout: float = 20.0
 ) -> History:
     async def reached() -> History | None:
         history = await store.load("task", task_id)
-        return history if history.state.status in until else None
+        return history if history.state.status in until_ else None
 
     try:
-        result: History = await eventually(reached, timeout)
+        result: History = await until(reached, f"{task_id} in {until_}", timeout=timeout)
     except AssertionError:
         history = await store.load("task", task_id)
-        raise AssertionError(f"{task_id} never reached {until}: {types(history)}") from None
+        raise AssertionError(f"{task_id} never reached {until_}: {types(history)}") from None
     return result
 
 
@@ -158,7 +174,7 @@ async def test_a_script_task_runs_to_completion(h: Harness) -> None:
     assert started.runner_id
     assert completed.result["stdout"] == "hello-task\n" and completed.result["exitCode"] == 0
     assert history.events[0].envelope.trace_id  # the launch span's trace
-    await eventually(lambda: not launcher.processes and not any(h.workdir.iterdir()))
+    await until(lambda: not launcher.processes and not any(h.workdir.iterdir()), "cleaned up")
     assert service.stats.processed == 2 and service.stats.malformed == 0
     assert service.stats.watching == 0
 
@@ -169,24 +185,27 @@ async def test_a_task_past_its_deadline_times_out_and_its_processes_are_gone(
     launcher = await h.launcher()
     service = h.service()
     h.start(service.run)
-    status, body = await service.launch({"goal": "sleep 30", "mode": "script", "timeoutSeconds": 3})
+    status, body = await service.launch(
+        {"goal": "sleep 30", "mode": "script", "timeoutSeconds": 60}
+    )
     assert status == 202
     task_id = body["id"]
-    seen: set[int] = set()
-
-    async def timed_out() -> bool:
-        seen.update(task_processes(task_id))  # the runner and, once started, its `sleep`
-        return (await h.store.load("task", task_id)).state.status == "timed_out"
-
-    await eventually(timed_out, timeout=15, what="timed_out")
-    history = await h.store.load("task", task_id)
+    await wait_task(h.store, task_id, {"running"})
+    runner = launcher.processes[task_id].pid
+    await until(lambda: _descendants(runner), "the runner's `sleep`")
+    seen = set(task_processes(task_id))  # the runner and its `sleep`
+    await h.past(service, 59)
+    assert (await h.store.load("task", task_id)).state.status == "running"
+    assert all(not gone(pid) for pid in seen)  # nothing is stopped before the deadline
+    await h.past(service, 1)
+    history = await wait_task(h.store, task_id, {"timed_out"})
     assert types(history)[0] == "TaskLaunched" and types(history)[-1] == "TaskTimedOut"
-    assert history.events[-1].envelope.data.timeout_seconds == 3
-    assert seen  # the runner was seen running
-    await eventually(lambda: not task_processes(task_id), timeout=10, what="processes gone")
+    assert history.events[-1].envelope.data.timeout_seconds == 60
+    await h.clock.advance(0.5)  # the launcher's grace: then it kills the whole tree
+    await until(lambda: not task_processes(task_id), "processes gone")
     # A process that is exiting no longer shows its environment but is not gone yet either.
-    await eventually(lambda: all(gone(pid) for pid in seen), timeout=10, what="every pid gone")
-    await eventually(lambda: task_id not in launcher.processes)
+    await until(lambda: all(gone(pid) for pid in seen), "every pid gone")
+    await until(lambda: task_id not in launcher.processes, "the launcher forgot it")
 
 
 def task_processes(task_id: str) -> list[int]:
@@ -210,22 +229,25 @@ async def test_a_runner_stopped_with_sigterm_reports_it_and_kills_its_command(
     _, body = await service.launch({"goal": "sleep 30", **SCRIPT})
     runner = launcher.processes[body["id"]].pid
     await wait_task(h.store, body["id"], {"running"})
-    sleeper = (await eventually(lambda: _descendants(runner), what="the sleep child"))[-1]
+    sleeper = (await until(lambda: _descendants(runner), "the sleep child"))[-1]
     os.kill(runner, signal.SIGTERM)
     history = await wait_task(h.store, body["id"], {"failed"})
     assert "terminated (SIGTERM)" in history.events[-1].envelope.data.error
-    await eventually(lambda: gone(runner) and gone(sleeper), timeout=10)
+    await until(lambda: gone(runner) and gone(sleeper), "the runner and its child gone")
 
 
 async def test_a_runner_that_ignores_its_deadline_is_killed(h: Harness) -> None:
     launcher = await h.launcher(runner_cmd=["sleep", "30"])  # never speaks, never ends
     service = h.service()
     h.start(service.run)
-    _, body = await service.launch({"goal": "anything", "mode": "script", "timeoutSeconds": 1})
+    _, body = await service.launch({"goal": "anything", "mode": "script", "timeoutSeconds": 5})
     pid = launcher.processes[body["id"]].pid
-    history = await wait_task(h.store, body["id"], {"timed_out"}, timeout=10)
+    await h.past(service, 5)
+    history = await wait_task(h.store, body["id"], {"timed_out"})
     assert types(history) == ["TaskLaunched", "TaskTimedOut"]
-    await eventually(lambda: gone(pid) and not launcher.processes, timeout=10)
+    assert not gone(pid)  # the grace is not over
+    await h.clock.advance(0.5)
+    await until(lambda: gone(pid) and not launcher.processes, "the runner killed")
     assert service.stats.timed_out == 1
 
 
@@ -242,10 +264,11 @@ async def test_a_runner_that_vanishes_silently_times_out_and_ran_sandboxed(
     h.start(service.run)
     _, script = await service.launch({"goal": "echo hi", "mode": "script", "timeoutSeconds": 1})
     _, agent = await service.launch({"goal": "say hi", "mode": "agent", "timeoutSeconds": 1})
+    await until(lambda: not launcher.processes, "both runners ended")
+    await h.past(service, 1)
     for task in (script, agent):
-        history = await wait_task(h.store, task["id"], {"timed_out"}, timeout=10)
+        history = await wait_task(h.store, task["id"], {"timed_out"})
         assert types(history) == ["TaskLaunched", "TaskTimedOut"]
-    await eventually(lambda: not launcher.processes)
     seen = {tid: json.loads((dumps / tid).read_text()) for tid in (script["id"], agent["id"])}
     env = seen[script["id"]]["env"]
     assert {"PATH", "NATS_URL", "TASK_ID"} <= set(env)
@@ -273,7 +296,7 @@ async def test_a_root_launcher_runs_its_runner_as_nobody_by_default(h: Harness) 
     service = h.service()
     h.start(service.run)
     _, body = await service.launch({"goal": "echo hi", "mode": "script", "timeoutSeconds": 2})
-    await eventually((h.dumps / body["id"]).exists, what="the runner's report")
+    await until((h.dumps / body["id"]).exists, "the runner's report")
     seen = json.loads((h.dumps / body["id"]).read_text())
     assert (seen["uid"], seen["euid"], seen["gid"]) == (nobody.pw_uid,) * 2 + (nobody.pw_gid,)
     assert seen["groups"] == [] and int(seen["caps"], 16) == 0  # no root group, no capability
@@ -303,7 +326,7 @@ async def test_the_runner_can_run_as_another_unprivileged_user(h: Harness) -> No
     service = h.service()
     h.start(service.run)
     _, body = await service.launch({"goal": "echo hi", "mode": "script", "timeoutSeconds": 1})
-    await eventually(lambda: not launcher.processes)
+    await until(lambda: not launcher.processes, "the runner ended")
     assert json.loads((h.dumps / body["id"]).read_text())["uid"] == 12345
 
 
@@ -348,7 +371,8 @@ def _has(binary: str) -> bool:
 async def test_no_launcher_or_a_refusal_fails_the_task_with_503(h: Harness) -> None:
     service = h.service()
     h.start(service.run)
-    status, body = await service.launch({"goal": "echo x", **SCRIPT})
+    # It retries "no responders" for a second on its clock (a launcher may be starting).
+    status, body = await h.meanwhile(service.launch({"goal": "echo x", **SCRIPT}))
     assert status == 503 and "no task launcher" in body["error"]
     history = await wait_task(h.store, body["id"], {"failed"})
     assert types(history) == ["TaskLaunched", "TaskFailed"]
@@ -397,7 +421,7 @@ async def test_malformed_and_unknown_messages_are_terminated_and_counted(
         await js.publish(subject, data)
     _, body = await service.launch({"goal": "echo still-flowing", **SCRIPT})
     await wait_task(h.store, body["id"], {"completed"})  # not blocked by the bad ones
-    await eventually(lambda: service.stats.malformed == 4 and service.stats.unknown == 1)
+    await until(lambda: service.stats.malformed == 4 and service.stats.unknown == 1, "counted")
     info = await h.nc.jsm().consumer_info(TASKS_STREAM, TASKS_CONSUMER)
     assert info.num_ack_pending == 0 and info.num_pending == 0
     assert not (await h.store.load("task", "task-x")).exists
@@ -412,13 +436,16 @@ async def test_a_restarted_service_restores_and_times_out_an_unfinished_task(
     first_task = h.running[-1][1]
     _, body = await first.launch({"goal": "echo x", "mode": "script", "timeoutSeconds": 4})
     stop_first.set()
-    await eventually(first_task.done)
+    await until(first_task.done, "the first service stopped")
     assert (await h.store.load("task", body["id"])).state.status == "launched"
 
-    second = TaskService(h.nc, CommandExecutor(JetStreamEventStore(h.nc)), check_every=0.1)
+    second = h.service(store=JetStreamEventStore(h.nc))
     h.start(second.run)
-    await eventually(lambda: second.stats.watching == 1 or second.stats.timed_out == 1)
-    history = await wait_task(h.store, body["id"], {"timed_out"}, timeout=10)
+    await until(lambda: second.stats.watching == 1, "the unfinished task restored")
+    await h.past(second, 3)
+    assert (await h.store.load("task", body["id"])).state.status == "launched"
+    await h.past(second, 1)  # its recorded deadline
+    history = await wait_task(h.store, body["id"], {"timed_out"})
     assert types(history) == ["TaskLaunched", "TaskTimedOut"]
     assert second.stats.timed_out == 1 and first.stats.timed_out == 0
 

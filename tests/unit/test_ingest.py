@@ -19,7 +19,7 @@ from domain.specs import parse_job_spec
 from services.brain.ingest import Ingest
 from services.brain.leadership import Fenced
 from services.executor import CommandExecutor, Outcome
-from tests.fakes.clock import ManualClock, settle
+from tests.fakes.clock import FakeClock, settle
 from tests.fakes.jobqueue import FakeDelivery, FakeJobQueue
 from tests.polling import until
 
@@ -29,7 +29,7 @@ SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo x"}})
 @dataclass
 class Rig:
     queue: FakeJobQueue
-    clock: ManualClock
+    clock: FakeClock
     store: InMemoryEventStore
     executor: Any  # a CommandExecutor, or a test's stand-in for one
     ingest: Ingest
@@ -56,7 +56,7 @@ class Rig:
 
 
 def make_rig(executor: Any = None) -> Rig:
-    clock = ManualClock()
+    clock = FakeClock()
     queue = FakeJobQueue(clock=clock)
     store = InMemoryEventStore()
     executor = executor or CommandExecutor(store)
@@ -194,8 +194,8 @@ async def test_a_store_outage_is_waited_out_in_place_keeping_the_order() -> None
     assert await rig.types("job-1") == ["JobDispatched", "JobReceived"]  # not the result
     assert rig.ingest.stats.store_waits == 1
     for _ in range(3):  # still down: back-off of 1, 2, 4 s on the clock, in-progress acks
-        await until(lambda: rig.clock.sleepers > 0)
-        await rig.clock.advance(rig.clock.next_wake() - rig.clock.now())  # type: ignore[operator]
+        await until(lambda: rig.clock.waiting > 0)
+        await rig.clock.advance(rig.clock.next_deadline() - rig.clock.now())  # type: ignore[operator]
     assert outage.refused == 4 and rig.ingest.stats.store_waits == 4
     assert rig.queue.ingest.counts() == (0, 2)  # held, never redelivered meanwhile
     outage.down = False
@@ -218,9 +218,9 @@ async def test_an_outage_longer_than_the_store_wait_hands_the_message_back() -> 
     [delivery] = await rig.queue.ingest.fetch(1, wait=0)
     handling = asyncio.create_task(rig.ingest.handle(delivery))
     while not handling.done():  # 60 s of store wait, on the clock
-        await until(lambda: rig.clock.sleepers > 0 or handling.done())
+        await until(lambda: rig.clock.waiting > 0 or handling.done())
         if not handling.done():
-            await rig.clock.advance(rig.clock.next_wake() - rig.clock.now())  # type: ignore[operator]
+            await rig.clock.advance(rig.clock.next_deadline() - rig.clock.now())  # type: ignore[operator]
     await handling
     assert rig.clock.now() - 1000.0 >= 60.0
     assert rig.ingest.stats.processed == 0

@@ -11,7 +11,7 @@ from services.brain.advisories import MaxDeliveries
 from services.brain.dispatcher import Dispatcher
 from services.brain.leadership import Fenced
 from services.executor import CommandExecutor
-from tests.fakes.clock import ManualClock
+from tests.fakes.clock import FakeClock
 from tests.fakes.jobqueue import FakeJobQueue
 from tests.polling import until
 
@@ -29,7 +29,7 @@ async def given_up(queue: FakeJobQueue, executor: CommandExecutor) -> str:
 
 
 async def test_a_given_up_job_is_failed_once_and_its_message_removed() -> None:
-    clock = ManualClock()
+    clock = FakeClock()
     queue = FakeJobQueue(clock=clock, max_deliver=2)
     executor = CommandExecutor(InMemoryEventStore())
     job_id = await given_up(queue, executor)
@@ -49,7 +49,7 @@ async def test_a_given_up_job_is_failed_once_and_its_message_removed() -> None:
 
 
 async def test_the_ingest_backlog_goes_first() -> None:
-    clock = ManualClock()
+    clock = FakeClock()
     queue = FakeJobQueue(clock=clock, max_deliver=1)
     executor = CommandExecutor(InMemoryEventStore())
     job_id = await given_up(queue, executor)
@@ -57,7 +57,7 @@ async def test_the_ingest_backlog_goes_first() -> None:
     advisories = MaxDeliveries(executor, queue.advisories(), clock=clock)
     stop = asyncio.Event()
     task = asyncio.create_task(advisories.run(stop))
-    await until(lambda: clock.sleepers > 0)
+    await until(lambda: clock.waiting > 0)
     await clock.advance(1.0)
     assert advisories.recorded == 0  # waiting for the ingest
     queue.jobs.messages.pop(max(queue.jobs.messages))  # ingested
@@ -73,7 +73,7 @@ async def test_a_fenced_brain_hands_the_advisory_back() -> None:
         def check(self, aggregate: str) -> int | None:
             raise Fenced("the leader is brain-b")
 
-    queue = FakeJobQueue(clock=ManualClock(), max_deliver=1)
+    queue = FakeJobQueue(clock=FakeClock(), max_deliver=1)
     store = InMemoryEventStore()
     await given_up(queue, CommandExecutor(store))
     advisories = MaxDeliveries(CommandExecutor(store, fence=NotLeading()), queue.advisories())

@@ -16,9 +16,11 @@ from domain.wire import DispatchMessage
 from services.brain.leadership import Fenced
 from services.brain.watchdog import Watchdog
 from services.executor import CommandExecutor
-from tests.fakes.clock import ManualClock, settle
+from services.heartbeat import HEALTH_SUBJECT
+from services.topic import BusTopic
+from tests.fakes.bus import FakeBus
+from tests.fakes.clock import FakeClock, settle
 from tests.fakes.jobqueue import FakeJobQueue
-from tests.fakes.topic import FakeTopic
 from tests.polling import until
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
@@ -41,11 +43,11 @@ async def running_job(executor: CommandExecutor, watchdog: Watchdog, job_id: str
     watchdog.observe(job_id, outcome.state)
 
 
-def rig() -> tuple[Watchdog, CommandExecutor, FakeJobQueue, ManualClock, FakeTopic]:
-    clock = ManualClock()
+def rig() -> tuple[Watchdog, CommandExecutor, FakeJobQueue, FakeClock, BusTopic]:
+    clock = FakeClock()
     queue = FakeJobQueue(clock=clock)
     executor = CommandExecutor(InMemoryEventStore())
-    health = FakeTopic()  # the health subject: workers' heartbeats name their jobs
+    health = BusTopic(FakeBus(), HEALTH_SUBJECT)  # workers' heartbeats name their jobs
     watchdog = Watchdog(
         executor, queue, health, stuck_after=120.0, undeliverable_after=60.0, check_every=5.0,
         clock=clock,
@@ -179,10 +181,11 @@ async def test_a_fenced_brain_leaves_stuck_jobs_to_the_leader() -> None:
 
 async def test_the_run_loop_checks_every_check_every_seconds_until_stopped() -> None:
     watchdog, executor, _, clock, health = rig()
+    bus = health.bus
     await running_job(executor, watchdog, "job-r")
     stop = asyncio.Event()
     task = asyncio.create_task(watchdog.run(stop))
-    await until(lambda: health.handlers)  # subscribed, seeded, sleeping
+    await until(lambda: bus.subscribed(HEALTH_SUBJECT))  # subscribed, seeded, sleeping
     for _ in range(24):  # 120 s in checks of 5 s: not yet stuck
         await clock.advance(5.0)
     assert await status(executor, "job-r") == ("running", None)
@@ -190,4 +193,4 @@ async def test_the_run_loop_checks_every_check_every_seconds_until_stopped() -> 
     await until(lambda: watchdog.failed == 1)
     stop.set()
     await asyncio.wait_for(task, 10)
-    assert health.handlers == []  # unsubscribed
+    assert bus.subscribed(HEALTH_SUBJECT) == 0  # unsubscribed

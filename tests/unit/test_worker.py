@@ -16,7 +16,7 @@ from adapters.executors.base import Execution
 from domain.wire import DispatchMessage, decode_result, decode_status
 from services.worker.executors import ExecutorSettings
 from services.worker.worker import Worker, WorkerSettings
-from tests.fakes.clock import ManualClock, settle
+from tests.fakes.clock import FakeClock, settle
 from tests.fakes.jobqueue import FakeJobQueue
 from tests.polling import until
 
@@ -56,7 +56,7 @@ class Runner:
 @dataclass
 class Rig:
     queue: FakeJobQueue
-    clock: ManualClock
+    clock: FakeClock
     runner: Runner
     worker: Worker
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -99,7 +99,7 @@ def done(job_id: str) -> list[tuple[str, str]]:
 
 @pytest.fixture
 async def rig() -> AsyncIterator[Rig]:
-    clock = ManualClock()
+    clock = FakeClock()
     queue = FakeJobQueue(clock=clock, ack_wait=ACK_WAIT, max_deliver=3)
     runner = Runner()
     settings = WorkerSettings(
@@ -241,7 +241,7 @@ async def test_shutdown_lets_jobs_finish_within_the_grace_then_hands_the_rest_ba
 
 
 async def test_the_heartbeat_names_the_running_jobs() -> None:
-    clock = ManualClock()
+    clock = FakeClock()
     queue = FakeJobQueue(clock=clock)
     runner = Runner()
     beats: list[dict[str, Any]] = []
