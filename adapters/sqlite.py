@@ -14,16 +14,21 @@ and nobody opens a removed name again: the link never points back at it, numbers
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import aiosqlite
 
 from projections.schema import DDL
 
+T = TypeVar("T")
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",  # with WAL: a crash loses no committed transaction
@@ -45,24 +50,66 @@ def _uri(path: Path, readonly: bool) -> str:
     return f"file:{target}?mode=ro" if readonly else str(target)
 
 
-async def ensure_schema(db: aiosqlite.Connection, *, indexes: bool = True) -> None:
+def connect_writer(path: Path) -> sqlite3.Connection:
+    """A read-write connection in autocommit mode (transactions are explicit) with our pragmas,
+    for the thread it is opened on."""
+    db = sqlite3.connect(current_target(path), isolation_level=None)
+    for pragma in PRAGMAS:
+        db.execute(pragma)
+    return db
+
+
+def ensure_schema(db: sqlite3.Connection, *, indexes: bool = True) -> None:
     """Create missing tables (and, unless told otherwise, their secondary indexes)."""
     for statement in DDL:
         if indexes or not statement.startswith("CREATE INDEX"):
-            await db.execute(statement)
+            db.execute(statement)
 
 
-async def bulk_mode(db: aiosqlite.Connection) -> None:
+def bulk_mode(db: sqlite3.Connection) -> None:
     """For a file nobody reads yet (a rebuild): journal in memory, no syncs until `live_mode`."""
-    await db.execute("PRAGMA journal_mode=MEMORY")
-    await db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA journal_mode=MEMORY")
+    db.execute("PRAGMA synchronous=OFF")
 
 
-async def live_mode(db: aiosqlite.Connection) -> None:
+def live_mode(db: sqlite3.Connection) -> None:
     """Back to WAL with normal syncing, with every index in place."""
-    await ensure_schema(db)
-    await db.execute("PRAGMA journal_mode=WAL")
-    await db.execute("PRAGMA synchronous=NORMAL")
+    ensure_schema(db)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+
+
+class Writer:
+    """The read model's writing connection on a thread of its own: `run(fn)` calls `fn(db)`
+    there and awaits it, one hop per call, so a whole batch (its transaction, reads, folds and
+    writes) costs one hop, and the event loop never waits on SQLite."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="baker-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def open(self) -> Writer:
+        self._db = await self._call(lambda: connect_writer(self.path))
+        return self
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        db = self._db
+        if db is None:
+            raise RuntimeError(f"the writer of {self.path} is not open")
+        return await self._call(lambda: fn(db))
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn)
+
+    async def close(self) -> None:
+        """Close the connection and end the thread (an idle one would keep the process up)."""
+        db, self._db = self._db, None
+        try:
+            if db is not None:
+                await self._call(db.close)
+        finally:
+            self._pool.shutdown(wait=False)
 
 
 def current_target(path: Path) -> Path:

@@ -14,16 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
 from adapters.eventstore import EventStore
-from adapters.sqlite import current_target, ensure_schema, initialise, open_db
+from adapters.sqlite import Writer, current_target, ensure_schema, initialise
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import PROJECTIONS
 from services.ports.topics import Heartbeat
@@ -72,7 +71,7 @@ class Projector:
         self.settings = settings or ProjectorSettings()
         self.instance = instance or f"projector-{uuid.uuid4().hex[:8]}"
         self._heartbeat = heartbeat
-        self.db: aiosqlite.Connection | None = None
+        self.writer: Writer | None = None
         self.checkpoints: dict[str, int] = {}
         self.applied = 0
         self.head = 0  # the stream's last sequence when last measured
@@ -103,16 +102,14 @@ class Projector:
 
     async def _open_current(self) -> None:
         self._generation = current_target(self.db_path)
-        self.db = await open_db(self.db_path)
-        await ensure_schema(self.db)
-        await init_checkpoints(self.db)
-        stored = await read_checkpoints(self.db)
+        self.writer = writer = await Writer(self.db_path).open()
+        stored = await writer.run(_prepared)
         self.checkpoints = {name: seq for name, (seq, _v) in stored.items() if name in PROJECTIONS}
         self.applied = min(self.checkpoints.values(), default=0)
 
     async def _outdated(self) -> list[str]:
-        assert self.db is not None
-        stored = await read_checkpoints(self.db)
+        assert self.writer is not None
+        stored = await self.writer.run(read_checkpoints)
         return [
             n for n, (_s, v) in stored.items() if n in PROJECTIONS and v != PROJECTIONS[n].version
         ]
@@ -120,7 +117,7 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         """Follow the log until `stop`; the batch in hand is always finished first. Any error
         (a sequence gap, the store or the database failing) ends the heartbeats and is raised."""
-        if self.db is None:
+        if self.writer is None:
             await self.open()
         ended = asyncio.Event()  # not `stop`: an error must end the heartbeats too
         beats = None
@@ -168,8 +165,9 @@ class Projector:
             await batches.aclose()
 
     async def apply(self, batch: list[Any]) -> None:
-        assert self.db is not None
-        result = await apply_batch(self.db, batch, self.checkpoints)
+        assert self.writer is not None
+        checkpoints = self.checkpoints
+        result = await self.writer.run(lambda db: apply_batch(db, batch, checkpoints))
         self.checkpoints = result.checkpoints
         self.dead_letters += result.dead_letters
         self.events += len(batch)
@@ -223,9 +221,9 @@ class Projector:
         }
 
     async def close(self) -> None:
-        if self.db is not None:
-            await self.db.close()
-            self.db = None
+        if self.writer is not None:
+            await self.writer.close()
+            self.writer = None
 
 
 async def rate_meter(projector: Projector, every: float = 10.0) -> None:
@@ -243,3 +241,10 @@ async def rate_meter(projector: Projector, every: float = 10.0) -> None:
                 projector.applied, rate, projector.lag_now,
             )  # fmt: skip
         last, then = projector.events, now
+
+
+def _prepared(db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+    """The schema and a checkpoint for every projection in place; the checkpoints."""
+    ensure_schema(db)
+    init_checkpoints(db)
+    return read_checkpoints(db)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ import orjson
 
 from adapters.eventstore import EventStore
 from adapters.sqlite import (
+    Writer,
     bulk_mode,
     current_target,
     ensure_schema,
@@ -31,6 +33,7 @@ from adapters.sqlite import (
     prune,
     swap_in,
 )
+from projections import queries
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import ALL_TABLES, KEYS, PROJECTIONS
 
@@ -50,41 +53,42 @@ async def build(
     """Replay the log into `target` up to `upto` (default: the head now). With `projections`
     and `copy_from`, copy the live database and rebuild only the named projections."""
     names = list(projections or PROJECTIONS)
-    db = await open_db(target)
+    writer = await Writer(target).open()
     try:
-        if copy_from is not None:
-            src = await open_db(copy_from, readonly=True)
-            await src.backup(db)
-            await src.close()
-        await bulk_mode(db)
-        # A fresh file loads faster without secondary indexes; they are built once at the end.
-        await ensure_schema(db, indexes=copy_from is not None)
-        await _reset(db, names)
-        await init_checkpoints(db)
+        await writer.run(lambda db: _prepare(db, names, copy_from))
         head = upto if upto is not None else await store.head_seq()
-        last = await _replay(store, db, head, progress)
-        await live_mode(db)
+        last = await _replay(store, writer, head, progress)
+        await writer.run(live_mode)
         return last
     finally:
-        await db.close()
+        await writer.close()
 
 
-async def _reset(db: aiosqlite.Connection, names: list[str]) -> None:
+def _prepare(db: sqlite3.Connection, names: list[str], copy_from: Path | None) -> None:
+    if copy_from is not None:
+        src = sqlite3.connect(f"file:{current_target(copy_from)}?mode=ro", uri=True)
+        try:
+            src.backup(db)
+        finally:
+            src.close()
+    bulk_mode(db)
+    # A fresh file loads faster without secondary indexes; they are built once at the end.
+    ensure_schema(db, indexes=copy_from is not None)
     for name in names:
         spec = PROJECTIONS[name]
         for table in spec.tables:
-            await db.execute(f"DELETE FROM {table}")  # noqa: S608 - our table names
-        await db.execute("DELETE FROM dead_letters WHERE projection = ?", (name,))
-        await db.execute(
+            db.execute(f"DELETE FROM {table}")  # noqa: S608 - our table names
+        db.execute("DELETE FROM dead_letters WHERE projection = ?", (name,))
+        db.execute(
             "INSERT OR REPLACE INTO checkpoints (projection, last_seq, version) VALUES (?, 0, ?)",
             (name, spec.version),
         )
+    init_checkpoints(db)
 
 
-async def _replay(
-    store: EventStore, db: aiosqlite.Connection, head: int, progress: Progress | None
-) -> int:
-    checkpoints = {name: seq for name, (seq, _v) in (await read_checkpoints(db)).items()}
+async def _replay(store: EventStore, writer: Writer, head: int, progress: Progress | None) -> int:
+    stored = await writer.run(read_checkpoints)
+    checkpoints = {name: seq for name, (seq, _v) in stored.items()}
     start = min(checkpoints.values(), default=0) + 1
     if start > head:
         return head
@@ -95,7 +99,9 @@ async def _replay(
         async for batch in batches:
             mine = [item for item in batch if item.seq <= head]
             if mine:
-                checkpoints = (await apply_batch(db, mine, checkpoints)).checkpoints
+                before = checkpoints
+                result = await writer.run(lambda db: apply_batch(db, mine, before))  # noqa: B023
+                checkpoints = result.checkpoints
                 applied = mine[-1].seq
             if progress is not None:
                 rate = (applied - start + 1) / max(time.monotonic() - began, 1e-9)
@@ -177,7 +183,7 @@ async def verify(
     live = await open_db(db_path, readonly=True)
     try:
         await live.execute("BEGIN")  # a snapshot: the projector may keep committing
-        points = {seq for seq, _v in (await read_checkpoints(live)).values()}
+        points = set((await queries.checkpoints(live)).values())
         if len(points) != 1:
             raise RuntimeError(f"projections are at different checkpoints {sorted(points)}; retry")
         upto = points.pop()

@@ -150,8 +150,8 @@ async def test_read_your_writes(store: JetStreamEventStore, tmp_path: Path) -> N
     task = asyncio.create_task(projector.run(stop))
     outcome = await CommandExecutor(store).execute("job", "job-ryw", DispatchJob(spec=SPEC))
     assert await projector.wait_for(outcome.position.seq, 10)
-    assert projector.db is not None
-    row = await queries.get_job(projector.db, "job-ryw")
+    async with connected(tmp_path / "rm.db", readonly=True) as reader:
+        row = await queries.get_job(reader, "job-ryw")
     stop.set()
     await task
     assert row is not None and row["status"] == "dispatched"
@@ -200,9 +200,9 @@ async def test_a_changed_projection_version_is_rebuilt_on_start(
     await restarted.open()
     assert current_target(db) != first
     assert restarted.applied == head
-    assert restarted.db is not None
-    page = await queries.list_jobs(restarted.db, queries.JobFilter(limit=100))
     await restarted.close()
+    async with connected(db, readonly=True) as reader:
+        page = await queries.list_jobs(reader, queries.JobFilter(limit=100))
     assert len(page.jobs) == 10
 
 

@@ -29,7 +29,7 @@ from adapters.nats.connection import NatsSettings, connect
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import Topology, events_stream, provision
-from adapters.sqlite import connected, ensure_schema
+from adapters.sqlite import ensure_schema
 from domain.commands import DispatchJob, RecordStatus
 from domain.specs import parse_job_spec
 from services.bootstrap.brain_process import run_own_projector
@@ -130,7 +130,7 @@ async def test_run_raises_the_gap_and_ends_its_heartbeats(
     count = len(beats)
     mine = [b["status"] for b in beats if b["instance"] == projector.instance]
     assert mine[0] == "up" and mine[-1] == "stopping" and mine.count("stopping") == 1
-    assert projector.db is None  # closed
+    assert projector.writer is None  # closed
     # No heartbeat task is left behind saying "up": a round trip later nothing new came.
     await nc.flush()
     assert len(beats) == count
@@ -217,9 +217,8 @@ async def test_a_database_error_ends_run_and_baker_projector_exits_1(
     )
     await store.close()
     # A database that refuses writes once the projector runs: exit 1, saying why.
-    async with connected(db) as live:
-        await ensure_schema(live)  # the table back, and a trigger that refuses every row
     with sqlite3.connect(db.resolve()) as conn:
+        ensure_schema(conn)  # the table back, and a trigger that refuses every row
         conn.execute(
             "CREATE TRIGGER no_events BEFORE INSERT ON job_events "
             "BEGIN SELECT RAISE(ABORT, 'the disk says no'); END"

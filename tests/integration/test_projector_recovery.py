@@ -134,10 +134,11 @@ async def resume_through_crashes(
         if not batch:
             break
         if mid:  # crash inside the transaction: nothing of this batch may survive
-            assert projector.db is not None
+            assert projector.writer is not None
+            cps = projector.checkpoints
             with contextlib.suppress(Crash):
-                await apply_batch(
-                    projector.db, batch, projector.checkpoints, fail_before_commit=fail
+                await projector.writer.run(
+                    lambda db: apply_batch(db, batch, cps, fail_before_commit=fail)  # noqa: B023
                 )
         else:
             await projector.apply(batch)

@@ -4,6 +4,7 @@ sequence as folding all of `job_events` from the start."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.eventstore import StoredEvent
-from adapters.sqlite import ensure_schema, open_db
+from adapters.sqlite import connect_writer, ensure_schema, open_db
 from domain import events as ev
 from domain.events import DomainEvent, Envelope, EventDecodeError, decode_event, encode_event
 from projections.engine import apply_batch, init_checkpoints
@@ -34,16 +35,20 @@ def item(seq: int, job: str, version: int, event: DomainEvent) -> StoredEvent:
 
 
 async def fresh(path: Path) -> aiosqlite.Connection:
-    db = await open_db(path)
-    await ensure_schema(db)
-    await init_checkpoints(db)
-    return db
+    """A read model at `path` (made as the projector makes it), and a reader on it."""
+    with contextlib.closing(connect_writer(path)) as writer:
+        ensure_schema(writer)
+        init_checkpoints(writer)
+    return await open_db(path)
 
 
-async def project(db: aiosqlite.Connection, items: list[StoredEvent], batch: int = 3) -> None:
+def project(path: Path, items: list[StoredEvent], batch: int = 3) -> None:
+    """Apply `items` in batches of `batch`, as the projector's writer does."""
     checkpoints = dict.fromkeys(PROJECTIONS, 0)
-    for start in range(0, len(items), batch):
-        checkpoints = (await apply_batch(db, items[start : start + batch], checkpoints)).checkpoints
+    with contextlib.closing(connect_writer(path)) as writer:
+        for start in range(0, len(items), batch):
+            chunk = items[start : start + batch]
+            checkpoints = apply_batch(writer, chunk, checkpoints).checkpoints
 
 
 def dispatched() -> ev.JobDispatched:
@@ -56,7 +61,7 @@ def statuses(rows: dict[str, JobRow]) -> dict[str, str]:
 
 async def test_a_mid_range_sequence_and_a_mid_range_time(tmp_path: Path) -> None:
     db = await fresh(tmp_path / "rm.db")
-    await project(db, [
+    project(tmp_path / "rm.db", [
         item(1, "job-a", 1, dispatched()),
         item(2, "job-b", 1, dispatched()),
         item(3, "job-a", 2, ev.JobStarted(attempt=1, worker_id="w-1")),
@@ -127,7 +132,7 @@ async def test_as_of_every_sequence_equals_folding_the_whole_log(
         items.append(item(seq, job, versions[job], dispatched() if first else step))
     with tempfile.TemporaryDirectory() as tmp:
         db = await fresh(Path(tmp) / "rm.db")
-        await project(db, items, batch)
+        project(Path(tmp) / "rm.db", items, batch)
         for seq in range(len(items) + 1):
             assert await jobs_as_of(db, seq) == await naive_as_of(db, seq), f"as of {seq}"
         await db.close()

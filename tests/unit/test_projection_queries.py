@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -12,7 +13,7 @@ import aiosqlite
 import pytest
 
 from adapters.eventstore import StoredEvent
-from adapters.sqlite import ensure_schema, open_db
+from adapters.sqlite import connect_writer, ensure_schema, open_db
 from domain import events as ev
 from domain.events import DomainEvent, Envelope, encode_event
 from projections import queries
@@ -24,9 +25,11 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[aiosqlite.Connection]:
+    """A read model made as the projector makes it, and a reader on it."""
+    with contextlib.closing(connect_writer(tmp_path / "rm.db")) as writer:
+        ensure_schema(writer)
+        init_checkpoints(writer)
     conn = await open_db(tmp_path / "rm.db")
-    await ensure_schema(conn)
-    await init_checkpoints(conn)
     yield conn
     await conn.close()
 
@@ -37,7 +40,12 @@ def stored(seq: int, job: str, version: int, event: DomainEvent, seconds: float)
 
 
 async def apply(db: aiosqlite.Connection, items: list[StoredEvent]) -> None:
-    await apply_batch(db, items, dict.fromkeys(PROJECTIONS, 0))
+    """Apply `items` to the file `db` reads, as the projector's writer does."""
+    async with db.execute("SELECT file FROM pragma_database_list WHERE name = 'main'") as cur:
+        row = await cur.fetchone()
+    assert row is not None
+    with contextlib.closing(connect_writer(Path(row[0]))) as writer:
+        apply_batch(writer, items, dict.fromkeys(PROJECTIONS, 0))
 
 
 async def latencies(db: aiosqlite.Connection, phase: str, values: list[int]) -> None:
