@@ -4,6 +4,7 @@ here is a real SQLite file that no projector fills, so it lags for ever."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import httpx
 import pytest
 
 from adapters.eventstore.memory import InMemoryEventStore
-from adapters.sqlite import ReadModel, connected, ensure_schema, initialise
+from adapters.sqlite import ReadModel, connect_writer, ensure_schema, initialise
 from domain.commands import DispatchJob, RecordStatus
 from services.api.app import create_app
 from services.api.context import ApiContext
@@ -51,8 +52,8 @@ class Waits:
 async def lagging(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, Waits, Any]]:
     path = tmp_path / "readmodel.db"
     initialise(path)
-    async with connected(path) as db:
-        await ensure_schema(db)
+    with contextlib.closing(connect_writer(path)) as db:
+        ensure_schema(db)
     store = CommandExecutor(InMemoryEventStore())
     waits = Waits()
     read_model = ReadModel(path)

@@ -17,7 +17,8 @@ from adapters.nats.protocol import Err, Info, Msg, Parser, ProtocolError
 tokens = st.text("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789-_$", min_size=1, max_size=12)
 subjects = st.lists(tokens, min_size=1, max_size=5).map(".".join)
 header_names = st.text("abcdefgXYZ0123-_.!#$%&'*+^`|~", min_size=1, max_size=20)
-header_values = st.text(st.characters(blacklist_characters="\r\n"), max_size=40)
+# Any text a header can carry: UTF-8 (no lone surrogates), no line breaks.
+header_values = st.text(st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=40)
 
 
 def canonical(cmd: bytes) -> bytes:
