@@ -14,12 +14,16 @@ aggregates as the event store appends:
              at most 50 batches may be open on a stream, so at most 50 appends in flight
   generation one message checking the generation subject only: no per-aggregate check
 
-The medians and their ratio to `today` go into the README beside the window the lease leaves.
+The medians and their ratio to `today` go into the README beside the window the lease leaves,
+measured here too: a Brain leads; another takes the next generation by compare-and-set; the
+time from that take being stored to the first Brain's fence refusing an append (its watch
+delivering the newer record), over `takeovers` takeovers on two connections (p50, p99, max).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -28,7 +32,10 @@ from typing import Any
 from nats.aio.client import Client as NATS
 
 from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.leader import LeaderRecord
+from adapters.nats.streams import provision
 from bench.common import machine, markdown_table, median, private_nats_server, progress, save
+from services.brain.leadership import Fenced, Leadership
 
 PAYLOAD = b'{"type":"JobProgressed","aggregate":"job","data":{"progress":"step"}}'
 STREAM = "BENCH_FENCE"
@@ -85,8 +92,42 @@ async def measure(nc: NATS, design: str, aggregates: int, per: int, tag: str, le
     return aggregates * per / (time.perf_counter() - start)
 
 
-async def run(rounds: int = 5, aggregates: int = 1000, per: int = 5) -> dict[str, Any]:
+async def window(url: str, takeovers: int) -> list[float]:
+    """Seconds from another Brain's take being stored until this one's fence refuses."""
+    blue = await connect(NatsSettings(url=url, name="baker-bench-blue"))
+    green = await connect(NatsSettings(url=url, name="baker-bench-green"))
+    await provision(blue.jsm())
+    seen: list[float] = []
+    for n in range(takeovers):
+        old = Leadership(LeaderRecord(blue), f"brain-blue-{n}", "1")
+        new = Leadership(LeaderRecord(green), f"brain-green-{n}", "1")
+        await old.take()
+        lost = asyncio.Event()
+
+        async def on_lost(_leader: Any, lost: asyncio.Event = lost) -> None:
+            lost.set()
+
+        await old.watch(on_lost)
+        old.check("job")  # leads: no refusal
+        await new.take()  # stored when this returns
+        taken = time.perf_counter()
+        await asyncio.wait_for(lost.wait(), 10)
+        with contextlib.suppress(Fenced):
+            old.check("job")
+            raise RuntimeError("the old Brain was not fenced after hearing of the new one")
+        seen.append(time.perf_counter() - taken)
+        await old.close()
+        await new.close()
+    await blue.close()
+    await green.close()
+    return seen
+
+
+async def run(
+    rounds: int = 5, aggregates: int = 1000, per: int = 5, takeovers: int = 50
+) -> dict[str, Any]:
     with private_nats_server() as server:
+        gaps = await window(server.url, takeovers)
         nc = await connect(NatsSettings(url=server.url, name="baker-bench-fence"))
         config = {"name": STREAM, "subjects": ["fence.>"], "storage": "file",
                   "allow_atomic": True, "duplicate_window": 120_000_000_000}  # fmt: skip
@@ -100,8 +141,12 @@ async def run(rounds: int = 5, aggregates: int = 1000, per: int = 5) -> dict[str
                 rate = await measure(nc, design, aggregates, per, f"{design}{r}", leader)
                 samples[design].append(rate)
         await nc.close()
+    ordered = sorted(gaps)
     doc = {"machine": machine(), "samples": samples,
-           "median": {d: median(v) for d, v in samples.items()}}  # fmt: skip
+           "median": {d: median(v) for d, v in samples.items()},
+           "window_ms": {"p50": ordered[len(ordered) // 2] * 1000,
+                         "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+                         "max": ordered[-1] * 1000, "takeovers": len(ordered)}}  # fmt: skip
     save("fence", doc)
     return doc
 
@@ -111,4 +156,9 @@ def report(doc: dict[str, Any]) -> str:
     rows = [
         (d, f"{doc['median'][d]:,.0f} appends/s", f"{doc['median'][d] / base:.0%}") for d in DESIGNS
     ]
-    return markdown_table(rows, ("design", "median", "of today's"))
+    w = doc["window_ms"]
+    return (
+        markdown_table(rows, ("design", "median", "of today's"))
+        + f"\n\nLease window over {w['takeovers']} takeovers (take stored -> old Brain fenced): "
+        f"p50 {w['p50']:.2f} ms, p99 {w['p99']:.2f} ms, max {w['max']:.2f} ms"
+    )
