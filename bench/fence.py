@@ -25,9 +25,9 @@ import time
 import uuid
 from typing import Any
 
+import nats
 from nats.aio.client import Client as NATS
 
-from adapters.nats.connection import NatsSettings, connect
 from bench.common import machine, markdown_table, median, private_nats_server, progress, save
 
 PAYLOAD = b'{"type":"JobProgressed","aggregate":"job","data":{"progress":"step"}}'
@@ -87,7 +87,7 @@ async def measure(nc: NATS, design: str, aggregates: int, per: int, tag: str, le
 
 async def run(rounds: int = 5, aggregates: int = 1000, per: int = 5) -> dict[str, Any]:
     with private_nats_server() as server:
-        nc = await connect(NatsSettings(url=server.url, name="baker-bench-fence"))
+        nc = await nats.connect(server.url, name="baker-bench-fence")
         config = {"name": STREAM, "subjects": ["fence.>"], "storage": "file",
                   "allow_atomic": True, "duplicate_window": 120_000_000_000}  # fmt: skip
         await nc.request(f"$JS.API.STREAM.CREATE.{STREAM}", json.dumps(config).encode())
