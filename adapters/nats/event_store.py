@@ -130,8 +130,9 @@ class JetStreamEventStore(EventStore):
                 await _stored(subject, answer, env)
                 for (subject, answer), (_, _, env, _) in zip(sent, batch, strict=True)
             ]
-        finally:  # answers not taken (we were cancelled) are forgotten
+        except BaseException:  # answers not taken (we were cancelled) are forgotten
             abandon([answer for _, answer in sent if isinstance(answer, asyncio.Future)])
+            raise
 
     async def _publish(
         self, subject: str, payload: bytes, headers: dict[str, str]

@@ -98,8 +98,9 @@ class JetStreamPublisher:
                 await self._answer_or_retry(waiting, *item)
                 for waiting, item in zip(sent, items, strict=True)
             ]
-        finally:  # answers not taken (a refusal stopped us early, or we were cancelled)
-            abandon(sent)
+        except BaseException:  # answers not taken (a refusal stopped us, or a cancel)
+            abandon(sent)  # (not on success: every answer was taken, nothing to forget)
+            raise
 
     async def _answer_or_retry(
         self,
