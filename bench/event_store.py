@@ -1,5 +1,8 @@
 """Event store bench: raw nats-py against our append, in one run on one nats-server.
 
+The raw baselines run on plain nats-py (`nats.connect`, its public API, no patches); our
+store runs on our own client (`adapters/nats/client.py`), each on its own connection.
+
 Measures, over several rounds (medians reported):
   raw_publish_async  pipelined `publish_async` to one subject, msgs/s
   raw_expected_seq   per-subject expected-sequence publishes over 1,000 subjects, msgs/s
@@ -14,11 +17,13 @@ import asyncio
 import time
 from typing import Any
 
+import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import StorageType, StreamConfig
 
 from adapters.eventstore import NEW, Position
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import provision
 from bench.common import machine, median, private_nats_server, progress, save
@@ -121,16 +126,17 @@ def validations_per_second(n: int) -> float:
 
 async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> dict[str, Any]:
     with private_nats_server() as server:
-        nc = await connect(NatsSettings(url=server.url, name="baker-bench"))
+        nc = await nats.connect(server.url, name="baker-bench-raw")
+        ours = await Client.connect(Options(url=server.url, name="baker-bench"))
         jsm = nc.jsm()
-        await provision(jsm)
+        await provision(ours)
         await jsm.add_stream(
             StreamConfig(name="BENCH_RAW", subjects=["bench.raw.>"], storage=StorageType.FILE)
         )
         await jsm.add_stream(
             StreamConfig(name="BENCH_SEQ", subjects=["bench.seq.>"], storage=StorageType.FILE)
         )
-        store = JetStreamEventStore(nc)
+        store = JetStreamEventStore(ours)
         n = subjects * per_subject
         samples: dict[str, list[float]] = {
             k: []
@@ -151,6 +157,7 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
             samples["execute"].append(await our_execute(store, subjects // 2, per_subject, f"{r}"))
             samples["validations"].append(validations_per_second(200_000))
         await nc.close()
+        await ours.close()
     med = {k: median(v) for k, v in samples.items()}
     doc = {
         "bench": "event-store",

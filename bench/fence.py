@@ -29,9 +29,11 @@ import time
 import uuid
 from typing import Any
 
+import nats
 from nats.aio.client import Client as NATS
 
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.streams import provision
 from bench.common import machine, markdown_table, median, private_nats_server, progress, save
@@ -94,9 +96,9 @@ async def measure(nc: NATS, design: str, aggregates: int, per: int, tag: str, le
 
 async def window(url: str, takeovers: int) -> list[float]:
     """Seconds from another Brain's take being stored until this one's fence refuses."""
-    blue = await connect(NatsSettings(url=url, name="baker-bench-blue"))
-    green = await connect(NatsSettings(url=url, name="baker-bench-green"))
-    await provision(blue.jsm())
+    blue = await Client.connect(Options(url=url, name="baker-bench-blue"))
+    green = await Client.connect(Options(url=url, name="baker-bench-green"))
+    await provision(blue)
     seen: list[float] = []
     for n in range(takeovers):
         old = Leadership(LeaderRecord(blue), f"brain-blue-{n}", "1")
@@ -128,7 +130,7 @@ async def run(
 ) -> dict[str, Any]:
     with private_nats_server() as server:
         gaps = await window(server.url, takeovers)
-        nc = await connect(NatsSettings(url=server.url, name="baker-bench-fence"))
+        nc = await nats.connect(server.url, name="baker-bench-fence")
         config = {"name": STREAM, "subjects": ["fence.>"], "storage": "file",
                   "allow_atomic": True, "duplicate_window": 120_000_000_000}  # fmt: skip
         await nc.request(f"$JS.API.STREAM.CREATE.{STREAM}", json.dumps(config).encode())

@@ -1,4 +1,4 @@
-"""NATS client bench: our client against nats-py's public API and today's patched nats-py.
+"""NATS client bench: our client against nats-py's public API.
 
 One private nats-server; each round runs every side in its own process, in an order that
 rotates from round to round (so no side always meets a warmer server), and each process runs
@@ -12,15 +12,13 @@ Reported: messages (or requests) per second and the client process's CPU per mes
 `time.process_time`), medians of the rounds and their spread. Streams are in memory, so the
 server's disk does not hide the differences between clients.
 
-The sides: `ours` (adapters/nats/client.py), `public` (`nats.connect` and nats-py's public
-API only, in a process that never imports `adapters.nats.connection`, so its speedups are not
-installed), `patched` (`adapters.nats.connection.connect`, `requests.JetStreamPublisher`,
-`pull.PullSubscriber`, as the system runs today). A side runs as
-`python -m bench.nats_client SIDE URL TAG` and prints one JSON line.
+The sides: `ours` (adapters/nats/client.py, what the system runs on), `public` (`nats.connect`
+and nats-py's public API only). Until the switch to our client there was a third, `patched`
+(nats-py with its internals replaced, as the system then ran); those patches are gone. A side
+runs as `python -m bench.nats_client SIDE URL TAG` and prints one JSON line.
 """
 
-# Each side imports its client inside its function: the `public` process must never import
-# `adapters.nats.connection` (which patches nats-py), and ours needs no nats-py at all.
+# Each side imports its client inside its function: ours needs no nats-py at all.
 # ruff: noqa: PLC0415
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ from typing import Any
 
 from bench.common import machine, median, private_nats_server, progress, save
 
-SIDES = ("ours", "public", "patched")
+SIDES = ("ours", "public")
 SUBJECTS, PER_SUBJECT = 1000, 20  # a: 20,000 publishes
 PULLED, BATCH = 20_000, 100  # b
 REQUESTS = 3_000  # c
@@ -115,7 +113,6 @@ async def public(url: str, tag: str) -> dict[str, dict[str, float]]:
     from nats.aio.msg import Msg as NatsMsg
     from nats.js.api import AckPolicy, ConsumerConfig
 
-    assert "adapters.nats.speedups" not in sys.modules  # nats-py as published, unpatched
     nc = await nats.connect(url, name="bench-public")
     js = nc.jetstream()
 
@@ -159,66 +156,6 @@ async def public(url: str, tag: str) -> dict[str, dict[str, float]]:
     return out
 
 
-# --- today's patched nats-py -------------------------------------------------------------------
-
-
-async def patched(url: str, tag: str) -> dict[str, dict[str, float]]:
-    from nats.aio.msg import Msg as NatsMsg
-    from nats.js.api import AckPolicy, ConsumerConfig
-
-    from adapters.nats.connection import NatsSettings, connect
-    from adapters.nats.pull import PullSubscriber
-    from adapters.nats.requests import JetStreamPublisher, RequestMux
-
-    nc = await connect(NatsSettings(url=url, name="bench-patched"))
-    publisher = JetStreamPublisher(nc)
-
-    async def subject(i: int) -> None:
-        last, name = 0, f"bench.a.{tag}.{i}"
-        for _ in range(PER_SUBJECT):
-            last, _ = await publisher.publish(name, PAYLOAD, {EXPECT: str(last)})
-
-    async def publishes() -> None:
-        await asyncio.gather(*(subject(i) for i in range(SUBJECTS)))
-
-    durable = f"pull-{tag}"
-    await publisher.publish_all([(f"bench.b.{tag}", PAYLOAD, None)] * PULLED)
-    config = ConsumerConfig(
-        durable_name=durable, ack_policy=AckPolicy.EXPLICIT, max_ack_pending=-1,
-        filter_subject=f"bench.b.{tag}",
-    )  # fmt: skip
-    await nc.jsm().add_consumer("BENCH_B", config)
-    puller = await PullSubscriber(nc, "BENCH_B", durable).start()
-
-    async def pulls() -> None:
-        got = 0
-        while got < PULLED:
-            for msg in await puller.fetch(BATCH, wait=5.0):
-                await msg.ack()
-                got += 1
-        await nc.flush()
-
-    async def respond(msg: NatsMsg) -> None:
-        await msg.respond(msg.data)
-
-    await nc.subscribe(f"bench.c.{tag}", cb=respond)
-    mux = RequestMux(nc)
-
-    async def requests() -> None:
-        for _ in range(REQUESTS):
-            await mux.request(f"bench.c.{tag}", b"ping", None, 2.0)
-
-    out = {
-        "a": await timed(SUBJECTS * PER_SUBJECT, publishes),
-        "b": await timed(PULLED, pulls),
-        "c": await timed(REQUESTS, requests),
-    }
-    await mux.close()
-    await publisher.close()
-    await nc.close()
-    return out
-
-
 # --- the run -----------------------------------------------------------------------------------
 
 
@@ -247,7 +184,8 @@ async def run(rounds: int = 5) -> dict[str, Any]:
             await jsapi.add_stream(nc, config)
         await nc.close()
         for r in range(rounds):
-            order = SIDES[r % 3 :] + SIDES[: r % 3]
+            turn = r % len(SIDES)
+            order = SIDES[turn:] + SIDES[:turn]
             progress(f"round {r + 1}/{rounds}: {', '.join(order)}")
             for name in order:
                 for work, got in (await side(name, server.url, f"r{r}{name}")).items():
@@ -298,7 +236,7 @@ def report(doc: dict[str, Any]) -> str:
 
 def _main(argv: list[str]) -> int:
     name, url, tag = argv
-    sides = {"ours": ours, "public": public, "patched": patched}
+    sides = {"ours": ours, "public": public}
     print(json.dumps(asyncio.run(sides[name](url, tag))))
     return 0
 

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import provision
 from bench.common import (
@@ -88,9 +89,9 @@ class Ours:
     async def start(self) -> None:
         tune_gc()  # as `baker brain` does (the Celery client in this process gains it too)
         server = self._stack.enter_context(private_nats_server())
-        nc = await connect(NatsSettings(url=server.url, name="bench-brain"))
+        nc = await Client.connect(Options(url=server.url, name="bench-brain"))
         self._stack.push_async_callback(nc.close)
-        await provision(nc.jsm())
+        await provision(nc)
         store = JetStreamEventStore(nc)
         self._stack.push_async_callback(store.close)
         self.brain = build_brain(nc, CommandExecutor(store))

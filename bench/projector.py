@@ -1,6 +1,7 @@
 """Projector bench: the `baker projector` path (and, labelled apart, the rebuild's bulk mode)
 against raw nats-py fetch+ack of the same events, point-in-time reads, and a rebuild of a
-large log, in one run on one private nats-server.
+large log, in one run on one private nats-server. The raw baselines run on plain nats-py
+(`nats.connect`, public API, no patches), ours on our own client, each on its own connection.
 
 The events are generated through the event store: whole job lifecycles (dispatched, received,
 running, completed) appended concurrently.
@@ -16,12 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import nats
 from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from adapters.eventstore import NEW, Position
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import EVENTS_STREAM, provision
 from adapters.sqlite import open_db
@@ -119,7 +122,7 @@ async def raw_small(nc: NATS, count: int, name: str) -> float:
     return rate
 
 
-async def daemon(nc: NATS, store: JetStreamEventStore, db: Path, upto: int) -> float:
+async def daemon(nc: Client, store: JetStreamEventStore, db: Path, upto: int) -> float:
     """The `baker projector` path: `Projector.run` in its normal mode (WAL, synced commits,
     live secondary indexes, default batches, heartbeats) from an empty read model to `upto`."""
     began = time.perf_counter()
@@ -182,9 +185,10 @@ async def run(
     """`save_as=None` for a trial run that must not replace the recorded results."""
     samples: dict[str, list[float]] = {name: [] for name in MEASURES}
     with private_nats_server() as server, tempfile.TemporaryDirectory(prefix="baker-bench-") as tmp:
-        nc = await connect(NatsSettings(url=server.url, name="bench-projector"))
-        await provision(nc.jsm())
-        store = JetStreamEventStore(nc)
+        nc = await nats.connect(server.url, name="bench-projector-raw")  # the baselines'
+        ours = await Client.connect(Options(url=server.url, name="bench-projector"))
+        await provision(ours)
+        store = JetStreamEventStore(ours)
         progress(f"generating {events:,} events through the event store")
         head = await generate(store, events, "p")
         last_db = Path(tmp) / "none"
@@ -195,7 +199,7 @@ async def run(
             measures = [
                 ("raw_fetch_ack", lambda r=r: raw_fetch_ack(nc, 1, head, f"raw{r}")),
                 ("raw_fetch_ack_64b", lambda r=r: raw_small(nc, head, f"small{r}")),
-                ("projector", lambda db=last_db: daemon(nc, store, db, head)),
+                ("projector", lambda db=last_db: daemon(ours, store, db, head)),
                 ("rebuild_bulk", lambda: bulk(store, head)),
             ]
             turn = r % len(measures)  # a different one goes first each round
@@ -224,6 +228,7 @@ async def run(
                 }
         await store.close()
         await nc.close()
+        await ours.close()
     med = {k: median(v) for k, v in samples.items()}
     doc = {
         "bench": "projector", "machine": machine(), "rounds": rounds, "events": head,

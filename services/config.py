@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from adapters.nats.connection import NatsSettings
+from adapters.nats.connector import Options
 from services import embedded
 
 DEFAULT_ALLOWED_COMMANDS = (
@@ -64,9 +64,9 @@ class Settings:
     k8s_token: str | None = field(default=None, repr=False)
     k8s_namespace: str = "baker-street-tasks"
 
-    def nats(self, url: str, name: str) -> NatsSettings:
+    def nats(self, url: str, name: str) -> Options:
         """Connection settings for `url` with this configuration's creds and timeout."""
-        return NatsSettings(
+        return Options(
             url=url, creds=self.nats_creds, name=name, first_connect_within=self.nats_connect_within
         )
 

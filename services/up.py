@@ -10,7 +10,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from adapters.nats.connection import redact_url
+from adapters.nats.connector import redact_url
 from adapters.nats.server import NatsServerMissing, NatsServerProcess, NatsServerTooOld
 from services import embedded as records
 from services.bootstrap import runtime

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from nats.aio.client import Client as NATS
-from nats.js.errors import APIError, NotFoundError
-
+from adapters.nats import jsapi
+from adapters.nats.client import Client
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.streams import (
     ADVISORIES_CONSUMER,
@@ -16,30 +15,22 @@ from adapters.nats.streams import (
     JOBS_STREAM,
 )
 
-NO_MESSAGE_FOUND = 10057  # deleting a message that is gone already
-
 
 class JetStreamAdvisories(JetStreamDeliveries):
-    def __init__(self, nc: NATS) -> None:
-        super().__init__(nc, ADVISORIES_STREAM, ADVISORIES_CONSUMER)
-        self._jsm = nc.jsm()
+    def __init__(self, client: Client) -> None:
+        super().__init__(client, ADVISORIES_STREAM, ADVISORIES_CONSUMER)
+        self._api = client
 
     async def ingest_pending(self) -> int:
-        info = await self._jsm.consumer_info(JOBS_STREAM, INGEST_CONSUMER)
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        info = await jsapi.consumer_info(self._api, JOBS_STREAM, INGEST_CONSUMER)
+        return int(info.get("num_pending") or 0) + int(info.get("num_ack_pending") or 0)
 
     async def queued(self, seq: int) -> tuple[bytes, Mapping[str, str] | None] | None:
-        try:
-            msg = await self._jsm.get_msg(JOBS_STREAM, seq=seq)
-        except NotFoundError:
+        # Through the stream leader: `BAKER_JOBS` does not allow direct gets.
+        msg = await jsapi.get_msg(self._api, JOBS_STREAM, {"seq": seq})
+        if msg is None:
             return None
-        return msg.data or b"", msg.headers
+        return msg.data, msg.headers or None
 
     async def remove(self, seq: int) -> None:
-        try:
-            await self._jsm.delete_msg(JOBS_STREAM, seq)
-        except NotFoundError:
-            return
-        except APIError as exc:
-            if exc.err_code != NO_MESSAGE_FOUND:
-                raise
+        await jsapi.delete_msg(self._api, JOBS_STREAM, seq)  # gone already: nothing to do

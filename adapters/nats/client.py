@@ -317,6 +317,13 @@ class Client:
     def is_closed(self) -> bool:
         return self._status == CLOSED
 
+    def health(self) -> dict[str, str]:
+        """The connection's state for a health page: healthy with the server it is on, or not."""
+        if self._status != CONNECTED or self.server is None:
+            return {"status": "unhealthy"}
+        host = f"[{self.server.host}]" if ":" in self.server.host else self.server.host
+        return {"status": "healthy", "server": f"{host}:{self.server.port}"}
+
     async def drain(self, timeout: float = 10.0) -> None:
         """Unsubscribe everything, let what is in flight arrive and pending requests be
         answered, then close."""

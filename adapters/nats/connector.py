@@ -6,6 +6,10 @@ where there was one); when every server has refused our credentials it says so a
 instead of trying until the deadline. A server older than `MIN_VERSION` is refused
 (`ServerTooOld`). Afterwards `again` tries for as long as it takes, each server with its own
 back-off.
+
+Every process connects through here (`Client.connect(Options(...))`; `Settings.nats` builds
+the options from the environment): the settings, the version refusal, the first connection's
+error wording, and the URL redaction for logs are in this one place.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ from adapters.nats import protocol
 from adapters.nats.errors import AuthorizationError, NatsError, NatsUnavailable, ServerTooOld
 from adapters.nats.message import Msg
 from adapters.nats.server import NatsServerTooOld, parse_version, require_version
-from adapters.nats.servers import Credentials, Server, ServerPool, connect_options
+from adapters.nats.servers import Credentials, Server, ServerPool, connect_options, redact_url
 from adapters.nats.wire import Owner, Wire, dial
 
+# What a process needs to connect, and what connecting may raise, from this one module.
+__all__ = ["Connector", "NatsUnavailable", "Options", "ServerTooOld", "redact_url"]
 log = logging.getLogger("baker.nats")
 Connected = tuple[Wire, Server, dict[str, Any]]
 

@@ -3,59 +3,71 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+import asyncio
+import logging
+from collections.abc import Mapping
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
+from adapters.nats.client import Client
+from adapters.nats.fetch import PullConsumer
+from adapters.nats.message import Msg, sequences
 
-from adapters.nats.pull import PullSubscriber, delivery
+log = logging.getLogger("baker.nats")
 
 
 class JsDelivery:
-    """One delivered message: its data, subject, headers, stream sequence and delivery count
-    read once, and the acknowledgements handed straight to the message (no extra coroutine)."""
+    """One delivered message: its stream sequence and delivery count read once from the reply
+    subject; settling it is a publish on our client, so it is synchronous (on the wire at the
+    loop's next turn) and costs no coroutine."""
 
-    __slots__ = ("_msg", "data", "delivered", "headers", "seq", "subject")
+    __slots__ = ("_msg", "data", "delivered", "seq", "subject")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.data: bytes = msg.data
-        self.headers: Mapping[str, str] | None = msg.headers
         self.subject: str = msg.subject
-        self.seq, self.delivered = delivery(msg)
+        self.delivered, self.seq, _, _ = sequences(msg.reply)
 
-    def ack(self) -> Awaitable[None]:
-        return self._msg.ack()
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """Parsed on first use (the ingest reads them, a PubAck never does)."""
+        return self._msg.headers if self._msg.raw_headers else None
 
-    def nak(self, delay: float | None = None) -> Awaitable[None]:
-        return self._msg.nak(delay=delay)
+    def ack(self) -> None:
+        self._msg.ack()
 
-    def in_progress(self) -> Awaitable[None]:
-        return self._msg.in_progress()
+    def nak(self, delay: float | None = None) -> None:
+        self._msg.nak(delay)
 
-    def term(self) -> Awaitable[None]:
-        return self._msg.term()
+    def in_progress(self) -> None:
+        self._msg.in_progress()
+
+    def term(self) -> None:
+        self._msg.term()
 
 
 class JetStreamDeliveries:
     """Fetches from the durable consumer `durable` of `stream`; the pull subscription is made
     on the first fetch and dropped by `close` (a later fetch makes it again)."""
 
-    def __init__(self, nc: NATS, stream: str, durable: str) -> None:
-        self._nc = nc
+    def __init__(self, client: Client, stream: str, durable: str) -> None:
+        self._client = client
         self._stream = stream
         self._durable = durable
-        self._puller: PullSubscriber | None = None
+        self._puller: PullConsumer | None = None
 
     async def fetch(self, n: int, wait: float) -> list[JsDelivery]:
         puller = self._puller
         if puller is None:
-            puller = self._puller = await PullSubscriber(
-                self._nc, self._stream, self._durable
-            ).start()
-        return [JsDelivery(msg) for msg in await puller.fetch(n, wait)]
+            puller = self._puller = PullConsumer(self._client, self._stream, self._durable)
+        got = await puller.fetch(n, wait)
+        if not got and puller.gone:  # removed by hand: say so, and do not pull in a loop
+            log.warning("consumer %s of %s does not exist (run `baker provision`)",
+                        self._durable, self._stream)  # fmt: skip
+            puller.gone = False
+            await asyncio.sleep(wait)  # pacing the pulls while it is missing
+        return [JsDelivery(msg) for msg in got]
 
     async def close(self) -> None:
         if self._puller is not None:
-            await self._puller.stop()
+            self._puller.stop()
             self._puller = None

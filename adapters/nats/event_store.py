@@ -2,22 +2,18 @@
 
 Appends carry `Nats-Msg-Id` (dedupe) and `Nats-Expected-Last-Subject-Sequence` (optimistic
 concurrency on the aggregate's last stream sequence). A publish that gets no answer is retried
-with the same message id, so a network retry never stores a second copy.
+with the same message id, so a network retry never stores a second copy. An aggregate is loaded
+with batch direct gets (up to `LOAD_BATCH` events a request, instead of one request each), and
+the log is followed by an `OrderedReader` (an ephemeral pull consumer without acks).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
+import functools
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from typing import Any
-
-from nats.aio.client import Client as NATS
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from adapters.eventstore.port import (
     BadEvent,
@@ -32,21 +28,21 @@ from adapters.eventstore.port import (
     StoreUnavailable,
     fold_history,
 )
-from adapters.nats.pull import PullSubscriber, stream_position
-from adapters.nats.requests import (
-    TRANSIENT,
-    JetStreamPublisher,
-    PublishRefused,
-    PublishUnavailable,
-    Sent,
-    pub_ack,
-)
+from adapters.nats import jsapi
+from adapters.nats.client import Client
+from adapters.nats.errors import TRANSIENT, ConnectionClosed
+from adapters.nats.message import JetStreamError, Msg, parse_pub_ack
+from adapters.nats.publisher import JetStreamPublisher, PublishUnavailable, abandon
+from adapters.nats.reader import OrderedReader, Read
 from adapters.nats.streams import EVENTS_STREAM
 from domain.events import Envelope, EventDecodeError, decode_event, encode_event
 from domain.ids import event_subject
 
 log = logging.getLogger("baker.eventstore")
 WRONG_LAST_SEQUENCE = 10071
+LOAD_BATCH = 1024  # events per batch direct get when loading an aggregate
+FOLLOW_BATCH = 1000  # messages per pull when reading the log through
+T = TypeVar("T")
 
 
 class AppendRefused(Exception):
@@ -65,7 +61,7 @@ def _headers(env: Envelope, last_seq: int) -> dict[str, str]:
 class JetStreamEventStore(EventStore):
     def __init__(
         self,
-        nc: NATS,
+        client: Client,
         *,
         stream: str = EVENTS_STREAM,
         prefix: str = "baker.events",
@@ -73,23 +69,18 @@ class JetStreamEventStore(EventStore):
         retry_for: float = 30.0,
     ) -> None:
         super().__init__()
-        self._nc = nc
-        self._js = nc.jetstream(timeout=request_timeout)
+        self.client = client
         self._stream = stream
         self._prefix = prefix
         self._timeout = request_timeout
         self._retry_for = retry_for
         self.pending = 0  # messages after the last one `tail_batches` delivered (the lag)
         self._publisher = JetStreamPublisher(
-            nc, request_timeout=request_timeout, retry_for=retry_for, on_retry=self._count_retry
+            client, request_timeout=request_timeout, retry_for=retry_for, on_retry=self._retried
         )
 
-    def _count_retry(self) -> None:
+    def _retried(self) -> None:
         self.stats.retries += 1
-
-    async def close(self) -> None:
-        """Stop the reply subscription and its sweeper (the connection stays open)."""
-        await self._publisher.close()
 
     # --- writing ------------------------------------------------------------------------
 
@@ -121,52 +112,38 @@ class JetStreamEventStore(EventStore):
         """All the appends on the wire before the first answer is awaited. No retries here:
         whatever did not come back stored is left to the caller (the executor retries it one
         by one, with the same message ids)."""
-        sent: list[tuple[str, Sent | Exception]] = []
+        client = self.client
+        sent: list[tuple[str, asyncio.Future[Msg] | Exception]] = []
         try:
             for aggregate, aggregate_id, env, expected in batch:
                 subject = event_subject(aggregate, aggregate_id, self._prefix)
                 try:
-                    waiting = await self._publisher.mux.send(
-                        subject, encode_event(env), _headers(env, expected.seq), self._timeout
+                    if client.congested:  # the socket is behind: let it drain first
+                        await client.writable()
+                    headers = _headers(env, expected.seq)
+                    sent.append(
+                        (subject, self._publisher.send(subject, encode_event(env), headers))
                     )
                 except Exception as exc:
                     sent.append((subject, exc))
-                else:
-                    sent.append((subject, waiting))
             return [
-                await self._stored(subject, answer, env)
+                await _stored(subject, answer, env)
                 for (subject, answer), (_, _, env, _) in zip(sent, batch, strict=True)
             ]
-        finally:  # answers not taken (we were cancelled) are not left to the sweeper
-            for _, left in sent:
-                if isinstance(left, Sent):
-                    self._publisher.mux.abandon(left)
-
-    async def _stored(
-        self, subject: str, waiting: Sent | Exception, env: Envelope
-    ) -> StoredEvent | Exception:
-        if isinstance(waiting, Exception):
-            return waiting
-        try:
-            seq, duplicate = pub_ack(subject, await self._publisher.mux.answer(waiting))
-        except PublishRefused as exc:
-            if exc.code == WRONG_LAST_SEQUENCE:
-                return ConcurrencyConflict(f"{subject}: {exc.description}")
-            return AppendRefused(str(exc))
-        except Exception as exc:
-            return exc
-        return NotStored("a duplicate") if duplicate else StoredEvent(seq, subject, env)
+        except BaseException:  # answers not taken (we were cancelled) are forgotten
+            abandon([answer for _, answer in sent if isinstance(answer, asyncio.Future)])
+            raise
 
     async def _publish(
         self, subject: str, payload: bytes, headers: dict[str, str]
     ) -> tuple[int, bool]:
         """Publish an event; a wrong last sequence is a `ConcurrencyConflict`."""
         try:
-            seq, duplicate = await self._publisher.publish(subject, payload, headers)
+            ack = await self._publisher.publish(subject, payload, headers)
         except PublishUnavailable as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except PublishRefused as exc:
-            if exc.code != WRONG_LAST_SEQUENCE:
+        except JetStreamError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:
                 raise AppendRefused(str(exc)) from exc
             # The server checks the expected sequence before the message id (2.11 on), so the
             # same event stored before (an earlier try whose answer was lost, or the same cause
@@ -175,63 +152,66 @@ class JetStreamEventStore(EventStore):
             if last_seq is not None:
                 return last_seq, True
             raise ConcurrencyConflict(f"{subject}: {exc.description}") from exc
-        return seq, duplicate
+        return ack.seq, ack.duplicate
 
     async def _last_with_id(self, subject: str, msg_id: str) -> int | None:
         """The sequence of the subject's last message if it carries `msg_id`, else None."""
-        try:
-            last = await self._js.get_last_msg(self._stream, subject)
-        except NotFoundError:
-            return None
-        if last.headers and last.headers.get("Nats-Msg-Id") == msg_id:
-            return int(last.seq or 0)
+        query = {"last_by_subj": subject}
+        last = await self._read(subject, self._direct_get, query)
+        if last is not None and last.headers.get("Nats-Msg-Id") == msg_id:
+            return int(last.headers["Nats-Sequence"])
         return None
 
-    # --- reading ------------------------------------------------------------------------
+    async def _direct_get(self, query: dict[str, object]) -> Msg | None:
+        return await jsapi.direct_get(self.client, self._stream, query)
 
-    async def load(self, aggregate: str, aggregate_id: str) -> History:
-        """Walk the aggregate's subject with direct gets (`next_by_subj`)."""
-        subject = event_subject(aggregate, aggregate_id, self._prefix)
-        request = f"$JS.API.DIRECT.GET.{self._stream}"
-        items: list[StoredEvent] = []
-        bad: list[BadEvent] = []
-        seq = 1
-        while True:
-            body = json.dumps({"seq": seq, "next_by_subj": subject}).encode()
-            msg = await self._request_with_retry(request, body)
-            headers = msg.headers or {}
-            if not msg.data and headers.get("Status") == "404":
-                break
-            if headers.get("Status"):
-                raise StoreUnavailable(f"direct get on {subject}: status {headers['Status']}")
-            seq = int(headers["Nats-Sequence"])
-            item = _decode(seq, subject, msg.data)
-            if isinstance(item, BadEvent):
-                self._count_bad(item)
-                bad.append(item)
-            else:
-                items.append(item)
-            seq += 1
-        return fold_history(aggregate, aggregate_id, items, bad)
-
-    async def _request_with_retry(self, subject: str, body: bytes) -> Any:
+    async def _read(self, what: str, call: Callable[..., Awaitable[T]], *args: object) -> T:
+        """`call(*args)`, sent again while the server does not answer, up to `retry_for`."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_for
         while True:
             try:
-                return await self._nc.request(subject, body, timeout=self._timeout)
+                return await call(*args)
             except TRANSIENT as exc:
                 if loop.time() >= deadline:
-                    raise StoreUnavailable(f"{subject}: no answer ({exc!r})") from exc
+                    raise StoreUnavailable(f"{what}: no answer ({exc!r})") from exc
                 await asyncio.sleep(0.2)
+            except ConnectionClosed as exc:
+                raise StoreUnavailable(f"{what}: the NATS connection is closed") from exc
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def load(self, aggregate: str, aggregate_id: str) -> History:
+        """The aggregate's subject read with batch direct gets (`next_by_subj`)."""
+        subject = event_subject(aggregate, aggregate_id, self._prefix)
+        batch = functools.partial(jsapi.direct_batch, self.client, self._stream)
+        items: list[StoredEvent] = []
+        bad: list[BadEvent] = []
+        seq = 1
+        while True:
+            query = {"seq": seq, "next_by_subj": subject, "batch": LOAD_BATCH}
+            msgs, more = await self._read(subject, batch, query, self._timeout)
+            for msg in msgs:
+                seq = int(msg.headers["Nats-Sequence"])
+                item = _decode(seq, subject, msg.data)
+                if isinstance(item, BadEvent):
+                    self._count_bad(item)
+                    bad.append(item)
+                else:
+                    items.append(item)
+            if not msgs or not more:
+                return fold_history(aggregate, aggregate_id, items, bad)
+            seq += 1
 
     async def _get(self, seq: int) -> StoredEvent | BadEvent:
-        msg = await self._js.get_msg(self._stream, seq=seq, direct=True)
-        return _decode(seq, str(msg.subject), msg.data or b"")
+        msg = await self._read(f"{self._stream} seq {seq}", self._direct_get, {"seq": seq})
+        if msg is None:
+            raise AppendRefused(f"{self._stream}: message {seq} is gone")
+        return _decode(seq, msg.headers.get("Nats-Subject", ""), msg.data)
 
     async def head_seq(self) -> int:
-        info = await self._js.stream_info(self._stream)
-        return int(info.state.last_seq)
+        info = await jsapi.stream_info(self.client, self._stream)
+        return int(info["state"]["last_seq"])
 
     async def read_all(
         self, from_seq: int = 1, *, until_seq: int | None = None, include_bad: bool = False
@@ -252,34 +232,30 @@ class JetStreamEventStore(EventStore):
     async def _follow(
         self, from_seq: int, end: int | None, include_bad: bool
     ) -> AsyncIterator[StoredEvent | BadEvent]:
-        """An ordered consumer from `from_seq`; it recreates itself after gaps or reconnects."""
-        sub = await self._js.subscribe(
-            f"{self._prefix}.>",
-            stream=self._stream,
-            ordered_consumer=True,
-            config=ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(from_seq, 1)
-            ),
-            pending_msgs_limit=65_536,
-        )
+        """The log from `from_seq` in order, to `end` (or for ever)."""
+        reader = self._reader(from_seq, f"{self._prefix}.>")
         try:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=5.0)
-                except NatsTimeout:
-                    continue
-                seq = msg.metadata.sequence.stream
-                item = _decode(seq, msg.subject, msg.data)
-                if isinstance(item, BadEvent):
-                    self._count_bad(item)
-                    if include_bad:
+                for seq, pending, msg in await reader.fetch(FOLLOW_BATCH, wait=5.0):
+                    item = _decode(seq, msg.subject, msg.data)
+                    if isinstance(item, BadEvent):
+                        self._count_bad(item)
+                    if include_bad or isinstance(item, StoredEvent):
                         yield item
-                else:
-                    yield item
-                if end is not None and seq >= end:
-                    return
+                    # Nothing pending: the rest up to `end` is not on our subjects.
+                    if end is not None and (seq >= end or not pending):
+                        return
         finally:
-            await sub.unsubscribe()
+            await reader.close()
+
+    def _reader(self, from_seq: int, subjects: str | None = None) -> OrderedReader:
+        return OrderedReader(
+            self.client,
+            self._stream,
+            start_seq=max(from_seq, 1),
+            filter_subject=subjects,
+            retry_for=self._retry_for,
+        )
 
     async def tail_batches(
         self, from_seq: int, *, max_batch: int = 1000, max_wait: float = 0.01, idle: float = 1.0
@@ -289,7 +265,7 @@ class JetStreamEventStore(EventStore):
         events, or `max_wait` seconds after its first one arrived (0: what is there at once)."""
         loop = asyncio.get_running_loop()
         expected = max(from_seq, 1)
-        puller, name = await self._pull_from(expected)
+        reader = self._reader(expected)
         try:
             while True:
                 batch: list[StoredEvent | BadEvent] = []
@@ -298,33 +274,35 @@ class JetStreamEventStore(EventStore):
                     wait = idle if deadline is None else deadline - loop.time()
                     if wait < 0.001:  # not worth another round trip
                         break
-                    msgs = await puller.fetch(max_batch - len(batch), wait=wait)
-                    if not msgs:
+                    got = await reader.fetch(max_batch - len(batch), wait=wait)
+                    if not got:
                         break
                     if deadline is None:
                         deadline = loop.time() + max_wait
-                    expected, later = self._take(msgs, expected, batch)
+                    expected, later = self._take(got, expected, batch)
                     if later is None:
                         continue
                     if not await self._exists(expected):
                         raise SequenceGap(expected, later)
-                    # Lost in transit (a reconnect): read again from where we are.
-                    await self._drop_consumer(puller, name)
-                    puller, name = await self._pull_from(expected)
+                    # The reader hands out everything it was sent; should a message still
+                    # be missing, read again from it rather than skip it.
+                    log.warning("message %d of %s skipped by the reader: reading again",
+                                expected, self._stream)  # fmt: skip
+                    await reader.close()
+                    reader = self._reader(expected)
                     break
                 yield batch
         finally:
-            await self._drop_consumer(puller, name)
+            await reader.close()
 
     def _take(
-        self, msgs: list[Any], expected: int, batch: list[StoredEvent | BadEvent]
+        self, got: list[Read], expected: int, batch: list[StoredEvent | BadEvent]
     ) -> tuple[int, int | None]:
         """Append the messages that continue the log to `batch`. Returns the next sequence
         expected and, if a later one showed up instead, that sequence."""
-        for msg in msgs:
-            seq, pending = stream_position(msg)
+        for seq, pending, msg in got:
             if seq < expected:
-                continue  # seen before a consumer reset
+                continue  # seen before the reader was made again
             if seq > expected:
                 return expected, seq
             expected = seq + 1
@@ -335,30 +313,25 @@ class JetStreamEventStore(EventStore):
             batch.append(item)
         return expected, None
 
-    async def _pull_from(self, seq: int) -> tuple[PullSubscriber, str]:
-        info = await self._nc.jsm().add_consumer(
-            self._stream,
-            ConsumerConfig(
-                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=seq,
-                ack_policy=AckPolicy.NONE,
-                inactive_threshold=60.0,  # the server removes it if we vanish
-            ),
-        )
-        name = str(info.name)
-        return await PullSubscriber(self._nc, self._stream, name).start(), name
-
-    async def _drop_consumer(self, puller: PullSubscriber, name: str) -> None:
-        await puller.stop()
-        with contextlib.suppress(Exception):
-            await self._nc.jsm().delete_consumer(self._stream, name)
-
     async def _exists(self, seq: int) -> bool:
-        try:
-            await self._nc.jsm().get_msg(self._stream, seq=seq)
-        except NotFoundError:
-            return False
-        return True
+        return await jsapi.get_msg(self.client, self._stream, {"seq": seq}) is not None
+
+
+async def _stored(
+    subject: str, waiting: asyncio.Future[Msg] | Exception, env: Envelope
+) -> StoredEvent | Exception:
+    """What became of one pipelined append."""
+    if isinstance(waiting, Exception):
+        return waiting
+    try:
+        ack = parse_pub_ack(subject, await waiting)
+    except JetStreamError as exc:
+        if exc.err_code == WRONG_LAST_SEQUENCE:
+            return ConcurrencyConflict(f"{subject}: {exc.description}")
+        return AppendRefused(str(exc))
+    except Exception as exc:
+        return exc
+    return NotStored("a duplicate") if ack.duplicate else StoredEvent(ack.seq, subject, env)
 
 
 def _decode(seq: int, subject: str, data: bytes) -> StoredEvent | BadEvent:

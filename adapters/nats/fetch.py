@@ -4,7 +4,9 @@
 there are none, waits up to `wait` for one. It never has more than `n` messages requested, so
 a worker with `n` free slots never receives more than `n` jobs, and a message that arrives is
 returned at once rather than when the pull expires. A pull ends with its `n`-th message or a
-status: 404 (no messages), 408 (expired), 409 (a conflict: max waiting, consumer deleted...).
+status: 404 (no messages), 408 (expired), 409 (a conflict: max waiting, consumer deleted...),
+503 (no such consumer). After the last two `gone` says the consumer no longer exists, so its
+owner can make it again instead of pulling in vain.
 
 Each pull has its own reply subject under one wildcard subscription, so a status of an
 earlier pull that gave up (its answer late after a reconnect) cannot end a later one; the
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
     from adapters.nats.client import Client
 
 log = logging.getLogger("baker.nats")
-_ENDS = frozenset((404, 408, 409))
+_ENDS = frozenset((404, 408, 409, 503))
 GRACE = 2.0  # past `wait`, when a pull's end did not come (the connection dropped)
 
 
@@ -44,6 +46,7 @@ class PullConsumer:
         self._want = 0
         self._waiter: asyncio.Future[None] | None = None
         self.last_status: tuple[int, str] | None = None  # a 409 says why (for logs)
+        self.gone = False  # the consumer was deleted, or does not exist
 
     async def fetch(self, n: int, wait: float) -> list[Msg]:
         """Up to `n` messages: what is there now, else the first to arrive within `wait`."""
@@ -81,9 +84,10 @@ class PullConsumer:
         if msg.is_status:
             status = msg.status
             if status in _ENDS and msg.subject == self._reply and waiter is not None:
-                if status == 409:
+                if status in (409, 503):
                     self.last_status = (status, msg.description)
-                    log.debug("pull on %s ended: 409 %s", self._next, msg.description)
+                    self.gone = status == 503 or "deleted" in msg.description.lower()
+                    log.debug("pull on %s ended: %d %s", self._next, status, msg.description)
                 _wake(waiter)
             return  # 100 heartbeats, and the ends of pulls that gave up
         self._ready.append(msg)

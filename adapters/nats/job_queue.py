@@ -10,18 +10,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js.api import DeliverPolicy
-from nats.js.errors import NotFoundError
-
-from adapters.nats.requests import (
-    JetStreamPublisher,
-    Publish,
-    PublishRefused,
-    PublishUnavailable,
-)
+from adapters.nats import jsapi
+from adapters.nats.client import Client
+from adapters.nats.message import JetStreamError, Msg
+from adapters.nats.publisher import JetStreamPublisher, Publish, PublishUnavailable
+from adapters.nats.reader import OrderedReader
 from adapters.nats.streams import (
     CANCELS_PREFIX,
     CANCELS_STREAM,
@@ -29,6 +22,7 @@ from adapters.nats.streams import (
     JOBS_STREAM,
     WORKERS_CONSUMER,
 )
+from adapters.nats.subscriptions import CoreSubscription
 from domain.queue import (
     QueueFull,
     QueueUnavailable,
@@ -44,17 +38,15 @@ MAX_MESSAGES_EXCEEDED = 10077  # discard-new stream at its message limit
 
 
 class JetStreamJobQueue:
-    def __init__(self, nc: NATS, *, request_timeout: float = 2.0, retry_for: float = 15.0):
-        self._nc = nc
-        self._js = nc.jetstream(timeout=request_timeout)
+    def __init__(self, client: Client, *, request_timeout: float = 2.0, retry_for: float = 15.0):
+        self._client = client
         self.publisher = JetStreamPublisher(
-            nc, request_timeout=request_timeout, retry_for=retry_for
+            client, request_timeout=request_timeout, retry_for=retry_for
         )
 
     async def _publish(self, subject: str, payload: bytes, headers: dict[str, str]) -> int:
         with _queue_errors():
-            seq, _ = await self.publisher.publish(subject, payload, headers)
-        return seq
+            return (await self.publisher.publish(subject, payload, headers)).seq
 
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
         """Queue a job for the workers; `Nats-Msg-Id` is the job id (no double dispatch)."""
@@ -75,81 +67,79 @@ class JetStreamJobQueue:
         """Tell every worker that `job_id` is to be cancelled (a KV put, seen at once)."""
         await self._publish(f"{CANCELS_PREFIX}.{job_id}", cancel_signal(job_id, reason), {})
 
-    async def watch_cancels(self, on_cancel: Callable[[str, str], None]) -> Subscription:
+    async def watch_cancels(self, on_cancel: Callable[[str, str], None]) -> CoreSubscription:
         """Call `on_cancel(job_id, reason)` for every cancel signal put from now on."""
 
-        async def heard(msg: Msg) -> None:
+        def heard(msg: Msg) -> None:
             on_cancel(msg.subject.rsplit(".", 1)[-1], cancel_reason(msg.data))
 
-        return await self._nc.subscribe(f"{CANCELS_PREFIX}.*", cb=heard)
+        sub = CoreSubscription(self._client.subscribe(f"{CANCELS_PREFIX}.*", heard))
+        await self._client.flush()  # subscribed: a signal put from now on is heard
+        return sub
 
     async def cancel_signal(self, job_id: str) -> str | None:
         """The reason of a cancel signal for `job_id`, if one was sent (a direct get)."""
-        try:
-            msg = await self._js.get_last_msg(
-                CANCELS_STREAM, f"{CANCELS_PREFIX}.{job_id}", direct=True
-            )
-        except NotFoundError:
-            return None
-        return cancel_reason(msg.data)
+        query = {"last_by_subj": f"{CANCELS_PREFIX}.{job_id}"}
+        msg = await jsapi.direct_get(self._client, CANCELS_STREAM, query)
+        return None if msg is None else cancel_reason(msg.data)
 
     async def signalled_cancels(self) -> dict[str, str]:
-        """Every cancel signal still in the bucket (the last day), job id -> reason."""
-        info = await self._js.stream_info(CANCELS_STREAM)
-        if not info.state.messages:
+        """Every cancel signal still in the bucket (the last day), job id -> reason: the last
+        value of each key, read through to the end (a batch direct get would stop at 1,024
+        keys)."""
+        info = await jsapi.stream_info(self._client, CANCELS_STREAM)
+        if not info["state"]["messages"]:
             return {}
         found: dict[str, str] = {}
-        sub = await self._js.subscribe(
-            f"{CANCELS_PREFIX}.*",
-            stream=CANCELS_STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        reader = OrderedReader(
+            self._client, CANCELS_STREAM, start_seq=None, filter_subject=f"{CANCELS_PREFIX}.*"
         )
         try:
-            while True:
-                msg = await sub.next_msg(timeout=5)
-                found[msg.subject.rsplit(".", 1)[-1]] = cancel_reason(msg.data)
-                if msg.metadata.num_pending == 0:
-                    return found
+            while got := await reader.fetch(1000, wait=1.0):
+                for _, pending, msg in got:
+                    found[msg.subject.rsplit(".", 1)[-1]] = cancel_reason(msg.data)
+                    if not pending:
+                        return found
+            return found
         finally:
-            await sub.unsubscribe()
+            await reader.close()
 
     async def fill(self) -> tuple[int, int]:
         """(messages in `BAKER_JOBS`, its message limit; -1 when unlimited)."""
-        info = await self._js.stream_info(JOBS_STREAM)
-        return int(info.state.messages), int(info.config.max_msgs or -1)
+        info = await jsapi.stream_info(self._client, JOBS_STREAM)
+        return int(info["state"]["messages"]), int(info["config"].get("max_msgs") or -1)
 
     async def depth(self) -> tuple[int, int]:
         """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
-        info = await self._js.consumer_info(JOBS_STREAM, WORKERS_CONSUMER)
-        return int(info.num_pending or 0), int(info.num_ack_pending or 0)
+        info = await jsapi.consumer_info(self._client, JOBS_STREAM, WORKERS_CONSUMER)
+        return int(info.get("num_pending") or 0), int(info.get("num_ack_pending") or 0)
 
     async def queued_jobs(self) -> set[str]:
         """Each message of `BAKER_JOBS` from the oldest on, one `next_by_subj` get at a time
-        (acknowledged messages are gone, so the walk skips them), to the end of the stream."""
+        (acknowledged messages are gone, so the walk skips them), to the end of the stream.
+        A work-queue stream takes no reader beside its consumers, hence the gets."""
         found: set[str] = set()
         seq = 1
-        jsm = self._nc.jsm()
         while True:
-            try:
-                msg = await jsm.get_msg(JOBS_STREAM, seq=seq, subject="baker.jobs.>", next=True)
-            except NotFoundError:
+            query = {"seq": seq, "next_by_subj": "baker.jobs.>"}
+            msg = await jsapi.get_msg(self._client, JOBS_STREAM, query)
+            if msg is None:
                 return found
-            job = job_of_message(str(msg.subject), msg.data or b"")
+            job = job_of_message(msg.subject, msg.data)
             if job is not None:
                 found.add(job)
-            seq = int(msg.seq or seq) + 1
+            seq = msg.seq + 1
 
     async def close(self) -> None:
-        await self.publisher.close()
+        """Nothing to release: requests share the client's reply subscription."""
 
 
 @contextlib.contextmanager
 def _queue_errors() -> Iterator[None]:
     try:
         yield
-    except PublishRefused as exc:
-        if exc.code == MAX_MESSAGES_EXCEEDED or "maximum messages" in exc.description:
+    except JetStreamError as exc:
+        if exc.err_code == MAX_MESSAGES_EXCEEDED or "maximum messages" in exc.description:
             raise QueueFull(f"the job queue is full ({exc.description})") from exc
         raise QueueUnavailable(str(exc)) from exc
     except PublishUnavailable as exc:

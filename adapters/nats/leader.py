@@ -4,38 +4,37 @@ compare-and-set so two Brains can never both believe they took the same generati
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js.api import DeliverPolicy
-from nats.js.errors import NotFoundError
-
-from adapters.nats.requests import JetStreamPublisher, PublishRefused
+from adapters.nats import jsapi
+from adapters.nats.client import Client
+from adapters.nats.message import JetStreamError
+from adapters.nats.publisher import JetStreamPublisher
+from adapters.nats.reader import OrderedReader
 from adapters.nats.streams import LEADER_KEY, LEADER_STREAM
 from domain.handoff import Leader, LeadershipTaken
 
 __all__ = ["Leader", "LeaderRecord", "LeadershipTaken"]
 log = logging.getLogger("baker.brain.leadership")
 WRONG_LAST_SEQUENCE = 10071
+OnRecord = Callable[[Leader], Awaitable[None]]
 
 
 class LeaderRecord:
-    def __init__(self, nc: NATS) -> None:
-        self.nc = nc
-        self._js = nc.jetstream()
-        self._publisher = JetStreamPublisher(nc, retry_for=10.0)
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._publisher = JetStreamPublisher(client, retry_for=10.0)
 
     async def read(self) -> Leader | None:
-        try:
-            msg = await self._js.get_last_msg(LEADER_STREAM, LEADER_KEY)
-        except NotFoundError:
+        msg = await jsapi.direct_get(self.client, LEADER_STREAM, {"last_by_subj": LEADER_KEY})
+        if msg is None:
             return None
-        return Leader.parse(msg.data or b"", int(msg.seq or 0))
+        return Leader.parse(msg.data, int(msg.headers["Nats-Sequence"]))
 
     async def take(self, instance: str, version: str, after: Leader | None) -> Leader:
         """Become leader with generation `after.generation + 1`, if `after` is still current."""
@@ -46,35 +45,58 @@ class LeaderRecord:
         )
         expected = str(after.revision if after else 0)
         try:
-            seq, _ = await self._publisher.publish(
+            ack = await self._publisher.publish(
                 LEADER_KEY, body.encode(), {"Nats-Expected-Last-Subject-Sequence": expected}
             )
-        except PublishRefused as exc:
-            if exc.code == WRONG_LAST_SEQUENCE:
+        except JetStreamError as exc:
+            if exc.err_code == WRONG_LAST_SEQUENCE:
                 raise LeadershipTaken(f"the leader record changed: {exc.description}") from exc
             raise
-        return Leader(instance, generation, version, since, seq)
+        return Leader(instance, generation, version, since, ack.seq)
 
-    async def watch(self, on_record: Callable[[Leader], Awaitable[None]]) -> Subscription:
-        """Follow the record with an ordered consumer: its last value, then every *stored*
-        change in order (the client repairs gaps), so a refused compare-and-set is never
-        mistaken for a change."""
-
-        async def delivered(msg: Msg) -> None:
-            leader = Leader.parse(msg.data, int(msg.metadata.sequence.stream))
-            if leader is None:
-                log.error("unreadable leader record on %s: ignored", msg.subject)
-                return
-            await on_record(leader)
-
-        sub: Subscription = await self._js.subscribe(
-            LEADER_KEY,
-            stream=LEADER_STREAM,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            cb=delivered,
+    async def watch(self, on_record: OnRecord) -> Watch:
+        """Follow the record from the stream: its last value, then every *stored* change in
+        order (a core subscription would also hear a refused compare-and-set, and could not
+        tell it from a change)."""
+        reader = OrderedReader(
+            self.client, LEADER_STREAM, start_seq=None, filter_subject=LEADER_KEY
         )
-        return sub
+        return Watch(reader, on_record)
 
     async def close(self) -> None:
-        await self._publisher.close()
+        """Nothing to release: requests share the client's reply subscription."""
+
+
+class Watch:
+    """The watch's reading loop; `unsubscribe` stops it (the port's `Subscription`)."""
+
+    POLL = 5.0  # seconds a pull waits for a change before asking again
+
+    def __init__(self, reader: OrderedReader, on_record: OnRecord) -> None:
+        self._reader = reader
+        self._on_record = on_record
+        self._task = asyncio.create_task(self._follow(), name="baker-leader-watch")
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                got = await self._reader.fetch(16, wait=self.POLL)
+            except Exception as exc:  # the server away for long: the confirming reads age
+                log.warning("watching the leader record failed, trying again: %r", exc)
+                await asyncio.sleep(1.0)  # back-off before asking the server again
+                continue
+            for seq, _, msg in got:
+                leader = Leader.parse(msg.data, seq)
+                if leader is None:
+                    log.error("unreadable leader record on %s: ignored", msg.subject)
+                    continue
+                try:
+                    await self._on_record(leader)
+                except Exception:
+                    log.exception("handling the leader record failed")
+
+    async def unsubscribe(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        await self._reader.close()

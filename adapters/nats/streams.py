@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from nats.js.api import (
-    AckPolicy,
-    ConsumerConfig,
-    DiscardPolicy,
-    RetentionPolicy,
-    StorageType,
-    StreamConfig,
-)
-from nats.js.errors import BadRequestError, NotFoundError
-from nats.js.manager import JetStreamManager
+from adapters.nats import jsapi
+from adapters.nats.jsapi import NotFound
+from adapters.nats.message import JetStreamError
+
+if TYPE_CHECKING:
+    from adapters.nats.client import Client
 
 log = logging.getLogger("baker.provision")
 
@@ -54,99 +50,111 @@ class Topology:
     max_deliver: int = 3
 
 
-def jobs_stream(topo: Topology) -> StreamConfig:
-    return StreamConfig(
-        name=JOBS_STREAM,
-        subjects=["baker.jobs.>"],
-        retention=RetentionPolicy.WORK_QUEUE,
-        max_age=DAY,
-        storage=StorageType.FILE,
-        num_replicas=topo.replicas,
-        max_msgs=topo.max_queued_jobs,
-        discard=DiscardPolicy.NEW,
-        duplicate_window=120.0,
-    )
+Config = dict[str, Any]
+"""A stream's or consumer's configuration in the server's own JSON (durations in ns)."""
 
 
-def events_stream(topo: Topology) -> StreamConfig:
-    return StreamConfig(
-        name=EVENTS_STREAM,
-        subjects=["baker.events.>"],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        num_replicas=topo.replicas,
-        max_age=0,
-        max_msgs=-1,  # the log is never trimmed: pinned and checked, so a stream whose
-        max_bytes=-1,  # limits would drop events is reported instead of used
-        max_msgs_per_subject=-1,
-        deny_delete=True,
-        deny_purge=True,
-        duplicate_window=120.0,
-        allow_direct=True,
-    )
+def seconds(value: float) -> int:
+    """A duration in the server's unit (nanoseconds)."""
+    return int(value * 1e9)
 
 
-def tasks_stream(topo: Topology) -> StreamConfig:
+def jobs_stream(topo: Topology) -> Config:
+    return {
+        "name": JOBS_STREAM,
+        "subjects": ["baker.jobs.>"],
+        "retention": "workqueue",
+        "max_age": seconds(DAY),
+        "storage": "file",
+        "num_replicas": topo.replicas,
+        "max_msgs": topo.max_queued_jobs,
+        "discard": "new",
+        "duplicate_window": seconds(120),
+    }
+
+
+def events_stream(topo: Topology) -> Config:
+    return {
+        "name": EVENTS_STREAM,
+        "subjects": ["baker.events.>"],
+        "retention": "limits",
+        "storage": "file",
+        "num_replicas": topo.replicas,
+        "max_age": 0,
+        "max_msgs": -1,  # the log is never trimmed: pinned and checked, so a stream whose
+        "max_bytes": -1,  # limits would drop events is reported instead of used
+        "max_msgs_per_subject": -1,
+        "deny_delete": True,
+        "deny_purge": True,
+        "duplicate_window": seconds(120),
+        "allow_direct": True,
+    }
+
+
+def tasks_stream(topo: Topology) -> Config:
     # Not `baker.tasks.>`: `baker.tasks.launch` is core request/reply and must stay unanswered
     # by the stream.
-    return StreamConfig(
-        name=TASKS_STREAM,
-        subjects=["baker.tasks.status.*", "baker.tasks.result.*"],
-        retention=RetentionPolicy.WORK_QUEUE,
-        max_age=DAY,
-        storage=StorageType.FILE,
-        num_replicas=topo.replicas,
-        duplicate_window=120.0,
-    )
+    return {
+        "name": TASKS_STREAM,
+        "subjects": ["baker.tasks.status.*", "baker.tasks.result.*"],
+        "retention": "workqueue",
+        "max_age": seconds(DAY),
+        "storage": "file",
+        "num_replicas": topo.replicas,
+        "duplicate_window": seconds(120),
+    }
 
 
-def advisories_stream(topo: Topology) -> StreamConfig:
+def advisories_stream(topo: Topology) -> Config:
     """Max-deliveries advisories, kept so a Brain that was down still records them."""
-    return StreamConfig(
-        name=ADVISORIES_STREAM,
-        subjects=[MAX_DELIVERIES_ADVISORY],
-        retention=RetentionPolicy.LIMITS,
-        max_age=7 * DAY,
-        storage=StorageType.FILE,
-        num_replicas=topo.replicas,
-        duplicate_window=120.0,
-    )
+    return {
+        "name": ADVISORIES_STREAM,
+        "subjects": [MAX_DELIVERIES_ADVISORY],
+        "retention": "limits",
+        "max_age": seconds(7 * DAY),
+        "storage": "file",
+        "num_replicas": topo.replicas,
+        "duplicate_window": seconds(120),
+    }
 
 
-def leader_stream(topo: Topology) -> StreamConfig:
+def leader_stream(topo: Topology) -> Config:
     """A KV bucket holding the active Brain and its fencing generation (compare-and-set)."""
-    config = cancels_stream(topo)
-    config.name, config.subjects, config.max_age = LEADER_STREAM, [f"$KV.{LEADER_BUCKET}.>"], 0
-    return config
+    return {
+        **cancels_stream(topo),
+        "name": LEADER_STREAM,
+        "subjects": [f"$KV.{LEADER_BUCKET}.>"],
+        "max_age": 0,
+    }
 
 
-def cancels_stream(topo: Topology) -> StreamConfig:
+def cancels_stream(topo: Topology) -> Config:
     """A KV bucket (one value per job id) that signals cancel requests to workers."""
-    return StreamConfig(
-        name=CANCELS_STREAM,
-        subjects=[f"{CANCELS_PREFIX}.>"],
-        retention=RetentionPolicy.LIMITS,
-        max_age=DAY,
-        max_msgs_per_subject=1,
-        storage=StorageType.FILE,
-        num_replicas=topo.replicas,
-        allow_rollup_hdrs=True,
-        deny_delete=True,
-        duplicate_window=120.0,
-        allow_direct=True,
-        discard=DiscardPolicy.NEW,
-    )
+    return {
+        "name": CANCELS_STREAM,
+        "subjects": [f"{CANCELS_PREFIX}.>"],
+        "retention": "limits",
+        "max_age": seconds(DAY),
+        "max_msgs_per_subject": 1,
+        "storage": "file",
+        "num_replicas": topo.replicas,
+        "allow_rollup_hdrs": True,
+        "deny_delete": True,
+        "duplicate_window": seconds(120),
+        "allow_direct": True,
+        "discard": "new",
+    }
 
 
-def workers_consumer(topo: Topology) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=WORKERS_CONSUMER,
-        filter_subject=DISPATCH_SUBJECT,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=topo.ack_wait,
-        max_deliver=topo.max_deliver,
-        max_ack_pending=10_000,
-    )
+def workers_consumer(topo: Topology) -> Config:
+    return {
+        "durable_name": WORKERS_CONSUMER,
+        "filter_subject": DISPATCH_SUBJECT,
+        "ack_policy": "explicit",
+        "ack_wait": seconds(topo.ack_wait),
+        "max_deliver": topo.max_deliver,
+        "max_ack_pending": 10_000,
+    }
 
 
 INGEST_SUBJECTS = ["baker.jobs.status.*", "baker.jobs.result.*", "baker.jobs.step.*"]
@@ -155,36 +163,36 @@ as `baker.jobs.dispatch.<lane>` can live in `BAKER_JOBS` beside the ingest's."""
 FIRST_WAVE_INGEST_FILTER = "baker.jobs.*.>"  # the first wave's, updated in place on provision
 
 
-def ingest_consumer(topo: Topology) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=INGEST_CONSUMER,
-        filter_subjects=list(INGEST_SUBJECTS),
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_deliver=-1,  # a status must never be dropped; bad ones are terminated explicitly
-        max_ack_pending=10_000,
-    )
+def ingest_consumer(topo: Topology) -> Config:
+    return {
+        "durable_name": INGEST_CONSUMER,
+        "filter_subjects": list(INGEST_SUBJECTS),
+        "ack_policy": "explicit",
+        "ack_wait": seconds(30),
+        "max_deliver": -1,  # a status must never be dropped; bad ones are terminated explicitly
+        "max_ack_pending": 10_000,
+    }
 
 
-def tasks_consumer(_topo: Topology) -> ConsumerConfig:
+def tasks_consumer(_topo: Topology) -> Config:
     """Task runners' status and result messages, for the Brain's task ingest."""
-    return ConsumerConfig(
-        durable_name=TASKS_CONSUMER,
-        filter_subject="baker.tasks.>",
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_deliver=-1,
-        max_ack_pending=10_000,
-    )
+    return {
+        "durable_name": TASKS_CONSUMER,
+        "filter_subject": "baker.tasks.>",
+        "ack_policy": "explicit",
+        "ack_wait": seconds(30),
+        "max_deliver": -1,
+        "max_ack_pending": 10_000,
+    }
 
 
-def advisories_consumer(_topo: Topology) -> ConsumerConfig:
-    return ConsumerConfig(
-        durable_name=ADVISORIES_CONSUMER,
-        ack_policy=AckPolicy.EXPLICIT,
-        ack_wait=30.0,
-        max_deliver=-1,
-    )
+def advisories_consumer(_topo: Topology) -> Config:
+    return {
+        "durable_name": ADVISORIES_CONSUMER,
+        "ack_policy": "explicit",
+        "ack_wait": seconds(30),
+        "max_deliver": -1,
+    }
 
 
 _STREAM_FIELDS = (
@@ -212,87 +220,89 @@ _CONSUMER_FIELDS = (
 )
 
 
-def differences(want: Any, have: Any, fields: tuple[str, ...]) -> list[str]:
-    """Human-readable `field: have X, want Y` for every field that differs."""
+_DURATIONS = frozenset({"max_age", "duplicate_window", "ack_wait"})
+
+
+def differences(want: Config, have: Config, fields: tuple[str, ...]) -> list[str]:
+    """Human-readable `field: have X, want Y` for every field of `want` that differs
+    (durations in seconds)."""
     out = []
     for name in fields:
-        wanted, actual = getattr(want, name), getattr(have, name)
-        if wanted is None:
+        if name not in want:
             continue
+        wanted, actual = want[name], have.get(name)
         if name in ("subjects", "filter_subjects"):
             wanted, actual = sorted(wanted), sorted(actual or [])
-        if isinstance(wanted, float) or isinstance(actual, float):
-            same = abs(float(wanted or 0) - float(actual or 0)) < 1e-3
+        if name in _DURATIONS:
+            wanted, actual = (wanted or 0) / 1e9, (actual or 0) / 1e9
+            same = abs(wanted - actual) < 1e-3
         else:
             same = wanted == actual or (not wanted and not actual)
         if not same:
-            out.append(f"{name}: have {_show(actual)}, want {_show(wanted)}")
+            out.append(f"{name}: have {actual}, want {wanted}")
     return out
 
 
-def _show(value: Any) -> str:
-    return str(getattr(value, "value", value))
-
-
-async def ensure_stream(jsm: JetStreamManager, want: StreamConfig) -> Literal["created", "ok"]:
+async def ensure_stream(client: Client, want: Config) -> Literal["created", "ok"]:
     """Create the stream if missing; raise `ProvisioningError` if it exists and differs."""
-    assert want.name is not None
+    name = want["name"]
     try:
-        info = await jsm.stream_info(want.name)
-    except NotFoundError:
+        info = await jsapi.stream_info(client, name)
+    except NotFound:
         try:
-            await jsm.add_stream(want)
-            log.info("created stream %s", want.name)
+            await jsapi.add_stream(client, want)
+            log.info("created stream %s", name)
             return "created"
-        except BadRequestError:  # lost a race with another process creating it
-            info = await jsm.stream_info(want.name)
-    diffs = differences(want, info.config, _STREAM_FIELDS)
+        except JetStreamError:  # lost a race with another process creating it
+            info = await jsapi.stream_info(client, name)
+    diffs = differences(want, info["config"], _STREAM_FIELDS)
     if diffs:
         raise ProvisioningError(
-            f"stream {want.name} exists with another configuration ({'; '.join(diffs)}); "
+            f"stream {name} exists with another configuration ({'; '.join(diffs)}); "
             "it is left untouched: edit or remove it by hand (nats stream edit/rm) if intended"
         )
     return "ok"
 
 
 async def ensure_consumer(
-    jsm: JetStreamManager, stream: str, want: ConsumerConfig
+    client: Client, stream: str, want: Config
 ) -> Literal["created", "updated", "ok"]:
     """Create a durable consumer if missing, update a first-wave one whose only difference is
     a filter we narrowed, and raise `ProvisioningError` for any other difference."""
-    assert want.durable_name is not None
+    name = want["durable_name"]
     try:
-        info = await jsm.consumer_info(stream, want.durable_name)
-    except NotFoundError:
-        await jsm.add_consumer(stream, want)
-        log.info("created consumer %s on %s", want.durable_name, stream)
+        info = await jsapi.consumer_info(client, stream, name)
+    except NotFound:
+        await jsapi.add_consumer(client, stream, want)
+        log.info("created consumer %s on %s", name, stream)
         return "created"
-    diffs = differences(want, info.config, _CONSUMER_FIELDS)
-    if diffs and _upgradable(want, info.config):
+    have = info["config"]
+    diffs = differences(want, have, _CONSUMER_FIELDS)
+    if diffs and _upgradable(want, have):
         # The server keeps the consumer's position and pending acks across the update.
-        await jsm.add_consumer(stream, want)
-        log.info("updated consumer %s on %s: %s", want.durable_name, stream, "; ".join(diffs))
+        await jsapi.add_consumer(client, stream, want)
+        log.info("updated consumer %s on %s: %s", name, stream, "; ".join(diffs))
         return "updated"
     if diffs:
         raise ProvisioningError(
-            f"consumer {want.durable_name} on {stream} exists with another configuration "
+            f"consumer {name} on {stream} exists with another configuration "
             f"({'; '.join(diffs)}); remove it (nats consumer rm) to let baker recreate it"
         )
     return "ok"
 
 
-def _upgradable(want: ConsumerConfig, have: ConsumerConfig) -> bool:
+def _upgradable(want: Config, have: Config) -> bool:
     """The first wave's `brain-ingest` (one wildcard filter) may become today's (the same
     messages, named subject by subject); nothing else is changed on a live consumer."""
     others = [f for f in _CONSUMER_FIELDS if f not in ("filter_subject", "filter_subjects")]
     return (
-        want.durable_name == INGEST_CONSUMER
-        and have.filter_subject == FIRST_WAVE_INGEST_FILTER
+        want.get("durable_name") == INGEST_CONSUMER
+        and have.get("filter_subject") == FIRST_WAVE_INGEST_FILTER
         and not differences(want, have, tuple(others))
     )
 
 
-async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict[str, str]:
+async def provision(client: Client, topo: Topology | None = None) -> dict[str, str]:
     """Every stream and consumer of the system; returns what was created or found."""
     topo = topo or Topology()
     done: dict[str, str] = {}
@@ -301,7 +311,7 @@ async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict
     )  # fmt: skip
     for config in streams:
         cfg = config(topo)
-        done[str(cfg.name)] = await ensure_stream(jsm, cfg)
+        done[str(cfg["name"])] = await ensure_stream(client, cfg)
     for stream, consumer in (
         (JOBS_STREAM, workers_consumer),
         (JOBS_STREAM, ingest_consumer),
@@ -309,5 +319,5 @@ async def provision(jsm: JetStreamManager, topo: Topology | None = None) -> dict
         (TASKS_STREAM, tasks_consumer),
     ):
         ccfg = consumer(topo)
-        done[f"{stream}/{ccfg.durable_name}"] = await ensure_consumer(jsm, stream, ccfg)
+        done[f"{stream}/{ccfg['durable_name']}"] = await ensure_consumer(client, stream, ccfg)
     return done

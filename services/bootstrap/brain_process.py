@@ -14,7 +14,7 @@ import uvicorn
 
 from adapters.executors.command import prefer_pidfd_watcher
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import Connection, connect, connection_check
+from adapters.nats.client import Client
 from adapters.nats.leader import LeaderRecord
 from adapters.sqlite import ReadModel
 from domain.handoff import HANDOFF_SUBJECT
@@ -55,7 +55,7 @@ class BrainProcess:
     api: uvicorn.Server
     read_model: ReadModel | None = None
     controller: Controller | None = None
-    workers: list[tuple[Worker, Connection]] = field(default_factory=list)
+    workers: list[tuple[Worker, Client]] = field(default_factory=list)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -102,7 +102,7 @@ async def start_brain_process(
         keepalive=settings.sse_keepalive,
         launch_task=brain.tasks.launch,
         cancel_task=brain.tasks.cancel,
-        nats_check=lambda: connection_check(rt.nc),
+        nats_check=rt.nc.health,
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
@@ -172,7 +172,7 @@ async def _start_workers(
     if workers:
         prefer_pidfd_watcher()  # command jobs run in this process
     for _ in range(workers):
-        conn = await connect(settings.nats(url, "baker-worker"))
+        conn = await Client.connect(settings.nats(url, "baker-worker"))
         worker = build_worker(conn, worker_settings(settings))
         proc.workers.append((worker, conn))
         proc.tasks.append(asyncio.create_task(worker.run(stop), name=worker.id))

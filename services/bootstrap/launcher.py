@@ -10,7 +10,7 @@ from typing import Any
 
 from adapters.kubernetes import in_cluster
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import Connection
+from adapters.nats.client import Client
 from services.bootstrap.runtime import heartbeat_for
 from services.config import Settings
 from services.tasks.kubernetes import KubernetesLauncher
@@ -19,7 +19,7 @@ from services.tasks.launcher import LocalLauncher, LocalSettings
 log = logging.getLogger("baker.tasks")
 
 
-def build_launcher(nc: Connection, settings: Settings, nats_url: str) -> Any | None:
+def build_launcher(nc: Client, settings: Settings, nats_url: str) -> Any | None:
     """The configured launcher (`BAKER_TASK_LAUNCHER`: local, kubernetes, off), or None."""
     launcher = _build(nc, settings, nats_url)
     if launcher is not None:
@@ -27,7 +27,7 @@ def build_launcher(nc: Connection, settings: Settings, nats_url: str) -> Any | N
     return launcher
 
 
-def _build(nc: Connection, settings: Settings, nats_url: str) -> Any | None:
+def _build(nc: Client, settings: Settings, nats_url: str) -> Any | None:
     bus = NatsBus(nc)
     kind = settings.task_launcher
     runner_url = settings.task_runner_nats_url or nats_url

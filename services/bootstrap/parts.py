@@ -9,7 +9,7 @@ from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import EventStore
 from adapters.nats.advisories import JetStreamAdvisories
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import Connection
+from adapters.nats.client import Client
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.job_queue import JetStreamJobQueue
 from adapters.nats.streams import (
@@ -35,7 +35,7 @@ from services.worker.worker import Worker, WorkerSettings
 
 
 def build_brain(
-    nc: Connection,
+    nc: Client,
     executor: CommandExecutor,
     settings: BrainSettings | None = None,
     *,
@@ -79,9 +79,7 @@ def build_brain(
     )
 
 
-def build_worker(
-    nc: Connection, settings: WorkerSettings, *, worker_id: str | None = None
-) -> Worker:
+def build_worker(nc: Client, settings: WorkerSettings, *, worker_id: str | None = None) -> Worker:
     """A worker of the `workers` consumer on `nc` (it closes its queue when it stops)."""
     queue = JetStreamJobQueue(nc)
     return Worker(
@@ -95,7 +93,7 @@ def build_worker(
 
 
 def build_projector(
-    nc: Connection,
+    nc: Client,
     store: EventStore,
     db_path: Path,
     settings: ProjectorSettings | None = None,

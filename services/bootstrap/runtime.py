@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapters.eventstore import EventStore
-from adapters.nats.connection import Connection, connect
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import Topology, provision
 from services import heartbeat
@@ -23,7 +23,7 @@ class Runtime:
     """Live connections shared by the services of one process."""
 
     settings: Settings
-    nc: Connection
+    nc: Client
     store: EventStore
 
 
@@ -34,17 +34,14 @@ def topology(settings: Settings) -> Topology:
 @asynccontextmanager
 async def runtime(settings: Settings, url: str, name: str) -> AsyncIterator[Runtime]:
     """Connect to NATS, make sure the streams exist, and build the event store."""
-    nc = await connect(settings.nats(url, name))
+    nc = await Client.connect(settings.nats(url, name))
     store = JetStreamEventStore(nc)
     try:
-        await provision(nc.jsm(), topology(settings))
+        await provision(nc, topology(settings))
         yield Runtime(settings, nc, store)
     finally:
         await store.close()
-        try:
-            await nc.drain()
-        except Exception:  # reconnecting or already gone: just close
-            await nc.close()
+        await nc.drain()  # closes it, whatever state it is in
 
 
 def heartbeat_for(bus: Bus, service: str, every: float) -> Heartbeat:

@@ -62,17 +62,17 @@ class MaxDeliveries:
             seq, deliveries = int(doc["stream_seq"]), int(doc.get("deliveries", 0))
         except (ValueError, KeyError, TypeError) as exc:
             log.error("unreadable advisory on %s: %s", msg.subject, exc)
-            await msg.term()
+            msg.term()
             return
         if doc.get("consumer") != WORKERS_CONSUMER:
-            await msg.ack()
+            msg.ack()
             return
         try:
             await self._fail_job(seq, deliveries)
         except (StoreUnavailable, Fenced):  # the leading Brain, or a later try, records it
-            await msg.nak(delay=2)
+            msg.nak(delay=2)
             return
-        await msg.ack()
+        msg.ack()
 
     async def _fail_job(self, seq: int, deliveries: int) -> None:
         queued = await self._advisories.queued(seq)

@@ -77,7 +77,7 @@ class Ingest:
         decided: list[tuple[Delivery, str, RecordStatus]] = []
         planned: list[Planned] = []
         for msg in heads:
-            parsed = await _guarded(msg, self._parse(msg))
+            parsed = _guarded_call(msg, self._parse, msg)
             if parsed is not None:
                 job_id, cmd = parsed
                 trace_id = tracing.trace_id_from_headers(msg.headers)
@@ -97,30 +97,30 @@ class Ingest:
             if isinstance(result, StoreUnavailable):  # waited out in place, in order
                 waits.append(_guarded(msg, self._apply(msg, job_id, cmd, unavailable=result)))
             else:
-                await _guarded(msg, self._settle(msg, job_id, result))
+                _guarded_call(msg, self._settle, msg, job_id, result)
         if waits:
             await asyncio.gather(*waits)
 
     async def handle(self, msg: Delivery) -> None:
         """Decide one status/result message and acknowledge it."""
-        parsed = await self._parse(msg)
+        parsed = self._parse(msg)
         if parsed is not None:
             await self._apply(msg, *parsed)
 
-    async def _parse(self, msg: Delivery) -> tuple[str, RecordStatus] | None:
+    def _parse(self, msg: Delivery) -> tuple[str, RecordStatus] | None:
         """(job id, command) of a status/result message; a malformed one is terminated."""
         parts = msg.subject.split(".")
         if len(parts) != 4 or parts[2] not in ("status", "result"):
-            await self._malformed(msg, f"subject {msg.subject} is not a status or result subject")
+            self._malformed(msg, f"subject {msg.subject} is not a status or result subject")
             return None
         kind, job_id = parts[2], parts[3]
         try:
             wire = decode_status(msg.data) if kind == "status" else decode_result(msg.data)
         except WireError as exc:
-            await self._malformed(msg, str(exc))
+            self._malformed(msg, str(exc))
             return None
         if wire.id != job_id:
-            await self._malformed(msg, f"id: {wire.id!r} does not match the subject's {job_id!r}")
+            self._malformed(msg, f"id: {wire.id!r} does not match the subject's {job_id!r}")
             return None
         return job_id, _command(wire, kind)
 
@@ -140,27 +140,27 @@ class Ingest:
             )
         except Exception as exc:
             outcome = exc
-        await self._settle(msg, job_id, outcome)
+        self._settle(msg, job_id, outcome)
 
-    async def _settle(self, msg: Delivery, job_id: str, outcome: Outcome | Exception) -> None:
+    def _settle(self, msg: Delivery, job_id: str, outcome: Outcome | Exception) -> None:
         """Acknowledge a decided message, or hand it back according to what went wrong."""
         if isinstance(outcome, StoreUnavailable):
-            await msg.nak(delay=2)
+            msg.nak(delay=2)
             return
         if isinstance(outcome, Fenced):
             # Another Brain leads now: hand the message back to it (the consumer is shared).
             self.stats.fenced += 1
-            await msg.nak(delay=0.5)
+            msg.nak(delay=0.5)
             return
         if isinstance(outcome, Exception):
-            await self._failed(msg, job_id, outcome)
+            self._failed(msg, job_id, outcome)
             return
         self.stats.processed += 1
         if outcome.rejected is not None:
             self.stats.rejected += 1
         if self._on_outcome is not None:
             self._on_outcome(job_id, outcome)
-        await msg.ack()
+        msg.ack()
 
     async def _execute_in_order(
         self,
@@ -182,7 +182,7 @@ class Ingest:
                     raise unavailable
                 log.warning("event store unavailable; retrying", extra={"job_id": job_id})
                 with contextlib.suppress(Exception):
-                    await msg.in_progress()  # still ours: not redelivered meanwhile
+                    msg.in_progress()  # still ours: not redelivered meanwhile
                 await self._clock.sleep(delay)  # back-off between tries of the same message
                 delay = min(delay * 2, 10.0)
             try:
@@ -192,7 +192,7 @@ class Ingest:
             except StoreUnavailable as exc:
                 unavailable = exc
 
-    async def _failed(self, msg: Delivery, job_id: str, exc: Exception) -> None:
+    def _failed(self, msg: Delivery, job_id: str, exc: Exception) -> None:
         self.stats.errors += 1
         deliveries = msg.delivered
         log.error(
@@ -203,16 +203,16 @@ class Ingest:
             extra={"job_id": job_id},
         )
         if deliveries >= POISON_AFTER:
-            await msg.term()
+            msg.term()
         else:
-            await msg.nak(delay=1)
+            msg.nak(delay=1)
 
-    async def _malformed(self, msg: Delivery, reason: str) -> None:
+    def _malformed(self, msg: Delivery, reason: str) -> None:
         self.stats.malformed += 1
         log.error(
             "malformed message on %s: %s", msg.subject, reason, extra={"subject": msg.subject}
         )
-        await msg.term()
+        msg.term()
 
 
 T = TypeVar("T")
@@ -222,6 +222,15 @@ async def _guarded(msg: Delivery, work: Awaitable[T]) -> T | None:
     """`work`'s result, or None (logged) when it raises: one message never stops the rest."""
     try:
         return await work
+    except Exception:
+        log.exception("handling %s failed", msg.subject, extra={"subject": msg.subject})
+        return None
+
+
+def _guarded_call(msg: Delivery, work: Callable[..., T], *args: Any) -> T | None:
+    """`_guarded` for the synchronous steps (parsing, settling): no coroutine per message."""
+    try:
+        return work(*args)
     except Exception:
         log.exception("handling %s failed", msg.subject, extra={"subject": msg.subject})
         return None

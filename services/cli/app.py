@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
-from adapters.nats.connection import NatsUnavailable
+from adapters.nats.connector import NatsUnavailable
 from adapters.nats.server import NatsServerMissing, NatsServerTooOld
 from adapters.nats.streams import ProvisioningError
 from domain.ids import InvalidId

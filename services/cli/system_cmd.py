@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from adapters.nats.connection import connect
+from adapters.nats.client import Client
 from adapters.nats.streams import ProvisioningError, provision
 from services.bootstrap import topology
 from services.cli.app_support import api_client, api_json, checked_id, refused, run_async
@@ -58,9 +58,9 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        nc = await connect(settings.nats(settings.nats_url_or_default, "baker-cli"))
+        nc = await Client.connect(settings.nats(settings.nats_url_or_default, "baker-cli"))
         try:
-            done = await provision(nc.jsm(), topology(settings))
+            done = await provision(nc, topology(settings))
         except ProvisioningError as exc:
             return fail(str(exc))
         finally:

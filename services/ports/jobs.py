@@ -5,7 +5,8 @@ The Brain queues jobs and signals cancels (`JobQueue`); a worker takes jobs from
 ingest takes those reports (`ReportSource`), and the max-deliveries advisories
 (`Advisories`). Deliveries are work-queue messages: each is settled once with `ack`, `nak`
 (redelivered later with a higher delivery count, up to the consumer's max deliver), `term`
-(never again) or kept with `in_progress`.
+(never again) or kept with `in_progress`. Settling is a plain call: it is sent without waiting
+for the server (acknowledgements are one-way), so it costs no coroutine on the hot path.
 
 Implemented over JetStream in `adapters/nats/` and in memory in `tests/fakes/jobqueue.py`; both
 pass `tests/contract/job_ports_contract.py`.
@@ -13,7 +14,7 @@ pass `tests/contract/job_ports_contract.py`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from domain.queue import Report
@@ -40,19 +41,19 @@ class Delivery(Protocol):
         """How many times it has been delivered, this time included (from 1)."""
         ...
 
-    def ack(self) -> Awaitable[None]:
+    def ack(self) -> None:
         """Done with it: it is removed from the queue."""
         ...
 
-    def nak(self, delay: float | None = None) -> Awaitable[None]:
+    def nak(self, delay: float | None = None) -> None:
         """Give it back: delivered again (after `delay` seconds), unless at max deliver."""
         ...
 
-    def in_progress(self) -> Awaitable[None]:
+    def in_progress(self) -> None:
         """Still working on it: its ack-wait starts again."""
         ...
 
-    def term(self) -> Awaitable[None]:
+    def term(self) -> None:
         """Never deliver it again (a message that can never be handled)."""
         ...
 

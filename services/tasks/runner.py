@@ -12,7 +12,6 @@ and publishes its result to JetStream, waiting for the ack. Exit 0 once the resu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -26,8 +25,9 @@ from pydantic import ValidationError
 from adapters.executors.base import Execution
 from adapters.executors.command import prefer_pidfd_watcher, run_command
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import NatsSettings, NatsUnavailable, connect
-from adapters.nats.requests import JetStreamPublisher, PublishRefused, PublishUnavailable
+from adapters.nats.client import Client
+from adapters.nats.connector import NatsUnavailable, Options
+from adapters.nats.publisher import JetStreamError, JetStreamPublisher, PublishUnavailable
 from domain.command_policy import DEFAULT_COMMAND_TIMEOUT, parse_allowed_commands
 from domain.ids import InvalidId, check_id
 from domain.specs import AgentPayload, CommandPayload
@@ -55,13 +55,11 @@ class NoInstructions(Exception):
 
 class Publisher(Protocol):
     """A publish to a stream that returns once the stream has stored it (or raises
-    `PublishRefused` / `PublishUnavailable`)."""
+    `JetStreamError` / `PublishUnavailable`)."""
 
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
     ) -> object: ...
-
-    async def close(self) -> None: ...
 
 
 class Reporter:
@@ -107,9 +105,6 @@ class Reporter:
         )
         headers = self._headers(f"{self.task_id}:result")
         await self._publisher.publish(result_subject(self.task_id), msg.encode(), headers)
-
-    async def close(self) -> None:
-        await self._publisher.close()
 
 
 async def fetch_instructions(bus: Bus, task_id: str, within: float = 15.0) -> LaunchRequest:
@@ -161,7 +156,7 @@ async def _agent(spec: LaunchRequest, reporter: Reporter, allowed: tuple[str, ..
         kind: ProgressKind = "tool_call" if ": tool " in text else "milestone"
         try:
             await reporter.status("progress", kind, text)
-        except (PublishUnavailable, PublishRefused) as exc:
+        except (PublishUnavailable, JetStreamError) as exc:
             print(f"progress not reported: {exc}", file=sys.stderr)
 
     return await run_agent(
@@ -185,20 +180,18 @@ async def main(env: dict[str, str] | None = None) -> int:
     prefer_pidfd_watcher()
     runner_id = f"{env.get('HOSTNAME') or socket.gethostname()}-{os.getpid()}"
     try:
-        nc = await connect(NatsSettings(url=nats_url, name=f"baker-runner-{task_id}"))
+        nc = await Client.connect(Options(url=nats_url, name=f"baker-runner-{task_id}"))
     except NatsUnavailable as exc:
         print(f"task runner: {exc}", file=sys.stderr)
         return 1
     reporter = Reporter(JetStreamPublisher(nc, retry_for=30.0), task_id, runner_id)
     try:
         return await _run(NatsBus(nc), reporter)
-    except (PublishUnavailable, PublishRefused) as exc:
+    except (PublishUnavailable, JetStreamError) as exc:
         print(f"task runner: could not report to JetStream: {exc}", file=sys.stderr)
         return 1
     finally:
-        await reporter.close()
-        with contextlib.suppress(Exception):
-            await nc.close()
+        await nc.close()
 
 
 async def _run(bus: Bus, reporter: Reporter) -> int:

@@ -256,12 +256,12 @@ class TaskService:
                 "task", task_id, command, trace_id=trace_id, causation_id=f"tasks-{seq}"
             )
         except StoreUnavailable:
-            await msg.nak(delay=2)
+            msg.nak(delay=2)
             return
         except Exception:
             self.stats.errors += 1
             log.exception("task ingest failed on %s", msg.subject, extra={"task_id": task_id})
-            await (msg.term() if msg.delivered >= POISON_AFTER else msg.nak(delay=1))
+            msg.term() if msg.delivered >= POISON_AFTER else msg.nak(delay=1)
             return
         if outcome.rejected is not None and outcome.position.version == 0:
             await self._unknown(msg, task_id)
@@ -271,20 +271,20 @@ class TaskService:
             self.stats.rejected += 1
         if outcome.state.terminal:
             self._forget(task_id)
-        await msg.ack()
+        msg.ack()
 
     async def _unknown(self, msg: Delivery, task_id: str) -> None:
         if msg.delivered < UNKNOWN_AFTER:
-            await msg.nak(delay=0.5)  # its TaskLaunched may still be on its way
+            msg.nak(delay=0.5)  # its TaskLaunched may still be on its way
             return
         self.stats.unknown += 1
         log.error("message on %s for unknown task %s: dropped", msg.subject, task_id)
-        await msg.term()
+        msg.term()
 
     async def _malformed(self, msg: Delivery, reason: str) -> None:
         self.stats.malformed += 1
         log.error("malformed task message on %s: %s", msg.subject, reason)
-        await msg.term()
+        msg.term()
 
     def _forget(self, task_id: str) -> None:
         self._deadlines.pop(task_id, None)

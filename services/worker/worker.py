@@ -149,11 +149,11 @@ class Worker:
             del self.running[running.job_id]
             self._slot_free.set()
 
-    async def _ack(self, running: Running) -> None:
+    def _ack(self, running: Running) -> None:
         """Acknowledge a finished job. Its slot is freed first, so that the fetch for the next
         job goes out in the same write as this ack (one wake-up of the server, not two)."""
         self._free_slot(running)
-        await running.msg.ack()
+        running.msg.ack()
 
     async def _process(self, job_id: str, running: Running) -> None:
         try:
@@ -179,7 +179,7 @@ class Worker:
                     self.stats.crashed += 1
                     log.exception("job handler crashed", extra={"job_id": job_id})
                     with contextlib.suppress(Exception):
-                        await msg.nak(delay=self.settings.crash_nak_delay)
+                        msg.nak(delay=self.settings.crash_nak_delay)
         finally:
             self._jobs.discard(running.task)
             self._free_slot(running)
@@ -193,7 +193,7 @@ class Worker:
             await self._cancelled_unrun(running, reporter, f"cancelled before it started: {reason}")
             return
         if running.shutting_down:  # stopped between fetch and start: someone else runs it
-            await msg.nak()
+            msg.nak()
             return
         started = self._clock.now()
         # The executor starts while `received` and `running` are on their way (both are
@@ -222,14 +222,14 @@ class Worker:
         """A job cancelled before its executor started: report it, and it is done."""
         await reporter.finish("cancelled", error=error)
         self.stats.cancelled += 1
-        await self._ack(running)
+        self._ack(running)
 
     async def _report_outcome(self, running: Running, reporter: Reporter, duration: int) -> None:
         task, msg = running.execution, running.msg
         assert task is not None
         if task.cancelled():
             if running.shutting_down:  # not the job's fault: let another worker run it
-                await msg.nak()
+                msg.nak()
                 return
             await reporter.finish(
                 "cancelled", error=f"cancelled: {running.cancel_reason}", duration_ms=duration
@@ -247,7 +247,7 @@ class Worker:
                 self.stats.completed += 1
             else:
                 self.stats.failed += 1
-        await self._ack(running)
+        self._ack(running)
 
     async def _keep_alive(self) -> None:
         """In-progress acks for every job held ack-wait/3 since its delivery or its last one
@@ -264,7 +264,7 @@ class Worker:
 
     async def _still_working(self, job_id: str, running: Running) -> None:
         with contextlib.suppress(Exception):
-            await running.msg.in_progress()
+            running.msg.in_progress()
             if running.cancel_reason is None:
                 reason = await self._cancels.cancel_signal(job_id)
                 if reason is not None:
@@ -286,7 +286,7 @@ class Worker:
 
     async def _malformed(self, msg: Delivery, exc: WireError) -> None:
         self.stats.malformed += 1
-        await msg.term()
+        msg.term()
         job_id = peek_id(msg.data)
         log.error("malformed dispatch message: %s", exc, extra={"job_id": job_id})
         if job_id is None:

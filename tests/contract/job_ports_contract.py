@@ -73,7 +73,7 @@ class JobPortsContract(abc.ABC):
         assert delivery.headers is not None and delivery.headers["traceparent"] == "00-x-y-01"
         assert delivery.headers["Nats-Msg-Id"] == "job-1"
         assert await ports.work.fetch(1, wait=0.2) == []  # out: not delivered twice
-        await delivery.ack()
+        delivery.ack()
 
     async def test_the_same_job_dispatched_twice_is_queued_once(self, ports: Ports) -> None:
         first = await ports.queue.dispatch(job("job-2"), {})
@@ -103,7 +103,7 @@ class JobPortsContract(abc.ABC):
         assert await ports.queue.depth() == (2, 0)
         delivery = await one(ports.work)
         assert await ports.queue.depth() == (1, 1)
-        await delivery.ack()
+        delivery.ack()
         await self.settled(ports, lambda fill, depth: fill[0] == 1 and depth == (1, 0))
 
     async def settled(self, ports: Ports, check: Any) -> None:
@@ -117,10 +117,10 @@ class JobPortsContract(abc.ABC):
     async def test_a_nak_redelivers_with_a_higher_delivery_count(self, ports: Ports) -> None:
         seq = await ports.queue.dispatch(job("job-nak"), {})
         first = await one(ports.work)
-        await first.nak(delay=0.3)
+        first.nak(delay=0.3)
         again = await one(ports.work)
         assert (again.seq, again.delivered) == (seq, 2)
-        await again.ack()
+        again.ack()
 
     async def test_an_unsettled_delivery_comes_again_after_the_ack_wait(self, ports: Ports) -> None:
         seq = await ports.queue.dispatch(job("job-slow"), {})
@@ -128,15 +128,15 @@ class JobPortsContract(abc.ABC):
         assert first.delivered == 1
         again = await one(ports.work, wait=ACK_WAIT * 5)
         assert (again.seq, again.delivered) == (seq, 2)
-        await again.ack()
+        again.ack()
 
     async def test_in_progress_keeps_a_delivery_past_the_ack_wait(self, ports: Ports) -> None:
         await ports.queue.dispatch(job("job-long"), {})
         held = await one(ports.work)
         for _ in range(6):  # 2 ack-waits held, an in-progress ack every third of one
             assert await ports.work.fetch(1, wait=ACK_WAIT / 3) == []
-            await held.in_progress()
-        await held.ack()
+            held.in_progress()
+        held.ack()
         assert await ports.work.fetch(1, wait=ACK_WAIT * 1.5) == []
 
     async def test_at_max_deliver_the_job_is_given_up_with_an_advisory(self, ports: Ports) -> None:
@@ -144,7 +144,7 @@ class JobPortsContract(abc.ABC):
         for n in range(1, MAX_DELIVER + 1):
             delivery = await one(ports.work)
             assert delivery.delivered == n
-            await delivery.nak()
+            delivery.nak()
         # The consumer gives up when it would deliver the job once more (JetStream decides on
         # the next pull): nothing is delivered, and an advisory says so.
         assert await ports.work.fetch(1, wait=ACK_WAIT * 2) == []
@@ -160,11 +160,11 @@ class JobPortsContract(abc.ABC):
         await ports.advisories.remove(seq)
         assert await ports.advisories.queued(seq) is None
         await ports.advisories.remove(seq)  # gone already: nothing happens
-        await advisory.ack()
+        advisory.ack()
 
     async def test_a_termed_job_is_never_delivered_again(self, ports: Ports) -> None:
         await ports.queue.dispatch(job("job-term"), {})
-        await (await one(ports.work)).term()
+        (await one(ports.work)).term()
         assert await ports.work.fetch(1, wait=ACK_WAIT * 1.5) == []
         await self.settled(ports, lambda fill, depth: fill[0] == 0 and depth == (0, 0))
 
@@ -195,21 +195,21 @@ class JobPortsContract(abc.ABC):
         assert got[0].headers is not None and "traceparent" in got[0].headers
         assert await ports.advisories.ingest_pending() == 3  # delivered, not yet acked
         for d in got:
-            await d.ack()
+            d.ack()
         assert await ports.reports.fetch(10, wait=0.2) == []
 
     async def test_a_nakd_report_comes_back_before_nothing_else_is_lost(self, ports: Ports) -> None:
         await ports.sink.report_all([status("job-s", "running", 1)])
         first = await one(ports.reports)
-        await first.nak()
+        first.nak()
         again = await one(ports.reports)
         assert (again.seq, again.delivered) == (first.seq, 2)
-        await again.term()
+        again.term()
         assert await ports.reports.fetch(1, wait=0.2) == []
 
     async def test_a_closed_source_fetches_again(self, ports: Ports) -> None:
         await ports.queue.dispatch(job("job-c1"), {})
-        await (await one(ports.work)).ack()
+        (await one(ports.work)).ack()
         await ports.work.close()
         await ports.queue.dispatch(job("job-c2"), {})
         assert json.loads((await one(ports.work)).data)["id"] == "job-c2"
@@ -243,11 +243,11 @@ class JobPortsContract(abc.ABC):
         first, second = await one(ports.work), await one(ports.work)
         assert [json.loads(d.data)["id"] for d in (first, second)] == ["job-q1", "job-q2"]
         await ports.sink.report_all([status("job-q2", "received", 1)])
-        await second.ack()  # job-q2's dispatch is gone; its report waits for the ingest
+        second.ack()  # job-q2's dispatch is gone; its report waits for the ingest
         await self.queued(ports, {"job-q1", "job-q2", "job-q3"})
-        await first.ack()  # job-q1 held by a worker until now, with no report: nothing left
+        first.ack()  # job-q1 held by a worker until now, with no report: nothing left
         await self.queued(ports, {"job-q2", "job-q3"})
-        await (await one(ports.reports)).ack()  # job-q2's report ingested
+        (await one(ports.reports)).ack()  # job-q2's report ingested
         await self.queued(ports, {"job-q3"})
 
     async def queued(self, ports: Ports, expected: set[str]) -> None:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from nats.aio.client import Client as NATS
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from tests.e2e.procs import BakerProcess
@@ -55,7 +55,9 @@ class Cluster:
 
 
 @pytest.fixture
-def cluster(nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path) -> Iterator[Cluster]:
+def cluster(
+    nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path
+) -> Iterator[Cluster]:
     c = Cluster(nats_server, tmp_path)
     c.workers = [BakerProcess("worker", env=c.env()) for _ in range(2)]
     for w in c.workers:
@@ -67,7 +69,7 @@ def cluster(nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path) -
 
 
 @pytest.fixture
-async def store(provisioned: NATS) -> AsyncIterator[JetStreamEventStore]:
+async def store(provisioned: Client) -> AsyncIterator[JetStreamEventStore]:
     s = JetStreamEventStore(provisioned)
     yield s
     await s.close()

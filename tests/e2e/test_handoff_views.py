@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from nats.aio.client import Client as NATS
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from tests.e2e.procs import BakerProcess
@@ -21,7 +21,9 @@ from tests.e2e.test_handoff import Brain, Cluster, until_state
 
 
 @pytest.fixture
-def brains(nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path) -> Iterator[Cluster]:
+def brains(
+    nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path
+) -> Iterator[Cluster]:
     c = Cluster(nats_server, tmp_path)  # no workers: no jobs run in this test
     yield c
     for brain in c.brains:
@@ -49,7 +51,7 @@ def cli(brain: Brain, *args: str) -> tuple[int, list[str]]:
     return code, proc.lines
 
 
-async def test_the_handoff_view_after_a_real_handoff(brains: Cluster, provisioned: NATS) -> None:
+async def test_the_handoff_view_after_a_real_handoff(brains: Cluster, provisioned: Client) -> None:
     blue = brains.brain("blue")
     await until_state(blue, {"active"})
     green = brains.brain("green", role="pending")

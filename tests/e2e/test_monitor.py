@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 from nats.aio.client import Client as NATS
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from tests.e2e.procs import BakerProcess
@@ -30,7 +31,7 @@ async def event_types(store: JetStreamEventStore, agg: str, agg_id: str) -> list
 
 
 async def test_baker_monitor_registers_discovers_and_expires_an_extension(
-    nats_server: NatsServerProcess, provisioned: NATS
+    nats_server: NatsServerProcess, provisioned: Client, raw_nc: NATS
 ) -> None:
     env = {
         "BAKER_NATS_URL": nats_server.url, "BAKER_HEARTBEAT_SECONDS": "0.3",
@@ -51,7 +52,7 @@ async def test_baker_monitor_registers_discovers_and_expires_an_extension(
 
         # The monitor may still be restoring: announce until it is recorded.
         async def announced() -> bool:
-            await provisioned.publish("baker.extensions.announce", json.dumps(announce).encode())
+            await raw_nc.publish("baker.extensions.announce", json.dumps(announce).encode())
             return "ExtensionToolsDiscovered" in await event_types(
                 store, "extension", "ext-weather"
             )

@@ -14,9 +14,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from nats.aio.client import Client as NATS
-
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.job_queue import JetStreamJobQueue
 from adapters.nats.server import NatsServerProcess
@@ -33,7 +32,7 @@ ENV = {"BAKER_ALLOWED_COMMANDS": "echo", "BAKER_LOG_LEVEL": "WARNING", "BAKER_AP
 class DiesBeforeQueueing(JetStreamJobQueue):
     """The real queue, but its Brain dies as it is about to publish a dispatch."""
 
-    def __init__(self, nc: NATS) -> None:
+    def __init__(self, nc: Client) -> None:
         super().__init__(nc)
         self.reached = asyncio.Event()
 
@@ -44,9 +43,9 @@ class DiesBeforeQueueing(JetStreamJobQueue):
 
 
 async def test_a_job_recorded_but_never_queued_runs_after_the_next_brain_starts(
-    nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
+    nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path
 ) -> None:
-    dying = await connect(NatsSettings(url=nats_server.url, name="test-dying-brain"))
+    dying = await Client.connect(Options(url=nats_server.url, name="test-dying-brain"))
     queue = DiesBeforeQueueing(dying)
     dispatcher = Dispatcher(CommandExecutor(JetStreamEventStore(dying)), queue)
     spec = parse_job_spec({"type": "command", "payload": {"command": "echo requeued"}})

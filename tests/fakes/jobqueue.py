@@ -95,16 +95,16 @@ class FakeDelivery:
         self.seq = msg.seq
         self.delivered = delivered
 
-    async def ack(self) -> None:
+    def ack(self) -> None:
         self._consumer.settle(self.seq, self._token, "ack")
 
-    async def nak(self, delay: float | None = None) -> None:
+    def nak(self, delay: float | None = None) -> None:
         self._consumer.settle(self.seq, self._token, "nak", delay or 0.0)
 
-    async def in_progress(self) -> None:
+    def in_progress(self) -> None:
         self._consumer.settle(self.seq, self._token, "progress")
 
-    async def term(self) -> None:
+    def term(self) -> None:
         self._consumer.settle(self.seq, self._token, "term")
 
 

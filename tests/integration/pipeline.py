@@ -10,10 +10,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import nats
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import History
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import Topology, provision
@@ -29,7 +31,8 @@ TEST_COMMANDS = ("echo", "sleep", "cat", "ls", "date", "uptime")
 @dataclass
 class Pipeline:
     server: NatsServerProcess
-    nc: NATS
+    nc: Client  # the Brain's
+    raw: NATS  # plain nats-py beside it, for tests to publish and look with
     store: JetStreamEventStore
     executor: CommandExecutor
     brain: Brain
@@ -47,7 +50,7 @@ class Pipeline:
         return WorkerSettings(**{**base, **overrides})
 
     async def start_worker(self, **overrides: Any) -> Worker:
-        conn = await connect(NatsSettings(url=self.server.url, name="test-worker"))
+        conn = await Client.connect(Options(url=self.server.url, name="test-worker"))
         worker = build_worker(conn, self.worker_settings(**overrides))
         stop = asyncio.Event()
 
@@ -94,14 +97,15 @@ async def running_pipeline(
     start_brain: bool = True,
 ) -> AsyncIterator[Pipeline]:
     topo = topology or Topology(ack_wait=2.0)
-    nc = await connect(NatsSettings(url=server.url, name="test-brain"))
-    await provision(nc.jsm(), topo)
+    nc = await Client.connect(Options(url=server.url, name="test-brain"))
+    raw = await nats.connect(server.url, name="test-oracle")
+    await provision(nc, topo)
     store = JetStreamEventStore(nc)
     executor = CommandExecutor(store)
     the_brain = build_brain(
         nc, executor, brain or BrainSettings(check_every=0.2, heartbeat_every=0.5)
     )
-    pipe = Pipeline(server, nc, store, executor, the_brain, topo.ack_wait)
+    pipe = Pipeline(server, nc, raw, store, executor, the_brain, topo.ack_wait)
     if start_brain:
         pipe.tasks.append(asyncio.create_task(the_brain.run(pipe.stop)))
     try:
@@ -116,3 +120,4 @@ async def running_pipeline(
             )
         await store.close()
         await nc.close()
+        await raw.close()

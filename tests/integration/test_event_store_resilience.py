@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from nats.aio.client import Client as NATS
 
 from adapters.eventstore import NEW, Position
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from domain.events import JobProgressed, JobStarted
@@ -20,7 +19,7 @@ from tests.support.proxy import HoldingProxy
 
 @pytest.mark.parametrize("how", ["stop", "kill"])
 async def test_acknowledged_events_survive_a_server_restart(
-    nats_server: NatsServerProcess, provisioned: NATS, how: str
+    nats_server: NatsServerProcess, provisioned: Client, how: str
 ) -> None:
     store = JetStreamEventStore(provisioned, request_timeout=0.5, retry_for=60)
     executor = CommandExecutor(store)
@@ -51,11 +50,11 @@ async def test_acknowledged_events_survive_a_server_restart(
 
 
 async def test_a_retry_after_a_lost_ack_stores_one_copy(
-    nats_server: NatsServerProcess, provisioned: NATS
+    nats_server: NatsServerProcess, provisioned: Client
 ) -> None:
     proxy = HoldingProxy("127.0.0.1", nats_server.port)
     await proxy.start()
-    conn = await connect(NatsSettings(url=f"nats://127.0.0.1:{proxy.port}"))
+    conn = await Client.connect(f"nats://127.0.0.1:{proxy.port}")
     try:
         store = JetStreamEventStore(conn, request_timeout=0.3, retry_for=30)
         executor = CommandExecutor(store)

@@ -13,10 +13,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-from nats.aio.client import Client as NATS
-
 from adapters.eventstore import History
 from adapters.nats.bus import NatsBus
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from services.monitor import MonitorSettings
 from tests.fakes.clock import FakeClock
@@ -37,7 +36,7 @@ CALM = MonitorSettings(discovery_retries=3, discovery_delay=0.01)
 
 @contextlib.asynccontextmanager
 async def running(
-    nc: NATS,
+    nc: Client,
     store: JetStreamEventStore,
     settings: MonitorSettings = CALM,
     clock: FakeClock | None = None,
@@ -55,12 +54,12 @@ def announce(ext_id: str, url: str, version: str = "1.0.0", **extra: Any) -> dic
             "description": "test extension", "mcpUrl": url, **extra}  # fmt: skip
 
 
-async def publish(nc: NATS, subject: str, doc: dict[str, Any] | bytes) -> None:
-    await nc.publish(subject, doc if isinstance(doc, bytes) else json.dumps(doc).encode())
+async def publish(nc: Client, subject: str, doc: dict[str, Any] | bytes) -> None:
+    nc.publish(subject, doc if isinstance(doc, bytes) else json.dumps(doc).encode())
     await nc.flush()
 
 
-async def heartbeat(nc: NATS, m: Running, subject: str = HEARTBEAT, doc: Any = None) -> None:
+async def heartbeat(nc: Client, m: Running, subject: str = HEARTBEAT, doc: Any = None) -> None:
     """One extension heartbeat, handled by the monitor before this returns."""
     handled = m.stats["extension_heartbeats"] + 1
     await publish(nc, subject, {"id": "ext-weather"} if doc is None else doc)
@@ -68,7 +67,7 @@ async def heartbeat(nc: NATS, m: Running, subject: str = HEARTBEAT, doc: Any = N
 
 
 async def test_announce_records_the_extension_and_its_tools_after_retries(
-    provisioned: NATS,
+    provisioned: Client,
 ) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast"), tool("alerts")], fail_first=2) as mcp:
@@ -85,7 +84,7 @@ async def test_announce_records_the_extension_and_its_tools_after_retries(
     await store.close()
 
 
-async def test_repeated_announces_and_heartbeats_add_no_events(provisioned: NATS) -> None:
+async def test_repeated_announces_and_heartbeats_add_no_events(provisioned: Client) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
         async with running(provisioned, store) as monitor:
@@ -113,7 +112,7 @@ async def test_repeated_announces_and_heartbeats_add_no_events(provisioned: NATS
 
 
 async def test_missed_heartbeats_go_offline_and_a_heartbeat_brings_it_back(
-    provisioned: NATS,
+    provisioned: Client,
 ) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
@@ -147,7 +146,7 @@ async def test_missed_heartbeats_go_offline_and_a_heartbeat_brings_it_back(
     await store.close()
 
 
-async def test_re_announcing_is_a_keepalive_too(provisioned: NATS) -> None:
+async def test_re_announcing_is_a_keepalive_too(provisioned: Client) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
         async with running(provisioned, store) as m:
@@ -163,7 +162,7 @@ async def test_re_announcing_is_a_keepalive_too(provisioned: NATS) -> None:
     await store.close()
 
 
-async def test_a_new_version_is_announced_again_and_deregister_ends_it(provisioned: NATS) -> None:
+async def test_a_new_version_is_announced_again_and_deregister_ends_it(provisioned: Client) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as old, FakeMcp([tool("forecast"), tool("radar")]) as new:
         async with running(provisioned, store) as monitor:
@@ -199,7 +198,7 @@ async def test_a_new_version_is_announced_again_and_deregister_ends_it(provision
 
 
 async def test_malformed_messages_are_counted_and_the_loop_keeps_working(
-    provisioned: NATS,
+    provisioned: Client,
 ) -> None:
     store = JetStreamEventStore(provisioned)
     bad = [
@@ -232,7 +231,7 @@ async def test_malformed_messages_are_counted_and_the_loop_keeps_working(
 
 
 async def test_a_failed_discovery_leaves_it_online_and_never_blocks_other_messages(
-    provisioned: NATS,
+    provisioned: Client,
 ) -> None:
     store = JetStreamEventStore(provisioned)
     slow = MonitorSettings(discovery_retries=2, discovery_delay=0.5)
@@ -258,7 +257,7 @@ async def test_a_failed_discovery_leaves_it_online_and_never_blocks_other_messag
 
 
 async def test_a_restarted_monitor_keeps_what_it_knew_and_gives_a_full_grace_period(
-    provisioned: NATS,
+    provisioned: Client,
 ) -> None:
     clock = FakeClock()
     first_store = JetStreamEventStore(provisioned)
@@ -289,7 +288,9 @@ async def test_a_restarted_monitor_keeps_what_it_knew_and_gives_a_full_grace_per
     await store.close()
 
 
-async def test_heartbeats_after_a_restart_keep_a_known_extension_online(provisioned: NATS) -> None:
+async def test_heartbeats_after_a_restart_keep_a_known_extension_online(
+    provisioned: Client,
+) -> None:
     store = JetStreamEventStore(provisioned)
     with FakeMcp([tool("forecast")]) as mcp:
         async with running(provisioned, store) as first:

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from nats.aio.client import Client as NATS
 
 from adapters.eventstore import NEW
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.leader import Leader, LeaderRecord, LeadershipTaken
 from adapters.nats.server import NatsServerProcess
@@ -30,7 +30,7 @@ class Brain:
     """One Brain's connection, event store, fenced executor and leadership (as `baker brain`
     wires it)."""
 
-    nc: NATS
+    nc: Client
     store: JetStreamEventStore
     executor: CommandExecutor
     leadership: Leadership
@@ -44,12 +44,12 @@ class Brain:
 
 @pytest.fixture
 async def brains(
-    nats_server: NatsServerProcess, provisioned: NATS
+    nats_server: NatsServerProcess, provisioned: Client
 ) -> AsyncIterator[Callable[..., Any]]:
     made: list[Brain] = []
 
     async def make(name: str, url: str | None = None, **options: Any) -> Brain:
-        nc = await connect(NatsSettings(url=url or nats_server.url, name=f"test-{name}"))
+        nc = await Client.connect(Options(url=url or nats_server.url, name=f"test-{name}"))
         store = JetStreamEventStore(nc)
         leadership = Leadership(LeaderRecord(nc), name, "1", **options)
         executor = CommandExecutor(store, fence=leadership)
@@ -82,7 +82,7 @@ def refuses(leadership: Leadership) -> bool:
 
 
 async def test_an_append_with_a_stale_generation_is_refused_and_stores_nothing(
-    brains: Callable[..., Any], provisioned: NATS
+    brains: Callable[..., Any], provisioned: Client
 ) -> None:
     blue, green = await brains("blue"), await brains("green")
     taken = await blue.leadership.take()
@@ -119,7 +119,7 @@ async def test_an_append_with_a_stale_generation_is_refused_and_stores_nothing(
 
 
 async def test_a_brain_that_cannot_confirm_its_generation_refuses(
-    brains: Callable[..., Any], nats_server: NatsServerProcess, provisioned: NATS
+    brains: Callable[..., Any], nats_server: NatsServerProcess, provisioned: Client
 ) -> None:
     host, port = nats_server.url.removeprefix("nats://").rsplit(":", 1)
     proxy = HoldingProxy(host, int(port))
@@ -151,9 +151,11 @@ async def test_a_brain_that_cannot_confirm_its_generation_refuses(
 
 
 async def test_a_compare_and_set_race_has_exactly_one_winner(
-    nats_server: NatsServerProcess, provisioned: NATS
+    nats_server: NatsServerProcess, provisioned: Client
 ) -> None:
-    conns = [await connect(NatsSettings(url=nats_server.url, name=f"racer-{i}")) for i in range(2)]
+    conns = [
+        await Client.connect(Options(url=nats_server.url, name=f"racer-{i}")) for i in range(2)
+    ]
     records = [LeaderRecord(nc) for nc in conns]
     try:
         for round_ in range(10):

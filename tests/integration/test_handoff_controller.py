@@ -17,7 +17,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.server import NatsServerProcess
@@ -57,7 +58,7 @@ class StuckBrain(Brain):
 
 @dataclass
 class Node:
-    nc: NATS
+    nc: Client
     store: JetStreamEventStore
     brain: Brain
     status: BrainStatus
@@ -85,7 +86,7 @@ class Cluster:
         brain_cls: type[Brain] = Brain,
         controller_cls: type[Controller] = Controller,
     ) -> Node:
-        nc = await connect(NatsSettings(url=self.url, name=f"test-{name}"))
+        nc = await Client.connect(Options(url=self.url, name=f"test-{name}"))
         store = JetStreamEventStore(nc)
         leadership = Leadership(LeaderRecord(nc), name, name)
         executor = CommandExecutor(store, fence=leadership)
@@ -108,7 +109,7 @@ class Cluster:
 
 @pytest.fixture
 async def cluster(
-    nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
+    nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path
 ) -> AsyncIterator[Cluster]:
     cl = Cluster(nats_server.url, tmp_path)
     yield cl
@@ -202,14 +203,14 @@ async def test_the_drain_cap_lets_a_handoff_proceed_past_a_request_that_never_en
 
 
 async def test_a_pending_brain_told_abort_keeps_asking_then_starts_fresh(
-    cluster: Cluster, provisioned: NATS
+    cluster: Cluster, raw_nc: NATS
 ) -> None:
     seen: list[HandoffMessage] = []
 
     async def record(msg: Msg) -> None:
         seen.append(decode_handoff(msg.data))
 
-    sub = await provisioned.subscribe(HANDOFF_SUBJECT, cb=record)
+    sub = await raw_nc.subscribe(HANDOFF_SUBJECT, cb=record)
     settings = HandoffSettings(pending_timeout=3, drain_cap=1, ack_timeout=1, ready_every=0.2)
     green = await cluster.start("green", "pending", settings)
     await until(lambda: any(m.type == "ready" for m in seen), what="green's first ready")
@@ -217,7 +218,7 @@ async def test_a_pending_brain_told_abort_keeps_asking_then_starts_fresh(
         type="abort", from_instance="blue", to_instance="green", handoff_id="handoff-x",
         reason="drain failed",
     )  # fmt: skip
-    await provisioned.publish(HANDOFF_SUBJECT, abort.encode())
+    await raw_nc.publish(HANDOFF_SUBJECT, abort.encode())
     await until(lambda: green.controller.aborts == 1, what="green to get the abort")
     assert green.state == "pending"  # it does not take over from a Brain that just resumed
     after = len(seen)
@@ -231,7 +232,7 @@ async def test_a_pending_brain_told_abort_keeps_asking_then_starts_fresh(
 
 
 async def test_a_pending_brain_that_hears_nothing_starts_fresh_and_aborts_stale_handoffs(
-    cluster: Cluster, provisioned: NATS
+    cluster: Cluster, provisioned: Client
 ) -> None:
     store = JetStreamEventStore(provisioned)
     request = c.RequestHandoff(to_instance="gone", to_version="1", generation=7)

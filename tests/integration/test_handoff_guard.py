@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from nats.aio.client import Client as NATS
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.sqlite import ReadModel
 from services.api.app import create_app
@@ -23,7 +23,7 @@ ALWAYS = {"/ping", "/brain/state"}
 
 
 @pytest.fixture
-async def app(provisioned: NATS, tmp_path: Path) -> AsyncIterator[tuple[FastAPI, BrainStatus]]:
+async def app(provisioned: Client, tmp_path: Path) -> AsyncIterator[tuple[FastAPI, BrainStatus]]:
     store = JetStreamEventStore(provisioned)
     brain = build_brain(provisioned, CommandExecutor(store), instance="brain-guard")
     status = BrainStatus(instance=brain.instance, state="active", mode="pending")

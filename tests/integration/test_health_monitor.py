@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nats.aio.client import Client as NATS
-
 from adapters.eventstore import History
 from adapters.nats.bus import NatsBus
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from services import heartbeat
 from services.heartbeat import HEALTH_SUBJECT, health_message
@@ -32,7 +31,7 @@ DEFAULT = MonitorSettings()  # 30 s heartbeats, down after 3 missed (90 s), a sw
 
 @contextlib.asynccontextmanager
 async def running(
-    nc: NATS, store: JetStreamEventStore, clock: FakeClock | None = None
+    nc: Client, store: JetStreamEventStore, clock: FakeClock | None = None
 ) -> AsyncIterator[Running]:
     async with support.running(NatsBus(nc), store, clock or FakeClock(), DEFAULT) as m:
         yield m
@@ -42,15 +41,15 @@ async def history_until(store: JetStreamEventStore, instance: str, check: Any) -
     return await support.history_until(store, "service", instance, check)
 
 
-async def beat(nc: NATS, m: Running, service: str, instance: str, status: str = "up") -> None:
+async def beat(nc: Client, m: Running, service: str, instance: str, status: str = "up") -> None:
     """One heartbeat of `instance`, handled by the monitor before this returns."""
     handled = m.stats["health_heartbeats"] + 1
     msg = health_message(service, instance, 0.0, {"n": 1}, status, m.clock)
-    await nc.publish(HEALTH_SUBJECT, msg)
+    nc.publish(HEALTH_SUBJECT, msg)
     await until(lambda: m.stats["health_heartbeats"] >= handled, f"{instance}'s beat handled")
 
 
-async def test_up_once_down_when_silent_and_up_again(provisioned: NATS) -> None:
+async def test_up_once_down_when_silent_and_up_again(provisioned: Client) -> None:
     store = JetStreamEventStore(provisioned)
     async with running(provisioned, store) as m:
         for _ in range(4):  # both beat every 30 s for two minutes
@@ -86,7 +85,7 @@ async def test_up_once_down_when_silent_and_up_again(provisioned: NATS) -> None:
     await store.close()
 
 
-async def test_a_stopping_heartbeat_is_down_at_once(provisioned: NATS) -> None:
+async def test_a_stopping_heartbeat_is_down_at_once(provisioned: Client) -> None:
     store = JetStreamEventStore(provisioned)
     async with running(provisioned, store) as m:
         stop = asyncio.Event()
@@ -104,7 +103,7 @@ async def test_a_stopping_heartbeat_is_down_at_once(provisioned: NATS) -> None:
     await store.close()
 
 
-async def test_bad_heartbeats_are_counted_and_good_ones_still_work(provisioned: NATS) -> None:
+async def test_bad_heartbeats_are_counted_and_good_ones_still_work(provisioned: Client) -> None:
     store = JetStreamEventStore(provisioned)
     bad = [
         b"not json",
@@ -118,17 +117,17 @@ async def test_bad_heartbeats_are_counted_and_good_ones_still_work(provisioned: 
     ]
     async with running(provisioned, store) as m:
         for data in bad:
-            await provisioned.publish(HEALTH_SUBJECT, data)
+            provisioned.publish(HEALTH_SUBJECT, data)
         await provisioned.flush()
         await until(lambda: m.stats["health_malformed"] == len(bad), "all were counted")
         assert "w-1" not in m.monitor.snapshot() and "w.1" not in m.monitor.snapshot()
-        await provisioned.publish(HEALTH_SUBJECT, health_message("worker", "w-1", 0.0, {}))
+        provisioned.publish(HEALTH_SUBJECT, health_message("worker", "w-1", 0.0, {}))
         await history_until(store, "w-1", lambda t: t == ["ServiceUp"])
         assert m.stats["malformed"] == len(bad) and m.stats["errors"] == 0
     await store.close()
 
 
-async def test_a_restart_keeps_services_up_for_a_full_grace_period(provisioned: NATS) -> None:
+async def test_a_restart_keeps_services_up_for_a_full_grace_period(provisioned: Client) -> None:
     clock = FakeClock()
     store = JetStreamEventStore(provisioned)
     async with running(provisioned, store, clock) as first:

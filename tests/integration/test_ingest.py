@@ -29,15 +29,16 @@ async def pipe(nats_server: NatsServerProcess) -> AsyncIterator[Pipeline]:
 
 async def publish(pipe: Pipeline, job_id: str, kind: str, body: dict[str, Any] | bytes) -> None:
     data = body if isinstance(body, bytes) else json.dumps({"id": job_id, **body}).encode()
-    await pipe.nc.jetstream().publish(f"baker.jobs.{kind}.{job_id}", data)
+    await pipe.raw.jetstream().publish(f"baker.jobs.{kind}.{job_id}", data)
 
 
 async def pull_and_handle(pipe: Pipeline, count: int) -> list[Any]:
-    sub = await pipe.nc.jetstream().pull_subscribe_bind(durable="brain-ingest", stream="BAKER_JOBS")
-    msgs = await sub.fetch(count, timeout=5)
+    source = JetStreamDeliveries(pipe.nc, JOBS_STREAM, INGEST_CONSUMER)
+    msgs = await source.fetch(count, wait=5)
     for msg in msgs:
-        await pipe.brain.ingest.handle(JsDelivery(msg))
-    await sub.unsubscribe()
+        await pipe.brain.ingest.handle(msg)
+    await source.close()
+    await pipe.nc.flush()  # the acks have reached the server before a test looks
     return msgs
 
 
@@ -67,24 +68,26 @@ async def test_duplicates_and_late_messages_are_absorbed(pipe: Pipeline) -> None
     assert pipe.brain.ingest.stats.rejected == 2
 
 
-async def test_a_redelivered_message_appends_nothing_new(
-    pipe: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_redelivered_message_appends_nothing_new(pipe: Pipeline) -> None:
     job = await pipe.brain.dispatcher.dispatch(SPEC)
     await publish(pipe, job.job_id, "status", {"status": "running", "progress": "p1"})
-    sub = await pipe.nc.jetstream().pull_subscribe_bind(durable="brain-ingest", stream="BAKER_JOBS")
-    [first] = await sub.fetch(1, timeout=5)
+    source = JetStreamDeliveries(pipe.nc, JOBS_STREAM, INGEST_CONSUMER)
+    [fetched] = await source.fetch(1, wait=5)
     acked: list[bool] = []
 
-    async def lost_ack() -> None:
-        acked.append(True)  # the ack never reaches the server: JetStream would redeliver
+    class LostAck(JsDelivery):
+        __slots__ = ()
 
-    monkeypatch.setattr(first, "ack", lost_ack)
-    await pipe.brain.ingest.handle(JsDelivery(first))
+        def ack(self) -> None:
+            acked.append(True)  # the ack never reaches the server: JetStream would redeliver
+
+    first = LostAck(fetched._msg)
+    await pipe.brain.ingest.handle(first)
+    assert acked == [True]
     await publish(pipe, job.job_id, "status", {"status": "running", "progress": "p2"})
-    [second] = await sub.fetch(1, timeout=5)
-    await pipe.brain.ingest.handle(JsDelivery(second))
-    await pipe.brain.ingest.handle(JsDelivery(first))  # the redelivery of p1, after p2
+    [second] = await source.fetch(1, wait=5)
+    await pipe.brain.ingest.handle(second)
+    await pipe.brain.ingest.handle(first)  # the redelivery of p1, after p2
     history = await pipe.store.load("job", job.job_id)
     assert types(history) == ["JobDispatched", "JobStarted", "JobProgressed"]
     assert [getattr(e.envelope.data, "progress", None) for e in history.events] == [
@@ -92,7 +95,7 @@ async def test_a_redelivered_message_appends_nothing_new(
         "p1",
         "p2",
     ]
-    await sub.unsubscribe()
+    await source.close()
 
 
 async def test_malformed_messages_are_terminated_counted_and_do_not_block(pipe: Pipeline) -> None:
@@ -106,7 +109,7 @@ async def test_malformed_messages_are_terminated_counted_and_do_not_block(pipe: 
     await pull_and_handle(pipe, 4)
     assert pipe.brain.ingest.stats.malformed == 3
     assert (await pipe.store.load("job", job.job_id)).state.status == "running"
-    info = await pipe.nc.jsm().consumer_info("BAKER_JOBS", "brain-ingest")
+    info = await pipe.raw.jsm().consumer_info("BAKER_JOBS", "brain-ingest")
     assert info.num_ack_pending == 0 and info.num_pending == 0  # nothing left to redeliver
 
 
@@ -114,14 +117,14 @@ async def test_a_malformed_dispatch_is_terminated_and_reported_failed(pipe: Pipe
     # The job is recorded, but the message a buggy dispatcher queued for it is broken.
     await pipe.executor.execute("job", "job-broken", DispatchJob(spec=SPEC))
     bad = json.dumps({"id": "job-broken", "type": "shell", "payload": {}}).encode()
-    await pipe.nc.jetstream().publish("baker.jobs.dispatch", bad, headers={"Nats-Msg-Id": "x"})
-    await pipe.nc.jetstream().publish("baker.jobs.dispatch", b"\xff no id at all")
+    await pipe.raw.jetstream().publish("baker.jobs.dispatch", bad, headers={"Nats-Msg-Id": "x"})
+    await pipe.raw.jetstream().publish("baker.jobs.dispatch", b"\xff no id at all")
     worker = await pipe.start_worker()
     pipe.tasks.append(asyncio.create_task(pipe.brain.run(pipe.stop)))
     history = await pipe.wait_job("job-broken", {"failed"})
     assert "malformed dispatch message: type:" in history.events[-1].envelope.data.error
     assert worker.stats.malformed == 2
-    jobs = await pipe.nc.jsm().stream_info("BAKER_JOBS")
+    jobs = await pipe.raw.jsm().stream_info("BAKER_JOBS")
     assert jobs.state.messages == 0  # both terminated, nothing redelivered
 
 

@@ -9,8 +9,9 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import NEW, SequenceGap
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
+from adapters.nats.server import NatsServerProcess
 from domain.events import JobDispatched
 from services.executor import CommandExecutor
 from tests.contract.event_store_contract import EventStoreContract
@@ -19,8 +20,12 @@ from tests.contract.executor_contract import ExecutorContract
 
 class OnJetStream:
     @pytest.fixture
-    async def store(self, provisioned: NATS) -> AsyncIterator[JetStreamEventStore]:
-        self._extra: list[NATS] = []
+    async def store(
+        self, provisioned: Client, nats_server: NatsServerProcess, raw_nc: NATS
+    ) -> AsyncIterator[JetStreamEventStore]:
+        self._url = nats_server.url
+        self._raw = raw_nc
+        self._extra: list[Client] = []
         self._stores: list[JetStreamEventStore] = []
         yield JetStreamEventStore(provisioned)
         for store in self._stores:
@@ -29,8 +34,7 @@ class OnJetStream:
             await conn.close()
 
     async def other_writer(self, store: JetStreamEventStore) -> JetStreamEventStore:
-        servers = store._nc.servers  # same server, a separate connection: another process
-        conn = await connect(NatsSettings(url=f"nats://{servers[0].netloc}"))
+        conn = await Client.connect(self._url)  # a separate connection: another process
         self._extra.append(conn)
         other = JetStreamEventStore(conn)
         self._stores.append(other)
@@ -39,7 +43,7 @@ class OnJetStream:
 
 class TestJetStreamEventStore(OnJetStream, EventStoreContract):
     async def put_raw(self, store: JetStreamEventStore, subject: str, data: bytes) -> int:
-        ack = await store._nc.jetstream().publish(subject, data)
+        ack = await self._raw.jetstream().publish(subject, data)  # not through the store
         return int(ack.seq)
 
 
@@ -47,8 +51,8 @@ class TestExecutorOnJetStream(OnJetStream, ExecutorContract):
     pass
 
 
-async def test_a_gap_in_the_log_stops_a_batch_reader(provisioned: NATS) -> None:
-    jsm = provisioned.jsm()
+async def test_a_gap_in_the_log_stops_a_batch_reader(provisioned: Client, raw_nc: NATS) -> None:
+    jsm = raw_nc.jsm()
     await jsm.add_stream(name="GAPPY", subjects=["gappy.>"])
     store = JetStreamEventStore(provisioned, stream="GAPPY", prefix="gappy")
     executor = CommandExecutor(store)

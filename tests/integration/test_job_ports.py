@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from nats.aio.client import Client as NATS
 
 from adapters.nats.advisories import JetStreamAdvisories
+from adapters.nats.client import Client
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.job_queue import JetStreamJobQueue
 from adapters.nats.streams import (
@@ -24,9 +24,9 @@ LIMIT = 20
 
 class TestNatsJobPorts(JobPortsContract):
     @pytest.fixture
-    async def ports(self, nc: NATS) -> AsyncIterator[Ports]:
+    async def ports(self, nc: Client) -> AsyncIterator[Ports]:
         topo = Topology(max_queued_jobs=LIMIT, ack_wait=ACK_WAIT, max_deliver=MAX_DELIVER)
-        await provision(nc.jsm(), topo)
+        await provision(nc, topo)
         queue = JetStreamJobQueue(nc, retry_for=1.0)
         work = JetStreamDeliveries(nc, JOBS_STREAM, WORKERS_CONSUMER)
         reports = JetStreamDeliveries(nc, JOBS_STREAM, INGEST_CONSUMER)

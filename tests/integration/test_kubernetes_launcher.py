@@ -12,11 +12,11 @@ from typing import Any
 
 import httpx
 import pytest
-from nats.aio.client import Client as NATS
 
 from adapters.kubernetes import KubernetesError, create_job
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
@@ -40,11 +40,11 @@ class Setup:
 
 @pytest.fixture
 async def k8s(
-    nats_server: NatsServerProcess, provisioned: NATS, request: pytest.FixtureRequest
+    nats_server: NatsServerProcess, provisioned: Client, request: pytest.FixtureRequest
 ) -> AsyncIterator[Setup]:
     options: dict[str, Any] = getattr(request, "param", {})
     store = JetStreamEventStore(provisioned)
-    conn = await connect(NatsSettings(url=nats_server.url, name="test-k8s-launcher"))
+    conn = await Client.connect(Options(url=nats_server.url, name="test-k8s-launcher"))
     stop = asyncio.Event()
     with FakeKubernetes(token="t0k") as api:
         launcher = KubernetesLauncher(

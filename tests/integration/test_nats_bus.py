@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.server import NatsServerProcess
 from services.ports.bus import Bus
 from tests.contract.bus_contract import BusContract
@@ -16,7 +17,7 @@ from tests.contract.bus_contract import BusContract
 class TestNatsBus(BusContract):
     @pytest.fixture
     async def bus(self, nats_server: NatsServerProcess) -> AsyncIterator[NatsBus]:
-        nc = await connect(NatsSettings(url=nats_server.url, name="bus-contract"))
+        nc = await Client.connect(Options(url=nats_server.url, name="bus-contract"))
         yield NatsBus(nc)
         await nc.close()
 

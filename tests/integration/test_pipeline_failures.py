@@ -67,7 +67,7 @@ async def test_in_progress_acks_keep_a_long_job_from_redelivery(
         await pipe.start_worker()
         job = await pipe.brain.dispatcher.dispatch(command("sleep 3.5"))  # 3.5 x ack wait
         history = await pipe.wait_job(job.job_id, {"completed"})
-        info = await pipe.nc.jsm().consumer_info("BAKER_JOBS", "workers")
+        info = await pipe.raw.jsm().consumer_info("BAKER_JOBS", "workers")
     assert types(history) == ["JobDispatched", "JobReceived", "JobStarted", "JobCompleted"]
     assert info.num_redelivered == 0
 
@@ -82,7 +82,7 @@ async def test_max_deliveries_is_recorded_even_by_a_brain_that_was_down(
     async with running_pipeline(nats_server, start_brain=False) as pipe:
         job = await pipe.brain.dispatcher.dispatch(command("echo never"))
         worker = await pipe.start_worker(crash_nak_delay=0.1)
-        jsm = pipe.nc.jsm()
+        jsm = pipe.raw.jsm()
 
         async def advisory_kept() -> bool:
             return (await jsm.stream_info("BAKER_ADVISORIES")).state.messages == 1
@@ -117,7 +117,7 @@ async def test_a_job_refused_by_jetstream_itself_is_recorded_as_failed(
     nats_server: NatsServerProcess,
 ) -> None:
     async with running_pipeline(nats_server, topology=Topology(max_queued_jobs=10)) as pipe:
-        js = pipe.nc.jetstream()
+        js = pipe.raw.jetstream()
         for i in range(10):  # filled behind the Brain's back: its admission has not seen it
             await js.publish("baker.jobs.dispatch", b"{}", headers={"Nats-Msg-Id": f"x{i}"})
         pipe.brain.dispatcher.admission = type(pipe.brain.dispatcher.admission)(
@@ -144,10 +144,10 @@ async def test_a_full_queue_still_drains_every_job_it_admitted(
     topo = Topology(max_queued_jobs=10, ack_wait=30)
     async with running_pipeline(nats_server, topology=topo, start_brain=False) as pipe:
         jobs = [await pipe.brain.dispatcher.dispatch(command("echo ok")) for _ in range(9)]
-        js = pipe.nc.jetstream()
+        js = pipe.raw.jetstream()
         body = json.dumps({"id": "job-other", "status": "running"}).encode()
         await js.publish("baker.jobs.status.job-other", body)  # the 10th place
-        jsm = pipe.nc.jsm()
+        jsm = pipe.raw.jsm()
         assert (await jsm.stream_info("BAKER_JOBS")).state.messages == 10
         worker = await pipe.start_worker(concurrency=1)
 
@@ -171,7 +171,7 @@ async def test_a_silent_job_is_failed_as_stuck_but_a_leased_one_is_not(
     async with running_pipeline(nats_server, topology=Topology(ack_wait=60), brain=brain) as pipe:
         silent = await pipe.brain.dispatcher.dispatch(command("echo a"))
         leased = await pipe.brain.dispatcher.dispatch(command("echo b"))
-        js = pipe.nc.jetstream()
+        js = pipe.raw.jetstream()
         sub = await js.pull_subscribe_bind(durable="workers", stream="BAKER_JOBS")
         await sub.fetch(2, timeout=5)  # taken by a "worker" that then goes quiet
         for job in (silent, leased):
@@ -186,7 +186,7 @@ async def test_a_silent_job_is_failed_as_stuck_but_a_leased_one_is_not(
                 "details": {"activeJobs": [leased.job_id]},
             }
             while not stop_leasing.is_set():
-                await pipe.nc.publish("baker.system.health", json.dumps(beat).encode())
+                await pipe.raw.publish("baker.system.health", json.dumps(beat).encode())
                 await asyncio.sleep(0.2)  # the lease interval of this fake worker
 
         leasing = asyncio.create_task(lease())
@@ -208,7 +208,7 @@ async def test_a_dispatched_job_whose_queue_message_is_gone_is_failed(
     brain = BrainSettings(undeliverable_after=0.3, check_every=0.2)
     async with running_pipeline(nats_server, brain=brain) as pipe:
         job = await pipe.brain.dispatcher.dispatch(command("echo lost"))
-        jsm = pipe.nc.jsm()
+        jsm = pipe.raw.jsm()
         await jsm.delete_msg("BAKER_JOBS", (await jsm.stream_info("BAKER_JOBS")).state.last_seq)
         history = await pipe.wait_job(job.job_id, {"failed"})
     assert "never delivered" in history.events[-1].envelope.data.error
@@ -252,7 +252,7 @@ async def test_the_same_job_is_queued_once_however_often_it_is_sent(
             reply_to="baker.jobs.status.job-twice", created_at=datetime.now(UTC),
         )  # fmt: skip
         await pipe.brain.queue.dispatch(message, {})  # a retried publish: same Nats-Msg-Id
-        info = await pipe.nc.jsm().stream_info("BAKER_JOBS")
+        info = await pipe.raw.jsm().stream_info("BAKER_JOBS")
         history = await pipe.store.load("job", "job-twice")
     assert again.seq == first.seq
     assert info.state.messages == 1

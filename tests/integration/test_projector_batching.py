@@ -13,6 +13,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from adapters.eventstore import BadEvent, StoredEvent
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import EVENTS_STREAM
 from domain.commands import DispatchJob
@@ -26,7 +27,7 @@ Batch = list[StoredEvent | BadEvent]
 
 
 @pytest.fixture
-async def store(provisioned: NATS) -> AsyncIterator[JetStreamEventStore]:
+async def store(provisioned: Client) -> AsyncIterator[JetStreamEventStore]:
     s = JetStreamEventStore(provisioned)
     yield s
     await s.close()
@@ -51,12 +52,12 @@ async def delivered(nc: NATS, seq: int, timeout: float = 10.0) -> None:
 
 
 async def test_a_batch_stays_open_for_max_wait_and_closes_when_full(
-    provisioned: NATS, store: JetStreamEventStore
+    raw_nc: NATS, store: JetStreamEventStore
 ) -> None:
     await dispatch(store, "job-b1")
     batches = store.tail_batches(1, max_batch=3, max_wait=30.0, idle=30.0)
     first: asyncio.Task[Batch] = asyncio.create_task(anext(batches))  # type: ignore[arg-type]
-    await delivered(provisioned, 1)
+    await delivered(raw_nc, 1)
     assert not first.done()  # one event in hand, the window is open
     await dispatch(store, "job-b2", "job-b3", "job-b4")
     batch = await asyncio.wait_for(first, 10)  # full at 3: closed long before 30 s
@@ -65,7 +66,7 @@ async def test_a_batch_stays_open_for_max_wait_and_closes_when_full(
 
 
 async def test_a_batch_that_is_not_full_is_closed_after_max_wait(
-    provisioned: NATS, store: JetStreamEventStore
+    raw_nc: NATS, store: JetStreamEventStore
 ) -> None:
     await dispatch(store, "job-w1")
     batches = store.tail_batches(1, max_batch=1000, max_wait=0.2, idle=60.0)
@@ -92,13 +93,13 @@ class Recording(Projector):
 
 
 async def test_the_projector_applies_up_to_n_events_or_t_per_transaction(
-    provisioned: NATS, store: JetStreamEventStore, tmp_path: Path
+    raw_nc: NATS, store: JetStreamEventStore, tmp_path: Path
 ) -> None:
     await dispatch(store, "job-p1")
     projector = Recording(store, tmp_path / "rm.db", ProjectorSettings(batch=4, max_wait=5.0))
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
-    await delivered(provisioned, 1)
+    await delivered(raw_nc, 1)
     await dispatch(store, *(f"job-p{i}" for i in range(2, 10)))  # 9 events in all
     assert await projector.wait_for(9, 30)
     stop.set()

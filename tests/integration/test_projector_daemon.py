@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.sqlite import connected, current_target, open_db
@@ -29,7 +30,7 @@ SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
 
 @pytest.fixture
-async def store(provisioned: NATS) -> AsyncIterator[JetStreamEventStore]:
+async def store(provisioned: Client) -> AsyncIterator[JetStreamEventStore]:
     s = JetStreamEventStore(provisioned)
     yield s
     await s.close()
@@ -112,9 +113,9 @@ async def test_verify_reports_drift_and_exits_1(
 
 
 async def test_poison_events_go_to_dead_letters_and_the_projector_carries_on(
-    nats_server: NatsServerProcess, provisioned: NATS, store: JetStreamEventStore, tmp_path: Path
+    nats_server: NatsServerProcess, raw_nc: NATS, store: JetStreamEventStore, tmp_path: Path
 ) -> None:
-    js = provisioned.jetstream()
+    js = raw_nc.jetstream()  # stored behind the event store's back
     await run_jobs(store, "job-p", 2)
     stray = Envelope(
         "e-x",

@@ -9,7 +9,6 @@ back to exactly the configuration baker provisions (deny delete/purge), gap and 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import re
@@ -25,7 +24,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from adapters.eventstore import SequenceGap
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats import jsapi
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.nats.streams import Topology, events_stream, provision
@@ -43,11 +44,10 @@ from tests.polling import until
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
 
-async def gapped_events(nc: NATS) -> int:
+async def gapped_events(nc: Client) -> int:
     """`BAKER_EVENTS` holding seqs 1 and 3 (2 is gone); returns the head (3)."""
-    jsm = nc.jsm()
     canonical = events_stream(Topology())
-    await jsm.add_stream(dataclasses.replace(canonical, max_msgs_per_subject=1))
+    await jsapi.add_stream(nc, {**canonical, "max_msgs_per_subject": 1})
     store = JetStreamEventStore(nc)
     executor = CommandExecutor(store)
     await executor.execute("job", "job-a", DispatchJob(spec=SPEC), new=True)  # seq 1
@@ -57,27 +57,27 @@ async def gapped_events(nc: NATS) -> int:
         "job", "job-b", RecordStatus(status="received", attempt=1, worker_id="w")
     )
     await store.close()
-    await jsm.update_stream(canonical)
-    await provision(jsm)  # accepted as it is: the configuration is baker's own
-    info = await jsm.stream_info(canonical.name)
-    assert (info.state.last_seq, info.state.messages, info.state.num_deleted) == (3, 2, 1)
-    return int(info.state.last_seq)
+    await jsapi.api(nc, f"STREAM.UPDATE.{canonical['name']}", canonical)
+    await provision(nc)  # accepted as it is: the configuration is baker's own
+    state = (await jsapi.stream_info(nc, canonical["name"]))["state"]
+    assert (state["last_seq"], state["messages"], state["num_deleted"]) == (3, 2, 1)
+    return int(state["last_seq"])
 
 
 @pytest.fixture
-async def gap(nc: NATS) -> int:
+async def gap(nc: Client) -> int:
     return await gapped_events(nc)
 
 
 @pytest.fixture
-async def beats(nc: NATS) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every heartbeat seen on the server while the test runs."""
+async def beats(raw_nc: NATS) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every heartbeat seen on the server while the test runs (heard by plain nats-py)."""
     seen: list[dict[str, Any]] = []
 
     async def on(msg: Msg) -> None:
         seen.append(json.loads(msg.data))
 
-    sub = await nc.subscribe(HEALTH_SUBJECT, cb=on)
+    sub = await raw_nc.subscribe(HEALTH_SUBJECT, cb=on)
     yield seen
     await sub.unsubscribe()
 
@@ -97,7 +97,11 @@ def killed_after(proc: BakerProcess) -> Iterator[BakerProcess]:
 
 
 async def test_baker_projector_exits_3_naming_the_gap(
-    nats_server: NatsServerProcess, nc: NATS, gap: int, beats: list[dict[str, Any]], tmp_path: Path
+    nats_server: NatsServerProcess,
+    raw_nc: NATS,
+    gap: int,
+    beats: list[dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     db = tmp_path / "readmodel.db"
     env = env_for(nats_server.url, db, BAKER_HEARTBEAT_SECONDS="0.2")
@@ -109,16 +113,20 @@ async def test_baker_projector_exits_3_naming_the_gap(
     assert "run `baker rebuild` after checking the stream" in output
     instance = re.search(r"baker projector (projector-\w+)", output)
     assert instance is not None
-    await nc.flush()
-    mine = [b for b in beats if b["instance"] == instance.group(1)]
-    assert mine and mine[-1]["status"] == "stopping"  # the monitor marks it down at once
+    # Its last beat says it is stopping (the monitor marks it down at once).
+    await until(
+        lambda: (
+            [b["status"] for b in beats if b["instance"] == instance.group(1)][-1:] == ["stopping"]
+        ),
+        "the projector's stopping heartbeat",
+    )
     with sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True) as conn:
         (applied,) = conn.execute("SELECT min(last_seq) FROM checkpoints").fetchone()
     assert applied < gap  # nothing past the gap was applied
 
 
 async def test_run_raises_the_gap_and_ends_its_heartbeats(
-    nc: NATS, gap: int, beats: list[dict[str, Any]], tmp_path: Path
+    nc: Client, raw_nc: NATS, gap: int, beats: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(nc)
     projector = build_projector(
@@ -126,26 +134,32 @@ async def test_run_raises_the_gap_and_ends_its_heartbeats(
     )
     with pytest.raises(SequenceGap, match="expected 2, got 3"):
         await asyncio.wait_for(projector.run(asyncio.Event()), 30)
-    await nc.flush()
+    await until(
+        lambda: (
+            [b["status"] for b in beats if b["instance"] == projector.instance][-1:] == ["stopping"]
+        ),
+        "the projector's stopping heartbeat",
+    )
     count = len(beats)
     mine = [b["status"] for b in beats if b["instance"] == projector.instance]
     assert mine[0] == "up" and mine[-1] == "stopping" and mine.count("stopping") == 1
     assert projector.writer is None  # closed
     # No heartbeat task is left behind saying "up": a round trip later nothing new came.
     await nc.flush()
+    await raw_nc.flush()
     assert len(beats) == count
     await store.close()
 
 
 async def test_a_read_model_ahead_of_the_stream_stops_baker_projector(
-    nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
+    nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path
 ) -> None:
     db = tmp_path / "readmodel.db"
     other = NatsServerProcess(tmp_path / "other-nats")
     other.start()
     try:  # a read model built from another event log, five events long
-        conn = await connect(NatsSettings(url=other.url, name="baker-test-other"))
-        await provision(conn.jsm())
+        conn = await Client.connect(Options(url=other.url, name="baker-test-other"))
+        await provision(conn)
         store = JetStreamEventStore(conn)
         for i in range(5):
             await CommandExecutor(store).execute(
@@ -172,7 +186,7 @@ async def test_a_read_model_ahead_of_the_stream_stops_baker_projector(
 
 
 async def test_the_brains_projector_failing_is_logged_and_stops_the_brain(
-    nc: NATS, gap: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    nc: Client, gap: int, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = JetStreamEventStore(nc)
     projector = Projector(store, tmp_path / "rm.db")
@@ -198,7 +212,10 @@ async def test_baker_brain_exits_non_zero_and_says_why_when_its_projector_fails(
 
 
 async def test_a_database_error_ends_run_and_baker_projector_exits_1(
-    nats_server: NatsServerProcess, provisioned: NATS, beats: list[dict[str, Any]], tmp_path: Path
+    nats_server: NatsServerProcess,
+    provisioned: Client,
+    beats: list[dict[str, Any]],
+    tmp_path: Path,
 ) -> None:
     store = JetStreamEventStore(provisioned)
     await CommandExecutor(store).execute("job", "job-s", DispatchJob(spec=SPEC), new=True)

@@ -11,6 +11,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from domain.commands import DispatchJob, RecordStatus
 from domain.specs import parse_job_spec
@@ -24,7 +25,7 @@ SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
 
 async def test_the_heartbeat_reports_the_backlog_then_zero(
-    provisioned: NATS, tmp_path: Path
+    provisioned: Client, raw_nc: NATS, tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(provisioned)
     executor = CommandExecutor(store)
@@ -49,7 +50,7 @@ async def test_the_heartbeat_reports_the_backlog_then_zero(
         if beat["details"]["applied"] == head:
             caught_up.set()
 
-    sub = await provisioned.subscribe(HEALTH_SUBJECT, cb=on)
+    sub = await raw_nc.subscribe(HEALTH_SUBJECT, cb=on)
     projector = build_projector(provisioned, store, db, ProjectorSettings(heartbeat_every=0.05))
     await projector.open()
     assert (projector.applied, await projector.lag()) == (10, head - 10)

@@ -11,8 +11,7 @@ import subprocess
 from datetime import datetime
 from pathlib import Path
 
-from nats.aio.client import Client as NATS
-
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from adapters.sqlite import current_target, open_db, prune, swap_in
@@ -51,7 +50,7 @@ async def project(store: JetStreamEventStore, db: Path) -> None:
 
 
 async def test_rebuild_and_rebuild_one_projection_through_the_cli(
-    nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
+    nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(provisioned)
     executor = CommandExecutor(store)
@@ -114,7 +113,7 @@ async def test_rebuild_and_rebuild_one_projection_through_the_cli(
 
 
 async def test_jobs_as_of_a_mid_range_sequence_and_time_through_the_cli(
-    nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path
+    nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path
 ) -> None:
     store = JetStreamEventStore(provisioned)
     executor = CommandExecutor(store)

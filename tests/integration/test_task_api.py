@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from nats.aio.client import Client as NATS
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.sqlite import ReadModel
 from services.api.app import create_app
@@ -21,7 +21,7 @@ from services.executor import CommandExecutor
 
 @pytest.fixture
 async def client(
-    provisioned: NATS, tmp_path: Path
+    provisioned: Client, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, JetStreamEventStore]]:
     store = JetStreamEventStore(provisioned)
     brain = build_brain(provisioned, CommandExecutor(store), instance="brain-api")

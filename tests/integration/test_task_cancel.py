@@ -16,6 +16,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from services.heartbeat import HEALTH_SUBJECT
@@ -50,7 +51,7 @@ def start_launcher(server: NatsServerProcess) -> tuple[BakerProcess, str]:
 
 
 @pytest.fixture
-def procs(nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path) -> Iterator[Procs]:
+def procs(nats_server: NatsServerProcess, provisioned: Client, tmp_path: Path) -> Iterator[Procs]:
     launcher, launcher_id = start_launcher(nats_server)
     brain = BakerProcess("brain", env=env(nats_server, BAKER_DB=str(tmp_path / "readmodel.db")))
     port = re.search(r"API on port (\d+)", brain.wait_for("API on port"))
@@ -64,7 +65,7 @@ def procs(nats_server: NatsServerProcess, provisioned: NATS, tmp_path: Path) -> 
 
 
 @pytest.fixture
-async def store(provisioned: NATS) -> Any:
+async def store(provisioned: Client) -> Any:
     s = JetStreamEventStore(provisioned)
     yield s
     await s.close()
@@ -129,7 +130,7 @@ async def test_cancelling_a_finished_task_is_refused_and_audited(
 
 
 async def test_baker_launcher_sends_health_heartbeats(
-    nats_server: NatsServerProcess, provisioned: NATS
+    nats_server: NatsServerProcess, provisioned: Client, raw_nc: NATS
 ) -> None:
     beats: list[dict[str, Any]] = []
 
@@ -138,7 +139,7 @@ async def test_baker_launcher_sends_health_heartbeats(
         if doc["service"] == "launcher":
             beats.append(doc)
 
-    sub = await provisioned.subscribe(HEALTH_SUBJECT, cb=on_beat)
+    sub = await raw_nc.subscribe(HEALTH_SUBJECT, cb=on_beat)
     launcher, instance = start_launcher(nats_server)
     try:
         await until(lambda: len(beats) >= 2, "two heartbeats of baker launcher")

@@ -26,7 +26,8 @@ from nats.aio.client import Client as NATS
 
 from adapters.eventstore import History
 from adapters.nats.bus import NatsBus
-from adapters.nats.connection import NatsSettings, connect
+from adapters.nats.client import Client
+from adapters.nats.connector import Options
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
@@ -55,13 +56,14 @@ DUMP = (
 @dataclass
 class Harness:
     server: NatsServerProcess
-    nc: NATS
+    nc: Client
+    raw: NATS  # plain nats-py beside it, to publish and look with
     store: JetStreamEventStore
     workdir: Path
     dumps: Path  # world-writable: runners (possibly `nobody`) write what they saw here
     clock: FakeClock = field(default_factory=FakeClock)
     running: list[tuple[asyncio.Event, asyncio.Task[Any]]] = field(default_factory=list)
-    conns: list[NATS] = field(default_factory=list)
+    conns: list[Client] = field(default_factory=list)
 
     def service(self, store: JetStreamEventStore | None = None, **options: Any) -> TaskService:
         return TaskService(
@@ -97,7 +99,7 @@ class Harness:
         return stop
 
     async def launcher(self, **settings: Any) -> LocalLauncher:
-        conn = await connect(NatsSettings(url=self.server.url, name="test-launcher"))
+        conn = await Client.connect(Options(url=self.server.url, name="test-launcher"))
         self.conns.append(conn)
         runner_cmd = settings.pop("runner_cmd", None)
         base: dict[str, Any] = {"allowed_commands": "echo,sleep", "grace": 0.5}
@@ -115,11 +117,13 @@ class Harness:
 
 
 @pytest.fixture
-async def h(nats_server: NatsServerProcess, provisioned: NATS) -> AsyncIterator[Harness]:
+async def h(
+    nats_server: NatsServerProcess, provisioned: Client, raw_nc: NATS
+) -> AsyncIterator[Harness]:
     store = JetStreamEventStore(provisioned)
     # Not under tmp_path (0700 when root): a runner dropped to `nobody` must reach its dirs.
     base = _shared_dirs(Path(tempfile.mkdtemp(prefix="baker-test-tasks-")))
-    harness = Harness(nats_server, provisioned, store, base / "runs", base / "dumps")
+    harness = Harness(nats_server, provisioned, raw_nc, store, base / "runs", base / "dumps")
     try:
         yield harness
     finally:
@@ -407,7 +411,7 @@ async def test_malformed_and_unknown_messages_are_terminated_and_counted(
     await h.launcher()
     service = h.service()
     h.start(service.run)
-    js = h.nc.jetstream()
+    js = h.raw.jetstream()
     for subject, data in [
         ("baker.tasks.status.task-x", b"not json"),
         ("baker.tasks.status.task-x", b'{"taskId": "task-x", "status": "bogus"}'),
@@ -422,7 +426,8 @@ async def test_malformed_and_unknown_messages_are_terminated_and_counted(
     _, body = await service.launch({"goal": "echo still-flowing", **SCRIPT})
     await wait_task(h.store, body["id"], {"completed"})  # not blocked by the bad ones
     await until(lambda: service.stats.malformed == 4 and service.stats.unknown == 1, "counted")
-    info = await h.nc.jsm().consumer_info(TASKS_STREAM, TASKS_CONSUMER)
+    await h.nc.flush()  # the service's acks have reached the server
+    info = await h.raw.jsm().consumer_info(TASKS_STREAM, TASKS_CONSUMER)
     assert info.num_ack_pending == 0 and info.num_pending == 0
     assert not (await h.store.load("task", "task-x")).exists
 

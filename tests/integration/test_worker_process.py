@@ -57,7 +57,7 @@ async def test_sigterm_lets_the_running_job_finish_and_the_lease_names_it(
 ) -> None:
     async with running_pipeline(nats_server, topology=Topology(ack_wait=30)) as pipe:
         beats = Beats()
-        await pipe.nc.subscribe("baker.system.health", cb=beats.take)
+        await pipe.raw.subscribe("baker.system.health", cb=beats.take)
         worker = worker_process(pipe)
         worker.wait_for("ready")
         job = await pipe.brain.dispatcher.dispatch(command("sleep 1.5"))

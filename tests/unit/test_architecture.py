@@ -1,9 +1,12 @@
 """Dependencies point inward (DESIGN §1): domain imports nothing of ours and no I/O; no import
-cycles among our modules; the service layer speaks to NATS only through ports."""
+cycles among our modules; the service layer speaks to NATS only through ports; and NATS is
+reached through our own client only: nothing outside tests and bench imports nats-py, and
+nothing patches it (issue 14)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,3 +183,39 @@ def test_no_service_module_imports_nats() -> None:
     }
     assert importing - NATS_IN_SERVICES == set(), "use a port (services/ports/) instead"
     assert NATS_IN_SERVICES - importing == set(), "no longer imports nats: take it off the list"
+
+
+# --- our own NATS client, no nats-py -----------------------------------------------------------
+
+PACKAGES = ("domain", "projections", "adapters", "services")
+PATCHING = re.compile(
+    r"(Client|Parser|Subscription|Msg)\.[_A-Za-z]+ *=[^=]|setattr\((Client|Parser|Subscription)"
+    r"|\._pending_queue|\.data_received *="
+)
+"""Assigning to a client library's class attributes, or reaching into its subscriptions' and
+protocol's internals: what the patches of nats-py did (issue 14)."""
+
+
+def test_nothing_but_tests_and_benches_imports_nats_py() -> None:
+    importing = [
+        str(path.relative_to(ROOT))
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if "nats" in imported_modules(path.read_text())
+    ]
+    assert importing == [], "reach NATS through adapters/nats/client.py, our own client"
+
+
+def test_no_module_patches_a_client_library() -> None:
+    assert PATCHING.search("Client.publish = publish")
+    assert PATCHING.search("sub._pending_queue = handoff")
+    assert PATCHING.search("setattr(Parser, 'parse', parse)")
+    assert not PATCHING.search("if Client.CONNECTED == status")
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if PATCHING.search(line)
+    ]
+    assert found == []

@@ -122,7 +122,7 @@ async def test_a_redelivered_message_appends_nothing_new(rig: Rig) -> None:
     await rig.report("job-1", "status", {"status": "running", "progress": "p1"})
     [first] = await rig.queue.ingest.fetch(1, wait=0)
 
-    async def lost_ack() -> None:  # the ack never reaches the server: it is redelivered
+    def lost_ack() -> None:  # the ack never reaches the server: it is redelivered
         return None
 
     first.ack = lost_ack  # type: ignore[method-assign]

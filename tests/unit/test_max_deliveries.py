@@ -23,7 +23,7 @@ async def given_up(queue: FakeJobQueue, executor: CommandExecutor) -> str:
     done = await Dispatcher(executor, queue).dispatch(SPEC)
     for _ in range(queue.workers.max_deliver):
         [delivery] = await queue.workers.fetch(1, wait=0)
-        await delivery.nak()
+        delivery.nak()
     assert await queue.workers.fetch(1, wait=0) == []  # given up: an advisory now
     return done.job_id
 
