@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict domain projections adapters services
+	$(BIN)/mypy --strict domain projections adapters services bench
 
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

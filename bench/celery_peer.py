@@ -22,7 +22,7 @@ app.conf.update(
 )
 
 
-@app.task(name="bench.echo")
+@app.task(name="bench.echo")  # type: ignore[untyped-decorator]
 def echo() -> dict[str, object]:
     """Run `echo hi` in a subprocess, like a Baker Street command job."""
     done = subprocess.run(["echo", "hi"], capture_output=True, text=True, check=False)  # noqa: S607

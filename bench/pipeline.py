@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,7 +152,7 @@ async def _burst(brain: Brain, done: Completions, jobs: int) -> float:
     return jobs / elapsed
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+def _stop_all(procs: Sequence[subprocess.Popen[Any]], timeout: float) -> None:
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
     for proc in procs:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -196,11 +198,11 @@ async def run(
             progress(f"round {r + 1}/{rounds}")
             last_db = Path(tmp) / f"round-{r}" / "readmodel.db"
             last_db.parent.mkdir()
-            measures = [
-                ("raw_fetch_ack", lambda r=r: raw_fetch_ack(nc, 1, head, f"raw{r}")),
-                ("raw_fetch_ack_64b", lambda r=r: raw_small(nc, head, f"small{r}")),
-                ("projector", lambda db=last_db: daemon(ours, store, db, head)),
-                ("rebuild_bulk", lambda: bulk(store, head)),
+            measures: list[tuple[str, Callable[[], Awaitable[float]]]] = [
+                ("raw_fetch_ack", functools.partial(raw_fetch_ack, nc, 1, head, f"raw{r}")),
+                ("raw_fetch_ack_64b", functools.partial(raw_small, nc, head, f"small{r}")),
+                ("projector", functools.partial(daemon, ours, store, last_db, head)),
+                ("rebuild_bulk", functools.partial(bulk, store, head)),
             ]
             turn = r % len(measures)  # a different one goes first each round
             for name, measure in measures[turn:] + measures[:turn]:
