@@ -91,7 +91,9 @@ async def test_a_service_is_down_after_the_timeout_and_at_once_when_stopping() -
     async with running(bus, store, clock, DEFAULT) as m:
         started = clock.now()
         for instance in ("w-1", "b-1"):
-            await bus.publish(HEALTH_SUBJECT, health_message("worker", instance, started, {}))
+            await bus.publish(
+                HEALTH_SUBJECT, health_message("worker", instance, started, {}, clock=clock)
+            )
         await bus.settled()
         last_beat = clock.wall()
         await m.sweep_for(90)
@@ -102,9 +104,9 @@ async def test_a_service_is_down_after_the_timeout_and_at_once_when_stopping() -
         down: Any = history.events[-1].envelope.data
         assert down.last_seen == last_beat and "no heartbeat for 90s (3 missed)" in down.reason
         assert m.monitor.snapshot()["w-1"]["status"] == "down"
-        await bus.publish(HEALTH_SUBJECT, health_message("worker", "w-1", started, {}))
+        await bus.publish(HEALTH_SUBJECT, health_message("worker", "w-1", started, {}, clock=clock))
         await history_until(store, "service", "w-1", lambda t: t[-1] == "ServiceUp")
-        stopping = health_message("worker", "w-1", started, {}, status="stopping")
+        stopping = health_message("worker", "w-1", started, {}, "stopping", clock)
         await bus.publish(HEALTH_SUBJECT, stopping)
         history = await history_until(store, "service", "w-1", lambda t: len(t) == 4)
         assert "is stopping" in history.events[-1].envelope.data.reason  # type: ignore[attr-defined]
@@ -115,7 +117,9 @@ async def test_a_restarted_monitor_gives_everything_a_full_grace_period() -> Non
     bus, store, clock = FakeBus(), InMemoryEventStore(), FakeClock()
     async with running(bus, store, clock, DEFAULT, discover=tools()) as first:
         await bus.publish(ANNOUNCE, announce())
-        await bus.publish(HEALTH_SUBJECT, health_message("worker", "w-1", clock.now(), {}))
+        await bus.publish(
+            HEALTH_SUBJECT, health_message("worker", "w-1", clock.now(), {}, clock=clock)
+        )
         await until(lambda: first.stats["discoveries"] == 1, "tools were discovered")
         await bus.settled()
     await clock.advance(600)  # ten minutes without a monitor: longer than any timeout
