@@ -44,6 +44,30 @@ class RecordStatus(Command):
     result: Any = None
     duration_ms: int | None = None
     source: Literal["status", "result"] = "status"
+    reason: FailureReason | None = None  # a failure's reason, when the worker names one
+    budget: dict[str, Any] | None = None  # what a `budget_exceeded` failure passed
+
+
+@dataclass(frozen=True, slots=True)
+class RecordStep(Command):
+    """One step of an agent job (a model call, a tool call or a tool's return), as ingested."""
+
+    aggregate: ClassVar[str] = "job"
+    attempt: int
+    step: int
+    kind: Literal["model", "toolCall", "toolResult"]
+    worker_id: str | None = None
+    model: str | None = None
+    stop_reason: str | None = None
+    content: tuple[dict[str, Any], ...] = ()
+    usage: dict[str, int] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    duration_ms: int | None = None
+    tool_use_id: str | None = None
+    tool: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
+    output: str | None = None
+    is_error: bool = False
 
 
 @dataclass(frozen=True, slots=True)

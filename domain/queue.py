@@ -17,9 +17,9 @@ REPORT_KINDS = ("status", "result", "step")
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One status or result message of a job, encoded, with its headers and message id."""
+    """One status, result or step message of a job, encoded, with its headers and message id."""
 
-    kind: Literal["status", "result"]
+    kind: Literal["status", "result", "step"]
     job_id: str
     status: str
     payload: bytes

@@ -28,11 +28,26 @@ class _Spec(BaseModel):
     )
 
 
+class Budget(_Spec):
+    """Limits of an agent job: it fails `budget_exceeded` before a model call passing one."""
+
+    max_total_tokens: int | None = Field(default=None, ge=1)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+
+
+AGENT_TOOLS: Final = ("command", "http")
+DEFAULT_APPROVAL_TIMEOUT: Final = 86_400
+
+
 class AgentPayload(_Spec):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     model: str | None = Field(default=None, min_length=1, max_length=200)
     max_tokens: int | None = Field(default=None, ge=1, le=64_000)
     system: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    budget: Budget | None = None
+    # tools whose calls wait for an operator's answer, and how long (default a day)
+    approve: tuple[Literal["command", "http"], ...] | None = None
+    approval_timeout_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
 
 
 class CommandPayload(_Spec):

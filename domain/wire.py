@@ -141,12 +141,16 @@ def encode_result(
     worker_id: str | None = None,
     attempt: int | None = None,
     trace_id: str | None = None,
+    reason: str | None = None,
+    budget: dict[str, Any] | None = None,
 ) -> bytes:
-    """A worker's result message (DESIGN §3). A result orjson cannot write as it stands (say,
-    a dict with int keys) goes through the model, which converts it."""
+    """A worker's result message (DESIGN §3); `reason` and `budget` (a failure's reason and
+    the budget it passed, DESIGN §10) are fields the seed protocol does not know. A result
+    orjson cannot write as it stands (say, a dict with int keys) goes through the model,
+    which converts it."""
     doc = _set_fields(
         id=job_id, status=status, result=result, error=error, durationMs=duration_ms,
-        workerId=worker_id, attempt=attempt, traceId=trace_id,
+        workerId=worker_id, attempt=attempt, traceId=trace_id, reason=reason, budget=budget,
     )  # fmt: skip
     try:
         return orjson.dumps(doc, option=_UTC_Z)
@@ -160,6 +164,7 @@ def encode_result(
             worker_id=worker_id,
             attempt=attempt,
             trace_id=trace_id,
+            **_set_fields(reason=reason, budget=budget),
         ).encode()
 
 

@@ -1,7 +1,9 @@
 """The `agent` executor: a Claude tool-use loop with the official `anthropic` SDK.
 
-The model may call two tools, `command` and `http`, which run through the same executors,
-allowlists and limits as `command` and `http` jobs. The SDK retries 429 and 5xx answers itself
+The model may call two tools, `command` and `http` (`agent_tools`). Every step is recorded
+in the job's `StepJournal` before the next begins, and a run starts from the steps already
+recorded (DESIGN §10): a model call whose reply is recorded is not made again, a tool whose
+return is recorded is not run again. The SDK retries 429 and 5xx answers itself
 (`max_retries`, with backoff); every other API error ends the job with the SDK's message.
 """
 
@@ -9,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,14 +19,16 @@ from typing import Any, get_args
 
 import anthropic
 from anthropic import AsyncAnthropic
-from anthropic.types import Message, MessageParam, ToolParam, ToolResultBlockParam, ToolUseBlock
+from anthropic.types import Message
 from opentelemetry import trace
-from pydantic import ValidationError
 
-from adapters.executors.base import Execution, Progress, no_progress
-from adapters.executors.command import run_command
-from adapters.executors.http import run_http
-from domain.specs import REDACTED, AgentPayload, CommandPayload, HttpPayload, redact_command
+from adapters.executors.agent_tools import TOOLS, Tools, recorded_input, use_tool
+from adapters.executors.base import NO_JOURNAL, Execution, Progress, StepJournal, no_progress
+from domain.budget import check_budget
+from domain.conversation import Conversation, ToolUse, rebuild
+from domain.events import AgentModelCalled, AgentToolCalled, AgentToolReturned, Usage
+from domain.pricing import DEFAULT_TABLE, PriceTable
+from domain.specs import AgentPayload
 
 FALLBACK_MODEL = "claude-sonnet-5-5"
 # Models past their end of life that newer SDKs drop from their deprecation table; a job that
@@ -37,32 +41,6 @@ DEFAULT_SYSTEM = (
     "You are a Baker Street worker agent. Answer the task. When you need facts from the "
     "system, use the `command` tool (one allowed binary, no shell) or the `http` tool."
 )
-TOOLS: list[ToolParam] = [
-    {
-        "name": "command",
-        "description": "Run one allowed command (no shell: pipes and `;` are plain arguments).",
-        "input_schema": {
-            "type": "object",
-            "properties": {"command": {"type": "string", "description": "e.g. `df -h`"}},
-            "required": ["command"],
-        },
-    },
-    {
-        "name": "http",
-        "description": "Send one HTTP request and get its status, selected headers and body.",
-        "input_schema": {
-            "type": "object",
-            "properties": {
-                "url": {"type": "string"},
-                "method": {"type": "string", "description": "GET (default), POST, PUT, ..."},
-                "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-                "json": {"description": "a JSON request body"},
-            },
-            "required": ["url"],
-        },
-    },
-]
-
 ClientFactory = Callable[..., AsyncAnthropic]
 
 
@@ -93,32 +71,36 @@ def default_agent_model() -> str:
 
 
 @dataclass
-class _Tools:
-    """What the tools may do: the allowlists and limits of `command` and `http` jobs."""
-
-    allowed_commands: tuple[str, ...]
-    http_allowed_hosts: tuple[str, ...] | None
-
-
-@dataclass
 class _Run:
-    """The state of one conversation, and the result document built from it."""
+    """One run of a job's conversation: what it needs, and the result document built from it."""
 
     model: str
-    messages: list[MessageParam]
-    iterations: int = 0
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    input_tokens: int = 0
-    output_tokens: int = 0
+    payload: AgentPayload
+    conversation: Conversation
+    tools: Tools
+    journal: StepJournal
+    prices: PriceTable
+    progress: Progress
+    tracer: trace.Tracer | None
+    max_iterations: int
     warnings: list[str] = field(default_factory=list)
+    iteration: int = 0  # the model call made last or in flight (a timeout counts it)
 
     def result(self, text: str, stop_reason: str | None) -> dict[str, Any]:
+        conv = self.conversation
         doc: dict[str, Any] = {
             "text": text,
             "model": self.model,
-            "iterations": self.iterations,
-            "toolCalls": self.tool_calls,
-            "usage": {"inputTokens": self.input_tokens, "outputTokens": self.output_tokens},
+            "iterations": max(self.iteration, conv.model_calls),
+            "toolCalls": conv.tool_calls,
+            "usage": {
+                "inputTokens": conv.input_tokens,
+                "outputTokens": conv.output_tokens,
+                "cacheReadTokens": conv.cache_read_tokens,
+                "cacheWriteTokens": conv.cache_write_tokens,
+            },
+            "costUsd": conv.cost_usd,
+            "steps": conv.last_step,
             "stopReason": stop_reason,
         }
         if self.warnings:
@@ -140,9 +122,12 @@ async def run_agent(
     tracer: trace.Tracer | None = None,
     client_factory: ClientFactory | None = None,
     timeout: float | None = None,
+    journal: StepJournal = NO_JOURNAL,
+    prices: PriceTable = DEFAULT_TABLE,
 ) -> Execution:
     """Run the prompt through at most `max_iterations` model calls, executing tool calls,
-    within `timeout` seconds for the whole conversation (the job's `timeoutSeconds`).
+    within `timeout` seconds for the whole conversation (the job's `timeoutSeconds`),
+    continuing after the steps `journal` has recorded.
 
     `client_factory(api_key=, base_url=, max_retries=)` makes the client (default
     `AsyncAnthropic`); the executor owns it and closes it when done.
@@ -150,19 +135,21 @@ async def run_agent(
     if not api_key:
         return Execution(ok=False, error=NO_API_KEY)
     model = payload.model or default_model or default_agent_model()
-    run = _Run(model=model, messages=[{"role": "user", "content": payload.prompt}])
-    if end_of_life := deprecated_models().get(model):
-        run.warnings.append(f"model {model} is deprecated (end of life {end_of_life})")
-    tools = _Tools(
+    tools = Tools(
         tuple(allowed_commands), None if http_allowed_hosts is None else tuple(http_allowed_hosts)
     )
+    conversation = rebuild(payload.prompt, await journal.recorded())
+    run = _Run(model, payload, conversation, tools, journal, prices, progress, tracer,
+               max_iterations)  # fmt: skip
+    if end_of_life := deprecated_models().get(model):
+        run.warnings.append(f"model {model} is deprecated (end of life {end_of_life})")
     client = (client_factory or AsyncAnthropic)(
         api_key=api_key, base_url=base_url, max_retries=max_retries
     )
     deadline = asyncio.timeout(timeout)
     try:
         async with deadline:
-            return await _converse(client, payload, run, tools, progress, max_iterations, tracer)
+            return await _converse(client, run)
     except TimeoutError:
         if not deadline.expired():
             raise
@@ -180,106 +167,108 @@ async def run_agent(
         await client.close()
 
 
-async def _converse(
-    client: AsyncAnthropic,
-    payload: AgentPayload,
-    run: _Run,
-    tools: _Tools,
-    progress: Progress,
-    max_iterations: int,
-    tracer: trace.Tracer | None,
-) -> Execution:
-    for iteration in range(1, max_iterations + 1):
-        run.iterations = iteration
-        reply = await _call_model(client, payload, run, tracer)
-        uses = [block for block in reply.content if isinstance(block, ToolUseBlock)]
-        names = ", ".join(block.name for block in uses)
-        step = f"tool {names}" if names else "answer"
-        await progress(f"iteration {iteration}/{max_iterations}: {step}")
-        if reply.stop_reason != "tool_use" or not uses:
-            return Execution(ok=True, result=run.result(_text(reply), reply.stop_reason))
-        if iteration == max_iterations:
-            break  # the model would never see these tools' results
-        run.messages.append({"role": "assistant", "content": _as_params(reply)})
-        results = [await _use_tool(block, run, tools, tracer) for block in uses]
-        run.messages.append({"role": "user", "content": results})
+async def _converse(client: AsyncAnthropic, run: _Run) -> Execution:
+    conv = run.conversation
+    while True:
+        if conv.awaiting_tools:
+            if conv.model_calls >= run.max_iterations:
+                break  # the model would never see these tools' results
+            for use in conv.unanswered():
+                await _answer(use, run)
+            continue
+        if conv.last_reply is not None and conv.messages[-1]["role"] == "assistant":
+            reply = conv.last_reply
+            return Execution(ok=True, result=run.result(_text(reply.content), reply.stop_reason))
+        if conv.model_calls >= run.max_iterations:
+            break
+        exceeded = check_budget(run.payload.budget, conv, run.model, run.prices)
+        if exceeded is not None:
+            return Execution(
+                ok=False, result=run.result("", "budget_exceeded"), error=exceeded.message(),
+                reason="budget_exceeded", details=exceeded.document(),
+            )  # fmt: skip
+        await _call_model(client, run)
     result = run.result(LIMIT_TEXT, "max_iterations")
     result["limitReached"] = True
     return Execution(ok=True, result=result)
 
 
-async def _call_model(
-    client: AsyncAnthropic, payload: AgentPayload, run: _Run, tracer: trace.Tracer | None
-) -> Message:
-    attributes = {"llm.model": run.model, "llm.iteration": run.iterations}
-    with _span(tracer, "llm.call", attributes) as span, _quiet_deprecation(run.model):
+async def _call_model(client: AsyncAnthropic, run: _Run) -> None:
+    conv = run.conversation
+    iteration = run.iteration = conv.model_calls + 1
+    attributes = {"llm.model": run.model, "llm.iteration": iteration}
+    started = time.perf_counter()
+    with _span(run.tracer, "llm.call", attributes) as span, _quiet_deprecation(run.model):
         reply = await client.messages.create(
             model=run.model,
-            max_tokens=payload.max_tokens or DEFAULT_MAX_TOKENS,
-            system=payload.system or DEFAULT_SYSTEM,
-            messages=run.messages,
+            max_tokens=run.payload.max_tokens or DEFAULT_MAX_TOKENS,
+            system=run.payload.system or DEFAULT_SYSTEM,
+            messages=conv.messages,  # type: ignore[arg-type]
             tools=TOOLS,
         )
-        run.input_tokens += reply.usage.input_tokens
-        run.output_tokens += reply.usage.output_tokens
         if span is not None:
             span.set_attribute("llm.input_tokens", reply.usage.input_tokens)
             span.set_attribute("llm.output_tokens", reply.usage.output_tokens)
             span.set_attribute("llm.stop_reason", reply.stop_reason or "")
-    return reply
+    took = int((time.perf_counter() - started) * 1000)
+    usage = _usage(reply)
+    step = conv.next_step()
+    content = [block.model_dump(mode="json", exclude_none=True) for block in reply.content]
+    await run.journal.record(
+        "model", step, model=run.model, stop_reason=reply.stop_reason, content=content,
+        usage=usage, duration_ms=took,
+    )  # fmt: skip
+    event = AgentModelCalled(
+        attempt=1, step=step, model=run.model, stop_reason=reply.stop_reason, content=content,
+        usage=usage, cost_usd=run.prices.cost(run.model, usage.model_dump(by_alias=True)),
+        duration_ms=took,
+    )  # fmt: skip
+    conv.add_reply(event)
+    names = ", ".join(use.tool for use in conv.open_uses)
+    what = f"tool {names}" if names else "answer"
+    await run.progress(f"iteration {iteration}/{run.max_iterations}: {what}")
 
 
-async def _use_tool(
-    block: ToolUseBlock, run: _Run, tools: _Tools, tracer: trace.Tracer | None
-) -> ToolResultBlockParam:
-    with _span(tracer, f"tool.{block.name}", {"tool.name": block.name}) as span:
-        execution = await _run_tool(block.name, block.input, tools)
+async def _answer(use: ToolUse, run: _Run) -> None:
+    """Run one tool use the last reply asked for, recording its call (unless an earlier
+    attempt did) and its return."""
+    conv = run.conversation
+    if not use.called:
+        step = conv.next_step()
+        shown = recorded_input(use.input)
+        await run.journal.record(
+            "toolCall", step, tool_use_id=use.tool_use_id, tool=use.tool, input=shown
+        )
+        conv.add_call(AgentToolCalled(attempt=1, step=step, tool_use_id=use.tool_use_id,
+                                      tool=use.tool, input=shown))  # fmt: skip
+    with _span(run.tracer, f"tool.{use.tool}", {"tool.name": use.tool}) as span:
+        output, is_error, took = await use_tool(use.tool, use.input, run.tools)
         if span is not None:
-            span.set_attribute("tool.ok", execution.ok)
-    run.tool_calls.append(
-        {"name": block.name, "input": _recorded_input(block.input), "ok": execution.ok}
+            span.set_attribute("tool.ok", not is_error)
+    step = conv.next_step()
+    await run.journal.record(
+        "toolResult", step, tool_use_id=use.tool_use_id, output=output, is_error=is_error,
+        duration_ms=took,
+    )  # fmt: skip
+    returned = AgentToolReturned(
+        attempt=1, step=step, tool_use_id=use.tool_use_id, output=output, is_error=is_error,
+        duration_ms=took,
+    )  # fmt: skip
+    conv.add_return(returned)
+
+
+def _usage(reply: Message) -> Usage:
+    usage = reply.usage
+    return Usage(
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_input_tokens or 0,
+        cache_write_tokens=usage.cache_creation_input_tokens or 0,
     )
-    content = {"ok": execution.ok, "error": execution.error, "result": execution.result}
-    return {
-        "type": "tool_result",
-        "tool_use_id": block.id,
-        "content": json.dumps({k: v for k, v in content.items() if v is not None}),
-        "is_error": not execution.ok,
-    }
 
 
-async def _run_tool(name: str, args: dict[str, object], tools: _Tools) -> Execution:
-    try:
-        if name == "command":
-            command = CommandPayload.model_validate({"command": args.get("command")})
-            return await run_command(command, allowed=tools.allowed_commands, timeout=None)
-        if name == "http":
-            request = HttpPayload.model_validate(args)
-            return await run_http(request, allowed_hosts=tools.http_allowed_hosts)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return Execution(ok=False, error=f"invalid {name} tool input: {problems}")
-    return Execution(ok=False, error=f"unknown tool '{name}'")
-
-
-def _recorded_input(args: dict[str, object]) -> dict[str, object]:
-    """The tool input as kept in the job result: secrets in env assignments and headers masked."""
-    recorded = dict(args)
-    if isinstance(recorded.get("command"), str):
-        recorded["command"] = redact_command(str(recorded["command"]))
-    headers = recorded.get("headers")
-    if isinstance(headers, dict):
-        recorded["headers"] = {key: REDACTED for key in headers}
-    return recorded
-
-
-def _as_params(reply: Message) -> list[Any]:
-    """The assistant's content blocks as request params, to send the turn back."""
-    return [block.model_dump(mode="json", exclude_none=True) for block in reply.content]
-
-
-def _text(reply: Message) -> str:
-    return "".join(block.text for block in reply.content if block.type == "text")
+def _text(content: list[dict[str, Any]]) -> str:
+    return "".join(str(block.get("text", "")) for block in content if block.get("type") == "text")
 
 
 def _span(

@@ -9,9 +9,12 @@ the agent loop) and re-raise it.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
+
+from domain.events import DomainEvent
+from domain.wire_steps import StepKind
 
 Progress = Callable[[str], Awaitable[None]]
 
@@ -25,3 +28,32 @@ class Execution:
     ok: bool
     result: Any = None  # JSON-serialisable
     error: str | None = None
+    reason: str | None = None  # a failure's reason beyond `error` (e.g. "budget_exceeded")
+    details: dict[str, Any] | None = None  # what goes with the reason (the budget passed)
+
+
+class StepJournal(Protocol):
+    """Where an agent job's steps are recorded, and read back on resume (DESIGN §10)."""
+
+    async def recorded(self) -> Sequence[DomainEvent]:
+        """The job's recorded step events (model calls, tool calls and returns, approvals),
+        in order, once every step it published is stored."""
+        ...
+
+    async def record(self, kind: StepKind, step: int, **fields: Any) -> None:
+        """Record one step; returns once it is stored."""
+        ...
+
+
+class NoJournal:
+    """Records nothing and has nothing recorded: a fresh conversation every time (task
+    runners, tests)."""
+
+    async def recorded(self) -> Sequence[DomainEvent]:
+        return ()
+
+    async def record(self, kind: StepKind, step: int, **fields: Any) -> None:
+        return None
+
+
+NO_JOURNAL: StepJournal = NoJournal()

@@ -1,5 +1,16 @@
 """Typed events, their registry and the stored form; importing this registers every type."""
 
+from domain.events.agent import (
+    AGENT_EVENTS,
+    AgentApprovalDenied,
+    AgentApprovalGranted,
+    AgentApprovalRequested,
+    AgentModelCalled,
+    AgentToolCalled,
+    AgentToolReturned,
+    JobBudgetExceeded,
+    Usage,
+)
 from domain.events.base import (
     DomainEvent,
     Envelope,
@@ -61,12 +72,19 @@ from domain.events.task import (
     TaskTimedOut,
 )
 
-_register(TransitionRejected, *JOB_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS)
+_register(TransitionRejected, *JOB_EVENTS, *AGENT_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS)
 
 __all__ = [
+    "AGENT_EVENTS",
     "JOB_EVENTS",
     "SYSTEM_EVENTS",
     "TASK_EVENTS",
+    "AgentApprovalDenied",
+    "AgentApprovalGranted",
+    "AgentApprovalRequested",
+    "AgentModelCalled",
+    "AgentToolCalled",
+    "AgentToolReturned",
     "BrainActivated",
     "BrainDrainStarted",
     "BrainResumed",
@@ -85,6 +103,7 @@ __all__ = [
     "HandoffCompleted",
     "HandoffDrainStarted",
     "HandoffRequested",
+    "JobBudgetExceeded",
     "JobCancelRequested",
     "JobCancelled",
     "JobCompleted",
@@ -107,6 +126,7 @@ __all__ = [
     "TaskStarted",
     "TaskTimedOut",
     "TransitionRejected",
+    "Usage",
     "decode_event",
     "encode_event",
     "event_types",

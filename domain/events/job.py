@@ -10,7 +10,15 @@ from pydantic import Field
 from domain.events.base import DomainEvent, JsonDict, upcaster
 
 JobType = Literal["agent", "command", "http"]
-FailureReason = Literal["error", "max_deliveries", "stuck", "timeout", "dispatch_failed"]
+FailureReason = Literal[
+    "error",
+    "max_deliveries",
+    "stuck",
+    "timeout",
+    "dispatch_failed",
+    "budget_exceeded",
+    "approval_timeout",
+]
 
 
 class JobEvent(DomainEvent):

@@ -6,9 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from domain.commands import DispatchJob, FailJob, RecordStatus, Rejected, RequestCancel
+from domain.commands import DispatchJob, FailJob, RecordStatus, RecordStep, Rejected, RequestCancel
 from domain.events import (
+    AgentModelCalled,
+    AgentToolCalled,
+    AgentToolReturned,
     DomainEvent,
+    JobBudgetExceeded,
     JobCancelled,
     JobCancelRequested,
     JobCompleted,
@@ -21,6 +25,15 @@ from domain.events import (
     TransitionRejected,
 )
 from domain.lifecycle.machine import CompiledMachine, MachineSpec, t
+from domain.lifecycle.steps import (
+    STEP_GUARD_TEXT,
+    STEP_GUARDS,
+    STEP_TRIGGERS,
+    is_duplicate_step,
+    step_event,
+    step_rejection,
+    tool_uses,
+)
 from domain.specs import redacted_payload, spec_warnings
 
 ACTIVE: Final = ("dispatched", "received", "running")
@@ -44,6 +57,9 @@ SPEC: Final = MachineSpec(
         t("request_cancel", ACTIVE, None, "JobCancelRequested", "not_cancel_requested"),
         t("cancel", ACTIVE, "cancelled", "JobCancelled"),
         t("record_result", ("completed", "failed"), None, "JobResultRecorded", "adds_result"),
+        t("call_model", "running", None, "AgentModelCalled", "model_may_follow"),
+        t("call_tool", "running", None, "AgentToolCalled", "tool_may_be_called"),
+        t("return_tool", "running", None, "AgentToolReturned", "tool_may_return"),
     ),
     guards={
         "higher_attempt": "the report's attempt is higher than the job's (a redelivery)",
@@ -51,6 +67,7 @@ SPEC: Final = MachineSpec(
         "new_progress": "same attempt, and the progress text changed",
         "not_cancel_requested": "no cancel was requested yet",
         "adds_result": "the terminal event had no result and this report brings one",
+        **STEP_GUARD_TEXT,
     },
 )
 
@@ -66,13 +83,16 @@ class JobState:
     cancel_requested: bool = False
     has_result: bool = False
     timeout_seconds: int | None = None
+    steps: int = 0  # the last recorded step of an agent job
+    pending: tuple[str, ...] = ()  # tool uses the last model reply asked for, not yet returned
+    open_call: str | None = None  # the tool call recorded and not yet returned
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
 
-JobCommand = DispatchJob | RecordStatus | RequestCancel | FailJob
+JobCommand = DispatchJob | RecordStatus | RecordStep | RequestCancel | FailJob
 _STATUS_TRIGGERS: Final = {
     "received": ("receive",),
     "running": ("start", "progress"),
@@ -119,6 +139,7 @@ MACHINE: Final[CompiledMachine[JobState, Any]] = CompiledMachine(
         "new_progress": _new_progress,
         "not_cancel_requested": lambda s, _c: not s.cancel_requested,
         "adds_result": _adds_result,
+        **STEP_GUARDS,
     },
 )
 
@@ -127,6 +148,8 @@ def decide(state: JobState, cmd: JobCommand) -> list[DomainEvent] | Rejected:
     """What happens when `cmd` meets a job in `state`: new events, none, or a rejection."""
     if isinstance(cmd, RecordStatus):
         return _decide_status(state, cmd)
+    if isinstance(cmd, RecordStep):
+        return _decide_step(state, cmd)
     trigger = {DispatchJob: "dispatch", RequestCancel: "request_cancel", FailJob: "fail"}[type(cmd)]
     if MACHINE.fire(state.status, trigger, state, cmd) is not None:
         return [_EVENT_FOR[trigger](state, cmd)]
@@ -138,9 +161,23 @@ def decide(state: JobState, cmd: JobCommand) -> list[DomainEvent] | Rejected:
     return _reject(state, trigger, cmd)
 
 
+def _decide_step(state: JobState, cmd: RecordStep) -> list[DomainEvent] | Rejected:
+    trigger = STEP_TRIGGERS[cmd.kind]
+    if MACHINE.fire(state.status, trigger, state, cmd) is not None:
+        return [step_event(cmd)]
+    if state.status == "running" and is_duplicate_step(state, cmd) and cmd.attempt <= state.attempt:
+        return []  # recorded already (a redelivered message, or a resumed worker's repeat)
+    if state.status != "running":
+        return _reject(state, trigger, cmd)
+    detail = {"command": cmd.type_name, "step": cmd.step, "kind": cmd.kind, "attempt": cmd.attempt}
+    return Rejected(state.status, trigger, step_rejection(state, cmd), detail)
+
+
 def _decide_status(state: JobState, cmd: RecordStatus) -> list[DomainEvent] | Rejected:
     for trigger in _STATUS_TRIGGERS[cmd.status]:
         if MACHINE.fire(state.status, trigger, state, cmd) is not None:
+            if trigger == "fail" and cmd.reason == "budget_exceeded" and cmd.budget:
+                return [_budget_exceeded(cmd.budget), _EVENT_FOR[trigger](state, cmd)]
             return [_EVENT_FOR[trigger](state, cmd)]
     if cmd.status == state.status and (state.terminal or _attempt(state, cmd) == state.attempt):
         return []  # a duplicate of the current status
@@ -178,6 +215,15 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
     )
 
 
+def _budget_exceeded(budget: dict[str, Any]) -> DomainEvent:
+    return JobBudgetExceeded(
+        limit=str(budget.get("limit", "")),
+        allowed=float(budget.get("allowed", 0)),
+        used=float(budget.get("used", 0)),
+        projected=float(budget.get("projected", 0)),
+    )
+
+
 _EVENT_FOR: Final[dict[str, Callable[[JobState, Any], DomainEvent]]] = {
     "dispatch": _dispatched,
     "receive": lambda s, c: JobReceived(worker_id=c.worker_id, attempt=_attempt(s, c)),
@@ -191,7 +237,7 @@ _EVENT_FOR: Final[dict[str, Callable[[JobState, Any], DomainEvent]]] = {
         worker_id=c.worker_id, attempt=c.attempt, result=c.result, duration_ms=c.duration_ms
     ),
     "fail": lambda s, c: JobFailed(
-        reason=getattr(c, "reason", "error") if isinstance(c, FailJob) else "error",
+        reason=getattr(c, "reason", None) or "error",
         error=c.error or "the worker reported a failure without an error message",
         worker_id=getattr(c, "worker_id", None),
         attempt=getattr(c, "attempt", None),
@@ -226,6 +272,9 @@ def _bump(s: JobState, **changes: Any) -> JobState:
         "cancel_requested": s.cancel_requested,
         "has_result": s.has_result,
         "timeout_seconds": s.timeout_seconds,
+        "steps": s.steps,
+        "pending": s.pending,
+        "open_call": s.open_call,
     }
     values.update(changes)
     return JobState(**values)
@@ -248,4 +297,12 @@ _FOLDS: Final[dict[type[DomainEvent], Callable[[JobState, Any], JobState]]] = {
     JobCancelRequested: lambda s, e: _bump(s, cancel_requested=True),
     JobCancelled: lambda s, e: _bump(s, status="cancelled"),
     TransitionRejected: lambda s, e: _bump(s),
+    AgentModelCalled: lambda s, e: _bump(
+        s, steps=e.step, pending=tool_uses(e.content) if e.stop_reason == "tool_use" else ()
+    ),
+    AgentToolCalled: lambda s, e: _bump(s, steps=e.step, open_call=e.tool_use_id),
+    AgentToolReturned: lambda s, e: _bump(
+        s, steps=e.step, open_call=None, pending=tuple(p for p in s.pending if p != e.tool_use_id)
+    ),
+    JobBudgetExceeded: lambda s, e: _bump(s),
 }

@@ -17,13 +17,16 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from adapters import tracing
 from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import StoreUnavailable
-from domain.commands import RecordStatus
+from domain.commands import RecordStatus, RecordStep
+from domain.events import FailureReason
+from domain.pricing import DEFAULT_TABLE, PriceTable
 from domain.wire import ResultMessage, StatusMessage, WireError, decode_result, decode_status
+from domain.wire_steps import StepMessage, decode_step
 from services.brain.leadership import Fenced
 from services.executor import CommandExecutor, Outcome, Planned
 from services.ports.clock import Clock
@@ -53,8 +56,10 @@ class Ingest:
         on_outcome: Callable[[str, Outcome], None] | None = None,
         store_wait: float = 300.0,
         clock: Clock = SYSTEM_CLOCK,
+        prices: PriceTable = DEFAULT_TABLE,
     ) -> None:
         self._executor = executor
+        self._prices = prices
         self._reports = reports
         self._clock = clock
         self._batch = batch
@@ -74,7 +79,7 @@ class Ingest:
     async def _handle_round(self, heads: list[Delivery]) -> None:
         """At most one message per job: all decided, their appends pipelined, then acked.
         A failure of our own on one message is logged and never stops the consumer."""
-        decided: list[tuple[Delivery, str, RecordStatus]] = []
+        decided: list[tuple[Delivery, str, Report]] = []
         planned: list[Planned] = []
         for msg in heads:
             parsed = _guarded_call(msg, self._parse, msg)
@@ -107,28 +112,41 @@ class Ingest:
         if parsed is not None:
             await self._apply(msg, *parsed)
 
-    def _parse(self, msg: Delivery) -> tuple[str, RecordStatus] | None:
-        """(job id, command) of a status/result message; a malformed one is terminated."""
+    def _parse(self, msg: Delivery) -> tuple[str, Report] | None:
+        """(job id, command) of a status/result/step message; a malformed one is terminated."""
         parts = msg.subject.split(".")
-        if len(parts) != 4 or parts[2] not in ("status", "result"):
-            self._malformed(msg, f"subject {msg.subject} is not a status or result subject")
+        if len(parts) != 4 or parts[2] not in _DECODERS:
+            self._malformed(msg, f"subject {msg.subject} is not a status, result or step subject")
             return None
         kind, job_id = parts[2], parts[3]
         try:
-            wire = decode_status(msg.data) if kind == "status" else decode_result(msg.data)
+            wire = _DECODERS[kind](msg.data)
         except WireError as exc:
             self._malformed(msg, str(exc))
             return None
         if wire.id != job_id:
             self._malformed(msg, f"id: {wire.id!r} does not match the subject's {job_id!r}")
             return None
+        if isinstance(wire, StepMessage):
+            return job_id, self._step(wire)
         return job_id, _command(wire, kind)
+
+    def _step(self, wire: StepMessage) -> RecordStep:
+        usage = wire.usage.model_dump(by_alias=True) if wire.usage is not None else {}
+        cost = self._prices.cost(wire.model, usage) if wire.model else 0.0
+        return RecordStep(
+            attempt=wire.attempt, step=wire.step, kind=wire.kind, worker_id=wire.worker_id,
+            model=wire.model, stop_reason=wire.stop_reason, content=tuple(wire.content or ()),
+            usage=usage, cost_usd=cost, duration_ms=wire.duration_ms,
+            tool_use_id=wire.tool_use_id, tool=wire.tool, input=wire.input or {},
+            output=wire.output, is_error=bool(wire.is_error),
+        )  # fmt: skip
 
     async def _apply(
         self,
         msg: Delivery,
         job_id: str,
-        cmd: RecordStatus,
+        cmd: Report,
         unavailable: StoreUnavailable | None = None,
     ) -> None:
         # The worker's trace id is kept on the event; no span per message: at thousands of
@@ -166,7 +184,7 @@ class Ingest:
         self,
         msg: Delivery,
         job_id: str,
-        cmd: RecordStatus,
+        cmd: Report,
         trace_id: str | None,
         cause: str,
         unavailable: StoreUnavailable | None = None,
@@ -216,6 +234,12 @@ class Ingest:
 
 
 T = TypeVar("T")
+Report = RecordStatus | RecordStep
+_DECODERS: dict[str, Callable[[bytes], StatusMessage | ResultMessage | StepMessage]] = {
+    "status": decode_status,
+    "result": decode_result,
+    "step": decode_step,
+}
 
 
 async def _guarded(msg: Delivery, work: Awaitable[T]) -> T | None:
@@ -264,5 +288,22 @@ def _command(wire: StatusMessage | ResultMessage, kind: str) -> RecordStatus:
         result=wire.result,
         duration_ms=wire.duration_ms,
         source="result" if kind == "result" else "status",
+        reason=_reason(wire),
+        budget=_budget(wire),
         **extra,
     )
+
+
+def _reason(wire: StatusMessage | ResultMessage) -> FailureReason | None:
+    """A failure's reason, from the `reason` field our workers add (unknown to the seed
+    protocol, so kept in `extra`): only the reasons a worker may name."""
+    reason = (wire.model_extra or {}).get("reason")
+    return reason if reason in _WORKER_REASONS and wire.status == "failed" else None
+
+
+def _budget(wire: StatusMessage | ResultMessage) -> dict[str, Any] | None:
+    budget = (wire.model_extra or {}).get("budget")
+    return budget if isinstance(budget, dict) else None
+
+
+_WORKER_REASONS: Final = frozenset({"budget_exceeded", "approval_timeout"})

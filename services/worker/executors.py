@@ -8,10 +8,11 @@ from typing import Any
 
 from adapters import tracing
 from adapters.executors.agent import run_agent
-from adapters.executors.base import Execution, Progress
+from adapters.executors.base import NO_JOURNAL, Execution, Progress, StepJournal
 from adapters.executors.command import run_command
 from adapters.executors.http import run_http
 from domain.errors import FieldError
+from domain.pricing import DEFAULT_TABLE, PriceTable
 from domain.specs import AgentJob, CommandJob, HttpJob, parse_job_spec
 from domain.wire import DispatchMessage
 
@@ -25,6 +26,7 @@ class ExecutorSettings:
     anthropic_api_key: str | None = None
     anthropic_base_url: str | None = None
     default_model: str | None = None
+    prices: PriceTable = DEFAULT_TABLE
 
 
 def _spec(kind: str, payload: dict[str, Any], timeout: int | None) -> JobSpec:
@@ -43,7 +45,10 @@ def _command_spec(command: str, timeout: int | None) -> JobSpec:
 
 
 async def execute(
-    dispatch: DispatchMessage, settings: ExecutorSettings, progress: Progress
+    dispatch: DispatchMessage,
+    settings: ExecutorSettings,
+    progress: Progress,
+    journal: StepJournal = NO_JOURNAL,
 ) -> Execution:
     """Validate the job's spec and run it; a bad spec is a failed job, not a crash."""
     try:
@@ -73,4 +78,6 @@ async def execute(
         progress=progress,
         tracer=tracing.tracer("baker.worker"),
         timeout=timeout,
+        journal=journal,
+        prices=settings.prices,
     )

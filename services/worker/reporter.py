@@ -89,6 +89,12 @@ class Reporter:
         """`received` then `running`, pipelined: both are on the wire before either ack."""
         await self._send([self._status("received"), self._status("running")])
 
+    async def step(self, step: int, payload: bytes) -> None:
+        """One step message of an agent job. Its message id is the job's and the step's, so
+        the same step sent again (a retry, or a resumed attempt) is stored once."""
+        msg_id = f"{self.job_id}:step:{step}"
+        await self._send([Report("step", self.job_id, "running", payload, self._headers, msg_id)])
+
     async def progress(self, text: str) -> None:
         await self.status("running", progress=text[:8192])
 
@@ -99,6 +105,8 @@ class Reporter:
         result: Any = None,
         error: str | None = None,
         duration_ms: int | None = None,
+        reason: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """The result message, then the terminal status (the Brain takes the first it sees;
         the result comes first so the terminal event carries it); both are stored before the
@@ -112,6 +120,8 @@ class Reporter:
             worker_id=self.worker_id,
             attempt=self.attempt,
             trace_id=self._trace_id,
+            reason=reason,
+            budget=details if reason == "budget_exceeded" else None,
         )
         result_msg = Report("result", self.job_id, status, payload, self._headers, self._msg_id())
         await self._send([result_msg, self._status(status, error=error)])

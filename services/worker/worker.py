@@ -20,13 +20,15 @@ from typing import Any
 
 from adapters import tracing
 from adapters.clock import SYSTEM_CLOCK
-from adapters.executors.base import Execution
+from adapters.executors.base import Execution, StepJournal
 from domain.queue import QueueUnavailable
 from domain.wire import DispatchMessage, FinalStatus, WireError, decode_dispatch, peek_id
 from services.ports.clock import Clock
 from services.ports.jobs import CancelSignals, Delivery, ReportSink, WorkSource
+from services.ports.steps import StepHistory, StepsNotIngested
 from services.ports.topics import Heartbeat
 from services.worker.executors import ExecutorSettings, execute
+from services.worker.journal import WorkerJournal
 from services.worker.reporter import Reporter
 
 log = logging.getLogger("baker.worker")
@@ -51,8 +53,10 @@ class WorkerStats:
     crashed: int = 0
 
 
-JobRunner = Callable[[DispatchMessage, Callable[[str], Awaitable[None]]], Awaitable[Execution]]
-"""Runs one job, reporting progress through the callable it is given."""
+Progress = Callable[[str], Awaitable[None]]
+JobRunner = Callable[[DispatchMessage, Progress, StepJournal], Awaitable[Execution]]
+"""Runs one job, reporting progress through the callable it is given and an agent job's
+steps through the journal."""
 
 
 @dataclass
@@ -78,8 +82,10 @@ class Worker:
         run: JobRunner | None = None,
         heartbeat: Heartbeat | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        steps: StepHistory | None = None,
     ) -> None:
         self.id = worker_id or new_worker_id()
+        self._steps = steps
         self.settings = settings
         self._source = jobs
         self.reports = reports
@@ -95,9 +101,9 @@ class Worker:
         self._tracer = tracing.tracer("baker.worker")
 
     def _execute(
-        self, dispatch: DispatchMessage, progress: Callable[[str], Awaitable[None]]
+        self, dispatch: DispatchMessage, progress: Progress, journal: StepJournal
     ) -> Awaitable[Execution]:
-        return execute(dispatch, self.settings.executors, progress)
+        return execute(dispatch, self.settings.executors, progress, journal)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then shut down gracefully."""
@@ -205,7 +211,10 @@ class Worker:
             await reported.wait()
             await reporter.progress(text)
 
-        execution = running.execution = asyncio.ensure_future(self._run(dispatch, progress))
+        journal = WorkerJournal(reporter, self._steps, reported, self._clock)
+        execution = running.execution = asyncio.ensure_future(
+            self._run(dispatch, progress, journal)
+        )
         try:
             await reporter.started()
         except BaseException:
@@ -235,14 +244,19 @@ class Worker:
                 "cancelled", error=f"cancelled: {running.cancel_reason}", duration_ms=duration
             )
             self.stats.cancelled += 1
-        elif (exc := task.exception()) is not None:
+        elif isinstance(exc := task.exception(), StepsNotIngested):
+            log.warning("%s; handing the job back", exc, extra={"job_id": running.job_id})
+            msg.nak(delay=self.settings.crash_nak_delay)  # a later delivery resumes it
+            return
+        elif exc is not None:
             raise exc  # our own crash: nak and redeliver
         else:
             result = task.result()
             status: FinalStatus = "completed" if result.ok else "failed"
             await reporter.finish(
-                status, result=result.result, error=result.error, duration_ms=duration
-            )
+                status, result=result.result, error=result.error, duration_ms=duration,
+                reason=result.reason, details=result.details,
+            )  # fmt: skip
             if result.ok:
                 self.stats.completed += 1
             else:

@@ -73,9 +73,12 @@ async def test_a_tool_call_runs_and_its_result_goes_back_to_the_model() -> None:
         "model": "claude-test-1",
         "iterations": 2,
         "toolCalls": [{"name": "command", "input": {"command": "echo hi"}, "ok": True}],
-        "usage": {"inputTokens": 250, "outputTokens": 50},
+        "usage": {"inputTokens": 250, "outputTokens": 50, "cacheReadTokens": 0,
+                  "cacheWriteTokens": 0},
+        "costUsd": 0.0,  # claude-test-1 has no price
+        "steps": 4,  # model call, tool call, tool result, model call
         "stopReason": "end_turn",
-    }
+    }  # fmt: skip
     assert reports.lines == ["iteration 1/10: tool command", "iteration 2/10: answer"]
     first, second = api.requests
     assert first["model"] == "claude-test-1"

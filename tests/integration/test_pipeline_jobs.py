@@ -125,7 +125,8 @@ async def test_agent_job_uses_tools_and_reports_progress(pipe: Pipeline) -> None
         )
         history = await pipe.wait_job(job.job_id, {"completed"})
     assert types(history) == [
-        "JobDispatched", "JobReceived", "JobStarted", "JobProgressed", "JobProgressed",
+        "JobDispatched", "JobReceived", "JobStarted", "AgentModelCalled", "JobProgressed",
+        "AgentToolCalled", "AgentToolReturned", "AgentModelCalled", "JobProgressed",
         "JobCompleted",
     ]  # fmt: skip
     result = history.events[-1].envelope.data.result
@@ -236,8 +237,10 @@ async def test_progress_never_overtakes_the_start_report(pipe: Pipeline) -> None
         await until(lambda: len(api.requests) >= 1)
         release.set()
         history = await pipe.wait_job(job.job_id, {"completed"})
-    assert sent[:3] == ["received", "running", "running"]  # the third one is the progress
+    # the third is the first model call's step, then its progress: neither before the start
+    assert sent[:4] == ["received", "running", "running", "running"]
     assert types(history) == [
-        "JobDispatched", "JobReceived", "JobStarted", "JobProgressed", "JobProgressed",
+        "JobDispatched", "JobReceived", "JobStarted", "AgentModelCalled", "JobProgressed",
+        "AgentToolCalled", "AgentToolReturned", "AgentModelCalled", "JobProgressed",
         "JobCompleted",
     ]  # fmt: skip

@@ -159,7 +159,8 @@ def test_every_event_carries_every_other_field_over() -> None:
     """The folds build the next state field by field: none may be dropped or reset."""
     state = JobState(
         status="running", version=7, job_type="http", attempt=3, worker_id="worker-1",
-        progress="half", cancel_requested=True, has_result=True, timeout_seconds=42,
+        progress="half", cancel_requested=True, has_result=True, timeout_seconds=42, steps=5,
+        pending=("toolu_1",), open_call="toolu_1",
     )  # fmt: skip
     # every field away from its default, so one that `_bump` forgot would show
     assert all(getattr(state, f.name) != f.default for f in fields(JobState))

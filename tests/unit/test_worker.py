@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from adapters.executors.base import Execution
+from adapters.executors.base import Execution, StepJournal
 from domain.wire import DispatchMessage, decode_result, decode_status
 from services.worker.executors import ExecutorSettings
 from services.worker.worker import Worker, WorkerSettings
@@ -36,7 +36,10 @@ class Runner:
         self.gates.setdefault(job_id, asyncio.Event()).set()
 
     async def __call__(
-        self, dispatch: DispatchMessage, progress: Callable[[str], Awaitable[None]]
+        self,
+        dispatch: DispatchMessage,
+        progress: Callable[[str], Awaitable[None]],
+        _journal: StepJournal,
     ) -> Execution:
         self.started.append(dispatch.id)
         command = dispatch.payload.get("command")
