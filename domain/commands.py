@@ -29,6 +29,9 @@ class DispatchJob(Command):
     spec: AgentJob | CommandJob | HttpJob
     reply_to: str | None = None
     created_at: datetime | None = None
+    rerun_of: str | None = None  # the job this one runs again
+    fork_of: dict[str, Any] | None = None  # {jobId, step}: the agent job this one forks
+    forked_steps: tuple[dict[str, Any], ...] = ()  # the source's step events it starts with
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ class RecordStep(Command):
     aggregate: ClassVar[str] = "job"
     attempt: int
     step: int
-    kind: Literal["model", "toolCall", "toolResult"]
+    kind: Literal["model", "toolCall", "toolResult", "approval"]
     worker_id: str | None = None
     model: str | None = None
     stop_reason: str | None = None
@@ -68,6 +71,17 @@ class RecordStep(Command):
     input: dict[str, Any] = field(default_factory=dict)
     output: str | None = None
     is_error: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerApproval(Command):
+    """An operator's answer to a tool call waiting for approval."""
+
+    aggregate: ClassVar[str] = "job"
+    tool_use_id: str
+    approve: bool
+    note: str | None = None
+    by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,9 @@ from domain.events import (
     AgentToolCalled,
     AgentToolReturned,
     DomainEvent,
+    JobDispatched,
 )
+from domain.lifecycle.steps import forked_steps
 
 
 @dataclass(frozen=True)
@@ -166,3 +168,24 @@ def rebuild(prompt: str, steps: Iterable[DomainEvent], *, up_to: int | None = No
         else:
             conversation.add_approval(event)
     return conversation
+
+
+STEP_EVENTS = (
+    AgentModelCalled,
+    AgentToolCalled,
+    AgentToolReturned,
+    AgentApprovalRequested,
+    AgentApprovalGranted,
+    AgentApprovalDenied,
+)
+
+
+def job_steps(events: Iterable[DomainEvent]) -> list[DomainEvent]:
+    """The step and approval events of a job's history, a fork's copied steps first."""
+    out: list[DomainEvent] = []
+    for event in events:
+        if isinstance(event, JobDispatched):
+            out.extend(forked_steps(event))
+        elif isinstance(event, STEP_EVENTS):
+            out.append(event)
+    return out

@@ -64,7 +64,16 @@ class NotRequeueable(Exception):
     """The recorded job cannot be queued again as it was dispatched; the message says why."""
 
 
-def requeue_message(job_id: str, dispatched: JobDispatched) -> DispatchMessage:
+def dispatch_msg_id(msg: DispatchMessage) -> str:
+    """The `Nats-Msg-Id` of a dispatch: the job id, so a repeated dispatch is not queued
+    twice; a job queued again (after an approval) adds its attempt, so the duplicate window
+    does not swallow it."""
+    return msg.id if (msg.attempt or 1) == 1 else f"{msg.id}:{msg.attempt}"
+
+
+def requeue_message(
+    job_id: str, dispatched: JobDispatched, attempt: int | None = None
+) -> DispatchMessage:
     """The dispatch message of a recorded job, rebuilt from its `JobDispatched` event (for a
     job whose Brain stopped before queueing it). `NotRequeueable` when the event does not hold
     the payload as sent: its secrets were masked before it was stored."""
@@ -79,4 +88,5 @@ def requeue_message(job_id: str, dispatched: JobDispatched) -> DispatchMessage:
         reply_to=dispatched.reply_to or f"baker.jobs.status.{job_id}",
         created_at=dispatched.created_at,
         timeout_seconds=dispatched.timeout_seconds,
+        attempt=attempt if attempt is not None and attempt > 1 else None,
     )

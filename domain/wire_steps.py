@@ -13,7 +13,7 @@ from pydantic import Field
 from domain.events.agent import Usage
 from domain.wire import _ID, WireError, WireMessage, decode
 
-StepKind = Literal["model", "toolCall", "toolResult"]
+StepKind = Literal["model", "toolCall", "toolResult", "approval"]
 MAX_TOOL_OUTPUT: Final = 16_384  # characters of a tool's output kept and given to the model
 MAX_STEP: Final = 10_000
 
@@ -42,6 +42,7 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "model": ("model", "content"),
     "toolCall": ("tool_use_id", "tool", "input"),
     "toolResult": ("tool_use_id", "output"),
+    "approval": ("tool_use_id", "tool", "input"),
 }
 
 

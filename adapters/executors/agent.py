@@ -174,6 +174,8 @@ async def _converse(client: AsyncAnthropic, run: _Run) -> Execution:
             if conv.model_calls >= run.max_iterations:
                 break  # the model would never see these tools' results
             for use in conv.unanswered():
+                if _needs_approval(use, run):
+                    return await _wait_for_approval(use, run)
                 await _answer(use, run)
             continue
         if conv.last_reply is not None and conv.messages[-1]["role"] == "assistant":
@@ -227,6 +229,23 @@ async def _call_model(client: AsyncAnthropic, run: _Run) -> None:
     names = ", ".join(use.tool for use in conv.open_uses)
     what = f"tool {names}" if names else "answer"
     await run.progress(f"iteration {iteration}/{run.max_iterations}: {what}")
+
+
+def _needs_approval(use: ToolUse, run: _Run) -> bool:
+    return use.tool in (run.payload.approve or ()) and use.approval != "granted"
+
+
+async def _wait_for_approval(use: ToolUse, run: _Run) -> Execution:
+    """Record that this tool call waits for an operator (unless an earlier run did) and stop:
+    the job is `waiting`, and the worker's slot is free until the answer queues it again."""
+    if use.approval is None:
+        step = run.conversation.next_step()
+        await run.journal.record(
+            "approval", step, tool_use_id=use.tool_use_id, tool=use.tool,
+            input=recorded_input(use.input),
+        )  # fmt: skip
+        await run.progress(f"waiting for approval of {use.tool} ({use.tool_use_id})")
+    return Execution(ok=True, waiting=True)
 
 
 async def _answer(use: ToolUse, run: _Run) -> None:

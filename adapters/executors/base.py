@@ -30,6 +30,7 @@ class Execution:
     error: str | None = None
     reason: str | None = None  # a failure's reason beyond `error` (e.g. "budget_exceeded")
     details: dict[str, Any] | None = None  # what goes with the reason (the budget passed)
+    waiting: bool = False  # an agent job stopped to wait for an approval: not finished
 
 
 class StepJournal(Protocol):

@@ -29,6 +29,7 @@ from domain.queue import (
     Report,
     cancel_reason,
     cancel_signal,
+    dispatch_msg_id,
     job_of_message,
 )
 from domain.wire import DispatchMessage
@@ -51,7 +52,7 @@ class JetStreamJobQueue:
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
         """Queue a job for the workers; `Nats-Msg-Id` is the job id (no double dispatch)."""
         return await self._publish(
-            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": msg.id}
+            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
         )
 
     async def report_all(self, reports: Sequence[Report]) -> None:

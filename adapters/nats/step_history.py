@@ -10,24 +10,8 @@ from adapters.nats import jsapi
 from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import JOBS_STREAM
-from domain.events import (
-    AgentApprovalDenied,
-    AgentApprovalGranted,
-    AgentApprovalRequested,
-    AgentModelCalled,
-    AgentToolCalled,
-    AgentToolReturned,
-    DomainEvent,
-)
-
-STEP_EVENTS = (
-    AgentModelCalled,
-    AgentToolCalled,
-    AgentToolReturned,
-    AgentApprovalRequested,
-    AgentApprovalGranted,
-    AgentApprovalDenied,
-)
+from domain.conversation import job_steps
+from domain.events import DomainEvent
 
 
 class JetStreamStepHistory:
@@ -41,4 +25,4 @@ class JetStreamStepHistory:
 
     async def recorded_steps(self, job_id: str) -> Sequence[DomainEvent]:
         history = await self._events.load("job", job_id)
-        return [s.envelope.data for s in history.events if isinstance(s.envelope.data, STEP_EVENTS)]
+        return job_steps([stored.envelope.data for stored in history.events])

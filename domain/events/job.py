@@ -34,6 +34,11 @@ class JobDispatched(JobEvent):
     reply_to: str | None = None
     created_at: datetime | None = None
     warnings: list[str] = Field(default_factory=list)
+    rerun_of: str | None = None  # the job this one runs again (same spec)
+    fork_of: dict[str, Any] | None = None  # {"jobId", "step"}: the agent job this one forks
+    # The source's step events up to `fork_of.step` (`{"type", "data"}` documents), so the
+    # fork's own history holds the conversation it continues.
+    forked_steps: list[dict[str, Any]] | None = None
 
 
 class JobReceived(JobEvent):

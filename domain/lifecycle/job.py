@@ -1,13 +1,25 @@
-"""The job lifecycle: dispatched → received → running → completed | failed | cancelled."""
+"""The job lifecycle: dispatched → received → running → completed | failed | cancelled, and
+for agent jobs waiting for an operator, running → waiting → dispatched (DESIGN §5, §10)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
-from domain.commands import DispatchJob, FailJob, RecordStatus, RecordStep, Rejected, RequestCancel
+from domain.commands import (
+    AnswerApproval,
+    DispatchJob,
+    FailJob,
+    RecordStatus,
+    RecordStep,
+    Rejected,
+    RequestCancel,
+)
 from domain.events import (
+    AgentApprovalDenied,
+    AgentApprovalGranted,
+    AgentApprovalRequested,
     AgentModelCalled,
     AgentToolCalled,
     AgentToolReturned,
@@ -29,6 +41,9 @@ from domain.lifecycle.steps import (
     STEP_GUARD_TEXT,
     STEP_GUARDS,
     STEP_TRIGGERS,
+    approval_events,
+    approval_rejection,
+    forked_steps,
     is_duplicate_step,
     step_event,
     step_rejection,
@@ -36,7 +51,7 @@ from domain.lifecycle.steps import (
 )
 from domain.specs import redacted_payload, spec_warnings
 
-ACTIVE: Final = ("dispatched", "received", "running")
+ACTIVE: Final = ("dispatched", "received", "running", "waiting")
 TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
 
 SPEC: Final = MachineSpec(
@@ -60,6 +75,9 @@ SPEC: Final = MachineSpec(
         t("call_model", "running", None, "AgentModelCalled", "model_may_follow"),
         t("call_tool", "running", None, "AgentToolCalled", "tool_may_be_called"),
         t("return_tool", "running", None, "AgentToolReturned", "tool_may_return"),
+        t("request_approval", "running", "waiting", "AgentApprovalRequested", "tool_may_be_called"),
+        t("approve", "waiting", "dispatched", "AgentApprovalGranted", "answers_the_request"),
+        t("deny", "waiting", "dispatched", "AgentApprovalDenied", "answers_the_request"),
     ),
     guards={
         "higher_attempt": "the report's attempt is higher than the job's (a redelivery)",
@@ -86,13 +104,15 @@ class JobState:
     steps: int = 0  # the last recorded step of an agent job
     pending: tuple[str, ...] = ()  # tool uses the last model reply asked for, not yet returned
     open_call: str | None = None  # the tool call recorded and not yet returned
+    awaiting: str | None = None  # the tool call waiting for an operator's approval
+    approval_timeout: int | None = None  # seconds a job may wait for an approval
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
 
-JobCommand = DispatchJob | RecordStatus | RecordStep | RequestCancel | FailJob
+JobCommand = DispatchJob | RecordStatus | RecordStep | RequestCancel | FailJob | AnswerApproval
 _STATUS_TRIGGERS: Final = {
     "received": ("receive",),
     "running": ("start", "progress"),
@@ -146,12 +166,15 @@ MACHINE: Final[CompiledMachine[JobState, Any]] = CompiledMachine(
 
 def decide(state: JobState, cmd: JobCommand) -> list[DomainEvent] | Rejected:
     """What happens when `cmd` meets a job in `state`: new events, none, or a rejection."""
-    if isinstance(cmd, RecordStatus):
-        return _decide_status(state, cmd)
-    if isinstance(cmd, RecordStep):
-        return _decide_step(state, cmd)
+    special = _DECIDERS.get(type(cmd))
+    if special is not None:
+        return special(state, cmd)
     trigger = {DispatchJob: "dispatch", RequestCancel: "request_cancel", FailJob: "fail"}[type(cmd)]
     if MACHINE.fire(state.status, trigger, state, cmd) is not None:
+        if isinstance(cmd, RequestCancel) and state.status == "waiting":
+            # no worker holds a waiting job: nobody else would stop it
+            detail = "cancelled while waiting for approval"
+            return [JobCancelRequested(reason=cmd.reason), JobCancelled(detail=detail)]
         return [_EVENT_FOR[trigger](state, cmd)]
     duplicate = (isinstance(cmd, DispatchJob) and state.status != "new") or (
         isinstance(cmd, RequestCancel) and state.cancel_requested and not state.terminal
@@ -159,6 +182,14 @@ def decide(state: JobState, cmd: JobCommand) -> list[DomainEvent] | Rejected:
     if duplicate:
         return []
     return _reject(state, trigger, cmd)
+
+
+def _decide_approval(state: JobState, cmd: AnswerApproval) -> list[DomainEvent] | Rejected:
+    trigger = "approve" if cmd.approve else "deny"
+    if MACHINE.fire(state.status, trigger, state, cmd) is None:
+        detail = {"command": cmd.type_name, "toolUseId": cmd.tool_use_id}
+        return Rejected(state.status, trigger, approval_rejection(state, cmd), detail)
+    return approval_events(state, cmd)
 
 
 def _decide_step(state: JobState, cmd: RecordStep) -> list[DomainEvent] | Rejected:
@@ -182,6 +213,13 @@ def _decide_status(state: JobState, cmd: RecordStatus) -> list[DomainEvent] | Re
     if cmd.status == state.status and (state.terminal or _attempt(state, cmd) == state.attempt):
         return []  # a duplicate of the current status
     return _reject(state, cmd.status, cmd)
+
+
+_DECIDERS: Final[dict[type[Any], Callable[[JobState, Any], list[DomainEvent] | Rejected]]] = {
+    RecordStatus: _decide_status,
+    RecordStep: _decide_step,
+    AnswerApproval: _decide_approval,
+}
 
 
 def _reject(state: JobState, attempted: str, cmd: JobCommand) -> Rejected:
@@ -212,6 +250,9 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
         reply_to=c.reply_to,
         created_at=c.created_at,
         warnings=spec_warnings(c.spec),
+        rerun_of=c.rerun_of,
+        fork_of=c.fork_of,
+        forked_steps=list(c.forked_steps) or None,
     )
 
 
@@ -275,15 +316,15 @@ def _bump(s: JobState, **changes: Any) -> JobState:
         "steps": s.steps,
         "pending": s.pending,
         "open_call": s.open_call,
+        "awaiting": s.awaiting,
+        "approval_timeout": s.approval_timeout,
     }
     values.update(changes)
     return JobState(**values)
 
 
 _FOLDS: Final[dict[type[DomainEvent], Callable[[JobState, Any], JobState]]] = {
-    JobDispatched: lambda s, e: _bump(
-        s, status="dispatched", job_type=e.job_type, timeout_seconds=e.timeout_seconds
-    ),
+    JobDispatched: lambda s, e: _fold_dispatched(s, e),  # noqa: PLW0108 - defined below
     JobReceived: lambda s, e: _bump(
         s, status="received", attempt=e.attempt, worker_id=e.worker_id, progress=None
     ),
@@ -305,4 +346,20 @@ _FOLDS: Final[dict[type[DomainEvent], Callable[[JobState, Any], JobState]]] = {
         s, steps=e.step, open_call=None, pending=tuple(p for p in s.pending if p != e.tool_use_id)
     ),
     JobBudgetExceeded: lambda s, e: _bump(s),
+    AgentApprovalRequested: lambda s, e: _bump(
+        s, status="waiting", steps=e.step, awaiting=e.tool_use_id
+    ),
+    AgentApprovalGranted: lambda s, e: _bump(s, status="dispatched", awaiting=None),
+    AgentApprovalDenied: lambda s, e: _bump(s, status="dispatched", awaiting=None),
 }
+
+
+def _fold_dispatched(s: JobState, e: JobDispatched) -> JobState:
+    timeout = e.payload.get("approvalTimeoutSeconds") if e.job_type == "agent" else None
+    state = _bump(
+        s, status="dispatched", job_type=e.job_type, timeout_seconds=e.timeout_seconds,
+        approval_timeout=timeout if isinstance(timeout, int) else None,
+    )  # fmt: skip
+    for step in forked_steps(e):  # a fork starts where its source's copied steps end
+        state = replace(_FOLDS[type(step)](state, step), version=state.version)
+    return state

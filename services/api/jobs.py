@@ -30,7 +30,7 @@ from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNot
 
 router = APIRouter()
 JobId = Annotated[str, Field(min_length=1, max_length=128)]
-Status = Literal["dispatched", "received", "running", "completed", "failed", "cancelled"]
+Status = Literal["dispatched", "received", "running", "waiting", "completed", "failed", "cancelled"]
 JOB_EVENT_TYPES = (*(e.type_name() for e in JOB_EVENTS), TransitionRejected.type_name())
 SSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from adapters import tracing
 from adapters.eventstore import StoreUnavailable
@@ -20,6 +21,7 @@ from domain.queue import QueueFull, QueueUnavailable
 from domain.specs import AgentJob, CommandJob, HttpJob, payload_document
 from domain.wire import DispatchMessage
 from services.brain.admission import Admission
+from services.brain.approvals import Approvals
 from services.executor import CommandExecutor, Outcome
 from services.ports.jobs import JobQueue
 
@@ -50,6 +52,15 @@ class Dispatched:
     trace_id: str | None
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a job comes from, when it reruns or forks another."""
+
+    rerun_of: str | None = None
+    fork_of: dict[str, Any] | None = None
+    forked_steps: tuple[dict[str, Any], ...] = ()
+
+
 def new_job_id() -> str:
     return f"job-{uuid.uuid4().hex[:16]}"
 
@@ -66,19 +77,27 @@ class Dispatcher:
         self.admission = Admission(queue)
         self._on_outcome = on_outcome or (lambda _job, _outcome: None)
         self._tracer = tracing.tracer("baker.brain")
+        self.approvals = Approvals(executor, queue, self._on_outcome)
 
-    async def dispatch(self, spec: JobSpec, job_id: str | None = None) -> Dispatched:
+    @property
+    def executor(self) -> CommandExecutor:
+        return self._executor
+
+    async def dispatch(
+        self, spec: JobSpec, job_id: str | None = None, origin: Origin | None = None
+    ) -> Dispatched:
         """Record and queue a job; `QueueFull` (nothing recorded, or the job recorded as
         `failed` when JetStream itself refused it) or `DispatchFailed` when it cannot be queued.
+        `origin`: the job it reruns or forks (and a fork's copied steps).
         """
         job_id = job_id or new_job_id()
         await self.admission.admit()
         try:
-            return await self._record_and_queue(spec, job_id)
+            return await self._record_and_queue(spec, job_id, origin or Origin())
         finally:
             self.admission.stored()
 
-    async def _record_and_queue(self, spec: JobSpec, job_id: str) -> Dispatched:
+    async def _record_and_queue(self, spec: JobSpec, job_id: str, origin: Origin) -> Dispatched:
         created = datetime.now(UTC)
         with tracing.span(
             self._tracer, "job.dispatch", attributes={"job.id": job_id, "job.type": spec.type}
@@ -90,7 +109,14 @@ class Dispatcher:
             outcome = await self._executor.execute(
                 "job",
                 job_id,
-                DispatchJob(spec=spec, reply_to=reply_to, created_at=created),
+                DispatchJob(
+                    spec=spec,
+                    reply_to=reply_to,
+                    created_at=created,
+                    rerun_of=origin.rerun_of,
+                    fork_of=origin.fork_of,
+                    forked_steps=origin.forked_steps,
+                ),
                 trace_id=trace_id,
                 new=True,  # ids are fresh; a client re-sending one just conflicts and re-reads
             )

@@ -58,7 +58,8 @@ async def requeue_unqueued(
         if history.state.status != "dispatched" or not history.events:
             continue
         try:
-            done = await _requeue(executor, queue, job_id, history.events[0])
+            attempt = history.state.attempt + 1  # past 1 after an approval: a new message id
+            done = await _requeue(executor, queue, job_id, history.events[0], attempt)
         except (QueueFull, QueueUnavailable) as exc:
             log.warning("could not queue a job again yet: %s", exc, extra={"job_id": job_id})
             continue
@@ -67,13 +68,13 @@ async def requeue_unqueued(
 
 
 async def _requeue(
-    executor: CommandExecutor, queue: JobQueue, job_id: str, first: StoredEvent
+    executor: CommandExecutor, queue: JobQueue, job_id: str, first: StoredEvent, attempt: int
 ) -> bool:
     env = first.envelope
     context = {"job_id": job_id, "trace_id": env.trace_id}
     assert isinstance(env.data, JobDispatched)  # a job's history starts with its dispatch
     try:
-        message = requeue_message(job_id, env.data)
+        message = requeue_message(job_id, env.data, attempt)
     except NotRequeueable as exc:
         error = f"the Brain stopped before queueing this job, and {exc}"
         await executor.execute(

@@ -3,11 +3,12 @@
 It keeps the non-terminal jobs in memory (seeded from the event log at start, then fed by the
 dispatcher and the ingest) with the time of their last sign of life: an event, or a worker
 heartbeat naming the job as running (a lease). A job in `received`/`running` with no sign of
-life for longer than the stuck timeout is failed with reason `stuck`. When the Brain starts
-leading, the `dispatched` jobs that have no message in the queue (their Brain stopped before
-queueing them) are queued again (`services.brain.requeue`); later, a `dispatched` job silent
-for longer than the undeliverable timeout with no message in the queue (expired after a day
-unread, or removed by hand) is failed: it can never be delivered.
+life for longer than the stuck timeout is failed with reason `stuck`; an agent job `waiting`
+for an approval longer than its `approvalTimeoutSeconds`, with reason `approval_timeout`.
+When the Brain starts leading, the `dispatched` jobs that have no message in the queue (their
+Brain stopped before queueing them) are queued again (`services.brain.requeue`); later, a
+`dispatched` job silent for longer than the undeliverable timeout with no message in the
+queue (expired after a day unread, or removed by hand) is failed: it can never be delivered.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import StoredEvent, StoreUnavailable
 from domain import lifecycle
 from domain.commands import FailJob
+from domain.events import FailureReason
+from domain.specs import DEFAULT_APPROVAL_TIMEOUT
 from services.brain.leadership import Fenced
 from services.brain.requeue import requeue_unqueued
 from services.executor import CommandExecutor
@@ -40,6 +43,7 @@ class Watch:
     status: str
     last_seen: float  # clock time
     trace_id: str | None = None  # the job's trace, so the `stuck` event joins it
+    approval_timeout: int | None = None  # seconds the job may stay `waiting`
 
 
 class Watchdog:
@@ -73,7 +77,8 @@ class Watchdog:
             return
         known = self.active.get(job_id)
         trace_id = (known.trace_id if known else None) or trace_id
-        self.active[job_id] = Watch(state.status, seen or self._clock.now(), trace_id)
+        timeout = getattr(state, "approval_timeout", None)
+        self.active[job_id] = Watch(state.status, seen or self._clock.now(), trace_id, timeout)
 
     def lease(self, job_ids: Iterable[str]) -> None:
         """A worker says it is running these jobs: they are alive."""
@@ -163,6 +168,11 @@ class Watchdog:
             await self._fail(
                 job_id, f"job stuck in '{watch.status}' for {idle}s with no event or lease"
             )
+        for job_id, watch in list(self.active.items()):
+            limit = watch.approval_timeout or DEFAULT_APPROVAL_TIMEOUT
+            if watch.status == "waiting" and now - watch.last_seen > limit:
+                error = f"no answer to the approval request within {limit}s"
+                await self._fail(job_id, error, "approval_timeout")
         if waiting:
             present = await self._queue.queued_jobs()
             for job_id in waiting:
@@ -171,12 +181,12 @@ class Watchdog:
                         job_id, "job was never delivered: the queue holds no message for it"
                     )
 
-    async def _fail(self, job_id: str, error: str) -> None:
+    async def _fail(self, job_id: str, error: str, reason: FailureReason = "stuck") -> None:
         watch = self.active.get(job_id)
         trace_id = watch.trace_id if watch else None
         try:
             outcome = await self._executor.execute(
-                "job", job_id, FailJob(reason="stuck", error=error), trace_id=trace_id
+                "job", job_id, FailJob(reason=reason, error=error), trace_id=trace_id
             )
         except (StoreUnavailable, Fenced):
             return  # the store or the leading Brain will see to it

@@ -11,7 +11,14 @@ from adapters.nats.connector import NatsUnavailable
 from adapters.nats.server import NatsServerMissing, NatsServerTooOld
 from adapters.nats.streams import ProvisioningError
 from domain.ids import InvalidId
-from services.cli import daemon_cmd, jobs_cmd, lifecycle_cmd, readmodel_cmd, system_cmd
+from services.cli import (
+    agent_cmd,
+    daemon_cmd,
+    jobs_cmd,
+    lifecycle_cmd,
+    readmodel_cmd,
+    system_cmd,
+)
 from services.cli.app_support import CliError
 from services.cli.output import fail
 from services.config import ConfigError, Settings
@@ -22,6 +29,7 @@ REGISTRARS = (
     system_cmd.register,
     daemon_cmd.register,
     jobs_cmd.register,
+    agent_cmd.register,
     readmodel_cmd.register,
     lifecycle_cmd.register,
 )

@@ -48,6 +48,15 @@ def register(commands: Any) -> None:
     a.add_argument("--model")
     a.add_argument("--max-tokens", type=int)
     a.add_argument("--system")
+    a.add_argument(
+        "--approve",
+        action="append",
+        choices=["command", "http"],
+        metavar="TOOL",
+        help="a tool whose calls wait for `baker approve` (repeatable)",
+    )
+    a.add_argument("--max-total-tokens", type=int, help="budget: fail before passing it")
+    a.add_argument("--max-cost-usd", type=float, help="budget in US dollars")
     for sub in (c, h, a):
         sub.add_argument("--timeout", type=int, help="timeoutSeconds of the job")
         sub.add_argument(
@@ -110,9 +119,13 @@ def _payload(args: argparse.Namespace) -> dict[str, Any]:
         ("model", args.model),
         ("maxTokens", args.max_tokens),
         ("system", args.system),
+        ("approve", args.approve or None),
     ):
         if value is not None:
             doc[key] = value
+    budget = {"maxTotalTokens": args.max_total_tokens, "maxCostUsd": args.max_cost_usd}
+    if any(v is not None for v in budget.values()):
+        doc["budget"] = {k: v for k, v in budget.items() if v is not None}
     return doc
 
 

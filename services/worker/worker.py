@@ -51,6 +51,7 @@ class WorkerStats:
     cancelled: int = 0
     malformed: int = 0
     crashed: int = 0
+    waiting: int = 0
 
 
 Progress = Callable[[str], Awaitable[None]]
@@ -169,7 +170,7 @@ class Worker:
             except WireError as exc:
                 await self._malformed(msg, exc)
                 return
-            attempt = msg.delivered
+            attempt = attempt_of(dispatch, msg.delivered)
             parent = tracing.extract(msg.headers)
             attributes = {"job.id": job_id, "job.type": dispatch.type, "job.attempt": attempt}
             with tracing.span(self._tracer, "job.run", parent=parent, attributes=attributes):
@@ -250,6 +251,8 @@ class Worker:
             return
         elif exc is not None:
             raise exc  # our own crash: nak and redeliver
+        elif task.result().waiting:  # an approval asked: the job is waiting, not this worker's
+            self.stats.waiting += 1
         else:
             result = task.result()
             status: FinalStatus = "completed" if result.ok else "failed"
@@ -341,6 +344,12 @@ class Worker:
             "failed": self.stats.failed,
             "cancelled": self.stats.cancelled,
         }
+
+
+def attempt_of(dispatch: DispatchMessage, delivered: int) -> int:
+    """The job's attempt: deliveries of this message, after the attempts of the messages that
+    queued the job before it (a job queued again after an approval carries its next one)."""
+    return (dispatch.attempt or 1) - 1 + delivered
 
 
 def new_worker_id() -> str:

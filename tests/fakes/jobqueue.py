@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from adapters.clock import SYSTEM_CLOCK
 from adapters.nats.streams import DISPATCH_SUBJECT, WORKERS_CONSUMER
-from domain.queue import QueueFull, QueueUnavailable, Report, job_of_message
+from domain.queue import QueueFull, QueueUnavailable, Report, dispatch_msg_id, job_of_message
 from domain.wire import DispatchMessage
 from services.ports.clock import Clock
 
@@ -310,7 +310,9 @@ class FakeJobQueue:
     # --- JobQueue ---------------------------------------------------------------------------
 
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
-        return self._publish(DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": msg.id})
+        return self._publish(
+            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
+        )
 
     async def signal_cancel(self, job_id: str, reason: str | None) -> None:
         if self.unavailable:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain.commands import DispatchJob, RecordStatus, RecordStep, Rejected
+from domain.commands import (
+    AnswerApproval,
+    DispatchJob,
+    RecordStatus,
+    RecordStep,
+    Rejected,
+    RequestCancel,
+)
 from domain.events import DomainEvent, JobBudgetExceeded, JobFailed
 from domain.lifecycle import decide, fold
 from domain.specs import parse_job_spec
@@ -148,3 +155,46 @@ def test_a_budget_failure_records_the_budget_then_fails_with_its_reason() -> Non
     exceeded, fail = decision
     assert isinstance(exceeded, JobBudgetExceeded) and exceeded.projected == 120
     assert isinstance(fail, JobFailed) and fail.reason == "budget_exceeded"
+
+
+def approval(step: int, use: str) -> RecordStep:
+    return RecordStep(attempt=1, step=step, kind="approval", tool_use_id=use, tool="command",
+                      input={"command": "ls"})  # fmt: skip
+
+
+def test_a_tool_call_asking_for_approval_makes_the_job_wait() -> None:
+    state, out = run(model(1, "a"), approval(2, "a"))
+    assert names(out) == ["AgentModelCalled", "AgentApprovalRequested"]
+    assert (state.status, state.awaiting, state.steps) == ("waiting", "a", 2)
+
+
+def test_an_approval_queues_the_job_again_and_its_tool_then_runs() -> None:
+    again = (RecordStatus(status="received", attempt=2), RecordStatus(status="running", attempt=2))
+    state, out = run(model(1, "a"), approval(2, "a"), AnswerApproval("a", approve=True, by="ops"),
+                     *again, call(3, "a", attempt=2), ret(4, "a", attempt=2))  # fmt: skip
+    assert names(out)[2] == "AgentApprovalGranted"
+    assert names(out)[-2:] == ["AgentToolCalled", "AgentToolReturned"]
+    assert state.status == "running" and state.awaiting is None
+
+
+def test_a_denial_records_the_tool_s_return_as_an_error_quoting_the_note() -> None:
+    state, out = run(model(1, "a"), approval(2, "a"), AnswerApproval("a", approve=False,
+                     note="not on prod"))  # fmt: skip
+    returned = out[-1]
+    assert names(out)[-1] == "AgentToolReturned"
+    assert returned.is_error and returned.output == "denied by an operator: not on prod"  # type: ignore[union-attr]
+    assert (state.status, state.steps, state.pending) == ("dispatched", 3, ())
+
+
+def test_an_answer_to_a_job_that_is_not_waiting_or_for_another_call_is_rejected() -> None:
+    _, out = run(model(1, "a"), AnswerApproval("a", approve=True))
+    assert isinstance(out[-1], Rejected)
+    assert out[-1].reason == "the job is not waiting for an approval"
+    _, out = run(model(1, "a"), approval(2, "a"), AnswerApproval("zzz", approve=True))
+    assert isinstance(out[-1], Rejected)
+    assert out[-1].reason == "the job waits for approval of a, not zzz"
+
+
+def test_cancelling_a_waiting_job_cancels_it_at_once() -> None:
+    state, out = run(model(1, "a"), approval(2, "a"), RequestCancel(reason="no longer needed"))
+    assert names(out)[-1] == "JobCancelled" and state.status == "cancelled"
