@@ -8,8 +8,8 @@ Each test scripts the answers (a queue of `Reply`s, or a function of the request
         assert api.requests[1]["messages"][-1]["content"][0]["type"] == "tool_result"
 
 A request with `"stream": true` gets the same reply as Server-Sent Events
-(`anthropic_stream`); a reply with a `hold` gate (a `threading.Event`) stops after its first
-delta (a plain answer: before answering) until the test sets the gate.
+(`anthropic_stream`). Gates (`threading.Event`s the test sets) hold a reply: `begin` before any
+of it is sent, `hold` after its first delta (a plain answer: before answering).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Reply:
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
     hold: threading.Event | None = None
+    begin: threading.Event | None = None
 
 
 Script = Callable[[dict[str, Any]], Reply]
@@ -43,6 +44,7 @@ def message(
     stop_reason: str,
     usage: tuple[int, int],
     hold: threading.Event | None = None,
+    begin: threading.Event | None = None,
 ) -> Reply:
     """A 200 answer in the Messages API's shape; `model` is filled from the request."""
     body = {
@@ -54,14 +56,18 @@ def message(
         "stop_sequence": None,
         "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
     }
-    return Reply(200, body, hold=hold)
+    return Reply(200, body, hold=hold, begin=begin)
 
 
 def text_message(
-    text: str, usage: tuple[int, int] = (10, 5), *, hold: threading.Event | None = None
+    text: str,
+    usage: tuple[int, int] = (10, 5),
+    *,
+    hold: threading.Event | None = None,
+    begin: threading.Event | None = None,
 ) -> Reply:
     """The model's final answer."""
-    return message([{"type": "text", "text": text}], "end_turn", usage, hold)
+    return message([{"type": "text", "text": text}], "end_turn", usage, hold, begin)
 
 
 def tool_use(
@@ -142,6 +148,8 @@ class FakeAnthropic(FakeHttpServer):
         reply = self.answer(body, request.headers)
         if reply.status != 200:
             return _send(reply)  # errors are plain JSON, streamed request or not
+        if reply.begin is not None:
+            reply.begin.wait(HOLD_LIMIT)
         whole = {"model": body.get("model"), **reply.body}
         if body.get("stream"):
             headers = {"request-id": f"req_fake_{next(_ids)}", **reply.headers}
