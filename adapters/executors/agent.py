@@ -5,6 +5,8 @@ in the job's `StepJournal` before the next begins, and a run starts from the ste
 recorded (DESIGN §10): a model call whose reply is recorded is not made again, a tool whose
 return is recorded is not run again. The SDK retries 429 and 5xx answers itself
 (`max_retries`, with backoff); every other API error ends the job with the SDK's message.
+Each model call is streamed, its text going to the job's live output as it arrives; the step
+is recorded from the whole reply once it is complete.
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ from anthropic.types import Message
 from opentelemetry import trace
 
 from adapters.executors.agent_tools import TOOLS, Tools, recorded_input, use_tool
-from adapters.executors.base import NO_JOURNAL, Execution, Progress, StepJournal, no_progress
+from adapters.executors.base import (
+    NO_JOURNAL,
+    Execution,
+    Output,
+    Progress,
+    StepJournal,
+    no_output,
+    no_progress,
+)
 from domain.budget import check_budget
 from domain.conversation import Conversation, ToolUse, rebuild
 from domain.events import AgentModelCalled, AgentToolCalled, AgentToolReturned, Usage
@@ -83,6 +93,7 @@ class _Run:
     progress: Progress
     tracer: trace.Tracer | None
     max_iterations: int
+    output: Output = no_output
     warnings: list[str] = field(default_factory=list)
     iteration: int = 0  # the model call made last or in flight (a timeout counts it)
 
@@ -124,10 +135,12 @@ async def run_agent(
     timeout: float | None = None,
     journal: StepJournal = NO_JOURNAL,
     prices: PriceTable = DEFAULT_TABLE,
+    output: Output = no_output,
 ) -> Execution:
     """Run the prompt through at most `max_iterations` model calls, executing tool calls,
     within `timeout` seconds for the whole conversation (the job's `timeoutSeconds`),
-    continuing after the steps `journal` has recorded.
+    continuing after the steps `journal` has recorded; the model's text goes to `output` as
+    it is streamed.
 
     `client_factory(api_key=, base_url=, max_retries=)` makes the client (default
     `AsyncAnthropic`); the executor owns it and closes it when done.
@@ -140,7 +153,7 @@ async def run_agent(
     )
     conversation = rebuild(payload.prompt, await journal.recorded())
     run = _Run(model, payload, conversation, tools, journal, prices, progress, tracer,
-               max_iterations)  # fmt: skip
+               max_iterations, output)  # fmt: skip
     if end_of_life := deprecated_models().get(model):
         run.warnings.append(f"model {model} is deprecated (end of life {end_of_life})")
     client = (client_factory or AsyncAnthropic)(
@@ -201,13 +214,16 @@ async def _call_model(client: AsyncAnthropic, run: _Run) -> None:
     attributes = {"llm.model": run.model, "llm.iteration": iteration}
     started = time.perf_counter()
     with _span(run.tracer, "llm.call", attributes) as span, _quiet_deprecation(run.model):
-        reply = await client.messages.create(
+        async with client.messages.stream(
             model=run.model,
             max_tokens=run.payload.max_tokens or DEFAULT_MAX_TOKENS,
             system=run.payload.system or DEFAULT_SYSTEM,
             messages=conv.messages,  # type: ignore[arg-type]
             tools=TOOLS,
-        )
+        ) as stream:
+            async for text in stream.text_stream:
+                run.output("text", text)
+            reply = await stream.get_final_message()
         if span is not None:
             span.set_attribute("llm.input_tokens", reply.usage.input_tokens)
             span.set_attribute("llm.output_tokens", reply.usage.output_tokens)

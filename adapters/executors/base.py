@@ -14,13 +14,21 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from domain.events import DomainEvent
+from domain.wire_output import OutputStream
 from domain.wire_steps import StepKind
 
 Progress = Callable[[str], Awaitable[None]]
+Output = Callable[[OutputStream, str], None]
+"""Live output as it comes (model text, a command's stdout/stderr): a plain call that only
+buffers, so an executor calls it from anywhere without waiting (DESIGN §10)."""
 
 
 async def no_progress(_text: str) -> None:
     """A `Progress` that reports nothing."""
+
+
+def no_output(_stream: OutputStream, _text: str) -> None:
+    """An `Output` that goes nowhere."""
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ limit, or when the job is cancelled, the whole group gets SIGKILL so nothing it 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import functools
 import os
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.executors import spawn
-from adapters.executors.base import Execution, Progress, no_progress
+from adapters.executors.base import Execution, Output, Progress, no_output, no_progress
 from domain.command_policy import (
     MAX_OUTPUT_BYTES,
     CommandRejected,
@@ -43,14 +44,23 @@ class _Sink:
     never blocks on a full pipe and never fills the worker's memory."""
 
     limit: int
+    live: Callable[[str], None] | None = None  # the stream's live output, as text
     kept: bytearray = field(default_factory=bytearray)
     total: int = 0
+    # Live output is decoded chunk by chunk: a character split between reads waits here.
+    decoder: codecs.IncrementalDecoder | None = None
+
+    def __post_init__(self) -> None:
+        if self.live is not None:
+            self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
         room = self.limit - len(self.kept)
         if room > 0:
             self.kept += chunk[:room]
+        if self.live is not None and self.decoder is not None:
+            self.live(self.decoder.decode(chunk))
 
     def text(self) -> tuple[str, bool]:
         text, truncated = cap_output(bytes(self.kept), self.limit, total=self.total)
@@ -145,15 +155,19 @@ async def run_command(
     progress: Progress = no_progress,
     max_output: int = MAX_OUTPUT_BYTES,
     on_start: Callable[[int], None] | None = None,
+    output: Output = no_output,
 ) -> Execution:
-    """Run the payload's command; a rejection, a failure to start, a non-zero exit or the time
-    limit is an `Execution(ok=False)`. Cancellation kills the process group and re-raises."""
+    """Run the payload's command, its stdout and stderr going to `output` as they come; a
+    rejection, a failure to start, a non-zero exit or the time limit is an
+    `Execution(ok=False)`. Cancellation kills the process group and re-raises."""
     try:
         parsed = _parse(payload.command, tuple(allowed))
     except CommandRejected as exc:
         return Execution(ok=False, error=str(exc))
     started = time.monotonic()
-    out, err = _Sink(max_output), _Sink(max_output)
+    live = output is not no_output
+    out = _Sink(max_output, functools.partial(output, "stdout") if live else None)
+    err = _Sink(max_output, functools.partial(output, "stderr") if live else None)
     try:
         child = await _spawn(parsed, out, err)
     except OSError as exc:

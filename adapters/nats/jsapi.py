@@ -61,6 +61,12 @@ async def add_stream(client: Client, config: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+async def update_stream(client: Client, config: dict[str, Any]) -> dict[str, Any]:
+    """Change an existing stream's configuration (the server refuses what cannot change)."""
+    info: dict[str, Any] = await api(client, f"STREAM.UPDATE.{config['name']}", config)
+    return info
+
+
 async def stream_info(client: Client, stream: str) -> dict[str, Any]:
     info: dict[str, Any] = await api(client, f"STREAM.INFO.{stream}")
     return info

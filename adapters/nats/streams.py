@@ -1,7 +1,9 @@
 """Streams and consumers of DESIGN §2, provisioned idempotently.
 
 An existing stream whose configuration differs is reported field by field and left alone:
-recreating it would lose jobs or, for `BAKER_EVENTS`, history.
+recreating it would lose jobs or, for `BAKER_EVENTS`, history. The one exception is a change
+we made ourselves and know to be safe in place: an older `BAKER_JOBS` that took all of
+`baker.jobs.>` gets today's subjects (its messages and consumers are kept).
 """
 
 from __future__ import annotations
@@ -59,10 +61,22 @@ def seconds(value: float) -> int:
     return int(value * 1e9)
 
 
+JOBS_SUBJECTS = [
+    DISPATCH_SUBJECT,
+    f"{DISPATCH_SUBJECT}.>",
+    "baker.jobs.status.*",
+    "baker.jobs.result.*",
+    "baker.jobs.step.*",
+]
+"""Named one by one, not `baker.jobs.>`: live output (`baker.jobs.output.<jobId>`, core NATS,
+DESIGN §10) must not be captured by the work queue, where nobody would consume it."""
+OLD_JOBS_SUBJECTS = ["baker.jobs.>"]  # before live output; updated in place on provision
+
+
 def jobs_stream(topo: Topology) -> Config:
     return {
         "name": JOBS_STREAM,
-        "subjects": ["baker.jobs.>"],
+        "subjects": list(JOBS_SUBJECTS),
         "retention": "workqueue",
         "max_age": seconds(DAY),
         "storage": "file",
@@ -243,8 +257,9 @@ def differences(want: Config, have: Config, fields: tuple[str, ...]) -> list[str
     return out
 
 
-async def ensure_stream(client: Client, want: Config) -> Literal["created", "ok"]:
-    """Create the stream if missing; raise `ProvisioningError` if it exists and differs."""
+async def ensure_stream(client: Client, want: Config) -> Literal["created", "updated", "ok"]:
+    """Create the stream if missing, narrow the subjects of an older `BAKER_JOBS`, and raise
+    `ProvisioningError` if it exists and differs in any other way."""
     name = want["name"]
     try:
         info = await jsapi.stream_info(client, name)
@@ -255,7 +270,12 @@ async def ensure_stream(client: Client, want: Config) -> Literal["created", "ok"
             return "created"
         except JetStreamError:  # lost a race with another process creating it
             info = await jsapi.stream_info(client, name)
-    diffs = differences(want, info["config"], _STREAM_FIELDS)
+    have = info["config"]
+    diffs = differences(want, have, _STREAM_FIELDS)
+    if diffs and _jobs_subjects_upgradable(want, have):
+        await jsapi.update_stream(client, {**have, "subjects": want["subjects"]})
+        log.info("updated stream %s: %s", name, "; ".join(diffs))
+        return "updated"
     if diffs:
         raise ProvisioningError(
             f"stream {name} exists with another configuration ({'; '.join(diffs)}); "
@@ -289,6 +309,17 @@ async def ensure_consumer(
             f"({'; '.join(diffs)}); remove it (nats consumer rm) to let baker recreate it"
         )
     return "ok"
+
+
+def _jobs_subjects_upgradable(want: Config, have: Config) -> bool:
+    """`BAKER_JOBS` with the old catch-all subject and nothing else different: every subject
+    a client publishes to (dispatch, status, result, step) is still in the new list."""
+    others = tuple(f for f in _STREAM_FIELDS if f != "subjects")
+    return (
+        want["name"] == JOBS_STREAM
+        and sorted(have.get("subjects") or []) == OLD_JOBS_SUBJECTS
+        and not differences(want, have, others)
+    )
 
 
 def _upgradable(want: Config, have: Config) -> bool:

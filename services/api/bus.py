@@ -15,23 +15,26 @@ from adapters.eventstore import EventStore, StoredEvent
 
 log = logging.getLogger("baker.api.bus")
 ALL = "*"
+Feed = asyncio.Queue[StoredEvent | bytes | None]
+"""A subscriber's queue: stored events, ready SSE frames its owner adds itself (a job's live
+output), and `None` once the feed has ended."""
 
 
 class EventBus:
     def __init__(self, store: EventStore, queue_size: int = 1000) -> None:
         self._store = store
         self._queue_size = queue_size
-        self._subs: dict[str, set[asyncio.Queue[StoredEvent | None]]] = {}
+        self._subs: dict[str, set[Feed]] = {}
         self.started = asyncio.Event()
 
-    def subscribe(self, key: str = ALL) -> asyncio.Queue[StoredEvent | None]:
+    def subscribe(self, key: str = ALL) -> Feed:
         """A queue of the events of one aggregate id (or of all, with `ALL`). A `None` in it
         means the subscriber fell too far behind and was dropped."""
-        queue: asyncio.Queue[StoredEvent | None] = asyncio.Queue(self._queue_size)
+        queue: Feed = asyncio.Queue(self._queue_size)
         self._subs.setdefault(key, set()).add(queue)
         return queue
 
-    def unsubscribe(self, key: str, queue: asyncio.Queue[StoredEvent | None]) -> None:
+    def unsubscribe(self, key: str, queue: Feed) -> None:
         subs = self._subs.get(key)
         if subs is not None:
             subs.discard(queue)
@@ -60,7 +63,7 @@ class EventBus:
             for queue in list(queues):
                 self._end(key, queue)
 
-    def _end(self, key: str, queue: asyncio.Queue[StoredEvent | None]) -> None:
+    def _end(self, key: str, queue: Feed) -> None:
         self.unsubscribe(key, queue)
         with contextlib.suppress(asyncio.QueueEmpty):
             while queue.full():

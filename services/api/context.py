@@ -20,6 +20,7 @@ from adapters.sqlite import ReadModel
 from domain.events import parse_time as domain_parse_time
 from services.brain.dispatcher import Dispatcher
 from services.ports.jobs import JobQueue
+from services.ports.output import OutputFeed
 
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 
@@ -66,6 +67,7 @@ class ApiContext:
     keepalive: float = 15.0
     max_body: int = 1 << 20
     bus: Any = None  # services.api.bus.EventBus: live events for SSE
+    output: OutputFeed | None = None  # live job output, interleaved into a job's SSE stream
 
     def wrote(self, seq: int) -> None:
         self.written = max(self.written, seq)

@@ -1,8 +1,10 @@
-"""Server-Sent Events: a job's history then its live events; or every new event."""
+"""Server-Sent Events: a job's history then its live events, with its live output
+interleaved as `event: output` frames; or every new event."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
@@ -10,8 +12,13 @@ import orjson
 from adapters.eventstore import StoredEvent
 from domain import lifecycle
 from domain.events import to_document
-from services.api.bus import ALL, EventBus
+from domain.wire import WireError
+from domain.wire_output import decode_output, encode_output
+from services.api.bus import ALL, EventBus, Feed
 from services.api.context import ApiContext
+from services.ports.topics import Subscription
+
+log = logging.getLogger("baker.api.sse")
 
 _GONE = b'event: error\ndata: {"error": "the live feed ended (server stopping, or this client fell behind); reconnect"}\n\n'  # noqa: E501
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"}
@@ -32,26 +39,59 @@ def _end(status: str) -> bytes:
     return b"event: end\ndata: " + orjson.dumps({"status": status}) + b"\n\n"
 
 
+def output_frame(payload: bytes, job_id: str) -> bytes | None:
+    """An `event: output` frame of one live output message (re-encoded, so nothing a
+    publisher sent can break the framing), or None for a message that is not one of the
+    job's."""
+    try:
+        msg = decode_output(payload)
+    except WireError as exc:
+        log.debug("unreadable output message of %s: %s", job_id, exc)
+        return None
+    if msg.id != job_id:
+        return None
+    data = encode_output(msg.id, msg.attempt, msg.seq, msg.stream, msg.data)
+    return b"event: output\ndata: " + data + b"\n\n"
+
+
+async def _follow_output(ctx: ApiContext, job_id: str, queue: Feed) -> Subscription | None:
+    """Put the job's live output into its subscriber's queue as frames. Output is best
+    effort: when the queue is half full it is dropped, keeping the room for the events."""
+    if ctx.output is None:
+        return None
+    room = max(1, queue.maxsize // 2)
+
+    def on_output(payload: bytes) -> None:
+        if queue.qsize() < room and (framed := output_frame(payload, job_id)) is not None:
+            queue.put_nowait(framed)
+
+    return await ctx.output.follow(job_id, on_output)
+
+
 async def open_job_stream(
     ctx: ApiContext, job_id: str, after_version: int
 ) -> AsyncIterator[bytes] | None:
     """The stream for one job, or None when the job does not exist."""
     bus: EventBus = ctx.bus
     queue = bus.subscribe(job_id)  # before reading the history: nothing falls in between
+    output = await _follow_output(ctx, job_id, queue)
     history = await ctx.store.load("job", job_id)
     if not history.exists:
         bus.unsubscribe(job_id, queue)
+        if output is not None:
+            await output.unsubscribe()
         return None
-    return _job_stream(ctx, bus, queue, job_id, history.events, after_version)
+    return _job_stream(ctx, bus, queue, job_id, history.events, after_version, output)
 
 
 async def _job_stream(
     ctx: ApiContext,
     bus: EventBus,
-    queue: asyncio.Queue[StoredEvent | None],
+    queue: Feed,
     job_id: str,
     events: list[StoredEvent],
     after_version: int,
+    output: Subscription | None = None,
 ) -> AsyncIterator[bytes]:
     state = lifecycle.initial_state("job")
     last_seq = 0
@@ -75,13 +115,16 @@ async def _job_stream(
         yield _end(state.status)
     finally:
         bus.unsubscribe(job_id, queue)
+        if output is not None:
+            await output.unsubscribe()
 
 
 async def _live(
-    queue: asyncio.Queue[StoredEvent | None], keepalive: float, after_seq: int
+    queue: Feed, keepalive: float, after_seq: int
 ) -> AsyncIterator[StoredEvent | bytes]:
-    """Live events after `after_seq` (those already replayed are skipped), keep-alive comments
-    while it is quiet, and the end-of-feed frame if the bus drops us."""
+    """Live events after `after_seq` (those already replayed are skipped), frames put in the
+    queue as they are (live output), keep-alive comments while it is quiet, and the
+    end-of-feed frame if the bus drops us."""
     while True:
         try:
             async with asyncio.timeout(keepalive):
@@ -92,7 +135,7 @@ async def _live(
         if item is None:
             yield _GONE
             return
-        if item.seq > after_seq:
+        if isinstance(item, bytes) or item.seq > after_seq:
             yield item
 
 

@@ -16,6 +16,7 @@ from adapters.executors.command import prefer_pidfd_watcher
 from adapters.nats.bus import NatsBus
 from adapters.nats.client import Client
 from adapters.nats.leader import LeaderRecord
+from adapters.nats.output import NatsOutput
 from adapters.sqlite import ReadModel
 from domain.handoff import HANDOFF_SUBJECT
 from services.api.app import create_app
@@ -99,6 +100,7 @@ async def start_brain_process(
         wait_for=projector.wait_for,
         counters=lambda: {"malformed": malformed()},
         bus=bus,
+        output=NatsOutput(rt.nc),
         keepalive=settings.sse_keepalive,
         launch_task=brain.tasks.launch,
         cancel_task=brain.tasks.cancel,

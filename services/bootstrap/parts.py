@@ -12,6 +12,7 @@ from adapters.nats.bus import NatsBus
 from adapters.nats.client import Client
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.job_queue import JetStreamJobQueue
+from adapters.nats.output import NatsOutput
 from adapters.nats.step_history import JetStreamStepHistory
 from adapters.nats.streams import (
     INGEST_CONSUMER,
@@ -91,6 +92,7 @@ def build_worker(nc: Client, settings: WorkerSettings, *, worker_id: str | None 
         worker_id=worker_id,
         heartbeat=heartbeat_for(NatsBus(nc), "worker", settings.heartbeat_every),
         steps=JetStreamStepHistory(nc),
+        output=NatsOutput(nc),
     )
 
 

@@ -27,6 +27,7 @@ from services.cli.app_support import (
     refused,
     run_async,
 )
+from services.cli.live_output import OutputPrinter
 from services.cli.output import emit_table, event_cells, timeline_line, usage_error
 from services.config import Settings
 
@@ -151,6 +152,7 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
 
 async def _follow(client: httpx.AsyncClient, settings: Settings, job_id: str, as_json: bool) -> int:
     status = "unknown"
+    printer = OutputPrinter(as_json)
     try:
         async with client.stream("GET", f"/api/jobs/{job_id}/stream", timeout=None) as stream:
             if stream.status_code != 200:
@@ -160,12 +162,17 @@ async def _follow(client: httpx.AsyncClient, settings: Settings, job_id: str, as
                 if event == "end":
                     status = data.get("status", status)
                     break
-                print(orjson.dumps(data).decode() if as_json else timeline_line(data), flush=True)
+                if event == "output":
+                    printer.output(data)
+                    continue
+                printer.line(orjson.dumps(data).decode() if as_json else timeline_line(data))
     except httpx.HTTPError as exc:
+        printer.end()
         raise CliError(
             f"lost the live stream of {job_id} from the Brain API at {settings.api_url}:"
             f" {exc or type(exc).__name__}; `baker history {job_id}` shows what happened"
         ) from None
+    printer.end()
     print(f"{job_id}: {status}", file=sys.stderr)
     return 0 if status == "completed" else 1
 

@@ -8,7 +8,14 @@ from typing import Any
 
 from adapters import tracing
 from adapters.executors.agent import run_agent
-from adapters.executors.base import NO_JOURNAL, Execution, Progress, StepJournal
+from adapters.executors.base import (
+    NO_JOURNAL,
+    Execution,
+    Output,
+    Progress,
+    StepJournal,
+    no_output,
+)
 from adapters.executors.command import run_command
 from adapters.executors.http import run_http
 from domain.errors import FieldError
@@ -49,8 +56,10 @@ async def execute(
     settings: ExecutorSettings,
     progress: Progress,
     journal: StepJournal = NO_JOURNAL,
+    output: Output = no_output,
 ) -> Execution:
-    """Validate the job's spec and run it; a bad spec is a failed job, not a crash."""
+    """Validate the job's spec and run it, its live output (agent text, command stdout and
+    stderr) going to `output`; a bad spec is a failed job, not a crash."""
     try:
         spec = _spec(dispatch.type, dispatch.payload, dispatch.timeout_seconds)
     except FieldError as exc:
@@ -58,8 +67,9 @@ async def execute(
     timeout = float(spec.timeout_seconds) if spec.timeout_seconds else None
     if isinstance(spec, CommandJob):
         return await run_command(
-            spec.payload, allowed=settings.allowed_commands, timeout=timeout, progress=progress
-        )
+            spec.payload, allowed=settings.allowed_commands, timeout=timeout, progress=progress,
+            output=output,
+        )  # fmt: skip
     if isinstance(spec, HttpJob):
         return await run_http(
             spec.payload,
@@ -80,4 +90,5 @@ async def execute(
         timeout=timeout,
         journal=journal,
         prices=settings.prices,
+        output=output,
     )

@@ -25,10 +25,12 @@ from domain.queue import QueueUnavailable
 from domain.wire import DispatchMessage, FinalStatus, WireError, decode_dispatch, peek_id
 from services.ports.clock import Clock
 from services.ports.jobs import CancelSignals, Delivery, ReportSink, WorkSource
+from services.ports.output import OutputSink
 from services.ports.steps import StepHistory, StepsNotIngested
 from services.ports.topics import Heartbeat
 from services.worker.executors import ExecutorSettings, execute
 from services.worker.journal import WorkerJournal
+from services.worker.output import JobOutput
 from services.worker.reporter import Reporter
 
 log = logging.getLogger("baker.worker")
@@ -52,6 +54,7 @@ class WorkerStats:
     malformed: int = 0
     crashed: int = 0
     waiting: int = 0
+    output_failed: int = 0  # live output messages not sent (best effort: counted, not raised)
 
 
 Progress = Callable[[str], Awaitable[None]]
@@ -84,8 +87,10 @@ class Worker:
         heartbeat: Heartbeat | None = None,
         clock: Clock = SYSTEM_CLOCK,
         steps: StepHistory | None = None,
+        output: OutputSink | None = None,
     ) -> None:
         self.id = worker_id or new_worker_id()
+        self._output = output
         self._steps = steps
         self.settings = settings
         self._source = jobs
@@ -104,7 +109,21 @@ class Worker:
     def _execute(
         self, dispatch: DispatchMessage, progress: Progress, journal: StepJournal
     ) -> Awaitable[Execution]:
-        return execute(dispatch, self.settings.executors, progress, journal)
+        if self._output is None:
+            return execute(dispatch, self.settings.executors, progress, journal)
+        running = self.running.get(dispatch.id)
+        attempt = running.msg.delivered if running is not None else 1
+        output = JobOutput(self._output, dispatch.id, attempt, clock=self._clock)
+        return self._execute_live(dispatch, progress, journal, output)
+
+    async def _execute_live(
+        self, dispatch: DispatchMessage, progress: Progress, journal: StepJournal, out: JobOutput
+    ) -> Execution:
+        try:
+            return await execute(dispatch, self.settings.executors, progress, journal, out.write)
+        finally:
+            out.close()  # what waits goes out before the outcome is reported
+            self.stats.output_failed += out.failed
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then shut down gracefully."""

@@ -6,16 +6,22 @@ Each test scripts the answers (a queue of `Reply`s, or a function of the request
     with FakeAnthropic([tool_use("command", {"command": "echo hi"}), text_message("done")]) as api:
         await run_agent(..., base_url=api.base_url)
         assert api.requests[1]["messages"][-1]["content"][0]["type"] == "tool_result"
+
+A request with `"stream": true` gets the same reply as Server-Sent Events
+(`anthropic_stream`). Gates (`threading.Event`s the test sets) hold a reply: `begin` before any
+of it is sent, `hold` after its first delta (a plain answer: before answering).
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.fakes.anthropic_stream import HOLD_LIMIT, stream_events
 from tests.fakes.http_base import FakeHttpServer, Request, Response
 
 _ids = itertools.count(1)
@@ -26,12 +32,20 @@ class Reply:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    hold: threading.Event | None = None
+    begin: threading.Event | None = None
 
 
 Script = Callable[[dict[str, Any]], Reply]
 
 
-def message(content: list[dict[str, Any]], stop_reason: str, usage: tuple[int, int]) -> Reply:
+def message(
+    content: list[dict[str, Any]],
+    stop_reason: str,
+    usage: tuple[int, int],
+    hold: threading.Event | None = None,
+    begin: threading.Event | None = None,
+) -> Reply:
     """A 200 answer in the Messages API's shape; `model` is filled from the request."""
     body = {
         "id": f"msg_fake_{next(_ids)}",
@@ -42,12 +56,18 @@ def message(content: list[dict[str, Any]], stop_reason: str, usage: tuple[int, i
         "stop_sequence": None,
         "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
     }
-    return Reply(200, body)
+    return Reply(200, body, hold=hold, begin=begin)
 
 
-def text_message(text: str, usage: tuple[int, int] = (10, 5)) -> Reply:
+def text_message(
+    text: str,
+    usage: tuple[int, int] = (10, 5),
+    *,
+    hold: threading.Event | None = None,
+    begin: threading.Event | None = None,
+) -> Reply:
     """The model's final answer."""
-    return message([{"type": "text", "text": text}], "end_turn", usage)
+    return message([{"type": "text", "text": text}], "end_turn", usage, hold, begin)
 
 
 def tool_use(
@@ -56,6 +76,7 @@ def tool_use(
     *,
     text: str | None = None,
     usage: tuple[int, int] = (10, 5),
+    hold: threading.Event | None = None,
 ) -> Reply:
     """The model asking for one tool call (optionally after some text)."""
     block = {
@@ -65,7 +86,7 @@ def tool_use(
         "input": tool_input,
     }
     content: list[dict[str, Any]] = [{"type": "text", "text": text}, block] if text else [block]
-    return message(content, "tool_use", usage)
+    return message(content, "tool_use", usage, hold)
 
 
 def error(status: int, kind: str, text: str, headers: dict[str, str] | None = None) -> Reply:
@@ -125,9 +146,18 @@ class FakeAnthropic(FakeHttpServer):
             return _send(error(404, "not_found_error", f"no route {request.target}"))
         body = request.json()
         reply = self.answer(body, request.headers)
-        if reply.status == 200:
-            reply = Reply(200, {"model": body.get("model"), **reply.body}, reply.headers)
-        return _send(reply)
+        if reply.status != 200:
+            return _send(reply)  # errors are plain JSON, streamed request or not
+        if reply.begin is not None:
+            reply.begin.wait(HOLD_LIMIT)
+        whole = {"model": body.get("model"), **reply.body}
+        if body.get("stream"):
+            headers = {"request-id": f"req_fake_{next(_ids)}", **reply.headers}
+            chunks = stream_events(whole, reply.hold)
+            return Response(200, content_type="text/event-stream", headers=headers, chunks=chunks)
+        if reply.hold is not None:
+            reply.hold.wait(HOLD_LIMIT)
+        return _send(Reply(200, whole, reply.headers))
 
 
 def _send(reply: Reply) -> Response:

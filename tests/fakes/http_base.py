@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -53,6 +54,9 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    # A streamed body (Server-Sent Events): each chunk written and flushed as the iterable
+    # gives it, the end of the body is the end of the connection (HTTP/1.0, no length).
+    chunks: Iterable[bytes] | None = None
 
     @classmethod
     def json(cls, status: int, doc: Any, headers: dict[str, str] | None = None) -> Response:
@@ -123,11 +127,18 @@ def _handler_for(fake: FakeHttpServer) -> type[BaseHTTPRequestHandler]:
             answer = fake._answer(request)
             self.send_response(answer.status)
             self.send_header("content-type", answer.content_type)
-            self.send_header("content-length", str(len(answer.body)))
+            if answer.chunks is None:
+                self.send_header("content-length", str(len(answer.body)))
             for key, value in answer.headers.items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(answer.body)
+            if answer.chunks is None:
+                self.wfile.write(answer.body)
+                return
+            self.close_connection = True
+            for chunk in answer.chunks:
+                self.wfile.write(chunk)
+                self.wfile.flush()
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815 - http.server's hook names
 

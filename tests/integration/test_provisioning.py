@@ -9,14 +9,17 @@ from nats.js.api import ConsumerConfig, DiscardPolicy, RetentionPolicy, StorageT
 
 from adapters.nats import jsapi
 from adapters.nats.client import Client
+from adapters.nats.output import NatsOutput
 from adapters.nats.streams import (
     ProvisioningError,
     Topology,
     events_stream,
     ingest_consumer,
+    jobs_stream,
     provision,
     workers_consumer,
 )
+from domain.wire_output import encode_output
 
 
 async def test_provisioning_is_idempotent_and_matches_the_design(nc: Client, raw_nc: NATS) -> None:
@@ -26,7 +29,10 @@ async def test_provisioning_is_idempotent_and_matches_the_design(nc: Client, raw
 
     jsm = raw_nc.jsm()
     jobs = (await jsm.stream_info("BAKER_JOBS")).config
-    assert jobs.subjects == ["baker.jobs.>"]
+    assert sorted(jobs.subjects or []) == [
+        "baker.jobs.dispatch", "baker.jobs.dispatch.>", "baker.jobs.result.*",
+        "baker.jobs.status.*", "baker.jobs.step.*",
+    ]  # fmt: skip
     assert jobs.retention == RetentionPolicy.WORK_QUEUE
     assert (jobs.max_age, jobs.max_msgs, jobs.discard) == (86400, 10000, DiscardPolicy.NEW)
     assert jobs.storage == StorageType.FILE and jobs.num_replicas == 1
@@ -113,3 +119,41 @@ async def test_a_differing_consumer_is_reported_and_left_alone(nc: Client, raw_n
         await provision(nc)
     info = await jsm.consumer_info("BAKER_JOBS", "workers")
     assert info.config.ack_wait == 5
+
+
+async def test_an_older_jobs_stream_gets_the_named_subjects_in_place(
+    nc: Client, raw_nc: NATS
+) -> None:
+    """`BAKER_JOBS` as it was before live output (`baker.jobs.>`), holding a queued job and a
+    report, with the first wave's ingest filter: provisioning narrows its subjects and keeps
+    its messages and consumers; seed-protocol subjects are still stored."""
+    old = {**jobs_stream(Topology()), "subjects": ["baker.jobs.>"]}
+    await jsapi.add_stream(nc, old)
+    js = raw_nc.jetstream()
+    await js.publish("baker.jobs.dispatch", b'{"id": "job-1"}')
+    await js.publish("baker.jobs.status.job-0", b'{"id": "job-0", "status": "running"}')
+
+    done = await provision(nc)
+    assert done["BAKER_JOBS"] == "updated"
+    jsm = raw_nc.jsm()
+    info = await jsm.stream_info("BAKER_JOBS")
+    assert "baker.jobs.>" not in (info.config.subjects or [])
+    assert info.state.messages == 2  # nothing lost
+    assert (await provision(nc))["BAKER_JOBS"] == "ok"
+    for subject in ("baker.jobs.dispatch", "baker.jobs.result.job-0", "baker.jobs.step.job-0"):
+        await js.publish(subject, b"{}")  # a seed worker's subjects are still stored
+    assert (await jsm.stream_info("BAKER_JOBS")).state.messages == 5
+
+
+async def test_live_output_is_not_stored_in_the_jobs_stream(nc: Client, raw_nc: NATS) -> None:
+    await provision(nc)
+    jsm = raw_nc.jsm()
+    before = (await jsm.stream_info("BAKER_JOBS")).state.messages
+    heard: list[bytes] = []
+    following = await NatsOutput(nc).follow("job-1", heard.append)
+    NatsOutput(nc).send("job-1", encode_output("job-1", 1, 1, "stdout", "hello\n"))
+    await nc.flush()
+    await raw_nc.flush()
+    assert heard and b"hello" in heard[0]  # a listener hears it ...
+    assert (await jsm.stream_info("BAKER_JOBS")).state.messages == before  # ... nothing keeps it
+    await following.unsubscribe()
