@@ -30,7 +30,7 @@ from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNot
 
 router = APIRouter()
 JobId = Annotated[str, Field(min_length=1, max_length=128)]
-Status = Literal["dispatched", "received", "running", "completed", "failed", "cancelled"]
+Status = Literal["dispatched", "received", "running", "waiting", "completed", "failed", "cancelled"]
 JOB_EVENT_TYPES = (*(e.type_name() for e in JOB_EVENTS), TransitionRejected.type_name())
 SSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
@@ -80,6 +80,12 @@ class Job(Document):
     rejected: int
     version: int
     last_seq: int
+    input_tokens: int = Field(description="uncached input tokens of every model call")
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float = Field(description="US dollars, from the price table at each call")
+    steps: int = Field(description="the last recorded agent step")
 
 
 class JobPage(BaseModel):
