@@ -11,7 +11,14 @@ from adapters.nats.connector import NatsUnavailable
 from adapters.nats.server import NatsServerMissing, NatsServerTooOld
 from adapters.nats.streams import ProvisioningError
 from domain.ids import InvalidId
-from services.cli import daemon_cmd, jobs_cmd, lifecycle_cmd, readmodel_cmd, system_cmd
+from services.cli import (
+    daemon_cmd,
+    jobs_cmd,
+    lifecycle_cmd,
+    readmodel_cmd,
+    system_cmd,
+    usage_cmd,
+)
 from services.cli.app_support import CliError
 from services.cli.output import fail
 from services.config import ConfigError, Settings
@@ -24,6 +31,7 @@ REGISTRARS = (
     jobs_cmd.register,
     readmodel_cmd.register,
     lifecycle_cmd.register,
+    usage_cmd.register,
 )
 
 
