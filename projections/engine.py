@@ -22,6 +22,7 @@ from typing import Any, Protocol, cast
 import orjson
 
 from domain.events import Envelope, encode_event
+from projections.agent import USAGE_COLUMNS
 from projections.jobs import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
@@ -132,6 +133,7 @@ def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
     changed: set[str] = set()
     events: list[tuple[Any, ...]] = []
     latencies: list[tuple[Any, ...]] = []
+    usage: list[tuple[Any, ...]] = []
     counts: Counter[tuple[str, str]] = Counter()
     dead: list[DeadLetter] = []
     for item in items:
@@ -148,6 +150,8 @@ def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
                 counts[(str(old["type"]), old["status"])] -= 1
             counts[(str(new["type"]), new["status"])] += 1
         latencies += [(job_id, phase, new["type"], ms) for phase, ms in change.latencies]
+        if change.usage is not None:
+            usage.append((*change.usage, 1))
         rows[job_id] = new
         changed.add(job_id)
         document = item.raw or encode_event(item.envelope)
@@ -162,7 +166,20 @@ def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
     )
     # Zero counts are removed so the table depends on the events only, not on batch sizes.
     db.execute("DELETE FROM job_stats WHERE count = 0")
+    _add_usage(db, usage)
     return dead
+
+
+def _add_usage(db: sqlite3.Connection, records: list[tuple[Any, ...]]) -> None:
+    """Add each model call to its (job, model, day) row, one statement per call in stream
+    order: the float sum of the cost is then the same whatever batches the calls came in."""
+    adds = ", ".join(f"{c} = {c} + excluded.{c}" for c in USAGE_COLUMNS[4:] if c != "cost_usd")
+    db.executemany(
+        f"INSERT INTO job_usage ({', '.join(USAGE_COLUMNS)}) VALUES "  # noqa: S608
+        f"({', '.join('?' * len(USAGE_COLUMNS))}) ON CONFLICT (job_id, model, day) DO UPDATE "
+        f"SET {adds}, cost_usd = round(cost_usd + excluded.cost_usd, 6)",
+        records,
+    )
 
 
 Fold = Callable[[Row | None, Envelope, int], Row]

@@ -26,6 +26,7 @@ from domain.events import (
     TransitionRejected,
     format_time,
 )
+from projections.agent import AGENT_TYPES, UsageRecord, fold_agent
 
 TERMINAL = ("completed", "failed", "cancelled")
 
@@ -55,6 +56,13 @@ class JobRow(TypedDict):
     rejected: int
     version: int
     last_seq: int
+    # Agent usage (projections.agent.AgentColumns), last so `id` stays the first column.
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+    steps: int
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(JobRow.__annotations__)
@@ -68,6 +76,7 @@ class FoldError(ValueError):
 class JobChange:
     row: JobRow
     latencies: list[tuple[str, int]] = field(default_factory=list)  # (phase, ms)
+    usage: UsageRecord | None = None  # a model call's addition to `job_usage`
 
 
 def _json(value: Any) -> str | None:
@@ -90,7 +99,8 @@ def new_row(env: Envelope, seq: int, data: JobDispatched) -> JobRow:
         warnings=_json(data.warnings) if data.warnings else None, trace_id=env.trace_id,
         dispatched_seq=seq, dispatched_at=at, received_at=None, started_at=None,
         finished_at=None, updated_at=at, duration_ms=None, rejected=0, version=env.version,
-        last_seq=seq,
+        last_seq=seq, input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
+        cost_usd=0.0, steps=0,
     )  # fmt: skip
 
 
@@ -106,7 +116,13 @@ def fold_job(row: JobRow | None, env: Envelope, seq: int) -> JobChange:
     at = format_time(env.occurred_at)
     new: JobRow = {**row, "updated_at": at, "version": env.version, "last_seq": seq}
     change = JobChange(new)
-    _apply(new, data, at, change)
+    if isinstance(data, AGENT_TYPES):
+        status, change.usage = fold_agent(
+            new, new["status"], data, env.aggregate_id, str(new["type"]), env.occurred_at
+        )
+        new["status"] = status
+    else:
+        _apply(new, data, at, change)
     return change
 
 

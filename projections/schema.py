@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from projections.agent import USAGE_COLUMNS, USAGE_KEY
 from projections.jobs import EVENT_COLUMNS, JOB_COLUMNS
 from projections.system import (
     BRAIN_COLUMNS,
@@ -29,8 +30,12 @@ class ProjectionSpec:
 PROJECTIONS: dict[str, ProjectionSpec] = {
     spec.name: spec
     for spec in (
+        # jobs 2: the agent events (usage columns, `waiting`, the `job_usage` table).
         ProjectionSpec(
-            "jobs", 1, frozenset({"job"}), ("jobs", "job_events", "job_latency", "job_stats")
+            "jobs",
+            2,
+            frozenset({"job"}),
+            ("jobs", "job_events", "job_latency", "job_stats", "job_usage"),
         ),
         ProjectionSpec("tasks", 1, frozenset({"task"}), ("tasks",)),
         ProjectionSpec("extensions", 1, frozenset({"extension"}), ("extensions",)),
@@ -42,8 +47,8 @@ PROJECTIONS: dict[str, ProjectionSpec] = {
 # Primary keys, also the order rows are compared in by `verify`.
 KEYS: dict[str, tuple[str, ...]] = {
     "jobs": ("id",), "job_events": ("seq",), "job_latency": ("job_id", "phase"),
-    "job_stats": ("type", "status"), "tasks": ("id",), "extensions": ("id",),
-    "services": ("id",), "brains": ("instance",), "handoffs": ("id",),
+    "job_stats": ("type", "status"), "job_usage": USAGE_KEY, "tasks": ("id",),
+    "extensions": ("id",), "services": ("id",), "brains": ("instance",), "handoffs": ("id",),
     "dead_letters": ("seq", "projection"), "checkpoints": ("projection",),
 }  # fmt: skip
 
@@ -77,6 +82,8 @@ DDL: tuple[str, ...] = (
     _table("job_latency", ("job_id", "phase", "type", "ms INTEGER"), KEYS["job_latency"]),
     "CREATE INDEX IF NOT EXISTS job_latency_by_phase ON job_latency (type, phase, ms)",
     _table("job_stats", ("type", "status", "count INTEGER NOT NULL"), KEYS["job_stats"]),
+    _table("job_usage", USAGE_COLUMNS, KEYS["job_usage"]),
+    "CREATE INDEX IF NOT EXISTS job_usage_by_day ON job_usage (day)",
     _table("tasks", TASK_COLUMNS, KEYS["tasks"]),
     _table("extensions", EXTENSION_COLUMNS, KEYS["extensions"]),
     _table("services", SERVICE_COLUMNS, KEYS["services"]),

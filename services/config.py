@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import orjson
+
 from adapters.nats.connector import Options
+from domain.errors import FieldError
+from domain.pricing import DEFAULT_TABLE, PriceTable, price_table
 from services import embedded
 
 DEFAULT_ALLOWED_COMMANDS = (
@@ -63,6 +67,7 @@ class Settings:
     k8s_api: str | None = None
     k8s_token: str | None = field(default=None, repr=False)
     k8s_namespace: str = "baker-street-tasks"
+    model_prices: PriceTable = DEFAULT_TABLE  # the shipped table with BAKER_MODEL_PRICES on top
 
     def nats(self, url: str, name: str) -> Options:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -134,6 +139,7 @@ class Settings:
             k8s_api=env.get("BAKER_K8S_API") or None,
             k8s_token=env.get("BAKER_K8S_TOKEN") or None,
             k8s_namespace=env.get("BAKER_K8S_NAMESPACE") or "baker-street-tasks",
+            model_prices=_prices(env),
         )
 
 
@@ -148,6 +154,25 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if not 0 < value <= 86_400:
         raise ConfigError(f"{name}: {value} is outside (0, 86400]")
     return value
+
+
+def _prices(env: Mapping[str, str]) -> PriceTable:
+    """`BAKER_MODEL_PRICES`: the path of a JSON file `{model: {input, output, cacheWrite?,
+    cacheRead?}}` in US$ per million tokens. Read at start-up, so that a bad file stops the
+    process saying what is wrong, instead of costing every call at the wrong price."""
+    path = env.get("BAKER_MODEL_PRICES")
+    if not path:
+        return DEFAULT_TABLE
+    try:
+        document = orjson.loads(Path(path).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"BAKER_MODEL_PRICES: cannot read {path}: {exc.strerror}") from None
+    except orjson.JSONDecodeError as exc:
+        raise ConfigError(f"BAKER_MODEL_PRICES: {path} is not JSON ({exc})") from None
+    try:
+        return price_table(document)
+    except FieldError as exc:  # names the entry, e.g. BAKER_MODEL_PRICES.my-model.output
+        raise ConfigError(f"{exc} (in {path})") from None
 
 
 def _role(env: Mapping[str, str]) -> Literal["active", "pending"]:

@@ -72,12 +72,15 @@ def _prepare(db: sqlite3.Connection, names: list[str], copy_from: Path | None) -
         finally:
             src.close()
     bulk_mode(db)
+    # A rebuilt projection's tables are dropped, not emptied: a new version may have changed
+    # their columns, and `ensure_schema` creates them as they are now.
+    for name in names:
+        for table in PROJECTIONS[name].tables:
+            db.execute(f"DROP TABLE IF EXISTS {table}")
     # A fresh file loads faster without secondary indexes; they are built once at the end.
     ensure_schema(db, indexes=copy_from is not None)
     for name in names:
         spec = PROJECTIONS[name]
-        for table in spec.tables:
-            db.execute(f"DELETE FROM {table}")  # noqa: S608 - our table names
         db.execute("DELETE FROM dead_letters WHERE projection = ?", (name,))
         db.execute(
             "INSERT OR REPLACE INTO checkpoints (projection, last_seq, version) VALUES (?, 0, ?)",

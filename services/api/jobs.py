@@ -80,6 +80,12 @@ class Job(Document):
     rejected: int
     version: int
     last_seq: int
+    input_tokens: int = Field(description="uncached input tokens of every model call")
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float = Field(description="US dollars, from the price table at each call")
+    steps: int = Field(description="the last recorded agent step")
 
 
 class JobPage(BaseModel):

@@ -69,6 +69,7 @@ def build_brain(
             JetStreamDeliveries(nc, JOBS_STREAM, INGEST_CONSUMER),
             on_outcome=outcomes,
             clock=clock,
+            prices=settings.prices,
         ),
         advisories=MaxDeliveries(executor, JetStreamAdvisories(nc), clock=clock),
         watchdog=watchdog,

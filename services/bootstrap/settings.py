@@ -18,6 +18,7 @@ def worker_settings(settings: Settings, concurrency: int | None = None) -> Worke
             anthropic_api_key=settings.anthropic_api_key,
             anthropic_base_url=settings.anthropic_base_url,
             default_model=settings.default_model,
+            prices=settings.model_prices,
         ),
         concurrency=concurrency or settings.worker_concurrency,
         ack_wait=settings.ack_wait,
@@ -27,7 +28,11 @@ def worker_settings(settings: Settings, concurrency: int | None = None) -> Worke
 
 
 def brain_settings(settings: Settings) -> BrainSettings:
-    return BrainSettings(stuck_after=settings.stuck_after, heartbeat_every=settings.heartbeat_every)
+    return BrainSettings(
+        stuck_after=settings.stuck_after,
+        heartbeat_every=settings.heartbeat_every,
+        prices=settings.model_prices,
+    )
 
 
 def handoff_settings(settings: Settings) -> HandoffSettings:

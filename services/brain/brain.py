@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from domain.pricing import DEFAULT_TABLE, PriceTable
 from services.brain.advisories import MaxDeliveries
 from services.brain.dispatcher import Dispatcher
 from services.brain.ingest import Ingest
@@ -29,6 +30,7 @@ class BrainSettings:
     undeliverable_after: float = 60.0
     check_every: float = 5.0
     heartbeat_every: float = 30.0
+    prices: PriceTable = DEFAULT_TABLE  # what the ingest costs each model call at
 
 
 class Runs(Protocol):

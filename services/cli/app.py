@@ -18,6 +18,7 @@ from services.cli import (
     lifecycle_cmd,
     readmodel_cmd,
     system_cmd,
+    usage_cmd,
 )
 from services.cli.app_support import CliError
 from services.cli.output import fail
@@ -32,6 +33,7 @@ REGISTRARS = (
     agent_cmd.register,
     readmodel_cmd.register,
     lifecycle_cmd.register,
+    usage_cmd.register,
 )
 
 

@@ -50,7 +50,15 @@ def register(commands: Any) -> None:
     j = commands.add_parser("jobs", help="list jobs from the read model")
     j.add_argument(
         "--status",
-        choices=["dispatched", "received", "running", "completed", "failed", "cancelled"],
+        choices=[
+            "dispatched",
+            "received",
+            "running",
+            "waiting",
+            "completed",
+            "failed",
+            "cancelled",
+        ],
     )
     j.add_argument("--type", choices=["agent", "command", "http"])
     j.add_argument("--limit", type=_positive, default=50)

@@ -1,9 +1,14 @@
-"""Settings from the environment: the task runner's user."""
+"""Settings from the environment: the task runner's user, the model prices file."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from domain.pricing import DEFAULT_TABLE
+from services.bootstrap.settings import brain_settings, worker_settings
 from services.config import ConfigError, Settings
 
 
@@ -20,3 +25,48 @@ def test_the_task_runner_user_is_a_uid_or_a_name() -> None:
 def test_a_bad_task_runner_user_names_the_variable(value: str, reason: str) -> None:
     with pytest.raises(ConfigError, match=f"BAKER_TASK_RUN_AS: .*{reason}"):
         Settings.from_env({"BAKER_TASK_RUN_AS": value})
+
+
+# ---------- BAKER_MODEL_PRICES ----------
+
+
+def prices_file(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "prices.json"
+    path.write_text(text)
+    return str(path)
+
+
+def test_model_prices_override_and_add_models_for_the_brain_and_the_workers(
+    tmp_path: Path,
+) -> None:
+    doc = {"claude-sonnet-4-5": {"input": 1, "output": 2}, "my-model": {"input": 10, "output": 20,
+           "cacheRead": 0.5, "cacheWrite": 12}}  # fmt: skip
+    settings = Settings.from_env({"BAKER_MODEL_PRICES": prices_file(tmp_path, json.dumps(doc))})
+    usage = {"inputTokens": 1_000_000, "outputTokens": 1_000_000, "cacheReadTokens": 1_000_000}
+    assert settings.model_prices.cost("my-model", usage) == 30.5
+    assert settings.model_prices.cost("claude-sonnet-4-5-20250929", usage) == 3.1  # 1 + 2 + 0.1
+    assert settings.model_prices.cost("claude-haiku-4-5", usage) == 6.1  # shipped: 1 + 5 + 0.1
+    # The composition root hands the same table to the Brain's ingest and to every worker.
+    assert brain_settings(settings).prices is settings.model_prices
+    assert worker_settings(settings).executors.prices is settings.model_prices
+    assert Settings.from_env({}).model_prices is DEFAULT_TABLE
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (None, r"BAKER_MODEL_PRICES: cannot read .*missing\.json: No such file"),
+        ("{not json", r"BAKER_MODEL_PRICES: .*prices\.json is not JSON"),
+        ("[1, 2]", r"BAKER_MODEL_PRICES: must be a JSON object of models \(in .*prices\.json\)"),
+        ('{"m": 3}', r"BAKER_MODEL_PRICES\.m: must be an object of prices"),
+        ('{"m": {"input": 1}}', r"BAKER_MODEL_PRICES\.m\.output: must be a number >= 0"),
+        ('{"m": {"input": -1, "output": 1}}', r"BAKER_MODEL_PRICES\.m\.input: must be a number"),
+        ('{"m": {"input": 1, "output": "2"}}', r"BAKER_MODEL_PRICES\.m\.output: must be a number"),
+    ],
+)
+def test_a_bad_prices_file_is_a_config_error_naming_the_problem(
+    tmp_path: Path, text: str | None, reason: str
+) -> None:
+    path = str(tmp_path / "missing.json") if text is None else prices_file(tmp_path, text)
+    with pytest.raises(ConfigError, match=reason):
+        Settings.from_env({"BAKER_MODEL_PRICES": path})
