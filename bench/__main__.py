@@ -7,9 +7,10 @@ import asyncio
 import json
 import sys
 
-from bench import api, event_store, fence, nats_client, pipeline, projector
+from bench import agent, api, event_store, fence, nats_client, pipeline, projector
 
 BENCHES = {
+    "agent": agent,
     "api": api,
     "event-store": event_store,
     "fence": fence,

@@ -255,12 +255,14 @@ async def _wait_for_approval(use: ToolUse, run: _Run) -> Execution:
     """Record that this tool call waits for an operator (unless an earlier run did) and stop:
     the job is `waiting`, and the worker's slot is free until the answer queues it again."""
     if use.approval is None:
+        # the progress first: once the request is recorded the job is `waiting`, where a
+        # `running` report would be a rejected transition
+        await run.progress(f"waiting for approval of {use.tool} ({use.tool_use_id})")
         step = run.conversation.next_step()
         await run.journal.record(
             "approval", step, tool_use_id=use.tool_use_id, tool=use.tool,
             input=recorded_input(use.input),
         )  # fmt: skip
-        await run.progress(f"waiting for approval of {use.tool} ({use.tool_use_id})")
     return Execution(ok=True, waiting=True)
 
 

@@ -118,6 +118,7 @@ async def test_a_tool_call_waits_for_approval_and_runs_once_approved(
     received = [e["data"]["attempt"] for e in events if e["type"] == "JobReceived"]
     assert received == [1, 2]  # queued again after the answer, as the next attempt
     assert events[-1]["data"]["result"]["text"] == "The disk is fine."
+    assert "TransitionRejected" not in types  # every report fitted the lifecycle
 
 
 async def test_a_denied_call_reaches_the_model_as_an_error_and_never_runs(

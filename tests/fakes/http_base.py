@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -82,7 +83,7 @@ class FakeHttpServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         # A short poll interval: `shutdown()` waits for the serving loop's next poll.
         serve = functools.partial(self._server.serve_forever, poll_interval=0.02)
@@ -112,6 +113,15 @@ class FakeHttpServer:
         with self._lock:
             self.received.append(request)
         return self.handle(request)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client gone before its answer (a killed worker, a held request released after
+        the test) is expected here, not worth a traceback; anything else still prints one."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(fake: FakeHttpServer) -> type[BaseHTTPRequestHandler]:
