@@ -56,7 +56,8 @@ def test_approvals_are_answered_and_jobs_rerun_and_forked_from_the_page(tmp_path
 
     denied = summary["denied"]
     assert "approval asked" in denied["asked"] and "http" in denied["asked"]
-    assert "denied" in denied["denial"] and "not today" in denied["denial"]
+    assert "denied" in denied["denial"] and "by api" in denied["denial"]
+    assert "note: not today" in denied["denial"]
     assert denied["output"] == "denied by an operator: not today"
     assert denied["apiStatus"] == "completed"
 
