@@ -1,10 +1,11 @@
-"""Approvals, fork and rerun of agent jobs (DESIGN §10) end to end: `baker up` (Brain, API and
-worker processes) with the real `anthropic` SDK against the fake Messages API, answered with
-`baker approve` and the HTTP API."""
+"""Approvals, fork and rerun of agent jobs (DESIGN §10) end to end: `baker up --workers 0`
+(the Brain with its API) and a `baker worker` process beside it, the worker's real `anthropic`
+SDK against the fake Messages API; answered with `baker approve` and the HTTP API."""
 
 from __future__ import annotations
 
 import json
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -59,8 +60,13 @@ def system(
     model, _ = fakes
     env = {"ANTHROPIC_API_KEY": "sk-test", "ANTHROPIC_BASE_URL": model.base_url,
            "BAKER_HTTP_ALLOWED_HOSTS": "127.0.0.1"}  # fmt: skip
-    with running_with(tmp_path_factory.mktemp("agent") / "data", env, workers=1) as s:
-        yield s
+    with running_with(tmp_path_factory.mktemp("agent") / "data", env, workers=0) as s:
+        worker = BakerProcess("worker", env={**s.env(), **env, "BAKER_LOG_LEVEL": "INFO"})
+        try:
+            worker.wait_for("ready")
+            yield s
+        finally:
+            assert worker.stop(signal.SIGTERM, timeout=60) == 0
 
 
 def client(system: System) -> httpx.AsyncClient:
