@@ -32,6 +32,7 @@ class DispatchJob(Command):
     rerun_of: str | None = None  # the job this one runs again
     fork_of: dict[str, Any] | None = None  # {jobId, step}: the agent job this one forks
     forked_steps: tuple[dict[str, Any], ...] = ()  # the source's step events it starts with
+    schedule: dict[str, Any] | None = None  # {name, slot}: the schedule slot that fired it
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,45 @@ class FailJob(Command):
     aggregate: ClassVar[str] = "job"
     reason: FailureReason
     error: str
+
+
+# --- schedules ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CreateSchedule(Command):
+    aggregate: ClassVar[str] = "schedule"
+    job: dict[str, Any]  # the job spec document, validated and masked
+    created_at: datetime
+    cron: str | None = None
+    every_seconds: int | None = None
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class PauseSchedule(Command):
+    aggregate: ClassVar[str] = "schedule"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeSchedule(Command):
+    aggregate: ClassVar[str] = "schedule"
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteSchedule(Command):
+    aggregate: ClassVar[str] = "schedule"
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FireSchedule(Command):
+    aggregate: ClassVar[str] = "schedule"
+    slot: datetime
+    job_id: str
+    missed: int = 0
 
 
 # --- tasks ------------------------------------------------------------------------------

@@ -41,6 +41,14 @@ from domain.events.job import (
     JobStarted,
     JobType,
 )
+from domain.events.schedule import (
+    SCHEDULE_EVENTS,
+    ScheduleCreated,
+    ScheduleDeleted,
+    ScheduleFired,
+    SchedulePaused,
+    ScheduleResumed,
+)
 from domain.events.system import (
     SYSTEM_EVENTS,
     BrainActivated,
@@ -72,11 +80,14 @@ from domain.events.task import (
     TaskTimedOut,
 )
 
-_register(TransitionRejected, *JOB_EVENTS, *AGENT_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS)
+_register(
+    TransitionRejected, *JOB_EVENTS, *AGENT_EVENTS, *SCHEDULE_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS
+)
 
 __all__ = [
     "AGENT_EVENTS",
     "JOB_EVENTS",
+    "SCHEDULE_EVENTS",
     "SYSTEM_EVENTS",
     "TASK_EVENTS",
     "AgentApprovalDenied",
@@ -115,6 +126,11 @@ __all__ = [
     "JobStarted",
     "JobType",
     "JsonDict",
+    "ScheduleCreated",
+    "ScheduleDeleted",
+    "ScheduleFired",
+    "SchedulePaused",
+    "ScheduleResumed",
     "ServiceDown",
     "ServiceUp",
     "TaskCancelled",

@@ -39,6 +39,7 @@ class JobDispatched(JobEvent):
     # The source's step events up to `fork_of.step` (`{"type", "data"}` documents), so the
     # fork's own history holds the conversation it continues.
     forked_steps: list[dict[str, Any]] | None = None
+    schedule: dict[str, Any] | None = None  # {"name", "slot"}: the schedule slot that fired it
 
 
 class JobReceived(JobEvent):

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from domain.commands import Command, Rejected
 from domain.events import DomainEvent, TransitionRejected
-from domain.lifecycle import extension, job, system, task
+from domain.lifecycle import extension, job, schedule, system, task
 from domain.lifecycle.machine import CompiledMachine, MachineSpec, table_rows
 
 
@@ -43,6 +43,9 @@ LIFECYCLES: Final[dict[str, Lifecycle]] = {
     "brain": Lifecycle(system.BRAIN, system.BrainState, system.decide_brain, system.evolve_brain),
     "handoff": Lifecycle(
         system.HANDOFF, system.HandoffState, system.decide_handoff, system.evolve_handoff
+    ),
+    "schedule": Lifecycle(
+        schedule.MACHINE, schedule.ScheduleState, schedule.decide, schedule.evolve
     ),
 }
 

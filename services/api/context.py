@@ -67,6 +67,7 @@ class ApiContext:
     keepalive: float = 15.0
     max_body: int = 1 << 20
     bus: Any = None  # services.api.bus.EventBus: live events for SSE
+    scheduler: Any = None  # services.brain.scheduler.Scheduler: the Brain's schedules
     output: OutputFeed | None = None  # live job output, interleaved into a job's SSE stream
 
     def wrote(self, seq: int) -> None:

@@ -105,6 +105,7 @@ async def start_brain_process(
         launch_task=brain.tasks.launch,
         cancel_task=brain.tasks.cancel,
         nats_check=rt.nc.health,
+        scheduler=brain.scheduler,
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",

@@ -26,6 +26,7 @@ from services.brain.advisories import MaxDeliveries
 from services.brain.brain import Brain, BrainSettings, JobOutcomes
 from services.brain.dispatcher import Dispatcher
 from services.brain.ingest import Ingest
+from services.brain.scheduler import Scheduler
 from services.brain.watchdog import Watchdog
 from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT
@@ -61,9 +62,10 @@ def build_brain(
         clock=clock,
     )
     outcomes = JobOutcomes(watchdog)
+    dispatcher = Dispatcher(executor, queue, on_outcome=outcomes)
     return kind(
         queue=queue,
-        dispatcher=Dispatcher(executor, queue, on_outcome=outcomes),
+        dispatcher=dispatcher,
         ingest=Ingest(
             executor,
             JetStreamDeliveries(nc, JOBS_STREAM, INGEST_CONSUMER),
@@ -79,6 +81,7 @@ def build_brain(
         ),
         heartbeat=heartbeat_for(bus, "brain", settings.heartbeat_every),
         instance=instance,
+        scheduler=Scheduler(executor, dispatcher, clock=clock),
     )
 
 

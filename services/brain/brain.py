@@ -17,6 +17,7 @@ from domain.pricing import DEFAULT_TABLE, PriceTable
 from services.brain.advisories import MaxDeliveries
 from services.brain.dispatcher import Dispatcher
 from services.brain.ingest import Ingest
+from services.brain.scheduler import Scheduler
 from services.brain.watchdog import Watchdog
 from services.executor import Outcome
 from services.ports.jobs import JobQueue
@@ -68,8 +69,10 @@ class Brain:
         tasks: TaskService,
         heartbeat: Heartbeat | None = None,
         instance: str | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.instance = instance or new_brain_id()
+        self.scheduler = scheduler
         self.queue = queue
         self.dispatcher = dispatcher
         self.ingest = ingest
@@ -87,6 +90,8 @@ class Brain:
         """Ingest, advisories, the watchdog and tasks until `stop`; in-flight ingest is
         finished."""
         parts: list[Runs] = [self.ingest, self.advisories, self.watchdog, self.tasks]
+        if self.scheduler is not None:
+            parts.append(self.scheduler)
         await asyncio.gather(*(part.run(stop) for part in parts))
 
     async def run(self, stop: asyncio.Event) -> None:

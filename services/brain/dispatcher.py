@@ -59,6 +59,7 @@ class Origin:
     rerun_of: str | None = None
     fork_of: dict[str, Any] | None = None
     forked_steps: tuple[dict[str, Any], ...] = ()
+    schedule: dict[str, Any] | None = None  # {name, slot}: the schedule slot that fired it
 
 
 def new_job_id() -> str:
@@ -116,6 +117,7 @@ class Dispatcher:
                     rerun_of=origin.rerun_of,
                     fork_of=origin.fork_of,
                     forked_steps=origin.forked_steps,
+                    schedule=origin.schedule,
                 ),
                 trace_id=trace_id,
                 new=True,  # ids are fresh; a client re-sending one just conflicts and re-reads

@@ -17,6 +17,7 @@ from services.cli import (
     jobs_cmd,
     lifecycle_cmd,
     readmodel_cmd,
+    schedule_cmd,
     system_cmd,
     usage_cmd,
 )
@@ -34,6 +35,7 @@ REGISTRARS = (
     readmodel_cmd.register,
     lifecycle_cmd.register,
     usage_cmd.register,
+    schedule_cmd.register,
 )
 
 

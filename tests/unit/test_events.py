@@ -91,6 +91,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "AgentApprovalGranted": {"tool_use_id": "toolu_1", "note": "fine", "by": "ops"},
     "AgentApprovalDenied": {"tool_use_id": "toolu_1", "note": "no", "by": "ops"},
     "JobBudgetExceeded": {"limit": "maxCostUsd", "allowed": 1.0, "used": 0.9, "projected": 1.2},
+    "ScheduleCreated": {
+        "cron": "0 3 * * *",
+        "timezone": "Europe/Berlin",
+        "created_at": NOW,
+        "job": {"type": "command", "payload": {"command": "df -h"}},
+    },
+    "SchedulePaused": {"reason": "maintenance"},
+    "ScheduleResumed": {"at": NOW},
+    "ScheduleDeleted": {"reason": "not needed"},
+    "ScheduleFired": {"slot": NOW, "job_id": "job-0123456789abcdef", "missed": 2},
     "TaskLaunched": {
         "goal": "g",
         "mode": "script",
