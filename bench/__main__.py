@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 
-from bench import agent, api, event_store, fence, nats_client, pipeline, projector
+from bench import agent, api, event_store, fence, nats_client, pipeline, projector, schedules
 
 BENCHES = {
     "agent": agent,
@@ -17,6 +17,7 @@ BENCHES = {
     "nats-client": nats_client,
     "pipeline": pipeline,
     "projector": projector,
+    "schedules": schedules,
 }
 
 
