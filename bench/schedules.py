@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +88,7 @@ async def _read_back(store: JetStreamEventStore) -> dict[str, Any]:
     gaps = 0
     for fired_slots in slots.values():
         ordered = sorted(set(fired_slots))
-        gaps += sum(
-            int((b - a) / timedelta(seconds=1)) - 1
-            for a, b in zip(ordered, ordered[1:], strict=False)
-        )
+        gaps += sum(int((b - a) / timedelta(seconds=1)) - 1 for a, b in pairwise(ordered))
     return {
         "schedules": len(slots), "slots_fired": fired, "missed": missed + gaps,
         "doubled": doubled, "late_p50_ms": percentile(late, 0.5) * 1000,
