@@ -245,7 +245,8 @@ async def stream(job_id: JobId, request: Request) -> Any:
 @router.get("/api/events/stream", response_class=StreamingResponse, responses=SSE)
 async def all_events(
     request: Request,
-    aggregate: Literal["job", "task", "extension", "service", "brain", "handoff"] | None = None,
+    aggregate: Literal["job", "task", "extension", "service", "brain", "handoff", "schedule"]
+    | None = None,
 ) -> Any:
     """Server-Sent Events of every new event (optionally of one aggregate kind);
     `Last-Event-ID` (a stream sequence) replays the events after it first."""

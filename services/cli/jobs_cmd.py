@@ -31,7 +31,7 @@ from services.cli.live_output import OutputPrinter
 from services.cli.output import emit_table, event_cells, timeline_line, usage_error
 from services.config import Settings
 
-AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff"]
+AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff", "schedule"]
 
 
 def register(commands: Any) -> None:

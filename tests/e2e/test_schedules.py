@@ -88,6 +88,31 @@ async def test_bad_schedules_are_refused_naming_the_field(system: System) -> Non
     assert first.status_code == 201 and second.status_code == 409
 
 
+async def test_the_event_stream_follows_schedules_alone(system: System) -> None:
+    """`?aggregate=schedule` (what the dashboard's schedules panel follows): the schedule
+    events only, replayed here from the start of the log, where job events came first."""
+    job = {"type": "command", "payload": {"command": "echo streamed"}}
+    seen: list[tuple[str, str, str]] = []
+    async with client(system) as c:
+        made = await c.post(
+            "/api/schedules", json={"name": "streamed", "everySeconds": 3600, "job": job}
+        )
+        assert made.status_code == 201, made.text
+        assert (await c.post("/api/schedules/streamed/pause")).status_code == 200
+        headers = {"Last-Event-ID": "1"}
+        params = {"aggregate": "schedule"}
+        async with c.stream("GET", "/api/events/stream", params=params, headers=headers) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data:"):
+                    doc = json.loads(line[5:])
+                    seen.append((doc["aggregate"], doc["aggregateId"], doc["type"]))
+                if ("schedule", "streamed", "SchedulePaused") in seen:
+                    break
+    assert {aggregate for aggregate, _, _ in seen} == {"schedule"}
+    mine = [kind for _, name, kind in seen if name == "streamed"]
+    assert mine == ["ScheduleCreated", "SchedulePaused"]
+
+
 def test_the_cli_adds_lists_pauses_and_removes_schedules(system: System) -> None:
     code, lines = cli(system, "schedule", "add", "nightly", "--cron", "0 3 * * MON-FRI",
                       "--timezone", "Europe/Berlin", "--command", "df -h", "--json")  # fmt: skip
