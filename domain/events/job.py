@@ -39,6 +39,8 @@ class JobDispatched(JobEvent):
     # The source's step events up to `fork_of.step` (`{"type", "data"}` documents), so the
     # fork's own history holds the conversation it continues.
     forked_steps: list[dict[str, Any]] | None = None
+    labels: dict[str, str] | None = None  # DESIGN §11: stored on the job, filterable
+    idempotency_key: str | None = None  # the client's key this job answers for (DESIGN §11)
 
 
 class JobReceived(JobEvent):

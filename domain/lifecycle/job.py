@@ -253,6 +253,8 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
         rerun_of=c.rerun_of,
         fork_of=c.fork_of,
         forked_steps=list(c.forked_steps) or None,
+        labels=c.spec.labels or None,
+        idempotency_key=c.spec.idempotency_key,
     )
 
 
