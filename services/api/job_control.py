@@ -79,6 +79,8 @@ async def dispatch_batch(request: Request, body: Any = Body(...)) -> Any:  # noq
     (nothing dispatched) or when some could not be recorded or queued (`failed` names them;
     the others run)."""
     ctx = ctx_of(request)
+    if request.headers.get(HEADER) is not None:  # refused, not ignored: no silent duplicates
+        return error(400, f"{HEADER}: is not taken by the batch endpoint", field=HEADER)
     try:
         specs = parse_batch(body)
     except FieldError as exc:

@@ -121,6 +121,8 @@ def test_a_batch_dispatches_all_in_order_or_nothing(api: httpx.Client) -> None:
     bad = api.post("/api/jobs/batch", json={"jobs": [*jobs, command("")]})
     assert bad.status_code == 400
     assert bad.json()["field"] == "jobs[3].payload.command"
+    keyed = api.post("/api/jobs/batch", json={"jobs": jobs}, headers={"Idempotency-Key": "b"})
+    assert (keyed.status_code, keyed.json()["field"]) == (400, "Idempotency-Key")
     answer = api.post("/api/jobs/batch", json={"jobs": jobs})
     assert answer.status_code == 202, answer.text
     ids = answer.json()["ids"]
