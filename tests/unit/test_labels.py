@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from adapters.eventstore import StoredEvent
+from adapters.eventstore import InMemoryEventStore, StoredEvent
 from adapters.sqlite import connect_writer, ensure_schema, open_db
 from domain.errors import FieldError
 from domain.events import Envelope, JobDispatched, encode_event
@@ -22,6 +22,10 @@ from projections import queries
 from projections.engine import apply_batch, init_checkpoints
 from projections.jobs import fold_job
 from projections.schema import PROJECTIONS
+from services.brain.dispatcher import Dispatcher
+from services.brain.forks import Forks
+from services.executor import CommandExecutor
+from tests.fakes.jobqueue import FakeJobQueue
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -137,3 +141,17 @@ async def test_list_jobs_finds_jobs_carrying_every_label(db: aiosqlite.Connectio
     assert [j["id"] for j in first.jobs + rest.jobs] == ["job-c", "job-a"]
     async with db.execute("SELECT count(*) FROM job_labels") as cur:
         assert await cur.fetchone() == (6,)
+
+
+async def test_a_rerun_keeps_the_labels_but_not_the_idempotency_key() -> None:
+    store = InMemoryEventStore()
+    dispatcher = Dispatcher(CommandExecutor(store), FakeJobQueue())
+    doc = {"type": "command", "payload": {"command": "ls"}, "labels": {"team": "infra"},
+           "idempotencyKey": "k-1"}  # fmt: skip
+    source = await dispatcher.dispatch(parse_job_spec(doc))
+    again = await Forks(dispatcher).rerun(source.job_id)
+    first = (await store.load("job", again.job_id)).events[0].envelope.data
+    assert isinstance(first, JobDispatched)
+    assert (first.labels, first.idempotency_key, first.rerun_of) == (
+        {"team": "infra"}, None, source.job_id,
+    )  # fmt: skip
