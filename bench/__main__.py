@@ -7,11 +7,12 @@ import asyncio
 import json
 import sys
 
-from bench import agent, api, event_store, fence, nats_client, pipeline, projector, schedules
+from bench import agent, api, batch, event_store, fence, nats_client, pipeline, projector, schedules
 
 BENCHES = {
     "agent": agent,
     "api": api,
+    "batch": batch,
     "event-store": event_store,
     "fence": fence,
     "nats-client": nats_client,

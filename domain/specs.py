@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic.alias_generators import to_camel
 
 from domain.errors import FieldError, first_error
+from domain.labels import check_labels
 
 MAX_PROMPT_CHARS: Final = 10_000
 MAX_COMMAND_CHARS: Final = 1024
@@ -85,8 +86,23 @@ class HttpPayload(_Spec):
         return method
 
 
+MAX_IDEMPOTENCY_KEY_CHARS: Final = 255
+
+
 class _Job(_Spec):
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    labels: dict[str, str] | None = None  # checked by `domain.labels` before the model
+    # A client's key for "this dispatch": a repeat within the TTL answers the first job.
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS
+    )
+
+    @field_validator("idempotency_key")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        if value is not None and not all("!" <= ch <= "~" for ch in value):
+            raise ValueError("must be printable ASCII without spaces")
+        return value
 
 
 class AgentJob(_Job):
@@ -114,6 +130,8 @@ def parse_job_spec(doc: Any) -> AgentJob | CommandJob | HttpJob:
         raise FieldError("body", "must be a JSON object")
     if doc.get("type") not in ("agent", "command", "http"):
         raise FieldError("type", "must be one of: agent, command, http")
+    if doc.get("labels") is not None:
+        check_labels(doc["labels"])  # names the bad label (`labels.team`)
     try:
         return _SPEC.validate_python(doc)
     except ValidationError as exc:

@@ -26,9 +26,11 @@ from projections.agent import USAGE_COLUMNS
 from projections.jobs import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
+    LABEL_COLUMNS,
     JobRow,
     event_row,
     fold_job,
+    label_rows,
 )
 from projections.schema import PROJECTIONS, ProjectionSpec
 from projections.system import (
@@ -134,6 +136,7 @@ def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
     events: list[tuple[Any, ...]] = []
     latencies: list[tuple[Any, ...]] = []
     usage: list[tuple[Any, ...]] = []
+    labels: list[tuple[str, str, str]] = []
     counts: Counter[tuple[str, str]] = Counter()
     dead: list[DeadLetter] = []
     for item in items:
@@ -152,12 +155,15 @@ def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
         latencies += [(job_id, phase, new["type"], ms) for phase, ms in change.latencies]
         if change.usage is not None:
             usage.append((*change.usage, 1))
+        if old is None:
+            labels += label_rows(new)
         rows[job_id] = new
         changed.add(job_id)
         document = item.raw or encode_event(item.envelope)
         events.append(event_row(item.envelope, item.seq, document, new["updated_at"]))
     db.executemany(_upsert("jobs", JOB_COLUMNS), [tuple(rows[j].values()) for j in changed])
     db.executemany(_upsert("job_events", EVENT_COLUMNS), events)
+    db.executemany(_upsert("job_labels", LABEL_COLUMNS), labels)
     db.executemany(_upsert("job_latency", ("job_id", "phase", "type", "ms")), latencies)
     db.executemany(
         "INSERT INTO job_stats (type, status, count) VALUES (?, ?, ?) "

@@ -63,6 +63,7 @@ class JobRow(TypedDict):
     cache_write_tokens: int
     cost_usd: float
     steps: int
+    labels: str | None  # JSON object (DESIGN §11); also one `job_labels` row per label
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(JobRow.__annotations__)
@@ -100,7 +101,7 @@ def new_row(env: Envelope, seq: int, data: JobDispatched) -> JobRow:
         dispatched_seq=seq, dispatched_at=at, received_at=None, started_at=None,
         finished_at=None, updated_at=at, duration_ms=None, rejected=0, version=env.version,
         last_seq=seq, input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
-        cost_usd=0.0, steps=0,
+        cost_usd=0.0, steps=0, labels=_json(data.labels) if data.labels else None,
     )  # fmt: skip
 
 
@@ -179,6 +180,15 @@ def _finish(
     else:
         row["status"] = "cancelled"
         row["error"] = data.detail
+
+
+LABEL_COLUMNS = ("job_id", "key", "value")
+
+
+def label_rows(row: JobRow) -> list[tuple[str, str, str]]:
+    """The `job_labels` rows of a job (its labels never change after `JobDispatched`)."""
+    labels: dict[str, str] = orjson.loads(row["labels"]) if row["labels"] else {}
+    return [(row["id"], key, value) for key, value in labels.items()]
 
 
 EVENT_COLUMNS = (

@@ -29,6 +29,7 @@ class JobFilter:
     type: str | None = None
     limit: int = 50
     cursor: int | None = None  # `next` of the previous page (a dispatch sequence)
+    labels: tuple[tuple[str, str], ...] = ()  # (key, value) pairs that must all hold
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class JobPage:
 def job_document(row: JobRow | dict[str, Any]) -> dict[str, Any]:
     """A job row as API JSON: camelCase keys, JSON columns decoded."""
     doc: dict[str, Any] = {_camel(key): value for key, value in row.items()}
-    for key in ("result", "payload", "warnings"):
+    for key in ("result", "payload", "warnings", "labels"):
         if doc[key] is not None:
             doc[key] = orjson.loads(doc[key])
     doc["cancelRequested"] = bool(doc["cancelRequested"])
@@ -52,19 +53,41 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
+def label_clauses(labels: Iterable[tuple[str, str]]) -> list[tuple[str, Any]]:
+    """One `_where` clause per label filter: the job has that key with that value (the
+    `job_labels` index finds the jobs; every filter must hold)."""
+    return [
+        ("id IN (SELECT job_id FROM job_labels WHERE key = ? AND value = ?)", pair)
+        for pair in labels
+    ]
+
+
 def _where(filters: Iterable[tuple[str, Any]]) -> tuple[str, list[Any]]:
     parts = [(clause, value) for clause, value in filters if value is not None]
     if not parts:
         return "", []
-    return " WHERE " + " AND ".join(c for c, _ in parts), [v for _, v in parts]
+    args: list[Any] = []
+    for _clause, value in parts:  # a clause with several marks takes a tuple of values
+        args += list(value) if isinstance(value, tuple) else [value]
+    return " WHERE " + " AND ".join(c for c, _ in parts), args
+
+
+def has_labels(row: JobRow | dict[str, Any], labels: Iterable[tuple[str, str]]) -> bool:
+    """Whether a row (labels as stored JSON) carries every (key, value) of `labels`."""
+    stored = row.get("labels")
+    held: dict[str, str] = orjson.loads(stored) if isinstance(stored, str) else {}
+    return all(held.get(key) == value for key, value in labels)
 
 
 async def list_jobs(db: aiosqlite.Connection, f: JobFilter) -> JobPage:
     """Newest first, keyset-paginated on the dispatch sequence."""
     limit = max(1, min(f.limit, MAX_LIMIT))
     where, args = _where(
-        [("status = ?", f.status), ("type = ?", f.type), ("dispatched_seq < ?", f.cursor)]
-    )
+        [
+            ("status = ?", f.status), ("type = ?", f.type), ("dispatched_seq < ?", f.cursor),
+            *label_clauses(f.labels),
+        ]
+    )  # fmt: skip
     sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs{where} ORDER BY dispatched_seq DESC LIMIT ?"  # noqa: S608
     async with db.execute(sql, [*args, limit + 1]) as cursor:
         rows = [dict(zip(JOB_COLUMNS, r, strict=True)) async for r in cursor]
@@ -226,6 +249,7 @@ async def dead_letters(db: aiosqlite.Connection, limit: int = 100) -> list[dict[
 
 __all__ = [
     "PHASES", "EventFilter", "JobFilter", "JobPage", "checkpoints", "dead_letters",
-    "extensions", "get_job", "handoff_state", "job_document", "job_stats", "list_jobs",
+    "extensions", "get_job", "handoff_state", "has_labels", "job_document", "job_stats",
+    "label_clauses", "list_jobs",
     "nearest_rank", "search_events", "services", "task", "tasks",
 ]  # fmt: skip

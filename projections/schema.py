@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from projections.agent import USAGE_COLUMNS, USAGE_KEY
-from projections.jobs import EVENT_COLUMNS, JOB_COLUMNS
+from projections.jobs import EVENT_COLUMNS, JOB_COLUMNS, LABEL_COLUMNS
 from projections.system import (
     BRAIN_COLUMNS,
     EXTENSION_COLUMNS,
@@ -31,11 +31,12 @@ PROJECTIONS: dict[str, ProjectionSpec] = {
     spec.name: spec
     for spec in (
         # jobs 2: the agent events (usage columns, `waiting`, the `job_usage` table).
+        # jobs 3: labels (the `labels` column, the `job_labels` table).
         ProjectionSpec(
             "jobs",
-            2,
+            3,
             frozenset({"job"}),
-            ("jobs", "job_events", "job_latency", "job_stats", "job_usage"),
+            ("jobs", "job_events", "job_latency", "job_stats", "job_usage", "job_labels"),
         ),
         ProjectionSpec("tasks", 1, frozenset({"task"}), ("tasks",)),
         ProjectionSpec("extensions", 1, frozenset({"extension"}), ("extensions",)),
@@ -47,7 +48,8 @@ PROJECTIONS: dict[str, ProjectionSpec] = {
 # Primary keys, also the order rows are compared in by `verify`.
 KEYS: dict[str, tuple[str, ...]] = {
     "jobs": ("id",), "job_events": ("seq",), "job_latency": ("job_id", "phase"),
-    "job_stats": ("type", "status"), "job_usage": USAGE_KEY, "tasks": ("id",),
+    "job_stats": ("type", "status"), "job_usage": USAGE_KEY,
+    "job_labels": ("job_id", "key"), "tasks": ("id",),
     "extensions": ("id",), "services": ("id",), "brains": ("instance",), "handoffs": ("id",),
     "dead_letters": ("seq", "projection"), "checkpoints": ("projection",),
 }  # fmt: skip
@@ -84,6 +86,8 @@ DDL: tuple[str, ...] = (
     _table("job_stats", ("type", "status", "count INTEGER NOT NULL"), KEYS["job_stats"]),
     _table("job_usage", USAGE_COLUMNS, KEYS["job_usage"]),
     "CREATE INDEX IF NOT EXISTS job_usage_by_day ON job_usage (day)",
+    _table("job_labels", LABEL_COLUMNS, KEYS["job_labels"]),
+    "CREATE INDEX IF NOT EXISTS job_labels_by_value ON job_labels (key, value, job_id)",
     _table("tasks", TASK_COLUMNS, KEYS["tasks"]),
     _table("extensions", EXTENSION_COLUMNS, KEYS["extensions"]),
     _table("services", SERVICE_COLUMNS, KEYS["services"]),

@@ -68,6 +68,7 @@ class Settings:
     k8s_token: str | None = field(default=None, repr=False)
     k8s_namespace: str = "baker-street-tasks"
     model_prices: PriceTable = DEFAULT_TABLE  # the shipped table with BAKER_MODEL_PRICES on top
+    idempotency_ttl: int = 86_400  # seconds an idempotency key holds (BAKER_IDEMPOTENCY_TTL)
 
     def nats(self, url: str, name: str) -> Options:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -140,6 +141,7 @@ class Settings:
             k8s_token=env.get("BAKER_K8S_TOKEN") or None,
             k8s_namespace=env.get("BAKER_K8S_NAMESPACE") or "baker-street-tasks",
             model_prices=_prices(env),
+            idempotency_ttl=_int(env, "BAKER_IDEMPOTENCY_TTL", 86_400, 1, 30 * 86_400),
         )
 
 

@@ -302,6 +302,14 @@ class CommandExecutor:
         self._remember(key, history.state, history.position)
         return history.state, history.position
 
+    def assume_new(self, aggregate: str, aggregate_id: str) -> None:
+        """The caller just minted this id: take the aggregate as new without reading it, so
+        `execute_each` can pipeline its first append (if it did exist, the append conflicts
+        and `execute` reads it), as `execute(new=True)` does for one command."""
+        key = (aggregate, aggregate_id)
+        if key not in self._cache:
+            self._remember(key, lifecycle.initial_state(aggregate), NEW)
+
     def forget(self, aggregate: str, aggregate_id: str) -> None:
         """Drop a cached aggregate so the next use reloads it."""
         self._cache.pop((aggregate, aggregate_id), None)

@@ -55,6 +55,15 @@ class JetStreamJobQueue:
             DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
         )
 
+    async def dispatch_all(self, items: Sequence[tuple[DispatchMessage, dict[str, str]]]) -> None:
+        """Jobs for the workers, pipelined (all on the wire before the first answer)."""
+        publishes: list[Publish] = [
+            (DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)})
+            for msg, headers in items
+        ]
+        with _queue_errors():
+            await self.publisher.publish_all(publishes)
+
     async def report_all(self, reports: Sequence[Report]) -> None:
         """Status and result messages pipelined, stored in this order."""
         items: list[Publish] = [

@@ -36,6 +36,9 @@ CANCELS_PREFIX = f"$KV.{CANCELS_BUCKET}"
 LEADER_BUCKET = "baker-leader"
 LEADER_STREAM = f"KV_{LEADER_BUCKET}"
 LEADER_KEY = f"$KV.{LEADER_BUCKET}.brain"
+IDEMPOTENCY_BUCKET = "baker-idempotency"
+IDEMPOTENCY_STREAM = f"KV_{IDEMPOTENCY_BUCKET}"
+IDEMPOTENCY_PREFIX = f"$KV.{IDEMPOTENCY_BUCKET}"
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.*"
 DAY = 86_400.0
 
@@ -157,6 +160,20 @@ def cancels_stream(topo: Topology) -> Config:
         "duplicate_window": seconds(120),
         "allow_direct": True,
         "discard": "new",
+    }
+
+
+def idempotency_stream(topo: Topology) -> Config:
+    """A KV bucket of idempotency keys (key hash -> first job), each value living its own
+    TTL (`Nats-TTL` per message, server 2.11+), so `BAKER_IDEMPOTENCY_TTL` can change without
+    touching the stream."""
+    return {
+        **cancels_stream(topo),
+        "name": IDEMPOTENCY_STREAM,
+        "subjects": [f"{IDEMPOTENCY_PREFIX}.>"],
+        "max_age": 0,
+        "discard": "old",
+        "allow_msg_ttl": True,
     }
 
 
@@ -339,6 +356,7 @@ async def provision(client: Client, topo: Topology | None = None) -> dict[str, s
     done: dict[str, str] = {}
     streams = (
         jobs_stream, events_stream, tasks_stream, advisories_stream, cancels_stream, leader_stream,
+        idempotency_stream,
     )  # fmt: skip
     for config in streams:
         cfg = config(topo)

@@ -40,6 +40,8 @@ class JobDispatched(JobEvent):
     # fork's own history holds the conversation it continues.
     forked_steps: list[dict[str, Any]] | None = None
     schedule: dict[str, Any] | None = None  # {"name", "slot"}: the schedule slot that fired it
+    labels: dict[str, str] | None = None  # DESIGN §11: stored on the job, filterable
+    idempotency_key: str | None = None  # the client's key this job answers for (DESIGN §11)
 
 
 class JobReceived(JobEvent):

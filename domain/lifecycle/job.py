@@ -254,6 +254,8 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
         fork_of=c.fork_of,
         forked_steps=list(c.forked_steps) or None,
         schedule=c.schedule,
+        labels=c.spec.labels or None,
+        idempotency_key=c.spec.idempotency_key,
     )
 
 

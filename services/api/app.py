@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters import tracing
 from adapters.eventstore import StoreUnavailable
 from domain.errors import first_error
-from services.api import agent_routes, jobs, schedules, system, usage
+from services.api import agent_routes, job_control, jobs, schedules, system, usage
 from services.api.context import ApiContext, ErrorBody, error, parse_count
 from services.brain.leadership import Fenced
 
@@ -72,6 +72,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             expose_headers=["X-Trace-Id"],
         )
     app.add_middleware(Traced, requests=app.state.requests)  # outermost: sees every answer
+    app.include_router(job_control.router)  # before `jobs`: /api/jobs/batch is not a job id
     app.include_router(jobs.router)
     app.include_router(agent_routes.router)
     app.include_router(system.router)

@@ -19,6 +19,7 @@ from adapters.eventstore import EventStore
 from adapters.sqlite import ReadModel
 from domain.events import parse_time as domain_parse_time
 from services.brain.dispatcher import Dispatcher
+from services.brain.idempotency import IdempotentDispatch
 from services.ports.jobs import JobQueue
 from services.ports.output import OutputFeed
 
@@ -69,6 +70,8 @@ class ApiContext:
     bus: Any = None  # services.api.bus.EventBus: live events for SSE
     scheduler: Any = None  # services.brain.scheduler.Scheduler: the Brain's schedules
     output: OutputFeed | None = None  # live job output, interleaved into a job's SSE stream
+    # POST /api/jobs with an idempotency key (None: such requests are refused with 503).
+    idempotent: IdempotentDispatch | None = None
 
     def wrote(self, seq: int) -> None:
         self.written = max(self.written, seq)

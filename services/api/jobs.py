@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from domain.errors import FieldError
 from domain.events import JOB_EVENTS, TransitionRejected, format_time, to_document
 from domain.ids import InvalidId, check_id
+from domain.labels import parse_filters
 from domain.queue import QueueFull
 from domain.specs import parse_job_spec
 from projections import queries
@@ -26,6 +27,7 @@ from services.api.context import (
     parse_count,
     parse_time,
 )
+from services.api.job_control import HEADER, dispatch_with_key, with_header_key
 from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNotFound
 
 router = APIRouter()
@@ -45,6 +47,10 @@ class DispatchRequest(BaseModel):
     type: Literal["agent", "command", "http"]
     payload: dict[str, Any]
     timeoutSeconds: int | None = Field(default=None, ge=1, le=86_400)  # noqa: N815 - JSON name
+    labels: dict[str, Any] | None = Field(default=None, description="{key: value}, filterable")
+    idempotencyKey: str | None = Field(  # noqa: N815
+        default=None, description="a repeat within BAKER_IDEMPOTENCY_TTL answers the first job"
+    )
 
 
 class Dispatched(BaseModel):
@@ -86,6 +92,7 @@ class Job(Document):
     cache_write_tokens: int
     cost_usd: float = Field(description="US dollars, from the price table at each call")
     steps: int = Field(description="the last recorded agent step")
+    labels: dict[str, str] | None = None
 
 
 class JobPage(BaseModel):
@@ -125,15 +132,23 @@ def _job_id(value: str) -> str | None:
         return None
 
 
-@router.post("/api/jobs", status_code=202, response_model=Dispatched)
+@router.post(
+    "/api/jobs", status_code=202, response_model=Dispatched,
+    responses={200: {"model": Job, "description": "a repeat of an idempotency key: the first job"}},
+)  # fmt: skip
 async def dispatch(body: DispatchRequest, request: Request) -> Any:
     """Dispatch a job; answers once it is recorded and queued. A read of it right after sees
-    it (read-your-writes), from the event log while the read model has not caught up."""
+    it (read-your-writes), from the event log while the read model has not caught up. With an
+    idempotency key (`idempotencyKey` or the `Idempotency-Key` header), a repeat within the TTL
+    answers 200 with the first job, and the key with another job 422."""
     ctx = ctx_of(request)
     try:
-        spec = parse_job_spec(body.model_dump(exclude_none=True))
+        doc = with_header_key(body.model_dump(exclude_none=True), request.headers.get(HEADER))
+        spec = parse_job_spec(doc)
     except FieldError as exc:
         return error(400, str(exc), field=exc.field)
+    if spec.idempotency_key is not None:
+        return await dispatch_with_key(ctx, spec)
     try:
         done = await ctx.dispatcher.dispatch(spec)
     except QueueFull as exc:
@@ -154,14 +169,20 @@ async def list_jobs(
     limit: Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)] = 50,
     cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQ)] = None,
     asOf: Annotated[str | None, Query(description="a stream sequence or an ISO-8601 time")] = None,  # noqa: N803
+    label: Annotated[list[str] | None, Query(description="key:value, repeatable (AND)")] = None,
 ) -> Any:
-    """Jobs, newest first, keyset-paginated; `asOf` shows the jobs as they were then."""
+    """Jobs, newest first, keyset-paginated; `asOf` shows the jobs as they were then;
+    `label=team:infra` (repeatable) only the jobs carrying every one of those labels."""
+    try:
+        labels = parse_filters(label or [])
+    except FieldError as exc:
+        return error(400, str(exc), field=exc.field)
     ctx = ctx_of(request)
     db = await ctx.read_model.db()
     if asOf is not None:
-        return await _as_of(db, asOf, status, type, limit)
+        return await _as_of(db, asOf, status, type, limit, labels)
     await ctx.caught_up()  # a page shows every job this API dispatched before it
-    page = await queries.list_jobs(db, queries.JobFilter(status, type, limit, cursor))
+    page = await queries.list_jobs(db, queries.JobFilter(status, type, limit, cursor, labels))
     # `applied`: the stream sequence this page reflects, to join it to the live stream.
     return {
         "jobs": page.jobs,
@@ -170,7 +191,10 @@ async def list_jobs(
     }
 
 
-async def _as_of(db: Any, as_of: str, status: str | None, job_type: str | None, limit: int) -> Any:
+async def _as_of(
+    db: Any, as_of: str, status: str | None, job_type: str | None, limit: int,
+    labels: tuple[tuple[str, str], ...] = (),
+) -> Any:  # fmt: skip
     seq = parse_count(as_of)  # past the end of the log is "as of now"
     if seq is None:
         moment = parse_time(as_of)
@@ -178,7 +202,11 @@ async def _as_of(db: Any, as_of: str, status: str | None, job_type: str | None, 
             return error(400, "asOf: not a sequence number or an ISO-8601 time", field="asOf")
         seq = await seq_at(db, moment)
     rows = sorted((await jobs_as_of(db, seq)).values(), key=lambda r: -r["dispatched_seq"])
-    picked = [r for r in rows if status in (None, r["status"]) and job_type in (None, r["type"])]
+    picked = [
+        r for r in rows
+        if status in (None, r["status"]) and job_type in (None, r["type"])
+        and queries.has_labels(r, labels)
+    ]  # fmt: skip
     return {"jobs": [queries.job_document(r) for r in picked[:limit]], "next": None, "asOf": seq}
 
 

@@ -15,6 +15,7 @@ import uvicorn
 from adapters.executors.command import prefer_pidfd_watcher
 from adapters.nats.bus import NatsBus
 from adapters.nats.client import Client
+from adapters.nats.idempotency import JetStreamIdempotencyKeys
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.output import NatsOutput
 from adapters.sqlite import ReadModel
@@ -34,6 +35,7 @@ from services.bootstrap.settings import (
 )
 from services.brain.brain import Brain, new_brain_id
 from services.brain.controller import Controller
+from services.brain.idempotency import IdempotentDispatch
 from services.brain.leadership import Leadership
 from services.config import Settings
 from services.executor import CommandExecutor
@@ -106,6 +108,9 @@ async def start_brain_process(
         cancel_task=brain.tasks.cancel,
         nats_check=rt.nc.health,
         scheduler=brain.scheduler,
+        idempotent=IdempotentDispatch(
+            brain.dispatcher, JetStreamIdempotencyKeys(rt.nc, settings.idempotency_ttl)
+        ),
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",

@@ -18,10 +18,10 @@ from adapters import tracing
 from adapters.eventstore import StoreUnavailable
 from domain.commands import DispatchJob, FailJob, RequestCancel
 from domain.queue import QueueFull, QueueUnavailable
-from domain.specs import AgentJob, CommandJob, HttpJob, payload_document
-from domain.wire import DispatchMessage
+from domain.specs import AgentJob, CommandJob, HttpJob
 from services.brain.admission import Admission
 from services.brain.approvals import Approvals
+from services.brain.batch import Batches, dispatch_message
 from services.executor import CommandExecutor, Outcome
 from services.ports.jobs import JobQueue
 
@@ -79,6 +79,7 @@ class Dispatcher:
         self._on_outcome = on_outcome or (lambda _job, _outcome: None)
         self._tracer = tracing.tracer("baker.brain")
         self.approvals = Approvals(executor, queue, self._on_outcome)
+        self.batches = Batches(self, queue, new_job_id)
 
     @property
     def executor(self) -> CommandExecutor:
@@ -126,14 +127,7 @@ class Dispatcher:
             self._on_outcome(job_id, outcome)
             if not outcome.changed:  # the same id again: already dispatched, nothing to do
                 return Dispatched(job_id, seq, trace_id)
-            message = DispatchMessage(
-                id=job_id,
-                type=spec.type,
-                payload=payload_document(spec),
-                reply_to=reply_to,
-                created_at=created,
-                timeout_seconds=spec.timeout_seconds,
-            )
+            message = dispatch_message(job_id, spec, reply_to, created)
             try:
                 await self._queue.dispatch(message, headers)
             except (QueueFull, QueueUnavailable) as exc:
@@ -143,6 +137,13 @@ class Dispatcher:
                 raise DispatchFailed(job_id, str(exc)) from exc
             log.info("dispatched %s job", spec.type, extra={"job_id": job_id, "trace_id": trace_id})
             return Dispatched(job_id, seq, trace_id)
+
+    async def fail_unqueued(self, job_id: str, error: str, trace_id: str | None) -> None:
+        """Record that a recorded job could not be queued (`dispatch_failed`)."""
+        await self._fail(job_id, error, trace_id)
+
+    def observe(self, job_id: str, outcome: Outcome) -> None:
+        self._on_outcome(job_id, outcome)
 
     async def _fail(self, job_id: str, error: str, trace_id: str | None) -> None:
         log.warning(

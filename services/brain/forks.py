@@ -44,8 +44,10 @@ class Forks:
         source, _ = await self._source(job_id)
         if holds_redactions(source.job_type, source.payload):
             raise CannotCopy("its payload held secrets, which the event log does not keep")
+        # The same spec, labels included; not its idempotency key (a rerun is a new job).
         spec = parse_job_spec({"type": source.job_type, "payload": source.payload,
-                               "timeoutSeconds": source.timeout_seconds})  # fmt: skip
+                               "timeoutSeconds": source.timeout_seconds,
+                               "labels": source.labels})  # fmt: skip
         return await self._dispatcher.dispatch(spec, origin=Origin(rerun_of=job_id))
 
     async def fork(self, job_id: str, from_step: int, changes: dict[str, str | None]) -> Dispatched:
@@ -59,7 +61,8 @@ class Forks:
             raise FieldError("fromStep", f"must be a recorded step of {job_id}: 1 to {last}")
         payload = {**source.payload, **{k: v for k, v in changes.items() if v is not None}}
         spec = parse_job_spec({"type": "agent", "payload": payload,
-                               "timeoutSeconds": source.timeout_seconds})  # fmt: skip
+                               "timeoutSeconds": source.timeout_seconds,
+                               "labels": source.labels})  # fmt: skip
         copied = tuple(to_document(env) for env in steps if _step(env) <= from_step)
         origin = Origin(fork_of={"jobId": job_id, "step": from_step}, forked_steps=copied)
         return await self._dispatcher.dispatch(spec, origin=origin)

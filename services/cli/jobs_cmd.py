@@ -27,6 +27,7 @@ from services.cli.app_support import (
     refused,
     run_async,
 )
+from services.cli.dispatch_file import cmd_dispatch_file, label_arg
 from services.cli.live_output import OutputPrinter
 from services.cli.output import emit_table, event_cells, timeline_line, usage_error
 from services.config import Settings
@@ -36,7 +37,14 @@ AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff", "schedu
 
 def register(commands: Any) -> None:
     d = commands.add_parser("dispatch", help="dispatch a job through the Brain API")
-    kinds = d.add_subparsers(dest="kind", metavar="TYPE", required=True)
+    d.add_argument(
+        "--from-file",
+        metavar="JOBS.JSONL",
+        help="dispatch every job spec of a file ({type, payload, ...} per line; - for stdin)",
+    )
+    d.add_argument("--json", action="store_true", help="with --from-file: {ids} as JSON")
+    d.set_defaults(handler=cmd_dispatch_file)
+    kinds = d.add_subparsers(dest="kind", metavar="TYPE")
     c = kinds.add_parser("command", help="run an allowed command (no shell)")
     c.add_argument("command", help='e.g. "df -h"')
     h = kinds.add_parser("http", help="make an HTTP request")
@@ -64,6 +72,14 @@ def register(commands: Any) -> None:
             "--wait", action="store_true", help="follow the job live; exit 1 if it fails"
         )
         sub.add_argument("--json", action="store_true")
+        sub.add_argument(
+            "--label", action="append", default=[], type=label_arg, metavar="KEY=VALUE",
+            help="a label of the job (repeatable)",
+        )  # fmt: skip
+        sub.add_argument(
+            "--idempotency-key", metavar="KEY",
+            help="a repeat with this key within BAKER_IDEMPOTENCY_TTL answers the first job",
+        )  # fmt: skip
         sub.set_defaults(handler=cmd_dispatch)
 
     cancel = commands.add_parser("cancel", help="cancel a job")
@@ -131,18 +147,25 @@ def _payload(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.from_file is not None:
+        usage_error("baker dispatch: --from-file or a job TYPE, not both")
     body: dict[str, Any] = {"type": args.kind, "payload": _payload(args)}
     if args.timeout is not None:
         body["timeoutSeconds"] = args.timeout
+    if args.label:
+        body["labels"] = dict(args.label)
+    if args.idempotency_key is not None:
+        body["idempotencyKey"] = args.idempotency_key
 
     async def go() -> int:
         async with api_client(settings) as client:
             status, doc = await api_json(client, settings, "POST", "/api/jobs", json=body)
-            if status != 202:
+            if status not in (200, 202):  # 200: a repeat of the idempotency key
                 raise refused(status, doc)
             job_id = checked_id(str(doc.get("id")), "the API's job id")
             if not args.wait:
-                print(orjson.dumps(doc).decode() if args.json else f"dispatched {job_id}")
+                said = f"dispatched {job_id}" if status == 202 else f"{job_id} (already dispatched)"
+                print(orjson.dumps(doc).decode() if args.json else said)
                 return 0
             print(f"dispatched {job_id}; following it", file=sys.stderr)
             return await _follow(client, settings, job_id, args.json)

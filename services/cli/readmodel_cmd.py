@@ -21,6 +21,7 @@ from projections.pit import jobs_as_of, seq_at
 from services.bootstrap import runtime
 from services.bootstrap.parts import build_projector
 from services.cli.app_support import run_async
+from services.cli.dispatch_file import label_arg
 from services.cli.output import emit_table, errors, fail
 from services.config import Settings
 from services.projector import ProjectorSettings, ReadModelAhead, rate_meter
@@ -61,6 +62,14 @@ def register(commands: Any) -> None:
         ],
     )
     j.add_argument("--type", choices=["agent", "command", "http"])
+    j.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        type=label_arg,
+        metavar="KEY=VALUE",
+        help="only jobs with this label (repeatable: all must hold)",
+    )
     j.add_argument("--limit", type=_positive, default=50)
     j.add_argument("--cursor", type=int, help="`next` of the previous page")
     j.add_argument("--as-of", type=_as_of, metavar="SEQ|TIME", help="the jobs as they were then")
@@ -240,7 +249,9 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
                 picked = [
                     r
                     for r in ordered
-                    if (args.status in (None, r["status"])) and (args.type in (None, r["type"]))
+                    if (args.status in (None, r["status"]))
+                    and (args.type in (None, r["type"]))
+                    and queries.has_labels(r, args.label)
                 ]
                 docs, title = (
                     [queries.job_document(r) for r in picked[: args.limit]],
@@ -249,7 +260,10 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
                 nxt = None
             else:
                 page = await queries.list_jobs(
-                    db, queries.JobFilter(args.status, args.type, args.limit, args.cursor)
+                    db,
+                    queries.JobFilter(
+                        args.status, args.type, args.limit, args.cursor, tuple(args.label)
+                    ),
                 )
                 docs, title, nxt = page.jobs, "jobs", page.next
         finally:

@@ -111,6 +111,12 @@ class JobQueue(CancelSignals, Protocol):
         queued twice); its stream sequence. `QueueFull` or `QueueUnavailable`."""
         ...
 
+    async def dispatch_all(self, items: Sequence[tuple[DispatchMessage, dict[str, str]]]) -> None:
+        """`dispatch` for many jobs, pipelined (a batch). `QueueFull` or `QueueUnavailable`
+        when any is refused: which were queued is then unknown, and `dispatch` of each again
+        is safe (the job id is the message id)."""
+        ...
+
     async def signal_cancel(self, job_id: str, reason: str | None) -> None:
         """Tell every worker that `job_id` is to be cancelled."""
         ...

@@ -81,6 +81,19 @@ class JobPortsContract(abc.ABC):
         assert first == again
         assert (await ports.queue.fill())[0] == 1
 
+    async def test_dispatch_all_queues_each_once_in_order(self, ports: Ports) -> None:
+        batch = [(job(f"job-b{i}"), {"traceparent": f"00-t{i}-s-01"}) for i in range(3)]
+        await ports.queue.dispatch_all(batch)
+        await ports.queue.dispatch_all(batch[1:])  # a repeat (a retried batch): queued once
+        got = await ports.work.fetch(5, wait=PATIENCE)
+        assert [json.loads(d.data)["id"] for d in got] == ["job-b0", "job-b1", "job-b2"]
+        assert [d.headers and d.headers["traceparent"] for d in got] == [
+            "00-t0-s-01", "00-t1-s-01", "00-t2-s-01",
+        ]  # fmt: skip
+        assert await ports.work.fetch(5, wait=0.2) == []
+        for d in got:
+            d.ack()
+
     async def test_fetch_takes_at_most_n_and_waits_only_when_there_is_nothing(
         self, ports: Ports
     ) -> None:

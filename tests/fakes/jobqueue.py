@@ -314,6 +314,10 @@ class FakeJobQueue:
             DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
         )
 
+    async def dispatch_all(self, items: Sequence[tuple[DispatchMessage, dict[str, str]]]) -> None:
+        for msg, headers in items:
+            await self.dispatch(msg, headers)
+
     async def signal_cancel(self, job_id: str, reason: str | None) -> None:
         if self.unavailable:
             raise QueueUnavailable(f"cancel of {job_id}: the fake queue is unavailable")
