@@ -87,6 +87,8 @@ class HttpPayload(_Spec):
 
 class _Job(_Spec):
     timeout_seconds: int | None = Field(default=None, ge=1, le=MAX_TIMEOUT_SECONDS)
+    # DESIGN §11: which lane the job is queued on (None: `normal`, as before)
+    priority: Literal["high", "normal", "low"] | None = None
 
 
 class AgentJob(_Job):

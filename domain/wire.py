@@ -43,6 +43,7 @@ class DispatchMessage(WireMessage):
     created_at: datetime | None = None
     timeout_seconds: int | None = Field(default=None, ge=1, le=86_400)
     attempt: int | None = Field(default=None, ge=1)
+    priority: Literal["high", "normal", "low"] | None = None  # DESIGN §11; None: normal
 
 
 class StatusMessage(WireMessage):

@@ -12,18 +12,20 @@ from collections.abc import Callable, Iterator, Sequence
 
 from adapters.nats import jsapi
 from adapters.nats.client import Client
+from adapters.nats.errors import NatsError
 from adapters.nats.message import JetStreamError, Msg
 from adapters.nats.publisher import JetStreamPublisher, Publish, PublishUnavailable
 from adapters.nats.reader import OrderedReader
 from adapters.nats.streams import (
     CANCELS_PREFIX,
     CANCELS_STREAM,
-    DISPATCH_SUBJECT,
     JOBS_STREAM,
-    WORKERS_CONSUMER,
+    LANE_CONSUMERS,
 )
 from adapters.nats.subscriptions import CoreSubscription
+from domain.priority import PRIORITIES, lane_subject
 from domain.queue import (
+    LaneState,
     QueueFull,
     QueueUnavailable,
     Report,
@@ -36,6 +38,7 @@ from domain.wire import DispatchMessage
 
 __all__ = ["JetStreamJobQueue", "QueueFull", "QueueUnavailable", "Report"]
 MAX_MESSAGES_EXCEEDED = 10077  # discard-new stream at its message limit
+PAUSED_FOR_EVER = "9999-01-01T00:00:00Z"  # consumer pause needs a deadline: none in practice
 
 
 class JetStreamJobQueue:
@@ -50,9 +53,12 @@ class JetStreamJobQueue:
             return (await self.publisher.publish(subject, payload, headers)).seq
 
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
-        """Queue a job for the workers; `Nats-Msg-Id` is the job id (no double dispatch)."""
+        """Queue a job on its priority's lane; `Nats-Msg-Id` is the job id (no double
+        dispatch)."""
         return await self._publish(
-            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
+            lane_subject(msg.priority),
+            msg.encode(),
+            {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)},
         )
 
     async def report_all(self, reports: Sequence[Report]) -> None:
@@ -111,9 +117,39 @@ class JetStreamJobQueue:
         return int(info["state"]["messages"]), int(info["config"].get("max_msgs") or -1)
 
     async def depth(self) -> tuple[int, int]:
-        """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
-        info = await jsapi.consumer_info(self._client, JOBS_STREAM, WORKERS_CONSUMER)
-        return int(info.get("num_pending") or 0), int(info.get("num_ack_pending") or 0)
+        """(jobs waiting for a worker, jobs delivered but not yet acknowledged), all lanes."""
+        lanes = (await self.lanes()).values()
+        return sum(lane.queued for lane in lanes), sum(lane.in_flight for lane in lanes)
+
+    async def lanes(self) -> dict[str, LaneState]:
+        """Each priority lane's consumer: waiting, in a worker's hands, paused. A lane whose
+        consumer is missing (not provisioned yet) counts as empty."""
+        out: dict[str, LaneState] = {}
+        for lane in PRIORITIES:
+            try:
+                info = await jsapi.consumer_info(self._client, JOBS_STREAM, LANE_CONSUMERS[lane])
+            except jsapi.NotFound:
+                out[lane] = LaneState(0, 0, False)
+                continue
+            out[lane] = LaneState(
+                int(info.get("num_pending") or 0),
+                int(info.get("num_ack_pending") or 0),
+                bool(info.get("paused")),
+            )
+        return out
+
+    async def pause_lanes(self, paused: bool) -> None:
+        """Pause (or resume) every lane's consumer on the server (2.11+): a paused consumer
+        delivers nothing to any worker, ours or a seed-protocol one, while acks of running jobs
+        still count; the server keeps the pause across restarts of everything."""
+        body = {"pause_until": PAUSED_FOR_EVER} if paused else {}
+        for lane in PRIORITIES:
+            subject = f"CONSUMER.PAUSE.{JOBS_STREAM}.{LANE_CONSUMERS[lane]}"
+            try:
+                with _queue_errors():
+                    await jsapi.api(self._client, subject, body)
+            except NatsError as exc:  # no answer: the caller retries (the pause is idempotent)
+                raise QueueUnavailable(f"{subject}: {exc}") from exc
 
     async def queued_jobs(self) -> set[str]:
         """Each message of `BAKER_JOBS` from the oldest on, one `next_by_subj` get at a time

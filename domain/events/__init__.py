@@ -41,6 +41,7 @@ from domain.events.job import (
     JobStarted,
     JobType,
 )
+from domain.events.queue import QUEUE_EVENTS, QueuePaused, QueueResumed
 from domain.events.system import (
     SYSTEM_EVENTS,
     BrainActivated,
@@ -72,11 +73,14 @@ from domain.events.task import (
     TaskTimedOut,
 )
 
-_register(TransitionRejected, *JOB_EVENTS, *AGENT_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS)
+_register(
+    TransitionRejected, *JOB_EVENTS, *AGENT_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS, *QUEUE_EVENTS
+)
 
 __all__ = [
     "AGENT_EVENTS",
     "JOB_EVENTS",
+    "QUEUE_EVENTS",
     "SYSTEM_EVENTS",
     "TASK_EVENTS",
     "AgentApprovalDenied",
@@ -115,6 +119,8 @@ __all__ = [
     "JobStarted",
     "JobType",
     "JsonDict",
+    "QueuePaused",
+    "QueueResumed",
     "ServiceDown",
     "ServiceUp",
     "TaskCancelled",

@@ -39,6 +39,7 @@ class JobDispatched(JobEvent):
     # The source's step events up to `fork_of.step` (`{"type", "data"}` documents), so the
     # fork's own history holds the conversation it continues.
     forked_steps: list[dict[str, Any]] | None = None
+    priority: str | None = None  # `high`/`normal`/`low` (DESIGN §11); None: normal
 
 
 class JobReceived(JobEvent):

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from domain.commands import Command, Rejected
 from domain.events import DomainEvent, TransitionRejected
-from domain.lifecycle import extension, job, system, task
+from domain.lifecycle import extension, job, queue, system, task
 from domain.lifecycle.machine import CompiledMachine, MachineSpec, table_rows
 
 
@@ -44,6 +44,7 @@ LIFECYCLES: Final[dict[str, Lifecycle]] = {
     "handoff": Lifecycle(
         system.HANDOFF, system.HandoffState, system.decide_handoff, system.evolve_handoff
     ),
+    "queue": Lifecycle(queue.MACHINE, queue.QueueState, queue.decide, queue.evolve),
 }
 
 

@@ -253,6 +253,7 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
         rerun_of=c.rerun_of,
         fork_of=c.fork_of,
         forked_steps=list(c.forked_steps) or None,
+        priority=c.spec.priority,
     )
 
 

@@ -45,6 +45,7 @@ class DispatchRequest(BaseModel):
     type: Literal["agent", "command", "http"]
     payload: dict[str, Any]
     timeoutSeconds: int | None = Field(default=None, ge=1, le=86_400)  # noqa: N815 - JSON name
+    priority: Literal["high", "normal", "low"] | None = None  # DESIGN §11: the job's lane
 
 
 class Dispatched(BaseModel):

@@ -131,6 +131,7 @@ class Dispatcher:
                 reply_to=reply_to,
                 created_at=created,
                 timeout_seconds=spec.timeout_seconds,
+                priority=spec.priority,
             )
             try:
                 await self._queue.dispatch(message, headers)

@@ -45,7 +45,8 @@ class Forks:
         if holds_redactions(source.job_type, source.payload):
             raise CannotCopy("its payload held secrets, which the event log does not keep")
         spec = parse_job_spec({"type": source.job_type, "payload": source.payload,
-                               "timeoutSeconds": source.timeout_seconds})  # fmt: skip
+                               "timeoutSeconds": source.timeout_seconds,
+                               "priority": source.priority})  # fmt: skip
         return await self._dispatcher.dispatch(spec, origin=Origin(rerun_of=job_id))
 
     async def fork(self, job_id: str, from_step: int, changes: dict[str, str | None]) -> Dispatched:

@@ -16,6 +16,7 @@ from services.cli import (
     daemon_cmd,
     jobs_cmd,
     lifecycle_cmd,
+    queue_cmd,
     readmodel_cmd,
     system_cmd,
     usage_cmd,
@@ -34,6 +35,7 @@ REGISTRARS = (
     readmodel_cmd.register,
     lifecycle_cmd.register,
     usage_cmd.register,
+    queue_cmd.register,
 )
 
 

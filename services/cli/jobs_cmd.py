@@ -31,7 +31,7 @@ from services.cli.live_output import OutputPrinter
 from services.cli.output import emit_table, event_cells, timeline_line, usage_error
 from services.config import Settings
 
-AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff"]
+AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff", "queue"]
 
 
 def register(commands: Any) -> None:
@@ -60,6 +60,9 @@ def register(commands: Any) -> None:
     a.add_argument("--max-cost-usd", type=float, help="budget in US dollars")
     for sub in (c, h, a):
         sub.add_argument("--timeout", type=int, help="timeoutSeconds of the job")
+        sub.add_argument(
+            "--priority", choices=["high", "normal", "low"], help="its lane (default: normal)"
+        )
         sub.add_argument(
             "--wait", action="store_true", help="follow the job live; exit 1 if it fails"
         )
@@ -134,6 +137,8 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     body: dict[str, Any] = {"type": args.kind, "payload": _payload(args)}
     if args.timeout is not None:
         body["timeoutSeconds"] = args.timeout
+    if args.priority is not None:
+        body["priority"] = args.priority
 
     async def go() -> int:
         async with api_client(settings) as client:

@@ -20,8 +20,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from adapters.clock import SYSTEM_CLOCK
-from adapters.nats.streams import DISPATCH_SUBJECT, WORKERS_CONSUMER
-from domain.queue import QueueFull, QueueUnavailable, Report, dispatch_msg_id, job_of_message
+from adapters.nats.streams import LANE_CONSUMERS
+from domain.priority import PRIORITIES, lane_subject
+from domain.queue import (
+    LaneState,
+    QueueFull,
+    QueueUnavailable,
+    Report,
+    dispatch_msg_id,
+    job_of_message,
+)
 from domain.wire import DispatchMessage
 from services.ports.clock import Clock
 
@@ -132,6 +140,7 @@ class FakeConsumer:
         self.given_up: set[int] = set()
         self.done: set[int] = set()  # settled for good, in a stream that keeps them
         self.closed = 0
+        self.paused = False  # a paused consumer delivers nothing (JetStream's consumer pause)
         stream.consumers.append(self)
 
     def _mine(self, msg: Stored) -> bool:
@@ -142,6 +151,8 @@ class FakeConsumer:
         )
 
     def _available(self, now: float) -> list[Stored]:
+        if self.paused:
+            return []
         out = []
         for msg in self.stream.messages.values():
             if not self._mine(msg):
@@ -267,8 +278,17 @@ class FakeJobQueue:
         self.unavailable = False  # set it: every publish raises `QueueUnavailable`
         self.published: list[Stored] = []  # everything ever stored in BAKER_JOBS, in order
         self._watchers: list[Callable[[str, str], None]] = []
-        self.workers = FakeConsumer(self.jobs, WORKERS_CONSUMER, DISPATCH_SUBJECT.__eq__,
-                                    ack_wait=ack_wait, max_deliver=max_deliver)  # fmt: skip
+        self.lanes_by_name = {
+            lane: FakeConsumer(
+                self.jobs,
+                LANE_CONSUMERS[lane],
+                lane_subject(lane).__eq__,
+                ack_wait=ack_wait,
+                max_deliver=max_deliver,
+            )
+            for lane in PRIORITIES
+        }
+        self.workers = self.lanes_by_name["normal"]  # the first wave's `workers`
         self.ingest = FakeConsumer(self.jobs, "brain-ingest", _is_report, ack_wait=30.0)
         self._advisories = FakeAdvisories(self)
         self.closed = 0
@@ -276,7 +296,12 @@ class FakeJobQueue:
     # --- the consumers --------------------------------------------------------------------
 
     def work_source(self) -> FakeConsumer:
+        """The `normal` lane alone (the first wave's consumer, as a seed worker sees it)."""
         return self.workers
+
+    def lane_sources(self) -> dict[str, FakeConsumer]:
+        """Every lane's consumer, high first (what our workers fetch from)."""
+        return dict(self.lanes_by_name)
 
     def report_source(self) -> FakeConsumer:
         return self.ingest
@@ -311,7 +336,9 @@ class FakeJobQueue:
 
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
         return self._publish(
-            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
+            lane_subject(msg.priority),
+            msg.encode(),
+            {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)},
         )
 
     async def signal_cancel(self, job_id: str, reason: str | None) -> None:
@@ -335,7 +362,22 @@ class FakeJobQueue:
         return len(self.jobs.messages), self.max_messages
 
     async def depth(self) -> tuple[int, int]:
-        return self.workers.counts()
+        counts = [consumer.counts() for consumer in self.lanes_by_name.values()]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    async def lanes(self) -> dict[str, LaneState]:
+        out = {}
+        for lane, consumer in self.lanes_by_name.items():
+            queued, in_flight = consumer.counts()
+            out[lane] = LaneState(queued, in_flight, consumer.paused)
+        return out
+
+    async def pause_lanes(self, paused: bool) -> None:
+        if self.unavailable:
+            raise QueueUnavailable("pause: the fake queue is unavailable")
+        for consumer in self.lanes_by_name.values():
+            consumer.paused = paused
+        self.jobs.notify()  # a resumed consumer's waiting fetches look again
 
     async def queued_jobs(self) -> set[str]:
         found = (job_of_message(m.subject, m.data) for m in self.jobs.messages.values())
