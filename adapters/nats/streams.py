@@ -366,11 +366,13 @@ async def provision(client: Client, topo: Topology | None = None) -> dict[str, s
     for config in streams:
         cfg = config(topo)
         done[str(cfg["name"])] = await ensure_stream(client, cfg)
+    # The ingest first: a first wave's (`baker.jobs.*.>`) overlaps the lanes' subjects, and a
+    # work-queue stream refuses a lane consumer until it is narrowed.
     for stream, consumer in (
-        (JOBS_STREAM, high_lane_consumer),
-        (JOBS_STREAM, workers_consumer),
-        (JOBS_STREAM, low_lane_consumer),
         (JOBS_STREAM, ingest_consumer),
+        (JOBS_STREAM, workers_consumer),
+        (JOBS_STREAM, high_lane_consumer),
+        (JOBS_STREAM, low_lane_consumer),
         (ADVISORIES_STREAM, advisories_consumer),
         (TASKS_STREAM, tasks_consumer),
     ):
