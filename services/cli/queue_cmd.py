@@ -63,4 +63,5 @@ def _show(doc: dict[str, Any]) -> None:
         [lane, str(s.get("queued")), str(s.get("inFlight")), "yes" if s.get("paused") else "no"]
         for lane, s in (doc.get("lanes") or {}).items()
     ]
-    emit_table(f"queue: {state}", ["LANE", "QUEUED", "IN FLIGHT", "PAUSED"], rows)
+    print(f"queue {state}")  # a line of its own: a table title would wrap
+    emit_table("lanes", ["LANE", "QUEUED", "IN FLIGHT", "PAUSED"], rows)
