@@ -23,7 +23,8 @@ from adapters.nats.streams import (
     LANE_CONSUMERS,
 )
 from adapters.nats.subscriptions import CoreSubscription
-from domain.priority import PRIORITIES, lane_subject
+from domain.priority import DISPATCH_SUBJECT as DISPATCH_LANES
+from domain.priority import PRIORITIES, lane_subject, subject_lane
 from domain.queue import (
     LaneState,
     QueueFull,
@@ -82,6 +83,20 @@ class JetStreamJobQueue:
 
         sub = CoreSubscription(self._client.subscribe(f"{CANCELS_PREFIX}.*", heard))
         await self._client.flush()  # subscribed: a signal put from now on is heard
+        return sub
+
+    async def watch_lanes(self, on_queued: Callable[[str], None]) -> CoreSubscription:
+        """Call `on_queued(lane)` for each dispatch published on a lane's own subject
+        (`baker.jobs.dispatch.<lane>`, not the normal lane's): core NATS hands every publish
+        to plain subscribers beside the stream, so this costs nothing for normal jobs."""
+
+        def heard(msg: Msg) -> None:
+            lane = subject_lane(msg.subject)
+            if lane is not None:
+                on_queued(lane)
+
+        sub = CoreSubscription(self._client.subscribe(f"{DISPATCH_LANES}.*", heard))
+        await self._client.flush()
         return sub
 
     async def cancel_signal(self, job_id: str) -> str | None:

@@ -89,7 +89,10 @@ def build_worker(nc: Client, settings: WorkerSettings, *, worker_id: str | None 
     stops)."""
     queue = JetStreamJobQueue(nc)
     return Worker(
-        lane_source([JetStreamDeliveries(nc, JOBS_STREAM, LANE_CONSUMERS[p]) for p in PRIORITIES]),
+        lane_source(
+            [JetStreamDeliveries(nc, JOBS_STREAM, LANE_CONSUMERS[p]) for p in PRIORITIES],
+            hints=queue,
+        ),
         queue,
         queue,
         settings,

@@ -76,6 +76,16 @@ WorkSource = DeliverySource  # the worker's jobs (every lane of `baker.jobs.disp
 ReportSource = DeliverySource  # the ingest's status, result and step reports, in publish order
 
 
+class LaneHints(Protocol):
+    """Word that a job was queued on a lane other than `normal` (DESIGN §11): a hint, not the
+    job (it may come a moment before the job can be fetched), so a worker need not ask an
+    empty `high` or `low` lane for every job it takes."""
+
+    async def watch_lanes(self, on_queued: Callable[[str], None]) -> Subscription:
+        """Call `on_queued(lane)` for every job queued on `high` or `low` from now on."""
+        ...
+
+
 class ReportSink(Protocol):
     async def report_all(self, reports: Sequence[Report]) -> None:
         """Publish reports pipelined, stored in this order; each report's `msg_id` is stored

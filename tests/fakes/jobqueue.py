@@ -18,10 +18,11 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from adapters.clock import SYSTEM_CLOCK
 from adapters.nats.streams import LANE_CONSUMERS
-from domain.priority import PRIORITIES, lane_subject
+from domain.priority import PRIORITIES, lane_subject, subject_lane
 from domain.queue import (
     LaneState,
     QueueFull,
@@ -278,6 +279,7 @@ class FakeJobQueue:
         self.unavailable = False  # set it: every publish raises `QueueUnavailable`
         self.published: list[Stored] = []  # everything ever stored in BAKER_JOBS, in order
         self._watchers: list[Callable[[str, str], None]] = []
+        self._lane_watchers: list[Callable[[str], None]] = []
         self.lanes_by_name = {
             lane: FakeConsumer(
                 self.jobs,
@@ -322,6 +324,9 @@ class FakeJobQueue:
             raise QueueFull(f"the job queue is full (maximum messages {self.max_messages})")
         msg = self.jobs.add(subject, data, headers)
         self.published.append(msg)
+        lane = subject_lane(subject) if subject.startswith("baker.jobs.dispatch.") else None
+        for hint in list(self._lane_watchers) if lane is not None else ():
+            hint(lane)
         if msg_id is not None:
             self.msg_ids[msg_id] = (msg.seq, self.clock.now())
         return msg.seq
@@ -347,6 +352,10 @@ class FakeJobQueue:
         self.cancels[job_id] = reason or "cancel requested"
         for watcher in list(self._watchers):
             watcher(job_id, self.cancels[job_id])
+
+    async def watch_lanes(self, on_queued: Callable[[str], None]) -> Watching:
+        self._lane_watchers.append(on_queued)
+        return Watching(self._lane_watchers, on_queued)
 
     async def cancel_signal(self, job_id: str) -> str | None:
         return self.cancels.get(job_id)
@@ -396,8 +405,8 @@ class FakeJobQueue:
 
 @dataclass
 class Watching:
-    watchers: list[Callable[[str, str], None]]
-    watcher: Callable[[str, str], None]
+    watchers: list[Any]
+    watcher: Any
 
     async def unsubscribe(self) -> None:
         with contextlib.suppress(ValueError):

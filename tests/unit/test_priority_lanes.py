@@ -4,7 +4,7 @@ requeue paths keeping it, the worker's fetch order over the fake queue's lane co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -18,6 +18,7 @@ from domain.specs import parse_job_spec
 from domain.wire import DispatchMessage, decode_dispatch
 from services.brain.dispatcher import Dispatcher
 from services.executor import CommandExecutor
+from services.ports.jobs import Delivery, DeliverySource
 from services.worker.executors import ExecutorSettings
 from services.worker.lanes import LaneSource, lane_source
 from services.worker.worker import Worker, WorkerSettings
@@ -81,7 +82,7 @@ async def test_free_slots_take_high_then_normal_then_low() -> None:
     fake = FakeJobQueue()
     for job_id, priority in (("l1", "low"), ("n1", None), ("h1", "high"), ("n2", "normal")):
         await fake.dispatch(message(job_id, priority), {})
-    source = lane_source(list(fake.lane_sources().values()))
+    source = lane_source(list(fake.lane_sources().values()), hints=fake)
     got = [decode_dispatch(d.data).id for d in await source.fetch(1, wait=0)]
     got += [decode_dispatch(d.data).id for d in await source.fetch(3, wait=0)]
     assert got == ["h1", "n1", "n2", "l1"]
@@ -117,7 +118,7 @@ async def saturated_worker(
 ) -> tuple[Worker, asyncio.Task[None]]:
     settings = WorkerSettings(executors=ExecutorSettings(allowed_commands=()), concurrency=1,
                               ack_wait=30.0, grace=5.0)  # fmt: skip
-    source = LaneSource(list(fake.lane_sources().values()), wait_first=1)
+    source = LaneSource(list(fake.lane_sources().values()), wait_first=1, hints=fake)
     worker = Worker(source, fake, fake, settings, run=runner, clock=clock, worker_id="w-1")
     return worker, asyncio.create_task(worker.run(stop))
 
@@ -171,6 +172,43 @@ async def test_a_paused_queue_gives_nothing_new_and_a_running_job_finishes(
     )
     await fake.pause_lanes(False)
     # one free slot, three lanes: the worker waits on `normal` and looks at the others again
-    # after `recheck` (0.25 s)
-    await clock.advance(0.3)
-    await until(lambda: runner.started == ["j1", "j2"])
+    # every `recheck` (0.25 s on its clock); the high lane, found empty while paused, once
+    # `forget` (0.5 s) has passed
+
+    async def started_again() -> bool:
+        await clock.advance(0.3)
+        return runner.started == ["j1", "j2"]
+
+    await until(started_again)
+
+
+class Counted:
+    """A lane's source that counts the asks it is given."""
+
+    def __init__(self, inner: DeliverySource) -> None:
+        self.inner = inner
+        self.asks = 0
+
+    async def fetch(self, n: int, wait: float) -> Sequence[Delivery]:
+        self.asks += 1
+        return await self.inner.fetch(n, wait)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_an_empty_lane_is_not_asked_again_until_a_job_is_queued_on_it() -> None:
+    fake = FakeJobQueue()
+    high, normal, low = (Counted(c) for c in fake.lane_sources().values())
+    source = LaneSource([high, normal, low], wait_first=1, hints=fake, forget=3600.0)
+    for k in range(5):
+        await fake.dispatch(message(f"n{k}", None), {})
+    taken = [decode_dispatch(d.data).id for _ in range(5) for d in await source.fetch(1, 0)]
+    assert taken == ["n0", "n1", "n2", "n3", "n4"]
+    assert (high.asks, normal.asks) == (1, 5)  # high: found empty once, then left alone
+    await fake.dispatch(message("h1", "high"), {})  # the hint: ask high again
+    await fake.dispatch(message("n5", None), {})
+    assert [decode_dispatch(d.data).id for d in await source.fetch(1, 0)] == ["h1"]
+    assert [decode_dispatch(d.data).id for d in await source.fetch(1, 0)] == ["n5"]
+    assert high.asks == 3
+    await source.close()
