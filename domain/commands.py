@@ -297,3 +297,22 @@ class Rejected:
     attempted: str
     reason: str
     detail: dict[str, Any] = field(default_factory=dict)
+
+
+# --- the queue (DESIGN §11) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PauseQueue(Command):
+    """Workers take nothing new; running jobs finish."""
+
+    aggregate: ClassVar[str] = "queue"
+    by: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeQueue(Command):
+    aggregate: ClassVar[str] = "queue"
+    by: str | None = None
+    reason: str | None = None

@@ -6,7 +6,7 @@ import re
 from functools import lru_cache
 from typing import Final, Literal, get_args
 
-Aggregate = Literal["job", "task", "extension", "service", "handoff", "brain", "schedule"]
+Aggregate = Literal["job", "task", "extension", "service", "handoff", "brain", "schedule", "queue"]
 AGGREGATES: Final[tuple[str, ...]] = get_args(Aggregate)
 
 # One subject token: no dots, wildcards or whitespace; bounded so subjects stay short.

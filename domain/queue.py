@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from domain.events import JobDispatched
+from domain.priority import lane_of
 from domain.specs import holds_redactions
 from domain.wire import DispatchMessage, peek_id
 
@@ -25,6 +26,15 @@ class Report:
     payload: bytes
     headers: dict[str, str]
     msg_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LaneState:
+    """One priority lane of the queue as its consumer reports it."""
+
+    queued: int  # waiting for a worker
+    in_flight: int  # delivered, not yet acknowledged
+    paused: bool  # the consumer is paused (queue pause, DESIGN §11)
 
 
 class QueueFull(Exception):
@@ -89,4 +99,5 @@ def requeue_message(
         created_at=dispatched.created_at,
         timeout_seconds=dispatched.timeout_seconds,
         attempt=attempt if attempt is not None and attempt > 1 else None,
+        priority=lane_of(dispatched.priority) if dispatched.priority else None,  # same lane
     )

@@ -104,6 +104,9 @@ class _Job(_Spec):
             raise ValueError("must be printable ASCII without spaces")
         return value
 
+    # DESIGN §11: which lane the job is queued on (None: `normal`, as before)
+    priority: Literal["high", "normal", "low"] | None = None
+
 
 class AgentJob(_Job):
     type: Literal["agent"]

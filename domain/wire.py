@@ -44,6 +44,7 @@ class DispatchMessage(WireMessage):
     timeout_seconds: int | None = Field(default=None, ge=1, le=86_400)
     attempt: int | None = Field(default=None, ge=1)
     labels: dict[str, str] | None = None  # DESIGN §11; workers may ignore them
+    priority: Literal["high", "normal", "low"] | None = None  # DESIGN §11; None: normal
 
 
 class StatusMessage(WireMessage):

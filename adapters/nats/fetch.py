@@ -53,7 +53,7 @@ class PullConsumer:
         if self._ready:
             return self._take(n)
         got = await self._pull({"batch": n, "no_wait": True}, n, wait)
-        if got:
+        if got or wait <= 0:  # `wait` 0: only what is there now (an expiry of 0 is none)
             return got
         return await self._pull({"batch": 1, "expires": int(wait * 1e9)}, 1, wait)
 

@@ -12,18 +12,21 @@ from collections.abc import Callable, Iterator, Sequence
 
 from adapters.nats import jsapi
 from adapters.nats.client import Client
+from adapters.nats.errors import NatsError
 from adapters.nats.message import JetStreamError, Msg
 from adapters.nats.publisher import JetStreamPublisher, Publish, PublishUnavailable
 from adapters.nats.reader import OrderedReader
 from adapters.nats.streams import (
     CANCELS_PREFIX,
     CANCELS_STREAM,
-    DISPATCH_SUBJECT,
     JOBS_STREAM,
-    WORKERS_CONSUMER,
+    LANE_CONSUMERS,
 )
 from adapters.nats.subscriptions import CoreSubscription
+from domain.priority import DISPATCH_SUBJECT as DISPATCH_LANES
+from domain.priority import PRIORITIES, lane_subject, subject_lane
 from domain.queue import (
+    LaneState,
     QueueFull,
     QueueUnavailable,
     Report,
@@ -36,6 +39,7 @@ from domain.wire import DispatchMessage
 
 __all__ = ["JetStreamJobQueue", "QueueFull", "QueueUnavailable", "Report"]
 MAX_MESSAGES_EXCEEDED = 10077  # discard-new stream at its message limit
+PAUSED_FOR_EVER = "9999-01-01T00:00:00Z"  # consumer pause needs a deadline: none in practice
 
 
 class JetStreamJobQueue:
@@ -50,17 +54,21 @@ class JetStreamJobQueue:
             return (await self.publisher.publish(subject, payload, headers)).seq
 
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
-        """Queue a job for the workers; `Nats-Msg-Id` is the job id (no double dispatch)."""
+        """Queue a job on its priority's lane; `Nats-Msg-Id` is the job id (no double
+        dispatch)."""
         return await self._publish(
-            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
+            lane_subject(msg.priority),
+            msg.encode(),
+            {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)},
         )
 
     async def dispatch_all(self, items: Sequence[tuple[DispatchMessage, dict[str, str]]]) -> None:
         """Jobs for the workers, pipelined (all on the wire before the first answer)."""
         publishes: list[Publish] = [
-            (DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)})
+            (lane_subject(msg.priority), msg.encode(),
+             {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)})
             for msg, headers in items
-        ]
+        ]  # fmt: skip
         with _queue_errors():
             await self.publisher.publish_all(publishes)
 
@@ -85,6 +93,20 @@ class JetStreamJobQueue:
 
         sub = CoreSubscription(self._client.subscribe(f"{CANCELS_PREFIX}.*", heard))
         await self._client.flush()  # subscribed: a signal put from now on is heard
+        return sub
+
+    async def watch_lanes(self, on_queued: Callable[[str], None]) -> CoreSubscription:
+        """Call `on_queued(lane)` for each dispatch published on a lane's own subject
+        (`baker.jobs.dispatch.<lane>`, not the normal lane's): core NATS hands every publish
+        to plain subscribers beside the stream, so this costs nothing for normal jobs."""
+
+        def heard(msg: Msg) -> None:
+            lane = subject_lane(msg.subject)
+            if lane is not None:
+                on_queued(lane)
+
+        sub = CoreSubscription(self._client.subscribe(f"{DISPATCH_LANES}.*", heard))
+        await self._client.flush()
         return sub
 
     async def cancel_signal(self, job_id: str) -> str | None:
@@ -120,9 +142,39 @@ class JetStreamJobQueue:
         return int(info["state"]["messages"]), int(info["config"].get("max_msgs") or -1)
 
     async def depth(self) -> tuple[int, int]:
-        """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
-        info = await jsapi.consumer_info(self._client, JOBS_STREAM, WORKERS_CONSUMER)
-        return int(info.get("num_pending") or 0), int(info.get("num_ack_pending") or 0)
+        """(jobs waiting for a worker, jobs delivered but not yet acknowledged), all lanes."""
+        lanes = (await self.lanes()).values()
+        return sum(lane.queued for lane in lanes), sum(lane.in_flight for lane in lanes)
+
+    async def lanes(self) -> dict[str, LaneState]:
+        """Each priority lane's consumer: waiting, in a worker's hands, paused. A lane whose
+        consumer is missing (not provisioned yet) counts as empty."""
+        out: dict[str, LaneState] = {}
+        for lane in PRIORITIES:
+            try:
+                info = await jsapi.consumer_info(self._client, JOBS_STREAM, LANE_CONSUMERS[lane])
+            except jsapi.NotFound:
+                out[lane] = LaneState(0, 0, False)
+                continue
+            out[lane] = LaneState(
+                int(info.get("num_pending") or 0),
+                int(info.get("num_ack_pending") or 0),
+                bool(info.get("paused")),
+            )
+        return out
+
+    async def pause_lanes(self, paused: bool) -> None:
+        """Pause (or resume) every lane's consumer on the server (2.11+): a paused consumer
+        delivers nothing to any worker, ours or a seed-protocol one, while acks of running jobs
+        still count; the server keeps the pause across restarts of everything."""
+        body = {"pause_until": PAUSED_FOR_EVER} if paused else {}
+        for lane in PRIORITIES:
+            subject = f"CONSUMER.PAUSE.{JOBS_STREAM}.{LANE_CONSUMERS[lane]}"
+            try:
+                with _queue_errors():
+                    await jsapi.api(self._client, subject, body)
+            except NatsError as exc:  # no answer: the caller retries (the pause is idempotent)
+                raise QueueUnavailable(f"{subject}: {exc}") from exc
 
     async def queued_jobs(self) -> set[str]:
         """Each message of `BAKER_JOBS` from the oldest on, one `next_by_subj` get at a time

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from adapters.nats import jsapi
 from adapters.nats.jsapi import NotFound
 from adapters.nats.message import JetStreamError
+from domain.priority import lane_subject
 
 if TYPE_CHECKING:
     from adapters.nats.client import Client
@@ -26,7 +27,15 @@ EVENTS_STREAM = "BAKER_EVENTS"
 TASKS_STREAM = "BAKER_TASKS"
 ADVISORIES_STREAM = "BAKER_ADVISORIES"
 DISPATCH_SUBJECT = "baker.jobs.dispatch"
-WORKERS_CONSUMER = "workers"
+WORKERS_CONSUMER = "workers"  # the `normal` lane, on the plain dispatch subject
+LANE_CONSUMERS: dict[str, str] = {
+    "high": "workers-high",
+    "normal": WORKERS_CONSUMER,
+    "low": "workers-low",
+}
+"""The workers' durable consumer of each priority lane (`domain.priority`): one per subject,
+since a work-queue stream forbids overlapping consumers and a consumer delivers in stream
+order, so only separate consumers let a worker take `high` before older `normal` jobs."""
 INGEST_CONSUMER = "brain-ingest"
 ADVISORIES_CONSUMER = "brain-advisories"
 TASKS_CONSUMER = "brain-tasks"
@@ -178,9 +187,23 @@ def idempotency_stream(topo: Topology) -> Config:
 
 
 def workers_consumer(topo: Topology) -> Config:
+    return lane_consumer(topo, "normal")
+
+
+def high_lane_consumer(topo: Topology) -> Config:
+    return lane_consumer(topo, "high")
+
+
+def low_lane_consumer(topo: Topology) -> Config:
+    return lane_consumer(topo, "low")
+
+
+def lane_consumer(topo: Topology, lane: str) -> Config:
+    """The workers' consumer of one priority lane; `normal` is the first wave's `workers`,
+    unchanged (an existing one is kept as it is)."""
     return {
-        "durable_name": WORKERS_CONSUMER,
-        "filter_subject": DISPATCH_SUBJECT,
+        "durable_name": LANE_CONSUMERS[lane],
+        "filter_subject": lane_subject(lane),
         "ack_policy": "explicit",
         "ack_wait": seconds(topo.ack_wait),
         "max_deliver": topo.max_deliver,
@@ -361,9 +384,13 @@ async def provision(client: Client, topo: Topology | None = None) -> dict[str, s
     for config in streams:
         cfg = config(topo)
         done[str(cfg["name"])] = await ensure_stream(client, cfg)
+    # The ingest first: a first wave's (`baker.jobs.*.>`) overlaps the lanes' subjects, and a
+    # work-queue stream refuses a lane consumer until it is narrowed.
     for stream, consumer in (
-        (JOBS_STREAM, workers_consumer),
         (JOBS_STREAM, ingest_consumer),
+        (JOBS_STREAM, workers_consumer),
+        (JOBS_STREAM, high_lane_consumer),
+        (JOBS_STREAM, low_lane_consumer),
         (ADVISORIES_STREAM, advisories_consumer),
         (TASKS_STREAM, tasks_consumer),
     ):

@@ -41,6 +41,7 @@ from domain.events.job import (
     JobStarted,
     JobType,
 )
+from domain.events.queue import QUEUE_EVENTS, QueuePaused, QueueResumed
 from domain.events.schedule import (
     SCHEDULE_EVENTS,
     ScheduleCreated,
@@ -81,12 +82,19 @@ from domain.events.task import (
 )
 
 _register(
-    TransitionRejected, *JOB_EVENTS, *AGENT_EVENTS, *SCHEDULE_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS
+    TransitionRejected,
+    *JOB_EVENTS,
+    *AGENT_EVENTS,
+    *SCHEDULE_EVENTS,
+    *TASK_EVENTS,
+    *SYSTEM_EVENTS,
+    *QUEUE_EVENTS,
 )
 
 __all__ = [
     "AGENT_EVENTS",
     "JOB_EVENTS",
+    "QUEUE_EVENTS",
     "SCHEDULE_EVENTS",
     "SYSTEM_EVENTS",
     "TASK_EVENTS",
@@ -126,6 +134,8 @@ __all__ = [
     "JobStarted",
     "JobType",
     "JsonDict",
+    "QueuePaused",
+    "QueueResumed",
     "ScheduleCreated",
     "ScheduleDeleted",
     "ScheduleFired",

@@ -42,6 +42,7 @@ class JobDispatched(JobEvent):
     schedule: dict[str, Any] | None = None  # {"name", "slot"}: the schedule slot that fired it
     labels: dict[str, str] | None = None  # DESIGN §11: stored on the job, filterable
     idempotency_key: str | None = None  # the client's key this job answers for (DESIGN §11)
+    priority: str | None = None  # `high`/`normal`/`low` (DESIGN §11); None: normal
 
 
 class JobReceived(JobEvent):

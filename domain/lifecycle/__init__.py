@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from domain.commands import Command, Rejected
 from domain.events import DomainEvent, TransitionRejected
-from domain.lifecycle import extension, job, schedule, system, task
+from domain.lifecycle import extension, job, queue, schedule, system, task
 from domain.lifecycle.machine import CompiledMachine, MachineSpec, table_rows
 
 
@@ -47,6 +47,7 @@ LIFECYCLES: Final[dict[str, Lifecycle]] = {
     "schedule": Lifecycle(
         schedule.MACHINE, schedule.ScheduleState, schedule.decide, schedule.evolve
     ),
+    "queue": Lifecycle(queue.MACHINE, queue.QueueState, queue.decide, queue.evolve),
 }
 
 

@@ -256,6 +256,7 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
         schedule=c.schedule,
         labels=c.spec.labels or None,
         idempotency_key=c.spec.idempotency_key,
+        priority=c.spec.priority,
     )
 
 

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from adapters import tracing
 from adapters.eventstore import StoreUnavailable
 from domain.errors import first_error
-from services.api import agent_routes, job_control, jobs, schedules, system, usage
+from services.api import agent_routes, job_control, jobs, queue_routes, schedules, system, usage
 from services.api.context import ApiContext, ErrorBody, error, parse_count
 from services.brain.leadership import Fenced
 
@@ -78,6 +78,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(system.router)
     app.include_router(usage.router)
     app.include_router(schedules.router)
+    app.include_router(queue_routes.router)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:

@@ -51,6 +51,7 @@ class DispatchRequest(BaseModel):
     idempotencyKey: str | None = Field(  # noqa: N815
         default=None, description="a repeat within BAKER_IDEMPOTENCY_TTL answers the first job"
     )
+    priority: Literal["high", "normal", "low"] | None = None  # DESIGN §11: the job's lane
 
 
 class Dispatched(BaseModel):

@@ -32,7 +32,9 @@ async def render(ctx: ApiContext, requests: Counter[tuple[str, int]]) -> str:
         _line("baker_jobs_total", n, type=t, status=s)
         for t, by_status in sorted(stats["counts"].items()) for s, n in sorted(by_status.items())
     ])  # fmt: skip
-    pending, in_flight = await ctx.queue.depth()
+    lanes = await ctx.queue.lanes()
+    pending = sum(lane.queued for lane in lanes.values())
+    in_flight = sum(lane.in_flight for lane in lanes.values())
     out += _family(
         "baker_queue_depth",
         "gauge",
@@ -44,6 +46,24 @@ async def render(ctx: ApiContext, requests: Counter[tuple[str, int]]) -> str:
         "gauge",
         "Jobs delivered to a worker, not yet acknowledged.",
         [_line("baker_queue_in_flight", in_flight)],
+    )
+    out += _family(
+        "baker_queue_lane_depth",
+        "gauge",
+        "Jobs waiting for a worker, by priority lane.",
+        [_line("baker_queue_lane_depth", s.queued, lane=lane) for lane, s in lanes.items()],
+    )
+    out += _family(
+        "baker_queue_lane_in_flight",
+        "gauge",
+        "Jobs delivered to a worker, not yet acknowledged, by priority lane.",
+        [_line("baker_queue_lane_in_flight", s.in_flight, lane=lane) for lane, s in lanes.items()],
+    )
+    out += _family(
+        "baker_queue_paused",
+        "gauge",
+        "1 while the queue is paused (workers take no new jobs).",
+        [_line("baker_queue_paused", int(any(s.paused for s in lanes.values())))],
     )
     applied, head = await ctx.read_model.applied(), await ctx.store.head_seq()
     out += _family(

@@ -17,10 +17,11 @@ from adapters.nats.step_history import JetStreamStepHistory
 from adapters.nats.streams import (
     INGEST_CONSUMER,
     JOBS_STREAM,
+    LANE_CONSUMERS,
     TASKS_CONSUMER,
     TASKS_STREAM,
-    WORKERS_CONSUMER,
 )
+from domain.priority import PRIORITIES
 from services.bootstrap.runtime import heartbeat_for
 from services.brain.advisories import MaxDeliveries
 from services.brain.brain import Brain, BrainSettings, JobOutcomes
@@ -34,6 +35,7 @@ from services.ports.clock import Clock
 from services.projector import Projector, ProjectorSettings
 from services.tasks.service import TaskService
 from services.topic import BusTopic
+from services.worker.lanes import lane_source
 from services.worker.worker import Worker, WorkerSettings
 
 
@@ -86,10 +88,14 @@ def build_brain(
 
 
 def build_worker(nc: Client, settings: WorkerSettings, *, worker_id: str | None = None) -> Worker:
-    """A worker of the `workers` consumer on `nc` (it closes its queue when it stops)."""
+    """A worker of the lanes' consumers on `nc`, high first (it closes its queue when it
+    stops)."""
     queue = JetStreamJobQueue(nc)
     return Worker(
-        JetStreamDeliveries(nc, JOBS_STREAM, WORKERS_CONSUMER),
+        lane_source(
+            [JetStreamDeliveries(nc, JOBS_STREAM, LANE_CONSUMERS[p]) for p in PRIORITIES],
+            hints=queue,
+        ),
         queue,
         queue,
         settings,

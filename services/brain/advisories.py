@@ -15,7 +15,7 @@ import logging
 from adapters import tracing
 from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import StoreUnavailable
-from adapters.nats.streams import WORKERS_CONSUMER
+from adapters.nats.streams import LANE_CONSUMERS
 from domain.commands import FailJob
 from domain.wire import peek_id
 from services.brain.leadership import Fenced
@@ -64,7 +64,7 @@ class MaxDeliveries:
             log.error("unreadable advisory on %s: %s", msg.subject, exc)
             msg.term()
             return
-        if doc.get("consumer") != WORKERS_CONSUMER:
+        if doc.get("consumer") not in LANE_CONSUMERS.values():
             msg.ack()
             return
         try:

@@ -46,6 +46,7 @@ def dispatch_message(
         created_at=created,
         timeout_seconds=spec.timeout_seconds,
         labels=spec.labels or None,
+        priority=spec.priority,
     )
 
 

@@ -47,7 +47,7 @@ class Forks:
         # The same spec, labels included; not its idempotency key (a rerun is a new job).
         spec = parse_job_spec({"type": source.job_type, "payload": source.payload,
                                "timeoutSeconds": source.timeout_seconds,
-                               "labels": source.labels})  # fmt: skip
+                               "labels": source.labels, "priority": source.priority})  # fmt: skip
         return await self._dispatcher.dispatch(spec, origin=Origin(rerun_of=job_id))
 
     async def fork(self, job_id: str, from_step: int, changes: dict[str, str | None]) -> Dispatched:

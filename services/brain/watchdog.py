@@ -27,8 +27,10 @@ from adapters.eventstore import StoredEvent, StoreUnavailable
 from domain import lifecycle
 from domain.commands import FailJob
 from domain.events import FailureReason
+from domain.queue import QueueUnavailable
 from domain.specs import DEFAULT_APPROVAL_TIMEOUT
 from services.brain.leadership import Fenced
+from services.brain.queue_control import QueueControl
 from services.brain.requeue import requeue_unqueued
 from services.executor import CommandExecutor
 from services.ports.clock import Clock, pause
@@ -116,6 +118,7 @@ class Watchdog:
                 count = await self.seed()
                 log.info("watching %d unfinished jobs", count)
                 await self.requeue()
+            await self._reconcile_queue()
             while not stop.is_set():
                 await pause(self._clock, self.check_every, stop)
                 if not stop.is_set():
@@ -123,6 +126,15 @@ class Watchdog:
         finally:
             if sub is not None:
                 await sub.unsubscribe()
+
+    async def _reconcile_queue(self) -> None:
+        """The lanes paused or running as the log says (a Brain may have stopped between the
+        event and the pause; a pause of the queue outlives every Brain)."""
+        try:
+            if await QueueControl(self._executor, self._queue).reconcile():
+                log.warning("the queue is paused: workers take no new jobs until it is resumed")
+        except (StoreUnavailable, QueueUnavailable) as exc:
+            log.warning("could not apply the queue's recorded pause state: %s", exc)
 
     async def requeue(self) -> None:
         """Queue again the `dispatched` jobs that have no message in the queue (at start: only

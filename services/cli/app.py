@@ -16,6 +16,7 @@ from services.cli import (
     daemon_cmd,
     jobs_cmd,
     lifecycle_cmd,
+    queue_cmd,
     readmodel_cmd,
     schedule_cmd,
     system_cmd,
@@ -36,6 +37,7 @@ REGISTRARS = (
     lifecycle_cmd.register,
     usage_cmd.register,
     schedule_cmd.register,
+    queue_cmd.register,
 )
 
 

@@ -32,7 +32,7 @@ from services.cli.live_output import OutputPrinter
 from services.cli.output import emit_table, event_cells, timeline_line, usage_error
 from services.config import Settings
 
-AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff", "schedule"]
+AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff", "schedule", "queue"]
 
 
 def register(commands: Any) -> None:
@@ -68,6 +68,9 @@ def register(commands: Any) -> None:
     a.add_argument("--max-cost-usd", type=float, help="budget in US dollars")
     for sub in (c, h, a):
         sub.add_argument("--timeout", type=int, help="timeoutSeconds of the job")
+        sub.add_argument(
+            "--priority", choices=["high", "normal", "low"], help="its lane (default: normal)"
+        )
         sub.add_argument(
             "--wait", action="store_true", help="follow the job live; exit 1 if it fails"
         )
@@ -156,6 +159,8 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         body["labels"] = dict(args.label)
     if args.idempotency_key is not None:
         body["idempotencyKey"] = args.idempotency_key
+    if args.priority is not None:
+        body["priority"] = args.priority
 
     async def go() -> int:
         async with api_client(settings) as client:

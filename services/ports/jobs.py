@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from domain.queue import Report
+from domain.queue import LaneState, Report
 from domain.wire import DispatchMessage
 from services.ports.topics import Subscription
 
@@ -72,8 +72,18 @@ class DeliverySource(Protocol):
         ...
 
 
-WorkSource = DeliverySource  # the worker's jobs (`baker.jobs.dispatch`)
+WorkSource = DeliverySource  # the worker's jobs (every lane of `baker.jobs.dispatch`)
 ReportSource = DeliverySource  # the ingest's status, result and step reports, in publish order
+
+
+class LaneHints(Protocol):
+    """Word that a job was queued on a lane other than `normal` (DESIGN §11): a hint, not the
+    job (it may come a moment before the job can be fetched), so a worker need not ask an
+    empty `high` or `low` lane for every job it takes."""
+
+    async def watch_lanes(self, on_queued: Callable[[str], None]) -> Subscription:
+        """Call `on_queued(lane)` for every job queued on `high` or `low` from now on."""
+        ...
 
 
 class ReportSink(Protocol):
@@ -127,6 +137,16 @@ class JobQueue(CancelSignals, Protocol):
 
     async def depth(self) -> tuple[int, int]:
         """(jobs waiting for a worker, jobs delivered but not yet acknowledged)."""
+        ...
+
+    async def lanes(self) -> dict[str, LaneState]:
+        """Each priority lane (`domain.priority.PRIORITIES`, in that order): jobs waiting, in
+        flight, and whether its consumer is paused."""
+        ...
+
+    async def pause_lanes(self, paused: bool) -> None:
+        """Pause (True) or resume (False) every lane: while paused no worker is given a job;
+        jobs already delivered run to their end. Idempotent. `QueueUnavailable`."""
         ...
 
     async def queued_jobs(self) -> set[str]:

@@ -270,3 +270,30 @@ class JobPortsContract(abc.ABC):
         while (found := await ports.queue.queued_jobs()) != expected:
             assert loop.time() < deadline, (found, expected)
             await asyncio.sleep(0.01)  # polling the queue's stream
+
+    async def test_lanes_count_by_priority_and_a_paused_queue_delivers_nothing(
+        self, ports: Ports
+    ) -> None:
+        high = DispatchMessage(**{**job("job-ph").model_dump(), "priority": "high"})
+        await ports.queue.dispatch(high, {})
+        await ports.queue.dispatch(job("job-pn"), {})
+        lanes = await ports.queue.lanes()
+        assert list(lanes) == ["high", "normal", "low"]
+        assert [(s.queued, s.paused) for s in lanes.values()] == [
+            (1, False), (1, False), (0, False),
+        ]  # fmt: skip
+        assert await ports.queue.depth() == (2, 0)
+        await ports.queue.pause_lanes(True)
+        await ports.queue.pause_lanes(True)  # idempotent
+        assert all(s.paused for s in (await ports.queue.lanes()).values())
+        assert await ports.work.fetch(1, wait=0.3) == []  # the normal lane: held
+        await ports.queue.pause_lanes(False)
+        assert json.loads((await one(ports.work)).data)["id"] == "job-pn"
+        assert not any(s.paused for s in (await ports.queue.lanes()).values())
+
+    async def test_a_batch_queues_each_job_on_its_own_lane(self, ports: Ports) -> None:
+        low = DispatchMessage(**{**job("job-bl").model_dump(), "priority": "low"})
+        high = DispatchMessage(**{**job("job-bh").model_dump(), "priority": "high"})
+        await ports.queue.dispatch_all([(low, {}), (job("job-bn"), {}), (high, {})])
+        lanes = await ports.queue.lanes()
+        assert [s.queued for s in lanes.values()] == [1, 1, 1]

@@ -18,10 +18,19 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from adapters.clock import SYSTEM_CLOCK
-from adapters.nats.streams import DISPATCH_SUBJECT, WORKERS_CONSUMER
-from domain.queue import QueueFull, QueueUnavailable, Report, dispatch_msg_id, job_of_message
+from adapters.nats.streams import LANE_CONSUMERS
+from domain.priority import PRIORITIES, lane_subject, subject_lane
+from domain.queue import (
+    LaneState,
+    QueueFull,
+    QueueUnavailable,
+    Report,
+    dispatch_msg_id,
+    job_of_message,
+)
 from domain.wire import DispatchMessage
 from services.ports.clock import Clock
 
@@ -132,6 +141,7 @@ class FakeConsumer:
         self.given_up: set[int] = set()
         self.done: set[int] = set()  # settled for good, in a stream that keeps them
         self.closed = 0
+        self.paused = False  # a paused consumer delivers nothing (JetStream's consumer pause)
         stream.consumers.append(self)
 
     def _mine(self, msg: Stored) -> bool:
@@ -142,6 +152,8 @@ class FakeConsumer:
         )
 
     def _available(self, now: float) -> list[Stored]:
+        if self.paused:
+            return []
         out = []
         for msg in self.stream.messages.values():
             if not self._mine(msg):
@@ -267,8 +279,18 @@ class FakeJobQueue:
         self.unavailable = False  # set it: every publish raises `QueueUnavailable`
         self.published: list[Stored] = []  # everything ever stored in BAKER_JOBS, in order
         self._watchers: list[Callable[[str, str], None]] = []
-        self.workers = FakeConsumer(self.jobs, WORKERS_CONSUMER, DISPATCH_SUBJECT.__eq__,
-                                    ack_wait=ack_wait, max_deliver=max_deliver)  # fmt: skip
+        self._lane_watchers: list[Callable[[str], None]] = []
+        self.lanes_by_name = {
+            lane: FakeConsumer(
+                self.jobs,
+                LANE_CONSUMERS[lane],
+                lane_subject(lane).__eq__,
+                ack_wait=ack_wait,
+                max_deliver=max_deliver,
+            )
+            for lane in PRIORITIES
+        }
+        self.workers = self.lanes_by_name["normal"]  # the first wave's `workers`
         self.ingest = FakeConsumer(self.jobs, "brain-ingest", _is_report, ack_wait=30.0)
         self._advisories = FakeAdvisories(self)
         self.closed = 0
@@ -276,7 +298,12 @@ class FakeJobQueue:
     # --- the consumers --------------------------------------------------------------------
 
     def work_source(self) -> FakeConsumer:
+        """The `normal` lane alone (the first wave's consumer, as a seed worker sees it)."""
         return self.workers
+
+    def lane_sources(self) -> dict[str, FakeConsumer]:
+        """Every lane's consumer, high first (what our workers fetch from)."""
+        return dict(self.lanes_by_name)
 
     def report_source(self) -> FakeConsumer:
         return self.ingest
@@ -297,6 +324,9 @@ class FakeJobQueue:
             raise QueueFull(f"the job queue is full (maximum messages {self.max_messages})")
         msg = self.jobs.add(subject, data, headers)
         self.published.append(msg)
+        lane = subject_lane(subject) if subject.startswith("baker.jobs.dispatch.") else None
+        for hint in list(self._lane_watchers) if lane is not None else ():
+            hint(lane)
         if msg_id is not None:
             self.msg_ids[msg_id] = (msg.seq, self.clock.now())
         return msg.seq
@@ -311,7 +341,9 @@ class FakeJobQueue:
 
     async def dispatch(self, msg: DispatchMessage, headers: dict[str, str]) -> int:
         return self._publish(
-            DISPATCH_SUBJECT, msg.encode(), {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)}
+            lane_subject(msg.priority),
+            msg.encode(),
+            {**headers, "Nats-Msg-Id": dispatch_msg_id(msg)},
         )
 
     async def dispatch_all(self, items: Sequence[tuple[DispatchMessage, dict[str, str]]]) -> None:
@@ -324,6 +356,10 @@ class FakeJobQueue:
         self.cancels[job_id] = reason or "cancel requested"
         for watcher in list(self._watchers):
             watcher(job_id, self.cancels[job_id])
+
+    async def watch_lanes(self, on_queued: Callable[[str], None]) -> Watching:
+        self._lane_watchers.append(on_queued)
+        return Watching(self._lane_watchers, on_queued)
 
     async def cancel_signal(self, job_id: str) -> str | None:
         return self.cancels.get(job_id)
@@ -339,7 +375,22 @@ class FakeJobQueue:
         return len(self.jobs.messages), self.max_messages
 
     async def depth(self) -> tuple[int, int]:
-        return self.workers.counts()
+        counts = [consumer.counts() for consumer in self.lanes_by_name.values()]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    async def lanes(self) -> dict[str, LaneState]:
+        out = {}
+        for lane, consumer in self.lanes_by_name.items():
+            queued, in_flight = consumer.counts()
+            out[lane] = LaneState(queued, in_flight, consumer.paused)
+        return out
+
+    async def pause_lanes(self, paused: bool) -> None:
+        if self.unavailable:
+            raise QueueUnavailable("pause: the fake queue is unavailable")
+        for consumer in self.lanes_by_name.values():
+            consumer.paused = paused
+        self.jobs.notify()  # a resumed consumer's waiting fetches look again
 
     async def queued_jobs(self) -> set[str]:
         found = (job_of_message(m.subject, m.data) for m in self.jobs.messages.values())
@@ -358,8 +409,8 @@ class FakeJobQueue:
 
 @dataclass
 class Watching:
-    watchers: list[Callable[[str, str], None]]
-    watcher: Callable[[str, str], None]
+    watchers: list[Any]
+    watcher: Any
 
     async def unsubscribe(self) -> None:
         with contextlib.suppress(ValueError):

@@ -55,18 +55,29 @@ async def test_provisioning_is_idempotent_and_matches_the_design(nc: Client, raw
 
 async def test_other_dispatch_subjects_can_live_beside_the_ingest(nc: Client, raw_nc: NATS) -> None:
     """A work-queue stream refuses overlapping consumers: with the ingest's subjects named one by
-    one, a consumer of `baker.jobs.dispatch.<lane>` fits beside it."""
+    one, the priority lanes' consumers (`baker.jobs.dispatch.<lane>`) fit beside it, and the
+    first wave's `workers` keeps the plain subject (the normal lane)."""
     jsm = raw_nc.jsm()
     await provision(nc)
-    lane = ConsumerConfig(durable_name="lane-high", filter_subject="baker.jobs.dispatch.high")
-    await jsm.add_consumer("BAKER_JOBS", lane)
-    assert (await jsm.consumer_info("BAKER_JOBS", "lane-high")).config.filter_subject
+    filters = {
+        name: (await jsm.consumer_info("BAKER_JOBS", name)).config.filter_subject
+        for name in ("workers-high", "workers", "workers-low")
+    }
+    assert filters == {
+        "workers-high": "baker.jobs.dispatch.high",
+        "workers": "baker.jobs.dispatch",
+        "workers-low": "baker.jobs.dispatch.low",
+    }
+    other = ConsumerConfig(durable_name="lane-other", filter_subject="baker.jobs.dispatch.other")
+    await jsm.add_consumer("BAKER_JOBS", other)
+    assert (await provision(nc))["BAKER_JOBS/workers-high"] == "ok"
 
 
 async def test_a_first_wave_ingest_consumer_is_updated_in_place(nc: Client, raw_nc: NATS) -> None:
     jsm = raw_nc.jsm()
     await provision(nc)
-    await jsm.delete_consumer("BAKER_JOBS", "brain-ingest")
+    for name in ("brain-ingest", "workers-high", "workers-low"):  # the first wave had no lanes
+        await jsm.delete_consumer("BAKER_JOBS", name)
     old = ingest_consumer(Topology())
     del old["filter_subjects"]
     old["filter_subject"] = "baker.jobs.*.>"
@@ -80,6 +91,8 @@ async def test_a_first_wave_ingest_consumer_is_updated_in_place(nc: Client, raw_
 
     done = await provision(nc)
     assert done["BAKER_JOBS/brain-ingest"] == "updated"
+    assert done["BAKER_JOBS/workers-high"] == done["BAKER_JOBS/workers-low"] == "created"
+    assert done["BAKER_JOBS/workers"] == "ok"  # the normal lane: the first wave's, unchanged
     info = await jsm.consumer_info("BAKER_JOBS", "brain-ingest")
     assert not info.config.filter_subject and len(info.config.filter_subjects or []) == 3
     assert (info.delivered.stream_seq, info.num_pending) == (1, 2)  # its position is kept

@@ -142,6 +142,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "HandoffDrainStarted": {"from_instance": "brain-a", "from_version": "1"},
     "HandoffCompleted": {"generation": 5},
     "HandoffAborted": {"reason": "timeout"},
+    "QueuePaused": {"by": "ops", "reason": "maintenance"},
+    "QueueResumed": {"by": "ops"},
 }
 
 

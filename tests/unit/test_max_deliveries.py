@@ -82,3 +82,24 @@ async def test_a_fenced_brain_hands_the_advisory_back() -> None:
     assert advisories.recorded == 0
     assert queue.advisories().pending[advisory.seq].ready_at is not None  # nak'd: again later
     assert (await queue.fill())[0] == 1  # the job's message stays for the leader
+
+
+async def test_a_high_priority_job_given_up_on_its_lane_is_failed_too() -> None:
+    clock = FakeClock()
+    queue = FakeJobQueue(clock=clock, max_deliver=1)
+    executor = CommandExecutor(InMemoryEventStore())
+    spec = parse_job_spec({"type": "command", "payload": {"command": "ls"}, "priority": "high"})
+    job_id = (await Dispatcher(executor, queue).dispatch(spec)).job_id
+    high = queue.lane_sources()["high"]
+    [delivery] = await high.fetch(1, wait=0)
+    delivery.nak()
+    assert await high.fetch(1, wait=0) == []  # given up: an advisory names `workers-high`
+    advisories = MaxDeliveries(executor, queue.advisories(), clock=clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(advisories.run(stop))
+    await until(lambda: advisories.recorded == 1)
+    history = await executor.store.load("job", job_id)
+    assert getattr(history.events[-1].envelope.data, "reason", None) == "max_deliveries"
+    stop.set()
+    await clock.advance(0.5)
+    await asyncio.wait_for(task, 10)
