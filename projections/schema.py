@@ -31,9 +31,10 @@ PROJECTIONS: dict[str, ProjectionSpec] = {
     spec.name: spec
     for spec in (
         # jobs 2: the agent events (usage columns, `waiting`, the `job_usage` table).
+        # jobs 3: delayed and retried jobs (`scheduled`, `retrying`, run_at/retry_at/retries).
         ProjectionSpec(
             "jobs",
-            2,
+            3,
             frozenset({"job"}),
             ("jobs", "job_events", "job_latency", "job_stats", "job_usage"),
         ),

@@ -71,14 +71,18 @@ from domain.events.task import (
     TaskStarted,
     TaskTimedOut,
 )
+from domain.events.timing import TIMING_EVENTS, JobQueued, JobRetryScheduled, JobScheduled
 
-_register(TransitionRejected, *JOB_EVENTS, *AGENT_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS)
+_register(
+    TransitionRejected, *JOB_EVENTS, *TIMING_EVENTS, *AGENT_EVENTS, *TASK_EVENTS, *SYSTEM_EVENTS
+)
 
 __all__ = [
     "AGENT_EVENTS",
     "JOB_EVENTS",
     "SYSTEM_EVENTS",
     "TASK_EVENTS",
+    "TIMING_EVENTS",
     "AgentApprovalDenied",
     "AgentApprovalGranted",
     "AgentApprovalRequested",
@@ -110,8 +114,11 @@ __all__ = [
     "JobDispatched",
     "JobFailed",
     "JobProgressed",
+    "JobQueued",
     "JobReceived",
     "JobResultRecorded",
+    "JobRetryScheduled",
+    "JobScheduled",
     "JobStarted",
     "JobType",
     "JsonDict",

@@ -39,6 +39,8 @@ class JobDispatched(JobEvent):
     # The source's step events up to `fork_of.step` (`{"type", "data"}` documents), so the
     # fork's own history holds the conversation it continues.
     forked_steps: list[dict[str, Any]] | None = None
+    retry: dict[str, Any] | None = None  # the retry policy (camelCase), DESIGN §11
+    run_at: datetime | None = None  # a delayed job: queued at this time (`JobScheduled`)
 
 
 class JobReceived(JobEvent):

@@ -9,7 +9,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import FieldError
-from domain.events import JOB_EVENTS, TransitionRejected, format_time, to_document
+from domain.events import (
+    JOB_EVENTS,
+    TIMING_EVENTS,
+    TransitionRejected,
+    format_time,
+    to_document,
+)
 from domain.ids import InvalidId, check_id
 from domain.queue import QueueFull
 from domain.specs import parse_job_spec
@@ -30,8 +36,14 @@ from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNot
 
 router = APIRouter()
 JobId = Annotated[str, Field(min_length=1, max_length=128)]
-Status = Literal["dispatched", "received", "running", "waiting", "completed", "failed", "cancelled"]
-JOB_EVENT_TYPES = (*(e.type_name() for e in JOB_EVENTS), TransitionRejected.type_name())
+Status = Literal[
+    "scheduled", "dispatched", "received", "running", "waiting", "retrying", "completed",
+    "failed", "cancelled",
+]  # fmt: skip
+JOB_EVENT_TYPES = (
+    *(e.type_name() for e in (*JOB_EVENTS, *TIMING_EVENTS)),
+    TransitionRejected.type_name(),
+)
 SSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
 }
@@ -45,11 +57,15 @@ class DispatchRequest(BaseModel):
     type: Literal["agent", "command", "http"]
     payload: dict[str, Any]
     timeoutSeconds: int | None = Field(default=None, ge=1, le=86_400)  # noqa: N815 - JSON name
+    # Job control (DESIGN §11): checked by `parse_job_spec`, so a bad one is a 400 naming it.
+    retry: Any = None
+    runAt: Any = None  # noqa: N815
+    delaySeconds: Any = None  # noqa: N815
 
 
 class Dispatched(BaseModel):
     id: str
-    status: Literal["dispatched"]
+    status: Literal["dispatched", "scheduled"]  # scheduled: a delayed job (runAt)
     traceId: str | None = None  # noqa: N815
 
 
@@ -86,6 +102,9 @@ class Job(Document):
     cache_write_tokens: int
     cost_usd: float = Field(description="US dollars, from the price table at each call")
     steps: int = Field(description="the last recorded agent step")
+    run_at: str | None = Field(default=None, description="a delayed job's start time")
+    retry_at: str | None = Field(default=None, description="when a retrying job runs again")
+    retries: int = Field(default=0, description="retries scheduled so far")
 
 
 class JobPage(BaseModel):
@@ -142,7 +161,7 @@ async def dispatch(body: DispatchRequest, request: Request) -> Any:
         return error(503, f"the job could not be queued: {exc}", id=exc.job_id)
     ctx.wrote(done.seq)
     return JSONResponse(
-        {"id": done.job_id, "status": "dispatched", "traceId": done.trace_id}, status_code=202
+        {"id": done.job_id, "status": done.status, "traceId": done.trace_id}, status_code=202
     )
 
 
