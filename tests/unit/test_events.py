@@ -53,8 +53,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "JobCancelled": {"worker_id": "w", "detail": "killed"},
     "JobScheduled": {"run_at": datetime(2026, 1, 1, tzinfo=UTC)},
     "JobRetryScheduled": {
-        "attempt": 2, "delay_seconds": 1.5, "retry_at": datetime(2026, 1, 1, tzinfo=UTC),
-        "reason": "error", "error": "exit 1",
+        "attempt": 2,
+        "delay_seconds": 1.5,
+        "retry_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "reason": "error",
+        "error": "exit 1",
     },
     "JobQueued": {"attempt": 2, "cause": "retry"},
     "AgentModelCalled": {
