@@ -85,7 +85,7 @@ SPEC: Final = MachineSpec(
             "JobRetryScheduled",
             "retry_allowed",
         ),
-        t("fail", WAITING_TO_RUN, "failed", "JobFailed"),
+        t("fail", WAITING_TO_RUN, "failed", "JobFailed", "not_stale"),
         t("request_cancel", WAITING_TO_RUN, None, "JobCancelRequested", "not_cancel_requested"),
         t("cancel", WAITING_TO_RUN, "cancelled", "JobCancelled"),
         t("receive", "dispatched", "received", "JobReceived"),
@@ -274,6 +274,8 @@ def _decide_step(state: JobState, cmd: RecordStep) -> list[DomainEvent] | Reject
 
 
 def _decide_status(state: JobState, cmd: RecordStatus) -> list[DomainEvent] | Rejected:
+    if _retried_failure(state, cmd):
+        return []
     for trigger in _STATUS_TRIGGERS[cmd.status]:
         if MACHINE.fire(state.status, trigger, state, cmd) is not None:
             if trigger == "fail" and cmd.reason == "budget_exceeded" and cmd.budget:
@@ -283,8 +285,6 @@ def _decide_status(state: JobState, cmd: RecordStatus) -> list[DomainEvent] | Re
             return [_EVENT_FOR[trigger](state, cmd)]
     if cmd.status == state.status and (state.terminal or _attempt(state, cmd) == state.attempt):
         return []  # a duplicate of the current status
-    if _retried_failure(state, cmd):
-        return []
     return _reject(state, cmd.status, cmd)
 
 
