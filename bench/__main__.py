@@ -7,11 +7,12 @@ import asyncio
 import json
 import sys
 
-from bench import agent, api, event_store, fence, nats_client, pipeline, projector
+from bench import agent, api, delayed, event_store, fence, nats_client, pipeline, projector
 
 BENCHES = {
     "agent": agent,
     "api": api,
+    "delayed": delayed,
     "event-store": event_store,
     "fence": fence,
     "nats-client": nats_client,

@@ -130,7 +130,10 @@ class Watchdog:
                     if not stop.is_set():
                         await self.check()
             finally:
-                await timer
+                if not stop.is_set():  # cancelled: the timer stops with it
+                    timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
         finally:
             if sub is not None:
                 await sub.unsubscribe()

@@ -29,6 +29,7 @@ from services.cli.app_support import (
 )
 from services.cli.live_output import OutputPrinter
 from services.cli.output import emit_table, event_cells, timeline_line, usage_error
+from services.cli.timing_args import add_timing_args, timing_fields
 from services.config import Settings
 
 AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff"]
@@ -60,6 +61,7 @@ def register(commands: Any) -> None:
     a.add_argument("--max-cost-usd", type=float, help="budget in US dollars")
     for sub in (c, h, a):
         sub.add_argument("--timeout", type=int, help="timeoutSeconds of the job")
+        add_timing_args(sub)
         sub.add_argument(
             "--wait", action="store_true", help="follow the job live; exit 1 if it fails"
         )
@@ -134,6 +136,7 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
     body: dict[str, Any] = {"type": args.kind, "payload": _payload(args)}
     if args.timeout is not None:
         body["timeoutSeconds"] = args.timeout
+    body.update(timing_fields(args))
 
     async def go() -> int:
         async with api_client(settings) as client:
@@ -142,7 +145,8 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 raise refused(status, doc)
             job_id = checked_id(str(doc.get("id")), "the API's job id")
             if not args.wait:
-                print(orjson.dumps(doc).decode() if args.json else f"dispatched {job_id}")
+                status = doc.get("status", "dispatched")  # "scheduled": a delayed job
+                print(orjson.dumps(doc).decode() if args.json else f"{status} {job_id}")
                 return 0
             print(f"dispatched {job_id}; following it", file=sys.stderr)
             return await _follow(client, settings, job_id, args.json)
