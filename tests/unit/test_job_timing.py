@@ -20,6 +20,7 @@ from domain.lifecycle.job import JobState
 from domain.lifecycle.timing import backoff
 from domain.specs import parse_job_spec
 from services.brain.dispatcher import Dispatcher
+from services.brain.leadership import Fenced
 from services.brain.watchdog import Watchdog
 from services.executor import CommandExecutor
 from tests.fakes.clock import FakeClock
@@ -209,3 +210,21 @@ async def test_a_new_brain_rebuilds_its_timers_from_the_log_and_queues_each_job_
     assert len(queued(queue)) == 2 and watchdog.timer.due == {}
     stop.set()
     await runner
+
+
+async def test_a_brain_that_no_longer_leads_queues_nothing() -> None:
+    dispatcher, _, queue, clock, store = rig()
+    job = await dispatcher.dispatch(spec(delaySeconds=5))
+
+    class Lost:
+        def check(self, aggregate: str) -> int | None:  # `Leadership.check` once another leads
+            raise Fenced(f"brain-a may not append {aggregate} events: the leader is brain-b")
+
+    deposed = Watchdog(CommandExecutor(store, fence=Lost()), queue, clock=clock)
+    await deposed.seed()
+    assert set(deposed.timer.due) == {job.job_id}
+    await clock.advance(6.0)
+    assert await deposed.timer.release_due() == 0
+    assert queued(queue) == [] and await types(store, job.job_id) == [
+        "JobDispatched", "JobScheduled",
+    ]  # fmt: skip
