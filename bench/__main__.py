@@ -7,12 +7,24 @@ import asyncio
 import json
 import sys
 
-from bench import agent, api, batch, event_store, fence, nats_client, pipeline, projector, schedules
+from bench import (
+    agent,
+    api,
+    batch,
+    delayed,
+    event_store,
+    fence,
+    nats_client,
+    pipeline,
+    projector,
+    schedules,
+)
 
 BENCHES = {
     "agent": agent,
     "api": api,
     "batch": batch,
+    "delayed": delayed,
     "event-store": event_store,
     "fence": fence,
     "nats-client": nats_client,

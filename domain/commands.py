@@ -33,6 +33,7 @@ class DispatchJob(Command):
     fork_of: dict[str, Any] | None = None  # {jobId, step}: the agent job this one forks
     forked_steps: tuple[dict[str, Any], ...] = ()  # the source's step events it starts with
     schedule: dict[str, Any] | None = None  # {name, slot}: the schedule slot that fired it
+    start_at: datetime | None = None  # a delayed job: `JobScheduled` until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class RecordStatus(Command):
     source: Literal["status", "result"] = "status"
     reason: FailureReason | None = None  # a failure's reason, when the worker names one
     budget: dict[str, Any] | None = None  # what a `budget_exceeded` failure passed
+    at: datetime | None = None  # when it was seen: a retry's backoff counts from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,14 @@ class FailJob(Command):
     aggregate: ClassVar[str] = "job"
     reason: FailureReason
     error: str
+    at: datetime | None = None  # when: a retry's backoff counts from here
+
+
+@dataclass(frozen=True, slots=True)
+class QueueJob(Command):
+    """A scheduled or retrying job is due: queue it (the Brain's timer, DESIGN §11)."""
+
+    aggregate: ClassVar[str] = "job"
 
 
 # --- schedules ------------------------------------------------------------------------

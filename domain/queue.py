@@ -100,4 +100,5 @@ def requeue_message(
         timeout_seconds=dispatched.timeout_seconds,
         attempt=attempt if attempt is not None and attempt > 1 else None,
         priority=lane_of(dispatched.priority) if dispatched.priority else None,  # same lane
+        labels=dispatched.labels or None,
     )

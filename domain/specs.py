@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from domain.errors import FieldError, first_error
@@ -87,6 +97,24 @@ class HttpPayload(_Spec):
 
 
 MAX_IDEMPOTENCY_KEY_CHARS: Final = 255
+MAX_ATTEMPTS: Final = 100
+MAX_DELAY_SECONDS: Final = 30 * 86_400
+
+
+class RetryPolicy(_Spec):
+    """How a failed attempt is retried (DESIGN §11): attempt n+1 waits
+    `min(initialSeconds * multiplier**(n-1), maxSeconds)` after attempt n failed."""
+
+    max_attempts: int = Field(ge=1, le=MAX_ATTEMPTS)
+    initial_seconds: float = Field(default=1.0, ge=0, le=MAX_DELAY_SECONDS)
+    multiplier: float = Field(default=2.0, ge=1, le=100)
+    max_seconds: float = Field(default=3_600.0, ge=0, le=MAX_DELAY_SECONDS)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RetryPolicy:
+        if self.max_seconds < self.initial_seconds:
+            raise ValueError("maxSeconds must be at least initialSeconds")
+        return self
 
 
 class _Job(_Spec):
@@ -106,6 +134,15 @@ class _Job(_Spec):
 
     # DESIGN §11: which lane the job is queued on (None: `normal`, as before)
     priority: Literal["high", "normal", "low"] | None = None
+    retry: RetryPolicy | None = None
+    run_at: AwareDatetime | None = None  # ISO-8601 with a zone: queued at that time
+    delay_seconds: float | None = Field(default=None, ge=0, le=MAX_DELAY_SECONDS)
+
+    @model_validator(mode="after")
+    def _one_start(self) -> _Job:
+        if self.run_at is not None and self.delay_seconds is not None:
+            raise ValueError("give runAt or delaySeconds, not both")
+        return self
 
 
 class AgentJob(_Job):
@@ -135,10 +172,25 @@ def parse_job_spec(doc: Any) -> AgentJob | CommandJob | HttpJob:
         raise FieldError("type", "must be one of: agent, command, http")
     if doc.get("labels") is not None:
         check_labels(doc["labels"])  # names the bad label (`labels.team`)
+    if doc.get("runAt") is not None and doc.get("delaySeconds") is not None:
+        raise FieldError("delaySeconds", "give runAt or delaySeconds, not both")
     try:
         return _SPEC.validate_python(doc)
     except ValidationError as exc:
         raise FieldError(*first_error(exc)) from None
+
+
+def start_time(spec: AgentJob | CommandJob | HttpJob, now: datetime) -> datetime | None:
+    """When a delayed job is to be queued (None: at once; a time already past is at once)."""
+    due: datetime | None = spec.run_at
+    if spec.delay_seconds is not None:
+        due = now + timedelta(seconds=spec.delay_seconds)
+    return due if due is not None and due > now else None
+
+
+def retry_policy_document(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any] | None:
+    """The retry policy as `JobDispatched` keeps it (camelCase), or None."""
+    return None if spec.retry is None else spec.retry.model_dump(mode="json", by_alias=True)
 
 
 def payload_document(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any]:

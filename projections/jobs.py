@@ -20,8 +20,11 @@ from domain.events import (
     JobDispatched,
     JobFailed,
     JobProgressed,
+    JobQueued,
     JobReceived,
     JobResultRecorded,
+    JobRetryScheduled,
+    JobScheduled,
     JobStarted,
     TransitionRejected,
     format_time,
@@ -64,6 +67,10 @@ class JobRow(TypedDict):
     cost_usd: float
     steps: int
     labels: str | None  # JSON object (DESIGN §11); also one `job_labels` row per label
+    # Job control (DESIGN §11), last for the same reason.
+    run_at: str | None  # a delayed job's start time
+    retry_at: str | None  # when a retrying job runs again
+    retries: int  # retries scheduled so far
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(JobRow.__annotations__)
@@ -102,6 +109,7 @@ def new_row(env: Envelope, seq: int, data: JobDispatched) -> JobRow:
         finished_at=None, updated_at=at, duration_ms=None, rejected=0, version=env.version,
         last_seq=seq, input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
         cost_usd=0.0, steps=0, labels=_json(data.labels) if data.labels else None,
+        run_at=None, retry_at=None, retries=0,
     )  # fmt: skip
 
 
@@ -151,8 +159,24 @@ def _apply(row: JobRow, data: DomainEvent, at: str, change: JobChange) -> None:
         row["cancel_requested"] = 1
     elif isinstance(data, TransitionRejected):
         row["rejected"] += 1
+    elif isinstance(data, JobScheduled | JobRetryScheduled | JobQueued):
+        _timing(row, data)
     else:
         raise FoldError(f"{type(data).__name__} is not a job event")
+
+
+def _timing(row: JobRow, data: JobScheduled | JobRetryScheduled | JobQueued) -> None:
+    if isinstance(data, JobScheduled):
+        row["status"] = "scheduled"
+        row["run_at"] = format_time(data.run_at)
+    elif isinstance(data, JobRetryScheduled):
+        row["status"] = "retrying"
+        row["retries"] += 1
+        row["retry_at"] = None if data.retry_at is None else format_time(data.retry_at)
+        row["error"] = data.error  # the last attempt's error, shown while it waits
+        row["failure_reason"] = data.reason
+    else:
+        row["status"] = "dispatched"
 
 
 def _begin(row: JobRow, status: str, attempt: int, worker_id: str | None) -> None:

@@ -80,10 +80,12 @@ from domain.events.task import (
     TaskStarted,
     TaskTimedOut,
 )
+from domain.events.timing import TIMING_EVENTS, JobQueued, JobRetryScheduled, JobScheduled
 
 _register(
     TransitionRejected,
     *JOB_EVENTS,
+    *TIMING_EVENTS,
     *AGENT_EVENTS,
     *SCHEDULE_EVENTS,
     *TASK_EVENTS,
@@ -98,6 +100,7 @@ __all__ = [
     "SCHEDULE_EVENTS",
     "SYSTEM_EVENTS",
     "TASK_EVENTS",
+    "TIMING_EVENTS",
     "AgentApprovalDenied",
     "AgentApprovalGranted",
     "AgentApprovalRequested",
@@ -129,8 +132,11 @@ __all__ = [
     "JobDispatched",
     "JobFailed",
     "JobProgressed",
+    "JobQueued",
     "JobReceived",
     "JobResultRecorded",
+    "JobRetryScheduled",
+    "JobScheduled",
     "JobStarted",
     "JobType",
     "JsonDict",

@@ -43,6 +43,8 @@ class JobDispatched(JobEvent):
     labels: dict[str, str] | None = None  # DESIGN §11: stored on the job, filterable
     idempotency_key: str | None = None  # the client's key this job answers for (DESIGN §11)
     priority: str | None = None  # `high`/`normal`/`low` (DESIGN §11); None: normal
+    retry: dict[str, Any] | None = None  # the retry policy (camelCase), DESIGN §11
+    run_at: datetime | None = None  # a delayed job: queued at this time (`JobScheduled`)
 
 
 class JobReceived(JobEvent):

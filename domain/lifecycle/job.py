@@ -1,16 +1,20 @@
 """The job lifecycle: dispatched → received → running → completed | failed | cancelled, and
-for agent jobs waiting for an operator, running → waiting → dispatched (DESIGN §5, §10)."""
+for agent jobs waiting for an operator, running → waiting → dispatched (DESIGN §5, §10); a
+delayed job starts `scheduled`, a failed attempt with attempts left goes `retrying`, both then
+`dispatched` when the Brain queues them (§11, `domain.lifecycle.timing`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any, Final
 
 from domain.commands import (
     AnswerApproval,
     DispatchJob,
     FailJob,
+    QueueJob,
     RecordStatus,
     RecordStep,
     Rejected,
@@ -31,8 +35,11 @@ from domain.events import (
     JobDispatched,
     JobFailed,
     JobProgressed,
+    JobQueued,
     JobReceived,
     JobResultRecorded,
+    JobRetryScheduled,
+    JobScheduled,
     JobStarted,
     TransitionRejected,
 )
@@ -49,18 +56,38 @@ from domain.lifecycle.steps import (
     step_rejection,
     tool_uses,
 )
-from domain.specs import redacted_payload, spec_warnings
+from domain.lifecycle.timing import (
+    TIMING_GUARD_TEXT,
+    WAITING_TO_RUN,
+    queued_event,
+    retry_allowed,
+    retry_event,
+)
+from domain.specs import redacted_payload, retry_policy_document, spec_warnings
 
 ACTIVE: Final = ("dispatched", "received", "running", "waiting")
 TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
 
 SPEC: Final = MachineSpec(
     name="job",
-    states=("new", *ACTIVE, *sorted(TERMINAL)),
+    states=("new", *WAITING_TO_RUN, *ACTIVE, *sorted(TERMINAL)),
     initial="new",
     terminal=TERMINAL,
     transitions=(
         t("dispatch", "new", "dispatched", "JobDispatched"),
+        # a delayed job: `JobDispatched` (its spec) then `JobScheduled`, in one decision
+        t("schedule", "new", "scheduled", "JobScheduled", "starts_later"),
+        t("queue", WAITING_TO_RUN, "dispatched", "JobQueued"),
+        t(
+            "retry",
+            ("dispatched", "received", "running"),
+            "retrying",
+            "JobRetryScheduled",
+            "retry_allowed",
+        ),
+        t("fail", WAITING_TO_RUN, "failed", "JobFailed", "not_stale"),
+        t("request_cancel", WAITING_TO_RUN, None, "JobCancelRequested", "not_cancel_requested"),
+        t("cancel", WAITING_TO_RUN, "cancelled", "JobCancelled"),
         t("receive", "dispatched", "received", "JobReceived"),
         t("receive", ("received", "running"), "received", "JobReceived", "higher_attempt"),
         t("start", "dispatched", "running", "JobStarted"),
@@ -86,6 +113,7 @@ SPEC: Final = MachineSpec(
         "not_cancel_requested": "no cancel was requested yet",
         "adds_result": "the terminal event had no result and this report brings one",
         **STEP_GUARD_TEXT,
+        **TIMING_GUARD_TEXT,
     },
 )
 
@@ -106,6 +134,10 @@ class JobState:
     open_call: str | None = None  # the tool call recorded and not yet returned
     awaiting: str | None = None  # the tool call waiting for an operator's approval
     approval_timeout: int | None = None  # seconds a job may wait for an approval
+    retry: dict[str, Any] | None = None  # the retry policy of `JobDispatched` (camelCase)
+    retries: int = 0  # `JobRetryScheduled` events so far: the job has run retries+1 times
+    retry_attempt: int = 0  # the attempt a retry runs as: reports of earlier ones are stale
+    due_at: datetime | None = None  # when a scheduled or retrying job is to be queued
 
     @property
     def terminal(self) -> bool:
@@ -117,14 +149,14 @@ _STATUS_TRIGGERS: Final = {
     "received": ("receive",),
     "running": ("start", "progress"),
     "completed": ("complete", "record_result"),
-    "failed": ("fail", "record_result"),
+    "failed": ("retry", "fail", "record_result"),
     "cancelled": ("cancel",),
 }
 
 
 def _attempt(state: JobState, cmd: object) -> int:
     attempt = getattr(cmd, "attempt", None)
-    return attempt if attempt is not None else max(state.attempt, 1)
+    return attempt if attempt is not None else max(state.attempt, state.retry_attempt, 1)
 
 
 def _higher_attempt(state: JobState, cmd: object) -> bool:
@@ -134,7 +166,7 @@ def _higher_attempt(state: JobState, cmd: object) -> bool:
 
 def _not_stale(state: JobState, cmd: object) -> bool:
     attempt = getattr(cmd, "attempt", None)
-    return attempt is None or attempt >= state.attempt
+    return attempt is None or attempt >= max(state.attempt, state.retry_attempt)
 
 
 def _new_progress(state: JobState, cmd: object) -> bool:
@@ -160,6 +192,8 @@ MACHINE: Final[CompiledMachine[JobState, Any]] = CompiledMachine(
         "not_cancel_requested": lambda s, _c: not s.cancel_requested,
         "adds_result": _adds_result,
         **STEP_GUARDS,
+        "starts_later": lambda _s, c: getattr(c, "start_at", None) is not None,
+        "retry_allowed": lambda s, c: _not_stale(s, c) and retry_allowed(s, c),
     },
 )
 
@@ -169,19 +203,54 @@ def decide(state: JobState, cmd: JobCommand) -> list[DomainEvent] | Rejected:
     special = _DECIDERS.get(type(cmd))
     if special is not None:
         return special(state, cmd)
-    trigger = {DispatchJob: "dispatch", RequestCancel: "request_cancel", FailJob: "fail"}[type(cmd)]
+    timed = _timed(state, cmd)
+    if timed is not None:
+        return timed
+    trigger = _TRIGGER[type(cmd)]
     if MACHINE.fire(state.status, trigger, state, cmd) is not None:
-        if isinstance(cmd, RequestCancel) and state.status == "waiting":
-            # no worker holds a waiting job: nobody else would stop it
-            detail = "cancelled while waiting for approval"
+        if isinstance(cmd, RequestCancel) and state.status in _UNHELD:
+            # no worker holds a waiting, scheduled or retrying job: nobody else would stop it
+            detail = _UNHELD[state.status]
             return [JobCancelRequested(reason=cmd.reason), JobCancelled(detail=detail)]
         return [_EVENT_FOR[trigger](state, cmd)]
-    duplicate = (isinstance(cmd, DispatchJob) and state.status != "new") or (
+    duplicate = (isinstance(cmd, (DispatchJob, QueueJob)) and state.status != "new") or (
         isinstance(cmd, RequestCancel) and state.cancel_requested and not state.terminal
     )
     if duplicate:
         return []
     return _reject(state, trigger, cmd)
+
+
+def _timed(state: JobState, cmd: JobCommand) -> list[DomainEvent] | None:
+    """A failure that a retry policy retries, or a dispatch that starts later; else None."""
+    if isinstance(cmd, FailJob) and MACHINE.fire(state.status, "retry", state, cmd) is not None:
+        return [retry_event(state, cmd)]
+    if isinstance(cmd, DispatchJob) and MACHINE.fire(state.status, "schedule", state, cmd):
+        assert cmd.start_at is not None  # the guard said so
+        return [_dispatched(state, cmd), JobScheduled(run_at=cmd.start_at)]
+    return None
+
+
+def _retried_failure(state: JobState, cmd: RecordStatus) -> bool:
+    """The failure a retry was scheduled for, reported again (a status, then a result)."""
+    if cmd.status != "failed":
+        return False
+    if cmd.attempt is None:  # a worker that sends no attempt
+        return state.status == "retrying"
+    return cmd.attempt < state.retry_attempt
+
+
+_TRIGGER: Final[dict[type[Any], str]] = {
+    DispatchJob: "dispatch",
+    RequestCancel: "request_cancel",
+    FailJob: "fail",
+    QueueJob: "queue",
+}
+_UNHELD: Final = {
+    "waiting": "cancelled while waiting for approval",
+    "scheduled": "cancelled before its start time; it never ran",
+    "retrying": "cancelled while waiting to retry",
+}
 
 
 def _decide_approval(state: JobState, cmd: AnswerApproval) -> list[DomainEvent] | Rejected:
@@ -205,10 +274,14 @@ def _decide_step(state: JobState, cmd: RecordStep) -> list[DomainEvent] | Reject
 
 
 def _decide_status(state: JobState, cmd: RecordStatus) -> list[DomainEvent] | Rejected:
+    if _retried_failure(state, cmd):
+        return []
     for trigger in _STATUS_TRIGGERS[cmd.status]:
         if MACHINE.fire(state.status, trigger, state, cmd) is not None:
             if trigger == "fail" and cmd.reason == "budget_exceeded" and cmd.budget:
                 return [_budget_exceeded(cmd.budget), _EVENT_FOR[trigger](state, cmd)]
+            if trigger == "retry":
+                return [retry_event(state, cmd)]
             return [_EVENT_FOR[trigger](state, cmd)]
     if cmd.status == state.status and (state.terminal or _attempt(state, cmd) == state.attempt):
         return []  # a duplicate of the current status
@@ -257,6 +330,8 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
         labels=c.spec.labels or None,
         idempotency_key=c.spec.idempotency_key,
         priority=c.spec.priority,
+        retry=retry_policy_document(c.spec),
+        run_at=c.start_at,
     )
 
 
@@ -289,6 +364,7 @@ _EVENT_FOR: Final[dict[str, Callable[[JobState, Any], DomainEvent]]] = {
         duration_ms=getattr(c, "duration_ms", None),
     ),
     "request_cancel": lambda s, c: JobCancelRequested(reason=c.reason),
+    "queue": lambda s, c: queued_event(s),
     "cancel": lambda s, c: JobCancelled(worker_id=c.worker_id, detail=c.error or c.progress),
     "record_result": lambda s, c: JobResultRecorded(
         result=c.result, error=c.error, duration_ms=c.duration_ms
@@ -322,6 +398,10 @@ def _bump(s: JobState, **changes: Any) -> JobState:
         "open_call": s.open_call,
         "awaiting": s.awaiting,
         "approval_timeout": s.approval_timeout,
+        "retry": s.retry,
+        "retries": s.retries,
+        "retry_attempt": s.retry_attempt,
+        "due_at": s.due_at,
     }
     values.update(changes)
     return JobState(**values)
@@ -355,6 +435,16 @@ _FOLDS: Final[dict[type[DomainEvent], Callable[[JobState, Any], JobState]]] = {
     ),
     AgentApprovalGranted: lambda s, e: _bump(s, status="dispatched", awaiting=None),
     AgentApprovalDenied: lambda s, e: _bump(s, status="dispatched", awaiting=None),
+    JobScheduled: lambda s, e: _bump(s, status="scheduled", due_at=e.run_at),
+    JobRetryScheduled: lambda s, e: _bump(
+        s,
+        status="retrying",
+        retries=s.retries + 1,
+        retry_attempt=e.attempt,
+        due_at=e.retry_at,
+        progress=None,
+    ),
+    JobQueued: lambda s, e: _bump(s, status="dispatched", due_at=None),
 }
 
 
@@ -362,7 +452,7 @@ def _fold_dispatched(s: JobState, e: JobDispatched) -> JobState:
     timeout = e.payload.get("approvalTimeoutSeconds") if e.job_type == "agent" else None
     state = _bump(
         s, status="dispatched", job_type=e.job_type, timeout_seconds=e.timeout_seconds,
-        approval_timeout=timeout if isinstance(timeout, int) else None,
+        approval_timeout=timeout if isinstance(timeout, int) else None, retry=e.retry,
     )  # fmt: skip
     for step in forked_steps(e):  # a fork starts where its source's copied steps end
         state = replace(_FOLDS[type(step)](state, step), version=state.version)

@@ -9,7 +9,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain.errors import FieldError
-from domain.events import JOB_EVENTS, TransitionRejected, format_time, to_document
+from domain.events import (
+    JOB_EVENTS,
+    TIMING_EVENTS,
+    TransitionRejected,
+    format_time,
+    to_document,
+)
 from domain.ids import InvalidId, check_id
 from domain.labels import parse_filters
 from domain.queue import QueueFull
@@ -32,8 +38,14 @@ from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNot
 
 router = APIRouter()
 JobId = Annotated[str, Field(min_length=1, max_length=128)]
-Status = Literal["dispatched", "received", "running", "waiting", "completed", "failed", "cancelled"]
-JOB_EVENT_TYPES = (*(e.type_name() for e in JOB_EVENTS), TransitionRejected.type_name())
+Status = Literal[
+    "scheduled", "dispatched", "received", "running", "waiting", "retrying", "completed",
+    "failed", "cancelled",
+]  # fmt: skip
+JOB_EVENT_TYPES = (
+    *(e.type_name() for e in (*JOB_EVENTS, *TIMING_EVENTS)),
+    TransitionRejected.type_name(),
+)
 SSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
 }
@@ -52,11 +64,15 @@ class DispatchRequest(BaseModel):
         default=None, description="a repeat within BAKER_IDEMPOTENCY_TTL answers the first job"
     )
     priority: Literal["high", "normal", "low"] | None = None  # DESIGN §11: the job's lane
+    # Job control (DESIGN §11): checked by `parse_job_spec`, so a bad one is a 400 naming it.
+    retry: Any = None
+    runAt: Any = None  # noqa: N815
+    delaySeconds: Any = None  # noqa: N815
 
 
 class Dispatched(BaseModel):
     id: str
-    status: Literal["dispatched"]
+    status: Literal["dispatched", "scheduled"]  # scheduled: a delayed job (runAt)
     traceId: str | None = None  # noqa: N815
 
 
@@ -94,6 +110,9 @@ class Job(Document):
     cost_usd: float = Field(description="US dollars, from the price table at each call")
     steps: int = Field(description="the last recorded agent step")
     labels: dict[str, str] | None = None
+    run_at: str | None = Field(default=None, description="a delayed job's start time")
+    retry_at: str | None = Field(default=None, description="when a retrying job runs again")
+    retries: int = Field(default=0, description="retries scheduled so far")
 
 
 class JobPage(BaseModel):
@@ -158,7 +177,7 @@ async def dispatch(body: DispatchRequest, request: Request) -> Any:
         return error(503, f"the job could not be queued: {exc}", id=exc.job_id)
     ctx.wrote(done.seq)
     return JSONResponse(
-        {"id": done.job_id, "status": "dispatched", "traceId": done.trace_id}, status_code=202
+        {"id": done.job_id, "status": done.status, "traceId": done.trace_id}, status_code=202
     )
 
 

@@ -88,7 +88,7 @@ class MaxDeliveries:
             outcome = await self._executor.execute(
                 "job",
                 job_id,
-                FailJob(reason="max_deliveries", error=error),
+                FailJob(reason="max_deliveries", error=error, at=self._clock.wall()),
                 causation_id=f"max-deliveries-{seq}",
                 trace_id=tracing.trace_id_from_headers(headers),
             )

@@ -23,7 +23,7 @@ from typing import Protocol
 from adapters import tracing
 from domain.commands import DispatchJob
 from domain.queue import QueueFull, QueueUnavailable
-from domain.specs import AgentJob, CommandJob, HttpJob, payload_document
+from domain.specs import AgentJob, CommandJob, HttpJob, payload_document, start_time
 from domain.wire import DispatchMessage
 from services.brain.admission import Admission
 from services.executor import CommandExecutor, Outcome, Planned
@@ -109,7 +109,10 @@ class Batches:
             planned: list[Planned] = []
             for job_id, spec in zip(ids, specs, strict=True):
                 executor.assume_new("job", job_id)
-                command = DispatchJob(spec=spec, reply_to=_reply_to(job_id), created_at=created)
+                command = DispatchJob(
+                    spec=spec, reply_to=_reply_to(job_id), created_at=created,
+                    start_at=start_time(spec, created),
+                )  # fmt: skip
                 planned.append(("job", job_id, command, trace_id, cause))
             outcomes = await executor.execute_each(planned)
             failed: dict[int, str] = {}
@@ -121,7 +124,7 @@ class Batches:
                     continue
                 self._owner.observe(job_id, outcome)
                 seq = max(seq, outcome.position.seq)
-                if outcome.changed:
+                if outcome.changed and outcome.state.status != "scheduled":  # the timer queues it
                     queued.append((n, dispatch_message(job_id, spec, _reply_to(job_id), created)))
             failed |= await self._queue_all(queued, headers, trace_id)
             log.info(

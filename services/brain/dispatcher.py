@@ -18,7 +18,7 @@ from adapters import tracing
 from adapters.eventstore import StoreUnavailable
 from domain.commands import DispatchJob, FailJob, RequestCancel
 from domain.queue import QueueFull, QueueUnavailable
-from domain.specs import AgentJob, CommandJob, HttpJob
+from domain.specs import AgentJob, CommandJob, HttpJob, start_time
 from services.brain.admission import Admission
 from services.brain.approvals import Approvals
 from services.brain.batch import Batches, dispatch_message
@@ -50,6 +50,7 @@ class Dispatched:
     job_id: str
     seq: int  # stream sequence of the JobDispatched event (for read-your-writes)
     trace_id: str | None
+    status: str = "dispatched"  # "scheduled": a delayed job, queued at its time
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Dispatcher:
                     fork_of=origin.fork_of,
                     forked_steps=origin.forked_steps,
                     schedule=origin.schedule,
+                    start_at=start_time(spec, created),
                 ),
                 trace_id=trace_id,
                 new=True,  # ids are fresh; a client re-sending one just conflicts and re-reads
@@ -127,6 +129,9 @@ class Dispatcher:
             self._on_outcome(job_id, outcome)
             if not outcome.changed:  # the same id again: already dispatched, nothing to do
                 return Dispatched(job_id, seq, trace_id)
+            if outcome.state.status == "scheduled":  # the timer queues it on time (§11)
+                log.info("scheduled %s job", spec.type, extra={"job_id": job_id})
+                return Dispatched(job_id, seq, trace_id, "scheduled")
             message = dispatch_message(job_id, spec, reply_to, created)
             try:
                 await self._queue.dispatch(message, headers)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TypeVar
 
 from adapters import tracing
@@ -290,6 +291,7 @@ def _command(wire: StatusMessage | ResultMessage, kind: str) -> RecordStatus:
         source="result" if kind == "result" else "status",
         reason=_reason(wire),
         budget=_budget(wire),
+        at=datetime.now(UTC),  # a retry's backoff counts from the failure's ingest
         **extra,
     )
 

@@ -32,6 +32,7 @@ from domain.specs import DEFAULT_APPROVAL_TIMEOUT
 from services.brain.leadership import Fenced
 from services.brain.queue_control import QueueControl
 from services.brain.requeue import requeue_unqueued
+from services.brain.timers import DueTimer
 from services.executor import CommandExecutor
 from services.ports.clock import Clock, pause
 from services.ports.jobs import JobQueue
@@ -69,11 +70,17 @@ class Watchdog:
         self.check_every = check_every
         self.active: dict[str, Watch] = {}
         self.failed = 0
+        # scheduled and retrying jobs, queued at their time (fed from here: `observe`, `seed`)
+        self.timer = DueTimer(executor, queue, clock, on_outcome=self._timer_outcome)
+
+    def _timer_outcome(self, job_id: str, outcome: Any) -> None:
+        self.observe(job_id, outcome.state)
 
     def observe(
         self, job_id: str, state: Any, seen: float | None = None, trace_id: str | None = None
     ) -> None:
         """Record a job's current state (from the dispatcher, the ingest or the log)."""
+        self.timer.observe(job_id, state)
         if state.terminal:
             self.active.pop(job_id, None)
             return
@@ -119,10 +126,17 @@ class Watchdog:
                 log.info("watching %d unfinished jobs", count)
                 await self.requeue()
             await self._reconcile_queue()
-            while not stop.is_set():
-                await pause(self._clock, self.check_every, stop)
-                if not stop.is_set():
-                    await self.check()
+            timer = asyncio.create_task(self.timer.run(stop), name="baker-due-timer")
+            try:
+                while not stop.is_set():
+                    await pause(self._clock, self.check_every, stop)
+                    if not stop.is_set():
+                        await self.check()
+            finally:
+                if not stop.is_set():  # cancelled: the timer stops with it
+                    timer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await timer
         finally:
             if sub is not None:
                 await sub.unsubscribe()
@@ -197,9 +211,8 @@ class Watchdog:
         watch = self.active.get(job_id)
         trace_id = watch.trace_id if watch else None
         try:
-            outcome = await self._executor.execute(
-                "job", job_id, FailJob(reason=reason, error=error), trace_id=trace_id
-            )
+            fail = FailJob(reason=reason, error=error, at=self._clock.wall())
+            outcome = await self._executor.execute("job", job_id, fail, trace_id=trace_id)
         except (StoreUnavailable, Fenced):
             return  # the store or the leading Brain will see to it
         self.observe(job_id, outcome.state)

@@ -30,6 +30,7 @@ from services.cli.app_support import (
 from services.cli.dispatch_file import cmd_dispatch_file, label_arg
 from services.cli.live_output import OutputPrinter
 from services.cli.output import emit_table, event_cells, timeline_line, usage_error
+from services.cli.timing_args import add_timing_args, timing_fields
 from services.config import Settings
 
 AGGREGATES = ["job", "task", "extension", "service", "brain", "handoff", "schedule", "queue"]
@@ -68,6 +69,7 @@ def register(commands: Any) -> None:
     a.add_argument("--max-cost-usd", type=float, help="budget in US dollars")
     for sub in (c, h, a):
         sub.add_argument("--timeout", type=int, help="timeoutSeconds of the job")
+        add_timing_args(sub)
         sub.add_argument(
             "--priority", choices=["high", "normal", "low"], help="its lane (default: normal)"
         )
@@ -161,6 +163,7 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
         body["idempotencyKey"] = args.idempotency_key
     if args.priority is not None:
         body["priority"] = args.priority
+    body.update(timing_fields(args))
 
     async def go() -> int:
         async with api_client(settings) as client:
@@ -169,7 +172,8 @@ def cmd_dispatch(args: argparse.Namespace, settings: Settings) -> int:
                 raise refused(status, doc)
             job_id = checked_id(str(doc.get("id")), "the API's job id")
             if not args.wait:
-                said = f"dispatched {job_id}" if status == 202 else f"{job_id} (already dispatched)"
+                word = doc.get("status", "dispatched")  # "scheduled": a delayed job
+                said = f"{word} {job_id}" if status == 202 else f"{job_id} (already dispatched)"
                 print(orjson.dumps(doc).decode() if args.json else said)
                 return 0
             print(f"dispatched {job_id}; following it", file=sys.stderr)

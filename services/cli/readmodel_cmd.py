@@ -52,10 +52,12 @@ def register(commands: Any) -> None:
     j.add_argument(
         "--status",
         choices=[
+            "scheduled",
             "dispatched",
             "received",
             "running",
             "waiting",
+            "retrying",
             "completed",
             "failed",
             "cancelled",

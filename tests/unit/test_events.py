@@ -51,6 +51,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "JobFailed": {"reason": "max_deliveries", "error": "gave up", "attempt": 3},
     "JobCancelRequested": {"reason": "operator"},
     "JobCancelled": {"worker_id": "w", "detail": "killed"},
+    "JobScheduled": {"run_at": datetime(2026, 1, 1, tzinfo=UTC)},
+    "JobRetryScheduled": {
+        "attempt": 2,
+        "delay_seconds": 1.5,
+        "retry_at": datetime(2026, 1, 1, tzinfo=UTC),
+        "reason": "error",
+        "error": "exit 1",
+    },
+    "JobQueued": {"attempt": 2, "cause": "retry"},
     "AgentModelCalled": {
         "attempt": 1,
         "step": 1,

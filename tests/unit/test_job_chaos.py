@@ -1,10 +1,12 @@
 """Random worker reports thrown at a job: duplicates, reordering, redeliveries, late messages
-after a terminal state, cancel requests. The invariants are checked against DESIGN §5 as
-written, independently of the implementation's transition table."""
+after a terminal state, cancel requests; jobs with a retry policy or a start time, and the
+Brain's timer queueing them (DESIGN §11) at any moment. The invariants are checked against
+DESIGN §5 and §11 as written, independently of the implementation's transition table."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import settings
@@ -12,16 +14,18 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from adapters.eventstore import InMemoryEventStore
-from domain.commands import DispatchJob, FailJob, RecordStatus, RequestCancel
+from domain.commands import DispatchJob, FailJob, QueueJob, RecordStatus, RequestCancel
 from domain.lifecycle import fold
 from domain.specs import parse_job_spec
 from services.executor import CommandExecutor, Outcome
 
 ACTIVE = {"dispatched", "received", "running"}
+WAITING_TO_RUN = {"scheduled", "retrying"}
 TERMINAL = {"completed", "failed", "cancelled"}
 STATUS_AFTER = {
     "JobDispatched": "dispatched", "JobReceived": "received", "JobStarted": "running",
     "JobCompleted": "completed", "JobFailed": "failed", "JobCancelled": "cancelled",
+    "JobScheduled": "scheduled", "JobRetryScheduled": "retrying", "JobQueued": "dispatched",
 }  # fmt: skip
 KEEPS_STATUS = {"JobProgressed", "JobCancelRequested", "JobResultRecorded", "TransitionRejected"}
 # DESIGN §5, transcribed: (from, to) pairs a job may take.
@@ -32,6 +36,10 @@ LEGAL = (
     | {(a, "failed") for a in ACTIVE}
     | {(a, "cancelled") for a in ACTIVE}
     | {("running", "completed")}
+    # DESIGN §11: a delayed job (its `JobDispatched`, then `JobScheduled`), a retried one
+    | {("dispatched", "scheduled"), ("scheduled", "dispatched"), ("retrying", "dispatched")}
+    | {(a, "retrying") for a in ACTIVE}
+    | {(a, b) for a in WAITING_TO_RUN for b in ("failed", "cancelled")}
 )  # fmt: skip
 
 reports = st.builds(
@@ -62,10 +70,17 @@ class JobChaos(RuleBasedStateMachine):
     def history(self) -> list[Any]:
         return self.loop.run_until_complete(self.store.load("job", "job-chaos")).events
 
-    @initialize()
-    def dispatch(self) -> None:
-        spec = parse_job_spec({"type": "command", "payload": {"command": "uptime"}})
-        self.execute(DispatchJob(spec=spec))
+    @initialize(retry=st.sampled_from([None, 2, 4]), delayed=st.booleans())
+    def dispatch(self, retry: int | None, delayed: bool) -> None:
+        doc: dict[str, Any] = {"type": "command", "payload": {"command": "uptime"}}
+        if retry is not None:
+            doc["retry"] = {"maxAttempts": retry, "initialSeconds": 1}
+        start = datetime(2030, 1, 1, tzinfo=UTC) if delayed else None
+        self.execute(DispatchJob(spec=parse_job_spec(doc), start_at=start))
+
+    @rule()
+    def the_timer_fires(self) -> None:
+        self.execute(QueueJob())
 
     @rule(report=reports)
     def worker_reports(self, report: RecordStatus) -> None:
@@ -83,7 +98,31 @@ class JobChaos(RuleBasedStateMachine):
 
     @rule(reason=st.sampled_from(["max_deliveries", "stuck", "dispatch_failed"]))
     def the_brain_fails_it(self, reason: Any) -> None:
-        self.execute(FailJob(reason=reason, error=f"failed: {reason}"))
+        self.execute(FailJob(reason=reason, error=f"failed: {reason}", at=datetime.now(UTC)))
+
+    @invariant()
+    def a_job_cancelled_before_its_start_never_runs(self) -> None:
+        status = "new"
+        for item in self.history():
+            name = item.envelope.type
+            if status == "cancelled-early":
+                assert name not in ("JobReceived", "JobStarted", "JobQueued"), name
+            elif name == "JobCancelled" and status in WAITING_TO_RUN:
+                status = "cancelled-early"
+            else:
+                status = STATUS_AFTER.get(name, status)
+
+    @invariant()
+    def attempts_only_grow(self) -> None:
+        highest = 0  # the highest attempt a worker reported or a retry was scheduled as
+        for item in self.history():
+            data, name = item.envelope.data, item.envelope.type
+            if name == "JobRetryScheduled":
+                assert data.attempt > highest, f"retry as attempt {data.attempt} after {highest}"
+            if name == "JobQueued":
+                assert data.attempt >= highest
+            if name in ("JobReceived", "JobStarted", "JobRetryScheduled"):
+                highest = max(highest, data.attempt)
 
     @invariant()
     def versions_are_contiguous(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -161,6 +162,8 @@ def test_every_event_carries_every_other_field_over() -> None:
         status="running", version=7, job_type="http", attempt=3, worker_id="worker-1",
         progress="half", cancel_requested=True, has_result=True, timeout_seconds=42, steps=5,
         pending=("toolu_1",), open_call="toolu_1", awaiting="toolu_1", approval_timeout=60,
+        retry={"maxAttempts": 3}, retries=1, retry_attempt=3,
+        due_at=datetime(2026, 1, 1, tzinfo=UTC),
     )  # fmt: skip
     # every field away from its default, so one that `_bump` forgot would show
     assert all(getattr(state, f.name) != f.default for f in fields(JobState))

@@ -20,12 +20,20 @@ class GuardModel:
 
 
 def cases(spec: MachineSpec) -> list[tuple[str, str, dict[str, bool]]]:
-    guards = sorted({tr.guard for tr in spec.transitions if tr.guard})
+    """Every state and trigger with every combination of the guards that can matter there
+    (those of the trigger's transitions from that state; the others answer False): the whole
+    product over all guards grows as 2^guards and no longer ends in reasonable time."""
+    every = sorted({tr.guard for tr in spec.transitions if tr.guard})
     triggers = sorted({tr.trigger for tr in spec.transitions})
     out = []
-    for values in itertools.product([False, True], repeat=len(guards)):
-        answers = dict(zip(guards, values, strict=True))
-        out += [(s, trig, answers) for s in spec.states for trig in triggers]
+    for state, trig in itertools.product(spec.states, triggers):
+        guards = sorted({
+            tr.guard for tr in spec.transitions
+            if tr.guard and tr.trigger == trig and state in tr.sources
+        })  # fmt: skip
+        for values in itertools.product([False, True], repeat=len(guards)):
+            answers = dict.fromkeys(every, False) | dict(zip(guards, values, strict=True))
+            out.append((state, trig, answers))
     return out
 
 
