@@ -7,12 +7,12 @@ could not reorder). Asking an empty lane costs a `no_wait` pull, a round trip pe
 so a `high` or `low` lane found empty is not asked again until a hint says a job was queued
 on it (`LaneHints`: core NATS hands each publish on a lane's subject to the worker too), or
 after `forget` seconds (a hint can come a moment before its job can be fetched). `normal`, the
-busy lane, is always asked. When every lane is empty the worker waits for the first job on
-any of them with one waiting pull (batch 1) per lane, as far as its free slots allow: a pull
-cannot be taken back, so a pull still open counts against the free slots until it ends, and
-the worker is never handed more jobs than it has slots. With fewer free slots than lanes,
-`normal` is waited on first and the wait is short (`recheck`), so the other lanes are looked
-at again soon.
+busy lane, is always asked. When every lane is empty the worker waits with one waiting pull
+(batch 1) on `normal` only and is woken early by a hint for `high` or `low`: a pull cannot be
+taken back, so a pull still open counts against the free slots until it ends, and pulls left
+open on quiet lanes would keep a burst on `normal` from filling the worker. Without hints it
+waits with one pull per lane, as far as its free slots allow (with fewer free slots than lanes,
+`normal` first and only briefly, `recheck`), and is never handed more jobs than it has slots.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class LaneSource:
         self._empty: dict[int, float] = {}  # lane -> when it was found empty (no hint since)
         self._heard = [0] * len(self._lanes)  # hints per lane, to tell one during an ask
         self._open: dict[int, Pull] = {}  # waiting pulls still open, by lane
+        self._hinted = asyncio.Event()  # a hint came for a quiet lane
 
     async def fetch(self, n: int, wait: float) -> list[Delivery]:
         if self._hints is not None and self._watching is None:
@@ -75,6 +76,9 @@ class LaneSource:
             budget -= len(more)
         if got or wait <= 0:
             return got
+        if self._watching is not None:
+            await self._wait_busy_lane(budget, wait)
+            return self._finished()
         idle = [i for i in self._wait_order if i not in self._open]
         limit = wait if budget >= len(idle) else min(wait, self._recheck)
         for i in idle[: max(budget, 0)]:
@@ -82,6 +86,21 @@ class LaneSource:
         if self._open:
             await asyncio.wait(set(self._open.values()), return_when=asyncio.FIRST_COMPLETED)
         return self._finished()
+
+    async def _wait_busy_lane(self, budget: int, wait: float) -> None:
+        """Idle with hints: one waiting pull on the busy lane only, woken early by a hint.
+        Pulls left open on the quiet lanes would each hold a slot until they expire, so a
+        burst on the busy lane would find the worker running below its concurrency."""
+        i = self._wait_first
+        if i not in self._open and budget > 0:
+            limit = min(wait, self._forget)  # quiet lanes are looked at again this often
+            self._open[i] = asyncio.ensure_future(self._lanes[i].fetch(1, wait=limit))
+        self._hinted.clear()
+        hint = asyncio.ensure_future(self._hinted.wait())
+        try:
+            await asyncio.wait({*self._open.values(), hint}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hint.cancel()
 
     def _known_empty(self, i: int) -> bool:
         since = self._empty.get(i)
@@ -97,6 +116,8 @@ class LaneSource:
         if i is not None:
             self._heard[i] += 1
             self._empty.pop(i, None)
+            if i != self._wait_first:
+                self._hinted.set()
 
     def _finished(self) -> list[Delivery]:
         """What ended pulls brought, in lane order (an error of one is raised)."""

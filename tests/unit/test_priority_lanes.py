@@ -212,3 +212,24 @@ async def test_an_empty_lane_is_not_asked_again_until_a_job_is_queued_on_it() ->
     assert [decode_dispatch(d.data).id for d in await source.fetch(1, 0)] == ["n5"]
     assert high.asks == 3
     await source.close()
+
+
+async def test_an_idle_source_with_hints_waits_on_the_busy_lane_only_and_a_hint_wakes_it() -> None:
+    """Pulls left open on quiet lanes would each hold a slot until they expire: a burst on
+    `normal` would then find the worker running below its concurrency."""
+    fake = FakeJobQueue()
+    source = lane_source(list(fake.lane_sources().values()), hints=fake)
+    waiting = asyncio.ensure_future(source.fetch(4, wait=30.0))
+    await until(lambda: len(source._open) == 1)
+    assert list(source._open) == [PRIORITIES.index("normal")]
+    for k in range(4):  # a burst on normal: the open pull takes one, the rest are asked for
+        await fake.dispatch(message(f"n{k}", None), {})
+    first = await asyncio.wait_for(waiting, 5)
+    rest = await source.fetch(3, wait=0)
+    assert [decode_dispatch(d.data).id for d in [*first, *rest]] == ["n0", "n1", "n2", "n3"]
+    waiting = asyncio.ensure_future(source.fetch(4, wait=30.0))
+    await until(lambda: len(source._open) == 1)
+    await fake.dispatch(message("h1", "high"), {})  # the hint ends the wait at once
+    assert await asyncio.wait_for(waiting, 5) == []
+    assert [decode_dispatch(d.data).id for d in await source.fetch(3, wait=0)] == ["h1"]
+    await source.close()
