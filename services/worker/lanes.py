@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from domain.priority import DEFAULT_PRIORITY, PRIORITIES
 from services.ports.jobs import Delivery, DeliverySource, LaneHints
@@ -97,8 +98,9 @@ class LaneSource:
             self._open[i] = asyncio.ensure_future(self._lanes[i].fetch(1, wait=limit))
         self._hinted.clear()
         hint = asyncio.ensure_future(self._hinted.wait())
+        waits: set[asyncio.Future[Any]] = {hint, *self._open.values()}
         try:
-            await asyncio.wait({*self._open.values(), hint}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
             hint.cancel()
 
