@@ -68,11 +68,14 @@ def retry_event(state: Any, cmd: Any) -> JobRetryScheduled:
 
 def next_attempt(state: Any) -> int:
     """The attempt a retry runs as: its message gets an id of its own (`dispatch_msg_id`)."""
-    return max(int(state.attempt), 1) + 1
+    # a retry that failed before any worker reported on it (never delivered) still counts
+    return max(int(state.attempt), int(getattr(state, "retry_attempt", 0)), 1) + 1
 
 
 def queued_event(state: Any) -> JobQueued:
     """The job is due and queued: the first attempt of a scheduled job, else the retry's."""
     if state.status == "retrying":
         return JobQueued(attempt=state.retry_attempt, cause="retry")
+    if state.held:
+        return JobQueued(attempt=state.held, cause="concurrency")
     return JobQueued(attempt=max(state.attempt, 0) + 1, cause="runAt")

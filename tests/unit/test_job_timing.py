@@ -228,3 +228,24 @@ async def test_a_brain_that_no_longer_leads_queues_nothing() -> None:
     assert queued(queue) == [] and await types(store, job.job_id) == [
         "JobDispatched", "JobScheduled",
     ]  # fmt: skip
+
+
+def test_a_retry_that_fails_before_any_worker_reports_runs_as_the_next_attempt() -> None:
+    """Found by the chaos machine: a retry given up on undelivered (max_deliveries) was
+    scheduled again as the same attempt, so its message id repeated."""
+    state = JobState()
+    retry = {"maxAttempts": 4, "initialSeconds": 0}
+    attempts = []
+    for cmd in (
+        DispatchJob(spec=spec(retry=retry)),
+        FailJob(reason="max_deliveries", error="gave up", at=T0),
+        QueueJob(),
+        FailJob(reason="max_deliveries", error="gave up", at=T0),
+    ):
+        out = decide("job", state, cmd)
+        assert isinstance(out, list), out
+        for event in out:
+            state = evolve("job", state, event)
+            if isinstance(event, JobRetryScheduled):
+                attempts.append(event.attempt)
+    assert attempts == [2, 3]
