@@ -104,6 +104,16 @@ class FailJob(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class HoldJob(Command):
+    """The job's concurrency key is at its limit: it waits for a slot (the Brain's gate)."""
+
+    aggregate: ClassVar[str] = "job"
+    concurrency_key: str
+    concurrency_limit: int
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class QueueJob(Command):
     """A scheduled or retrying job is due: queue it (the Brain's timer, DESIGN §11)."""
 

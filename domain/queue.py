@@ -101,4 +101,6 @@ def requeue_message(
         attempt=attempt if attempt is not None and attempt > 1 else None,
         priority=lane_of(dispatched.priority) if dispatched.priority else None,  # same lane
         labels=dispatched.labels or None,
+        concurrency_key=dispatched.concurrency_key,
+        concurrency_limit=dispatched.concurrency_limit,
     )

@@ -97,6 +97,8 @@ class HttpPayload(_Spec):
 
 
 MAX_IDEMPOTENCY_KEY_CHARS: Final = 255
+MAX_CONCURRENCY_KEY_CHARS: Final = 128
+MAX_CONCURRENCY_LIMIT: Final = 10_000
 MAX_ATTEMPTS: Final = 100
 MAX_DELAY_SECONDS: Final = 30 * 86_400
 
@@ -125,7 +127,13 @@ class _Job(_Spec):
         default=None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY_CHARS
     )
 
-    @field_validator("idempotency_key")
+    # DESIGN §11: at most `concurrency_limit` jobs of this key received or running at once
+    concurrency_key: str | None = Field(
+        default=None, min_length=1, max_length=MAX_CONCURRENCY_KEY_CHARS
+    )
+    concurrency_limit: int | None = Field(default=None, ge=1, le=MAX_CONCURRENCY_LIMIT)
+
+    @field_validator("idempotency_key", "concurrency_key")
     @classmethod
     def _printable(cls, value: str | None) -> str | None:
         if value is not None and not all("!" <= ch <= "~" for ch in value):
@@ -174,6 +182,8 @@ def parse_job_spec(doc: Any) -> AgentJob | CommandJob | HttpJob:
         check_labels(doc["labels"])  # names the bad label (`labels.team`)
     if doc.get("runAt") is not None and doc.get("delaySeconds") is not None:
         raise FieldError("delaySeconds", "give runAt or delaySeconds, not both")
+    if doc.get("concurrencyLimit") is not None and doc.get("concurrencyKey") is None:
+        raise FieldError("concurrencyKey", "is required with concurrencyLimit")
     try:
         return _SPEC.validate_python(doc)
     except ValidationError as exc:
@@ -249,3 +259,10 @@ def spec_warnings(spec: AgentJob | CommandJob | HttpJob) -> list[str]:
         model = spec.payload.model
         return [f"model {model} {RETIRED_MODELS[model]}; passed through as requested"]
     return []
+
+
+def concurrency_of(spec: AgentJob | CommandJob | HttpJob) -> tuple[str | None, int | None]:
+    """The job's concurrency key and its limit (1 when only the key is given), or (None, None)."""
+    if spec.concurrency_key is None:
+        return None, None
+    return spec.concurrency_key, spec.concurrency_limit or 1

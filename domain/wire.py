@@ -45,6 +45,9 @@ class DispatchMessage(WireMessage):
     attempt: int | None = Field(default=None, ge=1)
     labels: dict[str, str] | None = None  # DESIGN §11; workers may ignore them
     priority: Literal["high", "normal", "low"] | None = None  # DESIGN §11; None: normal
+    # DESIGN §11: for the Brain's concurrency gate; workers ignore them
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = Field(default=None, ge=1)
 
 
 class StatusMessage(WireMessage):

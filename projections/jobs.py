@@ -19,6 +19,7 @@ from domain.events import (
     JobCompleted,
     JobDispatched,
     JobFailed,
+    JobHeld,
     JobProgressed,
     JobQueued,
     JobReceived,
@@ -71,6 +72,9 @@ class JobRow(TypedDict):
     run_at: str | None  # a delayed job's start time
     retry_at: str | None  # when a retrying job runs again
     retries: int  # retries scheduled so far
+    concurrency_key: str | None  # DESIGN §11: at most `concurrency_limit` of it at once
+    concurrency_limit: int | None
+    wait_reason: str | None  # why a queued job waits (its concurrency key is at its limit)
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(JobRow.__annotations__)
@@ -109,7 +113,8 @@ def new_row(env: Envelope, seq: int, data: JobDispatched) -> JobRow:
         finished_at=None, updated_at=at, duration_ms=None, rejected=0, version=env.version,
         last_seq=seq, input_tokens=0, output_tokens=0, cache_read_tokens=0, cache_write_tokens=0,
         cost_usd=0.0, steps=0, labels=_json(data.labels) if data.labels else None,
-        run_at=None, retry_at=None, retries=0,
+        run_at=None, retry_at=None, retries=0, concurrency_key=data.concurrency_key,
+        concurrency_limit=data.concurrency_limit, wait_reason=None,
     )  # fmt: skip
 
 
@@ -159,14 +164,19 @@ def _apply(row: JobRow, data: DomainEvent, at: str, change: JobChange) -> None:
         row["cancel_requested"] = 1
     elif isinstance(data, TransitionRejected):
         row["rejected"] += 1
-    elif isinstance(data, JobScheduled | JobRetryScheduled | JobQueued):
+    elif isinstance(data, JobScheduled | JobRetryScheduled | JobQueued | JobHeld):
         _timing(row, data)
     else:
         raise FoldError(f"{type(data).__name__} is not a job event")
 
 
-def _timing(row: JobRow, data: JobScheduled | JobRetryScheduled | JobQueued) -> None:
-    if isinstance(data, JobScheduled):
+def _timing(row: JobRow, data: JobScheduled | JobRetryScheduled | JobQueued | JobHeld) -> None:
+    if isinstance(data, JobHeld):
+        row["wait_reason"] = (
+            f"concurrency key '{data.concurrency_key}' is at its limit "
+            f"({data.concurrency_limit} at once)"
+        )
+    elif isinstance(data, JobScheduled):
         row["status"] = "scheduled"
         row["run_at"] = format_time(data.run_at)
     elif isinstance(data, JobRetryScheduled):
@@ -177,6 +187,7 @@ def _timing(row: JobRow, data: JobScheduled | JobRetryScheduled | JobQueued) -> 
         row["failure_reason"] = data.reason
     else:
         row["status"] = "dispatched"
+        row["wait_reason"] = None
 
 
 def _begin(row: JobRow, status: str, attempt: int, worker_id: str | None) -> None:

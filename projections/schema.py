@@ -33,9 +33,10 @@ PROJECTIONS: dict[str, ProjectionSpec] = {
         # jobs 2: the agent events (usage columns, `waiting`, the `job_usage` table).
         # jobs 3: labels (the `labels` column, the `job_labels` table).
         # jobs 4: delayed and retried jobs (`scheduled`, `retrying`, run_at/retry_at/retries).
+        # jobs 5: concurrency keys (concurrency_key/limit, wait_reason).
         ProjectionSpec(
             "jobs",
-            4,
+            5,
             frozenset({"job"}),
             ("jobs", "job_events", "job_latency", "job_stats", "job_usage", "job_labels"),
         ),

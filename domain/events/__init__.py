@@ -80,7 +80,13 @@ from domain.events.task import (
     TaskStarted,
     TaskTimedOut,
 )
-from domain.events.timing import TIMING_EVENTS, JobQueued, JobRetryScheduled, JobScheduled
+from domain.events.timing import (
+    TIMING_EVENTS,
+    JobHeld,
+    JobQueued,
+    JobRetryScheduled,
+    JobScheduled,
+)
 
 _register(
     TransitionRejected,
@@ -131,6 +137,7 @@ __all__ = [
     "JobCompleted",
     "JobDispatched",
     "JobFailed",
+    "JobHeld",
     "JobProgressed",
     "JobQueued",
     "JobReceived",

@@ -45,6 +45,8 @@ class JobDispatched(JobEvent):
     priority: str | None = None  # `high`/`normal`/`low` (DESIGN §11); None: normal
     retry: dict[str, Any] | None = None  # the retry policy (camelCase), DESIGN §11
     run_at: datetime | None = None  # a delayed job: queued at this time (`JobScheduled`)
+    concurrency_key: str | None = None  # DESIGN §11: at most `concurrency_limit` at once
+    concurrency_limit: int | None = None
 
 
 class JobReceived(JobEvent):

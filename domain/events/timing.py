@@ -29,11 +29,21 @@ class JobRetryScheduled(JobEvent):
     error: str
 
 
+class JobHeld(JobEvent):
+    """The job's concurrency key has `concurrency_limit` jobs received or running (or queued
+    for a worker): it waits, queued by the Brain but not for the workers, until one of them
+    ends (`JobQueued` with cause `concurrency`). `attempt`: the message it will be queued as."""
+
+    concurrency_key: str
+    concurrency_limit: int = Field(ge=1)
+    attempt: int = Field(default=1, ge=1)
+
+
 class JobQueued(JobEvent):
-    """A scheduled or retrying job came due and was queued again, as message `attempt`."""
+    """A scheduled, retrying or held job came due and was queued again, as message `attempt`."""
 
     attempt: int = Field(ge=1)
-    cause: Literal["runAt", "retry"]
+    cause: Literal["runAt", "retry", "concurrency"]
 
 
-TIMING_EVENTS: tuple[type[JobEvent], ...] = (JobScheduled, JobRetryScheduled, JobQueued)
+TIMING_EVENTS: tuple[type[JobEvent], ...] = (JobScheduled, JobRetryScheduled, JobHeld, JobQueued)

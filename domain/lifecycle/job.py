@@ -14,6 +14,7 @@ from domain.commands import (
     AnswerApproval,
     DispatchJob,
     FailJob,
+    HoldJob,
     QueueJob,
     RecordStatus,
     RecordStep,
@@ -34,6 +35,7 @@ from domain.events import (
     JobCompleted,
     JobDispatched,
     JobFailed,
+    JobHeld,
     JobProgressed,
     JobQueued,
     JobReceived,
@@ -63,7 +65,7 @@ from domain.lifecycle.timing import (
     retry_allowed,
     retry_event,
 )
-from domain.specs import redacted_payload, retry_policy_document, spec_warnings
+from domain.specs import concurrency_of, redacted_payload, retry_policy_document, spec_warnings
 
 ACTIVE: Final = ("dispatched", "received", "running", "waiting")
 TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
@@ -78,6 +80,9 @@ SPEC: Final = MachineSpec(
         # a delayed job: `JobDispatched` (its spec) then `JobScheduled`, in one decision
         t("schedule", "new", "scheduled", "JobScheduled", "starts_later"),
         t("queue", WAITING_TO_RUN, "dispatched", "JobQueued"),
+        # a concurrency key at its limit: queued by the Brain, not yet for the workers
+        t("hold", "dispatched", None, "JobHeld", "not_held"),
+        t("queue", "dispatched", None, "JobQueued", "held"),
         t(
             "retry",
             ("dispatched", "received", "running"),
@@ -112,6 +117,8 @@ SPEC: Final = MachineSpec(
         "new_progress": "same attempt, and the progress text changed",
         "not_cancel_requested": "no cancel was requested yet",
         "adds_result": "the terminal event had no result and this report brings one",
+        "not_held": "the job is not already held by its concurrency key",
+        "held": "the job is held by its concurrency key",
         **STEP_GUARD_TEXT,
         **TIMING_GUARD_TEXT,
     },
@@ -138,13 +145,18 @@ class JobState:
     retries: int = 0  # `JobRetryScheduled` events so far: the job has run retries+1 times
     retry_attempt: int = 0  # the attempt a retry runs as: reports of earlier ones are stale
     due_at: datetime | None = None  # when a scheduled or retrying job is to be queued
+    concurrency_key: str | None = None  # DESIGN §11
+    concurrency_limit: int | None = None
+    held: int = 0  # held by its concurrency key: the attempt it will be queued as; 0: not held
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
 
-JobCommand = DispatchJob | RecordStatus | RecordStep | RequestCancel | FailJob | AnswerApproval
+JobCommand = (
+    DispatchJob | RecordStatus | RecordStep | RequestCancel | FailJob | AnswerApproval | HoldJob
+)
 _STATUS_TRIGGERS: Final = {
     "received": ("receive",),
     "running": ("start", "progress"),
@@ -191,6 +203,8 @@ MACHINE: Final[CompiledMachine[JobState, Any]] = CompiledMachine(
         "new_progress": _new_progress,
         "not_cancel_requested": lambda s, _c: not s.cancel_requested,
         "adds_result": _adds_result,
+        "not_held": lambda s, _c: not s.held,
+        "held": lambda s, _c: bool(s.held),
         **STEP_GUARDS,
         "starts_later": lambda _s, c: getattr(c, "start_at", None) is not None,
         "retry_allowed": lambda s, c: _not_stale(s, c) and retry_allowed(s, c),
@@ -208,14 +222,16 @@ def decide(state: JobState, cmd: JobCommand) -> list[DomainEvent] | Rejected:
         return timed
     trigger = _TRIGGER[type(cmd)]
     if MACHINE.fire(state.status, trigger, state, cmd) is not None:
-        if isinstance(cmd, RequestCancel) and state.status in _UNHELD:
-            # no worker holds a waiting, scheduled or retrying job: nobody else would stop it
-            detail = _UNHELD[state.status]
+        if isinstance(cmd, RequestCancel) and (state.status in _UNHELD or state.held):
+            # no worker holds a waiting, scheduled, retrying or held job: nobody else would
+            # stop it
+            detail = _UNHELD["held" if state.held else state.status]
             return [JobCancelRequested(reason=cmd.reason), JobCancelled(detail=detail)]
         return [_EVENT_FOR[trigger](state, cmd)]
-    duplicate = (isinstance(cmd, (DispatchJob, QueueJob)) and state.status != "new") or (
-        isinstance(cmd, RequestCancel) and state.cancel_requested and not state.terminal
-    )
+    duplicate = (
+        (isinstance(cmd, (DispatchJob, QueueJob)) and state.status != "new")
+        or (isinstance(cmd, HoldJob) and bool(state.held))
+    ) or (isinstance(cmd, RequestCancel) and state.cancel_requested and not state.terminal)
     if duplicate:
         return []
     return _reject(state, trigger, cmd)
@@ -245,11 +261,13 @@ _TRIGGER: Final[dict[type[Any], str]] = {
     RequestCancel: "request_cancel",
     FailJob: "fail",
     QueueJob: "queue",
+    HoldJob: "hold",
 }
 _UNHELD: Final = {
     "waiting": "cancelled while waiting for approval",
     "scheduled": "cancelled before its start time; it never ran",
     "retrying": "cancelled while waiting to retry",
+    "held": "cancelled while held by its concurrency key; it never ran",
 }
 
 
@@ -332,6 +350,8 @@ def _dispatched(_s: JobState, c: Any) -> DomainEvent:
         priority=c.spec.priority,
         retry=retry_policy_document(c.spec),
         run_at=c.start_at,
+        concurrency_key=concurrency_of(c.spec)[0],
+        concurrency_limit=concurrency_of(c.spec)[1],
     )
 
 
@@ -365,6 +385,9 @@ _EVENT_FOR: Final[dict[str, Callable[[JobState, Any], DomainEvent]]] = {
     ),
     "request_cancel": lambda s, c: JobCancelRequested(reason=c.reason),
     "queue": lambda s, c: queued_event(s),
+    "hold": lambda s, c: JobHeld(
+        concurrency_key=c.concurrency_key, concurrency_limit=c.concurrency_limit, attempt=c.attempt
+    ),
     "cancel": lambda s, c: JobCancelled(worker_id=c.worker_id, detail=c.error or c.progress),
     "record_result": lambda s, c: JobResultRecorded(
         result=c.result, error=c.error, duration_ms=c.duration_ms
@@ -402,6 +425,9 @@ def _bump(s: JobState, **changes: Any) -> JobState:
         "retries": s.retries,
         "retry_attempt": s.retry_attempt,
         "due_at": s.due_at,
+        "concurrency_key": s.concurrency_key,
+        "concurrency_limit": s.concurrency_limit,
+        "held": s.held,
     }
     values.update(changes)
     return JobState(**values)
@@ -444,7 +470,8 @@ _FOLDS: Final[dict[type[DomainEvent], Callable[[JobState, Any], JobState]]] = {
         due_at=e.retry_at,
         progress=None,
     ),
-    JobQueued: lambda s, e: _bump(s, status="dispatched", due_at=None),
+    JobHeld: lambda s, e: _bump(s, held=e.attempt),
+    JobQueued: lambda s, e: _bump(s, status="dispatched", due_at=None, held=0),
 }
 
 
@@ -453,6 +480,7 @@ def _fold_dispatched(s: JobState, e: JobDispatched) -> JobState:
     state = _bump(
         s, status="dispatched", job_type=e.job_type, timeout_seconds=e.timeout_seconds,
         approval_timeout=timeout if isinstance(timeout, int) else None, retry=e.retry,
+        concurrency_key=e.concurrency_key, concurrency_limit=e.concurrency_limit,
     )  # fmt: skip
     for step in forked_steps(e):  # a fork starts where its source's copied steps end
         state = replace(_FOLDS[type(step)](state, step), version=state.version)

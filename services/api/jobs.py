@@ -68,6 +68,8 @@ class DispatchRequest(BaseModel):
     retry: Any = None
     runAt: Any = None  # noqa: N815
     delaySeconds: Any = None  # noqa: N815
+    concurrencyKey: Any = None  # noqa: N815
+    concurrencyLimit: Any = None  # noqa: N815
 
 
 class Dispatched(BaseModel):
@@ -113,6 +115,9 @@ class Job(Document):
     run_at: str | None = Field(default=None, description="a delayed job's start time")
     retry_at: str | None = Field(default=None, description="when a retrying job runs again")
     retries: int = Field(default=0, description="retries scheduled so far")
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    wait_reason: str | None = Field(default=None, description="why a queued job waits")
 
 
 class JobPage(BaseModel):

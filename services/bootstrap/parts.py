@@ -64,9 +64,10 @@ def build_brain(
         clock=clock,
     )
     outcomes = JobOutcomes(watchdog)
-    dispatcher = Dispatcher(executor, queue, on_outcome=outcomes)
+    gated = watchdog.gate  # concurrency keys (DESIGN §11): every publish of a job passes it
+    dispatcher = Dispatcher(executor, gated, on_outcome=outcomes)
     return kind(
-        queue=queue,
+        queue=gated,
         dispatcher=dispatcher,
         ingest=Ingest(
             executor,

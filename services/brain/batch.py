@@ -23,7 +23,14 @@ from typing import Protocol
 from adapters import tracing
 from domain.commands import DispatchJob
 from domain.queue import QueueFull, QueueUnavailable
-from domain.specs import AgentJob, CommandJob, HttpJob, payload_document, start_time
+from domain.specs import (
+    AgentJob,
+    CommandJob,
+    HttpJob,
+    concurrency_of,
+    payload_document,
+    start_time,
+)
 from domain.wire import DispatchMessage
 from services.brain.admission import Admission
 from services.executor import CommandExecutor, Outcome, Planned
@@ -47,6 +54,8 @@ def dispatch_message(
         timeout_seconds=spec.timeout_seconds,
         labels=spec.labels or None,
         priority=spec.priority,
+        concurrency_key=concurrency_of(spec)[0],
+        concurrency_limit=concurrency_of(spec)[1],
     )
 
 

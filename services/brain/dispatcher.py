@@ -172,5 +172,6 @@ class Dispatcher:
                 if outcome.position.version == 0:
                     raise JobNotFound(job_id)
                 raise JobAlreadyFinished(outcome.rejected.reason)
+            self._on_outcome(job_id, outcome)  # a job nobody held ends here: the Brain knows
             await self._queue.signal_cancel(job_id, reason)
             return outcome.position.seq

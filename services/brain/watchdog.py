@@ -29,6 +29,7 @@ from domain.commands import FailJob
 from domain.events import FailureReason
 from domain.queue import QueueUnavailable
 from domain.specs import DEFAULT_APPROVAL_TIMEOUT
+from services.brain.concurrency import ConcurrencyGate
 from services.brain.leadership import Fenced
 from services.brain.queue_control import QueueControl
 from services.brain.requeue import requeue_unqueued
@@ -70,8 +71,11 @@ class Watchdog:
         self.check_every = check_every
         self.active: dict[str, Watch] = {}
         self.failed = 0
+        # jobs of a concurrency key at its limit wait here; every publish of a job goes
+        # through it (the Brain's parts are handed `gate` as their queue)
+        self.gate = ConcurrencyGate(queue, executor, on_outcome=self._timer_outcome)
         # scheduled and retrying jobs, queued at their time (fed from here: `observe`, `seed`)
-        self.timer = DueTimer(executor, queue, clock, on_outcome=self._timer_outcome)
+        self.timer = DueTimer(executor, self.gate, clock, on_outcome=self._timer_outcome)
 
     def _timer_outcome(self, job_id: str, outcome: Any) -> None:
         self.observe(job_id, outcome.state)
@@ -81,13 +85,15 @@ class Watchdog:
     ) -> None:
         """Record a job's current state (from the dispatcher, the ingest or the log)."""
         self.timer.observe(job_id, state)
+        self.gate.observe(job_id, state)
         if state.terminal:
             self.active.pop(job_id, None)
             return
         known = self.active.get(job_id)
         trace_id = (known.trace_id if known else None) or trace_id
         timeout = getattr(state, "approval_timeout", None)
-        self.active[job_id] = Watch(state.status, seen or self._clock.now(), trace_id, timeout)
+        status = "held" if getattr(state, "held", 0) else state.status  # not undeliverable
+        self.active[job_id] = Watch(status, seen or self._clock.now(), trace_id, timeout)
 
     def lease(self, job_ids: Iterable[str]) -> None:
         """A worker says it is running these jobs: they are alive."""
@@ -116,15 +122,18 @@ class Watchdog:
         for job_id, (state, at, trace_id) in states.items():
             if job_id not in self.active:
                 self.observe(job_id, state, now - (now_wall - at).total_seconds(), trace_id)
+        self.gate.seed((job_id, state) for job_id, (state, _, _) in states.items())
         return len(self.active)
 
     async def run(self, stop: asyncio.Event) -> None:
         sub = None if self._health is None else await self._health.subscribe(self.on_health)
         try:
-            with contextlib.suppress(StoreUnavailable):
+            with contextlib.suppress(StoreUnavailable, QueueUnavailable):
                 count = await self.seed()
                 log.info("watching %d unfinished jobs", count)
+                await self.gate.settle()  # keyed jobs are admitted from here on
                 await self.requeue()
+            await self.gate.settle()  # (again, if the log could not be read: admit anyway)
             await self._reconcile_queue()
             timer = asyncio.create_task(self.timer.run(stop), name="baker-due-timer")
             try:
@@ -155,7 +164,7 @@ class Watchdog:
         a Brain that stopped between recording and queueing them leaves such jobs)."""
         candidates = [job for job, w in self.active.items() if w.status == "dispatched"]
         try:
-            done = await requeue_unqueued(self._executor, self._queue, candidates)
+            done = await requeue_unqueued(self._executor, self.gate, candidates)
         except Fenced:
             return  # the leading Brain does it
         for job_id in done.queued:
@@ -187,7 +196,9 @@ class Watchdog:
         waiting = [
             job_id
             for job_id, w in self.active.items()
-            if w.status == "dispatched" and now - w.last_seen > self.undeliverable_after
+            if w.status == "dispatched"
+            and now - w.last_seen > self.undeliverable_after
+            and not self.gate.holds(job_id)
         ]
         for job_id, watch in stuck:
             idle = int(now - watch.last_seen)
@@ -200,6 +211,7 @@ class Watchdog:
                 error = f"no answer to the approval request within {limit}s"
                 await self._fail(job_id, error, "approval_timeout")
         if waiting:
+            await self.gate.release_all()  # a release that failed earlier is tried again
             present = await self._queue.queued_jobs()
             for job_id in waiting:
                 if job_id not in present:

@@ -60,6 +60,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "error": "exit 1",
     },
     "JobQueued": {"attempt": 2, "cause": "retry"},
+    "JobHeld": {"concurrencyKey": "tenant-a", "concurrencyLimit": 2, "attempt": 1},
     "AgentModelCalled": {
         "attempt": 1,
         "step": 1,

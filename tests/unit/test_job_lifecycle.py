@@ -163,7 +163,8 @@ def test_every_event_carries_every_other_field_over() -> None:
         progress="half", cancel_requested=True, has_result=True, timeout_seconds=42, steps=5,
         pending=("toolu_1",), open_call="toolu_1", awaiting="toolu_1", approval_timeout=60,
         retry={"maxAttempts": 3}, retries=1, retry_attempt=3,
-        due_at=datetime(2026, 1, 1, tzinfo=UTC),
+        due_at=datetime(2026, 1, 1, tzinfo=UTC), concurrency_key="tenant-a",
+        concurrency_limit=2, held=2,
     )  # fmt: skip
     # every field away from its default, so one that `_bump` forgot would show
     assert all(getattr(state, f.name) != f.default for f in fields(JobState))
