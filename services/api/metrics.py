@@ -65,6 +65,17 @@ async def render(ctx: ApiContext, requests: Counter[tuple[str, int]]) -> str:
         "1 while the queue is paused (workers take no new jobs).",
         [_line("baker_queue_paused", int(any(s.paused for s in lanes.values())))],
     )
+    async with db.execute(
+        "SELECT concurrency_key, count(*) FROM jobs WHERE status = 'dispatched'"
+        " AND wait_reason IS NOT NULL GROUP BY concurrency_key ORDER BY concurrency_key"
+    ) as cur:
+        held = [(str(key), int(n)) for key, n in await cur.fetchall()]
+    out += _family(
+        "baker_jobs_held",
+        "gauge",
+        "Queued jobs held because their concurrency key is at its limit (read model).",
+        [_line("baker_jobs_held", n, key=key) for key, n in held],
+    )
     applied, head = await ctx.read_model.applied(), await ctx.store.head_seq()
     out += _family(
         "baker_projector_lag_events",

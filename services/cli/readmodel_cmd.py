@@ -282,7 +282,7 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _job_line(doc: dict[str, Any]) -> tuple[Any, ...]:
-    detail = doc.get("error") or doc.get("progress") or ""
+    detail = doc.get("error") or doc.get("progress") or doc.get("waitReason") or ""
     if not detail and isinstance(doc.get("result"), dict):
         detail = orjson.dumps(doc["result"]).decode()[:60]
     return (

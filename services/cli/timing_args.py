@@ -1,5 +1,5 @@
-"""`baker dispatch` options for delayed and retried jobs (DESIGN §11); the API validates them
-(a bad value is its 400, naming the field)."""
+"""`baker dispatch` options for delayed and retried jobs and concurrency keys (DESIGN §11); the
+API validates them (a bad value is its 400, naming the field)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,17 @@ def add_timing_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--retry-initial", type=float, metavar="SECONDS", help="first backoff")
     parser.add_argument("--retry-multiplier", type=float, help="each backoff times this")
     parser.add_argument("--retry-max", type=float, metavar="SECONDS", help="backoff cap")
+    parser.add_argument(
+        "--concurrency-key", metavar="KEY", help="at most --concurrency-limit jobs of KEY at once"
+    )
+    parser.add_argument(
+        "--concurrency-limit", type=int, metavar="N", help="jobs of the key at once (default 1)"
+    )
 
 
 def timing_fields(args: argparse.Namespace) -> dict[str, Any]:
-    """The request's `delaySeconds`/`runAt`/`retry` from the parsed options."""
+    """The request's `delaySeconds`/`runAt`/`retry`/`concurrencyKey`/`concurrencyLimit` from
+    the parsed options."""
     out: dict[str, Any] = {}
     if args.delay is not None:
         out["delaySeconds"] = args.delay
@@ -34,4 +41,8 @@ def timing_fields(args: argparse.Namespace) -> dict[str, Any]:
     }
     if any(v is not None for v in policy.values()):
         out["retry"] = {k: v for k, v in policy.items() if v is not None}
+    if args.concurrency_key is not None:
+        out["concurrencyKey"] = args.concurrency_key
+    if args.concurrency_limit is not None:
+        out["concurrencyLimit"] = args.concurrency_limit
     return out
