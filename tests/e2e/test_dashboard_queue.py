@@ -1,6 +1,7 @@
 """The dashboard's queue switch in a real browser (DESIGN §11): `tests/e2e/browser/queue.mjs`
 pauses the queue from the page, sees a dispatched low-priority job counted on its lane and not
-run, resumes and sees it complete. The screenshot is kept as
+run, resumes and sees it complete; a job of a concurrency key at its limit shows why it waits.
+The screenshot is kept as
 `test-artifacts/dashboard-queue.png`."""
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def test_the_queue_switch_pauses_and_resumes(tmp_path: Path) -> None:
     )  # fmt: skip
     assert summary["held"] == "dispatched"  # counted on its lane, not run while paused
     assert summary["note"].startswith("paused by dashboard")
+    assert summary["heldNote"] == "held: concurrency key 'page-key' is at its limit (1 at once)"
+    assert summary["heldNote"] == "held: concurrency key 'page-key' is at its limit (1 at once)"
     data = shot.read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
     target = ARTIFACT.with_name("dashboard-queue.png")

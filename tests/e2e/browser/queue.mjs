@@ -4,7 +4,8 @@
 //
 // Turns the queue's switch off (paused), dispatches a low-priority job through the API, waits
 // for the panel to count it queued on the low lane while the API still says `dispatched`,
-// turns the switch on again and waits for the job's row to complete; saves a screenshot and
+// turns the switch on again and waits for the job's row to complete; dispatches two jobs of a
+// concurrency key with limit 1 and waits for the second's row to say it is held; saves a screenshot and
 // prints a JSON summary line. Exit 0 on success; on failure a message on stderr and exit 1.
 import { chromium } from "playwright-core";
 
@@ -76,10 +77,19 @@ async function main() {
     await step("the panel counts the low lane empty again",
       page.locator('#queue tr[data-lane="low"] td[data-queued="0"]').waitFor());
     const resumed = await call("GET", "/api/queue");
+
+    // concurrency keys: the second job of a key with limit 1 waits, its row says why
+    const keyed = { type: "command", payload: { command: "sleep 60" }, concurrencyKey: "page-key", concurrencyLimit: 1 };
+    const first = (await call("POST", "/api/jobs", keyed)).id;
+    const second = (await call("POST", "/api/jobs", keyed)).id;
+    const heldCell = page.locator(`#jobs tr[data-job-id="${second}"] .held`);
+    await step("the held job's row says why it waits", heldCell.waitFor());
+    const heldNote = await heldCell.textContent();
     if (pageErrors.length) throw new Error(`uncaught errors in the page: ${pageErrors.join("; ")}`);
     await step("screenshot", page.screenshot({ path: screenshotPath, fullPage: true }));
+    for (const job of [second, first]) await call("POST", `/api/jobs/${job}/cancel`);
     process.stdout.write(`${JSON.stringify({ ok: true, id, held, note, paused: paused.state, pausedBy: paused.by,
-      resumed: resumed.state })}\n`);
+      resumed: resumed.state, heldNote })}\n`);
   } finally {
     await browser.close().catch(() => {});
   }
