@@ -385,8 +385,11 @@ _EVENT_FOR: Final[dict[str, Callable[[JobState, Any], DomainEvent]]] = {
     ),
     "request_cancel": lambda s, c: JobCancelRequested(reason=c.reason),
     "queue": lambda s, c: queued_event(s),
+    # never an attempt below a retry's: attempts only grow
     "hold": lambda s, c: JobHeld(
-        concurrency_key=c.concurrency_key, concurrency_limit=c.concurrency_limit, attempt=c.attempt
+        concurrency_key=c.concurrency_key,
+        concurrency_limit=c.concurrency_limit,
+        attempt=max(c.attempt, s.retry_attempt, 1),
     ),
     "cancel": lambda s, c: JobCancelled(worker_id=c.worker_id, detail=c.error or c.progress),
     "record_result": lambda s, c: JobResultRecorded(
@@ -435,11 +438,17 @@ def _bump(s: JobState, **changes: Any) -> JobState:
 
 _FOLDS: Final[dict[type[DomainEvent], Callable[[JobState, Any], JobState]]] = {
     JobDispatched: lambda s, e: _fold_dispatched(s, e),  # noqa: PLW0108 - defined below
+    # a job a worker reports on holds its slot, whatever the gate thought (held=0)
     JobReceived: lambda s, e: _bump(
-        s, status="received", attempt=e.attempt, worker_id=e.worker_id, progress=None
+        s, status="received", attempt=e.attempt, worker_id=e.worker_id, progress=None, held=0
     ),
     JobStarted: lambda s, e: _bump(
-        s, status="running", attempt=e.attempt, worker_id=e.worker_id, progress=e.progress
+        s,
+        status="running",
+        attempt=e.attempt,
+        worker_id=e.worker_id,
+        progress=e.progress,
+        held=0,
     ),
     JobProgressed: lambda s, e: _bump(s, progress=e.progress),
     JobCompleted: lambda s, e: _bump(s, status="completed", has_result=e.result is not None),

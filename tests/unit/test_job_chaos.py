@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from adapters.eventstore import InMemoryEventStore
-from domain.commands import DispatchJob, FailJob, QueueJob, RecordStatus, RequestCancel
+from domain.commands import DispatchJob, FailJob, HoldJob, QueueJob, RecordStatus, RequestCancel
 from domain.lifecycle import fold
 from domain.specs import parse_job_spec
 from services.executor import CommandExecutor, Outcome
@@ -27,7 +27,9 @@ STATUS_AFTER = {
     "JobCompleted": "completed", "JobFailed": "failed", "JobCancelled": "cancelled",
     "JobScheduled": "scheduled", "JobRetryScheduled": "retrying", "JobQueued": "dispatched",
 }  # fmt: skip
-KEEPS_STATUS = {"JobProgressed", "JobCancelRequested", "JobResultRecorded", "TransitionRejected"}
+KEEPS_STATUS = {
+    "JobProgressed", "JobCancelRequested", "JobResultRecorded", "TransitionRejected", "JobHeld",
+}  # fmt: skip
 # DESIGN §5, transcribed: (from, to) pairs a job may take.
 LEGAL = (
     {("new", "dispatched"), ("dispatched", "received"), ("dispatched", "running"),
@@ -40,6 +42,8 @@ LEGAL = (
     | {("dispatched", "scheduled"), ("scheduled", "dispatched"), ("retrying", "dispatched")}
     | {(a, "retrying") for a in ACTIVE}
     | {(a, b) for a in WAITING_TO_RUN for b in ("failed", "cancelled")}
+    # a job held by its concurrency key (still queued) queued for the workers (`JobQueued`)
+    | {("dispatched", "dispatched")}
 )  # fmt: skip
 
 reports = st.builds(
@@ -81,6 +85,27 @@ class JobChaos(RuleBasedStateMachine):
     @rule()
     def the_timer_fires(self) -> None:
         self.execute(QueueJob())
+
+    @rule(limit=st.integers(min_value=1, max_value=3))
+    def the_gate_holds_it(self, limit: int) -> None:
+        """DESIGN §11: its concurrency key at its limit (the gate's QueueJob releases it)."""
+        self.execute(HoldJob(concurrency_key="tenant", concurrency_limit=limit))
+
+    @invariant()
+    def only_a_queued_job_is_held_and_a_cancelled_held_job_never_runs(self) -> None:
+        status, held, cancelled_held = "new", False, False
+        for item in self.history():
+            name = item.envelope.type
+            if cancelled_held:
+                assert name not in ("JobReceived", "JobStarted", "JobQueued"), name
+            if name == "JobHeld":
+                assert status == "dispatched" and not held, status
+                held = True
+            elif name == "JobCancelled" and held:
+                cancelled_held = True
+            elif name in ("JobQueued", "JobReceived", "JobStarted"):
+                held = False
+            status = STATUS_AFTER.get(name, status)
 
     @rule(report=reports)
     def worker_reports(self, report: RecordStatus) -> None:
