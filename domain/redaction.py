@@ -39,6 +39,9 @@ import orjson
 REDACTED: Final = "***"
 
 _WORD = r"[A-Za-z0-9_-]"  # a character of a base64url token
+# Where a token may start: not inside a word, but after an escape such as the `\n` of a
+# string written as JSON or with repr() (`"a\nsk-ant-…"`).
+_START = r"(?:(?<![A-Za-z0-9_])|(?<=\\[nrt]))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,45 +69,45 @@ _RULES: Final = (
     ),
     _rule(
         "AKIA ASIA",
-        r"\b((?:AKIA|ASIA))[A-Z0-9]{16}(?:([\s,;:|\"'=]{1,8})[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=]))?"
-        r"(?![A-Za-z0-9])",
+        rf"{_START}((?:AKIA|ASIA))[A-Z0-9]{{16}}"
+        r"(?:((?:[\s,;:|\"'=]|\\[nrt]){1,8})[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+]))?(?![A-Za-z0-9])",
     ),
     _rule(
         "secretaccess secret_access sessiontoken session_token",
-        r"((?i:\b(?:aws_?)?secret_?access_?key|\b(?:aws_?)?session_?token)"
+        rf"((?i:{_START}(?:aws_?)?secret_?access_?key|{_START}(?:aws_?)?session_?token)"
         r"[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9/+=]{16,}",
         folded=True,
     ),
     _rule(
         "authorization",
-        r"((?i:\bauthorization)[\"']?\s*[:=]\s*[\"']?"
+        rf"((?i:{_START}authorization)[\"']?\s*[:=]\s*[\"']?"
         r"(?>(?:(?i:bearer|basic|token|digest)\s+)?))(?!\*\*\*)[^\s\"',;]+",
         folded=True,
     ),
     _rule(
         "bearer",
-        r"(\b(?i:bearer)\s+)(?=[A-Za-z0-9._~+/-]*[0-9._~+/-])[A-Za-z0-9._~+/-]{12,}=*",
+        rf"({_START}(?i:bearer)\s+)(?=[A-Za-z0-9._~+/-]*[0-9._~+/-])[A-Za-z0-9._~+/-]{{12,}}=*",
         folded=True,
     ),
     _rule(
         "://",
-        r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s\"'<>]*:)(?!\*\*\*@)[^@/?#\s\"'<>]+(?=@)",
+        rf"({_START}[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s\"'<>]*:)(?!\*\*\*@)[^@/?#\s\"'<>]+(?=@)",
         needs="@",
     ),
     _rule(
         "sk-",
-        rf"(\bsk-ant-(?:(?:api|admin)\d\d-)?){_WORD}{{16,}}|"
-        rf"(\bsk-(?:proj-|svcacct-|admin-)?)(?={_WORD}*[0-9])(?={_WORD}*[A-Z]){_WORD}{{20,}}",
+        rf"({_START}sk-ant-(?:(?:api|admin)\d\d-)?){_WORD}{{16,}}|"
+        rf"({_START}sk-(?:proj-|svcacct-|admin-)?)(?={_WORD}*[0-9])(?={_WORD}*[A-Z]){_WORD}{{20,}}",
     ),
     _rule(
         "ghp_ gho_ ghu_ ghs_ ghr_ github_pat_",
-        r"(\b(?:gh[pousr]_|github_pat_))[A-Za-z0-9_]{20,}",
+        rf"({_START}(?:gh[pousr]_|github_pat_))[A-Za-z0-9_]{{20,}}",
     ),
-    _rule("xox xapp-", r"(\bxox[abposre]-|\bxapp-)[A-Za-z0-9-]{10,}"),
-    _rule("eyJ", rf"(\beyJ){_WORD}{{4,}}\.eyJ{_WORD}{{4,}}\.{_WORD}*"),
+    _rule("xox xapp-", rf"({_START}xox[abposre]-|{_START}xapp-)[A-Za-z0-9-]{{10,}}"),
+    _rule("eyJ", rf"({_START}eyJ){_WORD}{{4,}}\.eyJ{_WORD}{{4,}}\.{_WORD}*"),
     _rule(
         "PASSWORD PASSWD SECRET TOKEN API_KEY APIKEY ACCESS_KEY PRIVATE_KEY",
-        r"((?<![A-Za-z0-9_])(?:[A-Z0-9_]*?_)?"
+        rf"({_START}(?:[A-Z0-9_]*?_)?"
         r"(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_KEY|PRIVATE_KEY)(?:_[A-Z0-9_]*)?=)"
         r"(?!\*\*\*)[^\s\"']+",
         needs="=",
@@ -115,7 +118,7 @@ _RULES: Final = (
 # What a masked value looks like (a kept prefix, then the marker): how a stored payload is
 # known to have been masked, without mistaking ordinary `***` (markdown, say) for a mask.
 _MASKED: Final = re.compile(
-    r"\bsk-[a-z0-9-]*\*\*\*|\b(?:AKIA|ASIA)[A-Z0-9]*(?:[\s,;:|\"'=]{1,8})?\*\*\*|"
+    r"\bsk-[a-z0-9-]*\*\*\*|\b(?:AKIA|ASIA)[A-Z0-9]*(?:(?:[\s,;:|\"'=]|\\[nrt]){1,8})?\*\*\*|"
     r"(?i:secret_?access_?key|session_?token)[\"']?\s*[:=]\s*[\"']?\*\*\*|"
     r"\b(?:gh[pousr]_|github_pat_|xox[abposre]-|xapp-|eyJ)\*\*\*|"
     r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?:(?i:bearer|basic|token|digest)\s+)?\*\*\*|"
@@ -142,20 +145,23 @@ def _masked(match: re.Match[str]) -> str:
     return kept + REDACTED + (tail + REDACTED if kept in ("AKIA", "ASIA") else tail)
 
 
+def _present(rule: _Rule, text: str, folded: str) -> bool:
+    """Whether `text` (`folded`: lower-cased) holds a fragment of `rule`: only then can it
+    hold its secret."""
+    if rule.needs and rule.needs not in text:
+        return False
+    where = folded if rule.folded else text
+    return any(hint in where for hint in rule.hints)
+
+
 def redact_text(text: str) -> str:
     """`text` with every credential-looking value masked (the same string when none is)."""
-    folded = None
+    folded = text.lower()
     for rule in _RULES:
-        if rule.needs and rule.needs not in text:
-            continue
-        if rule.folded:
-            folded = text.lower() if folded is None else folded
-            where = folded
-        else:
-            where = text
-        if any(hint in where for hint in rule.hints):
-            text = rule.pattern.sub(_masked, text)
-            folded = None
+        if _present(rule, text, folded):
+            masked = rule.pattern.sub(_masked, text)
+            if masked != text:
+                text, folded = masked, masked.lower()
     return text
 
 
@@ -175,12 +181,7 @@ def _may_hold_secret(value: Any) -> bool:
     folded = text.lower()
     if any(ending in folded for ending in _SECRET_KEY_ENDINGS):
         return True
-    for rule in _RULES:
-        if (not rule.needs or rule.needs in text) and any(
-            hint in (folded if rule.folded else text) for hint in rule.hints
-        ):
-            return True
-    return False
+    return any(_present(rule, text, folded) for rule in _RULES)
 
 
 def redact_value(value: Any) -> Any:
@@ -232,7 +233,8 @@ def unfinished_at(text: str) -> int:
     """Where the part of `text` that a later chunk could still turn into a secret begins
     (`len(text)` when none): its last three words when it does not end a line (a token cut
     in two, or `Authorization: Bearer` waiting for its token), or an unended private key
-    block. Live output holds that part back until more comes."""
+    block; never inside a secret (a name and its value stay together). Live output holds
+    that part back until more comes."""
     cut = len(text)
     begin = text.rfind("-----BEGIN ")
     if begin >= 0 and "-----END " not in text[begin:]:
@@ -242,4 +244,13 @@ def unfinished_at(text: str) -> int:
         words = [m.start() for m in re.finditer(r"\S+", text[line:])][-3:]
         if words:
             cut = min(cut, line + words[0])
+    folded = text.lower()
+    rules = [rule for rule in _RULES if _present(rule, text, folded)]
+    moved = cut < len(text)
+    while moved:
+        moved = False
+        for rule in rules:
+            for match in rule.pattern.finditer(text):
+                if match.start() < cut < match.end():
+                    cut, moved = match.start(), True
     return cut
