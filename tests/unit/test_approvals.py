@@ -11,6 +11,7 @@ import pytest
 
 from adapters.eventstore import InMemoryEventStore
 from domain.commands import DispatchJob, RecordStatus, RecordStep
+from domain.events import JobFailed
 from domain.specs import parse_job_spec
 from services.brain.approvals import Approvals, NoSuchJob, NotWaiting
 from services.brain.watchdog import Watchdog
@@ -112,5 +113,5 @@ async def test_an_approved_job_whose_prompt_was_masked_fails_naming_why() -> Non
     history = await executor.store.load("job", "job-s")
     assert history.state.status == "failed"
     failed = history.events[-1].envelope.data
-    assert failed.reason == "dispatch_failed"  # type: ignore[union-attr]
-    assert "payload held secrets" in failed.error  # type: ignore[union-attr]
+    assert isinstance(failed, JobFailed)
+    assert failed.reason == "dispatch_failed" and "payload held secrets" in failed.error
