@@ -44,6 +44,13 @@ _WORD = r"[A-Za-z0-9_-]"  # a character of a base64url token
 _START = r"(?:(?<![A-Za-z0-9_])|(?<=\\[nrt]))"
 
 
+def _after(n: int) -> str:
+    """`_START`, checked after the `n` characters of a fixed prefix: a pattern that begins
+    with its literal prefix is searched for fast (by the prefix), one that begins with a
+    look-behind is tried at every position."""
+    return rf"(?:(?<![A-Za-z0-9_].{{{n}}})|(?<=\\[nrt].{{{n}}}))"
+
+
 @dataclass(frozen=True, slots=True)
 class _Rule:
     """One kind of secret: fragments one of which it always holds (looked for first, with
@@ -69,7 +76,7 @@ _RULES: Final = (
     ),
     _rule(
         "AKIA ASIA",
-        rf"{_START}((?:AKIA|ASIA))[A-Z0-9]{{16}}"
+        rf"((?:AKIA|ASIA)){_after(4)}[A-Z0-9]{{16}}"
         r"(?:((?:[\s,;:|\"'=]|\\[nrt]){1,8})[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+]))?(?![A-Za-z0-9])",
     ),
     _rule(
@@ -94,17 +101,18 @@ _RULES: Final = (
         rf"({_START}[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s\"'<>]*:)(?!\*\*\*@)[^@/?#\s\"'<>]+(?=@)",
         needs="@",
     ),
-    _rule(
+    _rule("sk-ant-", rf"(sk-ant-{_after(7)}(?:(?:api|admin)\d\d-)?){_WORD}{{16,}}"),
+    _rule(  # after the Anthropic rule: what it masked has no capital left to match here
         "sk-",
-        rf"({_START}sk-ant-(?:(?:api|admin)\d\d-)?){_WORD}{{16,}}|"
-        rf"({_START}sk-(?:proj-|svcacct-|admin-)?)(?={_WORD}*[0-9])(?={_WORD}*[A-Z]){_WORD}{{20,}}",
+        rf"(sk-{_after(3)}(?:proj-|svcacct-|admin-)?)(?={_WORD}*[0-9])(?={_WORD}*[A-Z])"
+        rf"{_WORD}{{20,}}",
     ),
     _rule(
         "ghp_ gho_ ghu_ ghs_ ghr_ github_pat_",
-        rf"({_START}(?:gh[pousr]_|github_pat_))[A-Za-z0-9_]{{20,}}",
+        rf"(gh[pousr]_{_after(4)}|github_pat_{_after(11)})[A-Za-z0-9_]{{20,}}",
     ),
-    _rule("xox xapp-", rf"({_START}xox[abposre]-|{_START}xapp-)[A-Za-z0-9-]{{10,}}"),
-    _rule("eyJ", rf"({_START}eyJ){_WORD}{{4,}}\.eyJ{_WORD}{{4,}}\.{_WORD}*"),
+    _rule("xox xapp-", rf"(xox[abposre]-{_after(5)}|xapp-{_after(5)})[A-Za-z0-9-]{{10,}}"),
+    _rule("eyJ", rf"(eyJ{_after(3)}){_WORD}{{4,}}\.eyJ{_WORD}{{4,}}\.{_WORD}*"),
     _rule(
         "PASSWORD PASSWD SECRET TOKEN API_KEY APIKEY ACCESS_KEY PRIVATE_KEY",
         rf"({_START}(?:[A-Z0-9_]*?_)?"
@@ -133,6 +141,16 @@ _SECRET_KEY_ENDINGS: Final = (
 )  # fmt: skip
 
 
+def _fewest(hints: set[str]) -> tuple[str, ...]:
+    """`hints` without those that hold another (finding `sk-` is enough to look further)."""
+    return tuple(sorted(h for h in hints if not any(g != h and g in h for g in hints)))
+
+
+_ALL_HINTS: Final = _fewest(
+    {hint.lower() for rule in _RULES for hint in rule.hints} | set(_SECRET_KEY_ENDINGS)
+)
+
+
 def _masked(match: re.Match[str]) -> str:
     """The kept prefix, the marker, and what follows it (a key block's end line; the gap
     and a marker for the secret beside an AWS key id)."""
@@ -154,9 +172,17 @@ def _present(rule: _Rule, text: str, folded: str) -> bool:
     return any(hint in where for hint in rule.hints)
 
 
+def _hint_of_any(folded: str) -> bool:
+    """The cheap look first: whether lower-cased text has a fragment of any kind of secret or
+    of a secret-named key (most text has none, and is done with)."""
+    return any(hint in folded for hint in _ALL_HINTS)
+
+
 def redact_text(text: str) -> str:
     """`text` with every credential-looking value masked (the same string when none is)."""
     folded = text.lower()
+    if not _hint_of_any(folded):
+        return text
     for rule in _RULES:
         if _present(rule, text, folded):
             masked = rule.pattern.sub(_masked, text)
@@ -178,10 +204,7 @@ def _may_hold_secret(value: Any) -> bool:
         text = orjson.dumps(value).decode()
     except TypeError:
         return True
-    folded = text.lower()
-    if any(ending in folded for ending in _SECRET_KEY_ENDINGS):
-        return True
-    return any(_present(rule, text, folded) for rule in _RULES)
+    return _hint_of_any(text.lower())
 
 
 def redact_value(value: Any) -> Any:
