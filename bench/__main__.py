@@ -17,6 +17,7 @@ from bench import (
     nats_client,
     pipeline,
     projector,
+    redaction,
     schedules,
 )
 
@@ -30,6 +31,7 @@ BENCHES = {
     "nats-client": nats_client,
     "pipeline": pipeline,
     "projector": projector,
+    "redaction": redaction,
     "schedules": schedules,
 }
 

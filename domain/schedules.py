@@ -107,8 +107,9 @@ def _job(doc: Any) -> dict[str, Any]:
     if redacted_payload(spec) != payload_document(spec):
         raise FieldError(
             "job.payload",
-            "holds secrets (credential headers or SECRET=value assignments), which the event "
-            "log does not keep: give them to the workers through their environment",
+            "holds secrets (credential headers, SECRET=value assignments or values that look "
+            "like credentials), which the event log does not keep: give them to the workers "
+            "through their environment",
         )
     stored: dict[str, Any] = {"type": spec.type, "payload": payload_document(spec)}
     if spec.timeout_seconds is not None:

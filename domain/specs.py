@@ -20,6 +20,7 @@ from pydantic.alias_generators import to_camel
 
 from domain.errors import FieldError, first_error
 from domain.labels import check_labels
+from domain.redaction import REDACTED, holds_masks, redact_value
 
 MAX_PROMPT_CHARS: Final = 10_000
 MAX_COMMAND_CHARS: Final = 1024
@@ -30,7 +31,7 @@ IDEMPOTENT_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"
 RETIRED_MODELS: Final = {"claude-sonnet-4-20250514": "reached end of life on 2026-06-15"}
 
 _SECRET_NAME = re.compile(r"(auth|token|secret|key|password|passwd|cookie|credential)", re.I)
-REDACTED: Final = "***"
+__all__ = ["REDACTED"]  # re-exported: the marker of every masked value
 
 
 class _Spec(BaseModel):
@@ -209,7 +210,8 @@ def payload_document(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any]:
 
 
 def redacted_payload(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any]:
-    """The payload with secret-looking headers and env assignments masked, for events."""
+    """The payload as events keep it: secret-looking headers and env assignments masked, and
+    every value that looks like a credential (`domain.redaction`) in any field."""
     doc = payload_document(spec)
     if isinstance(spec, HttpJob):
         doc["headers"] = {
@@ -217,12 +219,15 @@ def redacted_payload(spec: AgentJob | CommandJob | HttpJob) -> dict[str, Any]:
         }
     elif isinstance(spec, CommandJob):
         doc["command"] = redact_command(spec.payload.command)
-    return doc
+    redacted: dict[str, Any] = redact_value(doc)
+    return redacted
 
 
 def holds_redactions(job_type: str, payload: dict[str, Any]) -> bool:
     """Whether a payload as stored in `JobDispatched` had values masked by `redacted_payload`
     (so it is not the payload that was sent)."""
+    if holds_masks(payload):
+        return True
     if job_type == "http":
         headers = payload.get("headers") or {}
         return isinstance(headers, dict) and REDACTED in headers.values()

@@ -7,6 +7,7 @@ a bad one raises `WireError` naming the field.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
@@ -101,6 +102,8 @@ def decode(
         msg = kind.model_validate(doc)
     except ValidationError as exc:
         raise WireError(*first_error(exc)) from None
+    if msg.model_extra:
+        _drop_twins(msg.model_extra, doc, _names(kind))
     ident = getattr(msg, id_field, None)
     if isinstance(ident, str):
         label = id_label or id_field
@@ -109,6 +112,32 @@ def decode(
         except InvalidId as exc:
             raise WireError(label, str(exc).partition(": ")[2]) from None
     return msg
+
+
+@functools.cache
+def _names(kind: type[BaseModel]) -> dict[str, str]:
+    """Every key a field of `kind` is read from (snake_case, camelCase, its other aliases),
+    mapped to the field's camelCase name."""
+    out: dict[str, str] = {}
+    for name, info in kind.model_fields.items():
+        camel = info.alias or to_camel(name)
+        keys = {name, camel}
+        if isinstance(info.validation_alias, AliasChoices):
+            keys |= {c for c in info.validation_alias.choices if isinstance(c, str)}
+        out |= dict.fromkeys(keys, camel)
+    return out
+
+
+def _drop_twins(extra: dict[str, Any], doc: dict[str, Any], names: dict[str, str]) -> None:
+    """A field given under two of its names (`durationMs` and `duration_ms`) is read from one
+    and the other would stay an unknown field, sent on as if it were the field: the same
+    value twice is one field; two values are refused, naming it."""
+    for key in [k for k in extra if k in names]:
+        field = names[key]
+        given = [k for k in doc if names.get(k) == field]
+        if any(doc[k] != doc[key] for k in given):
+            raise WireError(field, f"given twice with different values ({', '.join(given)})")
+        del extra[key]
 
 
 # A worker sends four of these per job: written straight from their fields (the bytes

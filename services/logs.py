@@ -1,6 +1,8 @@
 """Structured logging: readable text by default, one JSON object per line on demand.
 
 Context such as job id and trace id travels in `extra=` and is printed by both formats.
+Every record goes through `RedactSecrets` first: its message, arguments, extra fields and
+traceback leave with values that look like credentials masked (DESIGN §12).
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from domain.redaction import redact_text, redact_value
 
 CONTEXT_KEYS = (
     "service", "job_id", "trace_id", "aggregate_id", "worker_id", "seq", "subject", "instance",
@@ -30,7 +34,7 @@ class JsonFormatter(logging.Formatter):
             **_context(record),
         }
         if record.exc_info:
-            doc["exc"] = self.formatException(record.exc_info)
+            doc["exc"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(doc, default=str)
 
 
@@ -42,8 +46,31 @@ class TextFormatter(logging.Formatter):
         if ctx:
             line += f"  [{ctx}]"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + (record.exc_text or self.formatException(record.exc_info))
         return line
+
+
+_STANDARD: frozenset[str] = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+)
+
+
+class RedactSecrets(logging.Filter):
+    """Masks values that look like credentials in a record before any handler formats it:
+    the message with its arguments put in, every `extra=` field, the traceback's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format: logging reports it when the handler formats
+            return True
+        record.msg, record.args = redact_text(message), None
+        for key, value in vars(record).items():
+            if key not in _STANDARD and value is not None:
+                setattr(record, key, redact_value(value))
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
+        return True
 
 
 class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
@@ -70,6 +97,7 @@ WARNING and above unless the level asked for is DEBUG."""
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Route all logs to stderr in the chosen format."""
     handler = _Stderr()
+    handler.addFilter(RedactSecrets())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -23,6 +23,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         elif "/e2e/" in path:
             item.add_marker(pytest.mark.e2e)
+        elif "/fuzz/" in path:
+            item.add_marker(pytest.mark.fuzz)
 
 
 @pytest.fixture

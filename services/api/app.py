@@ -234,6 +234,8 @@ def _install_errors(app: FastAPI) -> None:
         reason = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and reason == "Not Found":
             reason = "no such route"
+        if exc.status_code == 400 and reason == _UNPARSABLE:  # found by fuzzing: b"\x80"
+            return error(400, "body: not valid JSON (not UTF-8 text)", field="body")
         return error(exc.status_code, reason)
 
     @app.exception_handler(StoreUnavailable)
@@ -245,6 +247,9 @@ def _install_errors(app: FastAPI) -> None:
         # Another Brain took a newer generation: this one must not change anything any more.
         log.warning("refused %s: %s", request.url.path, exc)
         return error(503, f"this Brain is no longer the leader: {exc}")
+
+
+_UNPARSABLE = "There was an error parsing the body"  # FastAPI's words for a body it cannot read
 
 
 def _document_errors(app: FastAPI) -> None:

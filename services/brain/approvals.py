@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from domain.commands import AnswerApproval
+from domain.commands import AnswerApproval, FailJob
 from domain.events import JobDispatched
 from domain.queue import NotRequeueable, QueueFull, QueueUnavailable, requeue_message
 from services.executor import CommandExecutor, Outcome
@@ -79,8 +79,13 @@ class Approvals:
         assert isinstance(first.data, JobDispatched)  # a job's history starts with its dispatch
         try:
             message = requeue_message(job_id, first.data, attempt)
-        except NotRequeueable as exc:  # agent payloads hold no masked values; kept for safety
-            log.error("cannot queue the job again: %s", exc, extra={"job_id": job_id})
+        except NotRequeueable as exc:  # a prompt holding a value that looks like a credential
+            error = f"answered, but cannot be queued again: {exc}"
+            failed = await self._executor.execute(
+                "job", job_id, FailJob(reason="dispatch_failed", error=error)
+            )
+            self._on_outcome(job_id, failed)
+            log.warning("cannot queue the job again: %s", exc, extra={"job_id": job_id})
             return False
         headers = {}
         if first.trace_id:

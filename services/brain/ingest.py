@@ -8,6 +8,10 @@ round trip per round, not one per message). Each message is decided by the job l
 appended (or recorded as a rejected transition) with its stream sequence as its cause, then
 acknowledged. A redelivered message therefore appends nothing new. A malformed message is
 terminated, counted and logged with its subject; it never blocks the consumer.
+
+Our workers mask values that look like credentials before they report (DESIGN §12); the
+ingest masks again what it records (progress, errors, results, step contents), for a worker
+that is not ours: the event log never keeps one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from adapters.eventstore import StoreUnavailable
 from domain.commands import RecordStatus, RecordStep
 from domain.events import FailureReason
 from domain.pricing import DEFAULT_TABLE, PriceTable
+from domain.redaction import redact_text, redact_value
 from domain.wire import ResultMessage, StatusMessage, WireError, decode_result, decode_status
 from domain.wire_steps import StepMessage, decode_step
 from services.brain.leadership import Fenced
@@ -137,10 +142,11 @@ class Ingest:
         cost = self._prices.cost(wire.model, usage) if wire.model else 0.0
         return RecordStep(
             attempt=wire.attempt, step=wire.step, kind=wire.kind, worker_id=wire.worker_id,
-            model=wire.model, stop_reason=wire.stop_reason, content=tuple(wire.content or ()),
-            usage=usage, cost_usd=cost, duration_ms=wire.duration_ms,
-            tool_use_id=wire.tool_use_id, tool=wire.tool, input=wire.input or {},
-            output=wire.output, is_error=bool(wire.is_error),
+            model=wire.model, stop_reason=wire.stop_reason,
+            content=tuple(redact_value(wire.content or [])), usage=usage, cost_usd=cost,
+            duration_ms=wire.duration_ms, tool_use_id=wire.tool_use_id, tool=wire.tool,
+            input=redact_value(wire.input or {}), output=_text(wire.output),
+            is_error=bool(wire.is_error),
         )  # fmt: skip
 
     async def _apply(
@@ -280,13 +286,13 @@ def rounds(msgs: Sequence[D]) -> list[list[D]]:
 def _command(wire: StatusMessage | ResultMessage, kind: str) -> RecordStatus:
     extra: dict[str, Any] = {}
     if isinstance(wire, StatusMessage):
-        extra["progress"] = wire.progress
+        extra["progress"] = _text(wire.progress)
     return RecordStatus(
         status=wire.status,
         worker_id=wire.worker_id,
         attempt=wire.attempt,
-        error=wire.error,
-        result=wire.result,
+        error=_text(wire.error),
+        result=redact_value(wire.result),
         duration_ms=wire.duration_ms,
         source="result" if kind == "result" else "status",
         reason=_reason(wire),
@@ -294,6 +300,10 @@ def _command(wire: StatusMessage | ResultMessage, kind: str) -> RecordStatus:
         at=datetime.now(UTC),  # a retry's backoff counts from the failure's ingest
         **extra,
     )
+
+
+def _text(text: str | None) -> str | None:
+    return None if text is None else redact_text(text)
 
 
 def _reason(wire: StatusMessage | ResultMessage) -> FailureReason | None:

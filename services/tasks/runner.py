@@ -30,6 +30,7 @@ from adapters.nats.connector import NatsUnavailable, Options
 from adapters.nats.publisher import JetStreamError, JetStreamPublisher, PublishUnavailable
 from domain.command_policy import DEFAULT_COMMAND_TIMEOUT, parse_allowed_commands
 from domain.ids import InvalidId, check_id
+from domain.redaction import redact_text, redact_value
 from domain.specs import AgentPayload, CommandPayload
 from domain.tasks import (
     LaunchRequest,
@@ -83,7 +84,7 @@ class Reporter:
             task_id=self.task_id,
             status=status,
             type=kind,
-            message=message[:8192],
+            message=redact_text(message)[:8192],  # DESIGN §12: masked, then cut
             timestamp=datetime.now(UTC),
             runner_id=self.runner_id,
         )
@@ -98,8 +99,8 @@ class Reporter:
         msg = TaskResultMessage(
             task_id=self.task_id,
             status=status,
-            result=result,
-            error=error,
+            result=redact_value(result),  # DESIGN §12
+            error=None if error is None else redact_text(error),
             duration_ms=duration_ms,
             runner_id=self.runner_id,
         )

@@ -1,5 +1,8 @@
 """An agent job's step journal on a worker: steps go out as step messages through the
-job's `Reporter`, recorded steps come back from the `StepHistory` port."""
+job's `Reporter`, recorded steps come back from the `StepHistory` port.
+
+A step's fields leave with every value that looks like a credential masked (DESIGN §12): the
+running attempt keeps what the model said, a resumed one sees the masks."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from domain.events import DomainEvent
+from domain.redaction import redact_value
 from domain.wire_steps import StepKind, encode_step
 from services.ports.clock import Clock
 from services.ports.steps import StepHistory, StepsNotIngested
@@ -51,6 +55,7 @@ class WorkerJournal:
         await self._reported.wait()
         reporter = self._reporter
         payload = encode_step(
-            reporter.job_id, reporter.attempt, step, kind, worker_id=reporter.worker_id, **fields
-        )
+            reporter.job_id, reporter.attempt, step, kind, worker_id=reporter.worker_id,
+            **redact_value(fields),
+        )  # fmt: skip
         await reporter.step(step, payload)

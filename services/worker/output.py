@@ -7,6 +7,11 @@ chatty command sends at most ~20 messages a second unless it writes more than 8 
 that time; a change of stream (stdout to stderr) sends what waits first, so the order holds.
 A job sends at most `max_total` characters (1 MiB) live; the rest is only in its result.
 
+What is sent has every value that looks like a credential masked (DESIGN §12). A secret can
+be cut in two by the pipe, so the end of a line that more output could still turn into one
+(its last three words, or a private key block not yet ended) waits for what comes next, or for
+the job's end, before it is sent (at most `HOLD` characters wait).
+
 Output must never block or fail the job: `write` only buffers, and a send that fails is
 counted and logged, never raised.
 """
@@ -17,6 +22,7 @@ import asyncio
 import logging
 
 from adapters.clock import SYSTEM_CLOCK
+from domain.redaction import redact_text, unfinished_at
 from domain.wire_output import OutputStream, encode_output
 from services.ports.clock import Clock
 from services.ports.output import OutputSink
@@ -26,6 +32,7 @@ log = logging.getLogger("baker.worker")
 EVERY = 0.05
 MAX_CHUNK = 8192
 MAX_TOTAL = 1 << 20
+HOLD = 65_536  # a private key block is far smaller
 
 
 class JobOutput:
@@ -66,7 +73,7 @@ class JobOutput:
             return
         self._room -= len(data)
         if self._waiting and stream != self._stream:
-            self.flush()
+            self.flush(whole=True)
         self._stream = stream
         self._waiting.append(data)
         self._size += len(data)
@@ -76,22 +83,27 @@ class JobOutput:
             # The interval counts from now, not from when the timer task first runs.
             self._timer = asyncio.ensure_future(self._flush_at(self._clock.now() + self._every))
 
-    def flush(self) -> None:
-        """Send what waits now, in messages of at most `max_chunk` characters."""
+    def flush(self, *, whole: bool = False) -> None:
+        """Send what waits now, redacted, in messages of at most `max_chunk` characters; an
+        unfinished end waits for more (unless `whole`, or it has grown past `HOLD`)."""
         if not self._waiting:
             return
         text = "".join(self._waiting)
         self._waiting.clear()
-        self._size = 0
-        for start in range(0, len(text), self._max_chunk):
-            self._send(text[start : start + self._max_chunk])
+        cut = len(text) if whole or len(text) >= HOLD else unfinished_at(text)
+        rest = text[cut:]
+        self._waiting = [rest] if rest else []
+        self._size = len(rest)
+        ready = redact_text(text[:cut])
+        for start in range(0, len(ready), self._max_chunk):
+            self._send(ready[start : start + self._max_chunk])
 
     def close(self) -> None:
         """Send what waits; later writes are dropped (the job has ended)."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.flush()
+        self.flush(whole=True)
         self._closed = True
         if self.failed or self.dropped:
             log.info(

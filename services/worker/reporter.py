@@ -1,4 +1,7 @@
-"""What a worker tells the Brain about one job: status and result messages (DESIGN §3)."""
+"""What a worker tells the Brain about one job: status and result messages (DESIGN §3).
+
+Progress, errors and results leave with every value that looks like a credential masked
+(DESIGN §12, `domain.redaction`): they are stored in `BAKER_JOBS` and in the job's events."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 
 from adapters.clock import SYSTEM_CLOCK
 from domain.queue import QueueFull, Report
+from domain.redaction import redact_text, redact_value
 from domain.wire import FinalStatus, WorkerStatus, encode_result, encode_status
 from services.ports.clock import Clock
 from services.ports.jobs import ReportSink
@@ -52,11 +56,11 @@ class Reporter:
         payload = encode_status(
             self.job_id,
             status,
-            progress=progress,
+            progress=None if progress is None else redact_text(progress),
             worker_id=self.worker_id,
             attempt=self.attempt,
             timestamp=datetime.now(UTC),
-            error=error,
+            error=None if error is None else redact_text(error),
             trace_id=self._trace_id,
         )
         return Report("status", self.job_id, status, payload, self._headers, self._msg_id())
@@ -91,12 +95,14 @@ class Reporter:
 
     async def step(self, step: int, payload: bytes) -> None:
         """One step message of an agent job. Its message id is the job's and the step's, so
-        the same step sent again (a retry, or a resumed attempt) is stored once."""
+        the same step sent again (a retry, or a resumed attempt) is stored once. `payload` is
+        already redacted (`WorkerJournal.record`)."""
         msg_id = f"{self.job_id}:step:{step}"
         await self._send([Report("step", self.job_id, "running", payload, self._headers, msg_id)])
 
     async def progress(self, text: str) -> None:
-        await self.status("running", progress=text[:8192])
+        # masked before it is cut, so no secret is cut to a piece that no longer looks like one
+        await self.status("running", progress=redact_text(text)[:8192])
 
     async def finish(
         self,
@@ -114,8 +120,8 @@ class Reporter:
         payload = encode_result(
             self.job_id,
             status,
-            result=result,
-            error=error,
+            result=redact_value(result),
+            error=None if error is None else redact_text(error),
             duration_ms=duration_ms,
             worker_id=self.worker_id,
             attempt=self.attempt,

@@ -215,3 +215,13 @@ async def test_a_body_of_another_type_is_a_415_naming_it() -> None:
         "the body must be JSON (Content-Type: application/json), not text/plain"
     )
     assert not dispatcher.specs
+
+
+async def test_a_body_that_is_not_utf8_is_a_400_naming_the_body() -> None:
+    """Found by fuzzing: FastAPI's own "error parsing the body" answer named no field."""
+    async with api(RecordingDispatcher()) as c:
+        answer = await c.post(
+            "/api/jobs", content=b"\x80", headers={"content-type": "application/json"}
+        )
+    assert answer.status_code == 400
+    assert answer.json() == {"error": "body: not valid JSON (not UTF-8 text)", "field": "body"}

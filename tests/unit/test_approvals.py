@@ -11,6 +11,7 @@ import pytest
 
 from adapters.eventstore import InMemoryEventStore
 from domain.commands import DispatchJob, RecordStatus, RecordStep
+from domain.events import JobFailed
 from domain.specs import parse_job_spec
 from services.brain.approvals import Approvals, NoSuchJob, NotWaiting
 from services.brain.watchdog import Watchdog
@@ -24,8 +25,8 @@ AGENT = parse_job_spec({"type": "agent", "payload": {
 USE = {"type": "tool_use", "id": "toolu_1", "name": "command", "input": {"command": "ls"}}
 
 
-async def waiting_job(executor: CommandExecutor, job_id: str = "job-w") -> Any:
-    await executor.execute("job", job_id, DispatchJob(spec=AGENT), new=True)
+async def waiting_job(executor: CommandExecutor, job_id: str = "job-w", spec: Any = AGENT) -> Any:
+    await executor.execute("job", job_id, DispatchJob(spec=spec), new=True)
     for cmd in (
         RecordStatus(status="received", attempt=1),
         RecordStatus(status="running", attempt=1),
@@ -97,3 +98,20 @@ async def test_a_job_waiting_past_its_approval_timeout_is_failed() -> None:
     history = await executor.store.load("job", "job-w")
     assert history.state.status == "failed"
     assert history.events[-1].envelope.data.reason == "approval_timeout"
+
+
+async def test_an_approved_job_whose_prompt_was_masked_fails_naming_why() -> None:
+    """Its recorded prompt is not the one sent (a credential in it was masked, DESIGN §12):
+    rather than resume a different conversation, the job fails `dispatch_failed`."""
+    executor, queue = CommandExecutor(InMemoryEventStore()), FakeJobQueue()
+    spec = parse_job_spec({"type": "agent", "payload": {
+        "prompt": "call it with xoxb-1234567890-abcdefghij", "approve": ["command"],
+    }})  # fmt: skip
+    await waiting_job(executor, "job-s", spec)
+    answered = await Approvals(executor, queue).answer("job-s", None, True, by="ops")
+    assert not answered.queued and queued(queue) == []
+    history = await executor.store.load("job", "job-s")
+    assert history.state.status == "failed"
+    failed = history.events[-1].envelope.data
+    assert isinstance(failed, JobFailed)
+    assert failed.reason == "dispatch_failed" and "payload held secrets" in failed.error

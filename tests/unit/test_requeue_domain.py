@@ -22,12 +22,24 @@ def test_the_job_of_a_queue_message() -> None:
     assert job_of_message("baker.tasks.status.t-1", b"") is None
 
 
+ANT_KEY = "sk-ant-api03-" + "Zx9_-" * 19 + "AA"
+GH_TOKEN = "ghp_" + "a1B2c3D4e5" * 4
+
+
 @pytest.mark.parametrize(
     ("doc", "masked"),
     [
         ({"type": "command", "payload": {"command": "API_TOKEN=s3cr3t curl -s x"}}, True),
         ({"type": "command", "payload": {"command": "LANG=C ls -l"}}, False),
-        ({"type": "command", "payload": {"command": "echo PASSWORD=x"}}, False),  # an argument
+        # an argument, masked since values that look like credentials are (DESIGN §12)
+        ({"type": "command", "payload": {"command": "echo PASSWORD=x"}}, True),
+        ({"type": "command", "payload": {"command": "echo PASSWORD"}}, False),
+        ({"type": "command", "payload": {"command": f"echo {ANT_KEY}"}}, True),
+        ({"type": "http", "payload": {"url": "https://u:pw@x/a"}}, True),
+        ({"type": "http", "payload": {"url": "https://x/a", "json": {"token": "t"}}}, True),
+        ({"type": "http", "payload": {"url": "https://x/a", "json": {"tokens": "t"}}}, False),
+        ({"type": "agent", "payload": {"prompt": f"use {GH_TOKEN} to read"}}, True),
+        ({"type": "agent", "payload": {"prompt": "***bold*** A=*** Bearer"}}, False),
         ({"type": "http", "payload": {"url": "http://x", "headers": {"Authorization": "b"}}}, True),
         ({"type": "http", "payload": {"url": "http://x", "headers": {"Accept": "a/b"}}}, False),
         ({"type": "agent", "payload": {"prompt": "hi"}}, False),

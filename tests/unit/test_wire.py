@@ -41,6 +41,20 @@ def test_unknown_fields_are_kept_and_do_not_break_parsing() -> None:
     assert msg.model_extra == {"shinyNew": {"x": 1}}
 
 
+def test_a_field_given_under_two_names_is_one_field_or_refused() -> None:
+    """Found by fuzzing: `durationMs` read, `duration_ms` kept as an unknown field and sent on
+    as if it were the field, so the message we passed on no longer decoded."""
+    same = decode_result(b'{"id": "job-1", "jobId": "job-1", "status": "completed",'
+                         b' "durationMs": 5, "duration_ms": 5}')  # fmt: skip
+    assert same.duration_ms == 5 and same.model_extra == {}
+    assert decode_result(same.encode()) == same
+    with pytest.raises(WireError) as refused:
+        decode_result(b'{"id": "job-1", "status": "completed", "durationMs": null,'
+                      b' "duration_ms": ["x"]}')  # fmt: skip
+    assert refused.value.field == "durationMs"
+    assert "given twice with different values" in str(refused.value)
+
+
 def test_the_upstream_terminal_status_may_carry_the_result() -> None:
     msg = decode_status(
         b'{"jobId": "job-1", "status": "completed", "result": "ok", "durationMs": 5}'
