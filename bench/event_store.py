@@ -71,7 +71,7 @@ async def our_append(store: JetStreamEventStore, aggs: int, per_agg: int, tag: s
         for k in range(per_agg):
             event = JobProgressed(worker_id="worker-0a1b2c3d", attempt=1, progress=f"step {k}")
             stored = await executor.append("job", f"job-{tag}-{i}", [event], pos)
-            pos = Position(stored[-1].seq, stored[-1].envelope.version)
+            pos = stored[-1].position
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(aggs)))
