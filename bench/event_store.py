@@ -21,7 +21,7 @@ import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import StorageType, StreamConfig
 
-from adapters.eventstore import NEW, Position
+from adapters.eventstore import NEW
 from adapters.nats.client import Client
 from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore

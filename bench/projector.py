@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from adapters.eventstore import NEW, Position
+from adapters.eventstore import NEW
 from adapters.nats.client import Client
 from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore

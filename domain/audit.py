@@ -106,7 +106,7 @@ def verify(items: Iterable[tuple[int, bytes]]) -> Verdict:
         if isinstance(doc, str):
             unreadable.append(Break(where, "", "", "", None, "changed", doc))
             continue
-        key = (doc["aggregate"], doc["aggregateId"])
+        key = (str(doc["aggregate"]), str(doc["aggregateId"]))
         chain = chains.get(key)
         if chain is None:
             chain = chains[key] = Chain(*key)

@@ -63,8 +63,8 @@ class InMemoryEventStore(EventStore):
         duplicate = False
         last = expected.seq
         prev_hash = expected.hash
-        for env in envelopes:
-            seq = self._msg_ids.get(env.event_id)
+        for given in envelopes:
+            seq = self._msg_ids.get(given.event_id)
             if seq is not None:  # the same message again: like JetStream's dedupe window
                 duplicate = True
                 stored.append(StoredEvent(seq, subject, decode_event(self._log[seq - 1][1])))
@@ -74,7 +74,7 @@ class InMemoryEventStore(EventStore):
                 raise ConcurrencyConflict(
                     f"{subject}: expected last sequence {last}, is {self._last.get(subject, 0)}"
                 )
-            env, data = self.encode(env, prev_hash)
+            env, data = self.encode(given, prev_hash)
             last = self.put_raw(subject, data)
             self._msg_ids[env.event_id] = last
             stored.append(StoredEvent(last, subject, env))

@@ -97,8 +97,8 @@ class JetStreamEventStore(EventStore):
         any_duplicate = False
         last = expected.seq
         prev_hash = expected.hash
-        for env in envelopes:
-            env, data = self.encode(env, prev_hash)
+        for given in envelopes:
+            env, data = self.encode(given, prev_hash)
             seq, duplicate = await self._publish(subject, data, _headers(env, last))
             if duplicate:
                 any_duplicate = True

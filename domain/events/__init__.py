@@ -101,8 +101,8 @@ _register(
 )
 
 __all__ = [
-    "CANONICAL",
     "AGENT_EVENTS",
+    "CANONICAL",
     "JOB_EVENTS",
     "QUEUE_EVENTS",
     "SCHEDULE_EVENTS",

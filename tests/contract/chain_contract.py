@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import itertools
 from typing import Any
 
 import orjson
@@ -36,7 +37,7 @@ async def assert_linear_chain(store: EventStore, aggregate: str, aggregate_id: s
     history = await store.load(aggregate, aggregate_id)
     docs = [orjson.loads(e.raw) for e in history.events]
     assert docs[0]["prevHash"] == ""
-    for before, after in zip(docs, docs[1:], strict=False):
+    for before, after in itertools.pairwise(docs):
         assert after["prevHash"] == before["hash"]
         assert after["version"] == before["version"] + 1
     for doc, item in zip(docs, history.events, strict=True):
@@ -127,17 +128,9 @@ class HashChainContract(abc.ABC):
         for job in jobs:
             await executor.execute("job", job, DispatchJob(spec=SPEC), new=True)
         for step in range(3):
+            command = RecordStatus(status="running", attempt=1, progress=f"{step}")
             outcomes = await executor.execute_each(
-                [
-                    (
-                        "job",
-                        job,
-                        RecordStatus(status="running", attempt=1, progress=f"{step}"),
-                        None,
-                        f"cause-{job}-{step}",
-                    )
-                    for job in jobs
-                ]  # fmt: skip
+                [("job", job, command, None, f"cause-{job}-{step}") for job in jobs]
             )
             assert all(not isinstance(o, Exception) and o.changed for o in outcomes)
         assert executor.stats.cache_misses == 0  # every predecessor's hash came from the cache

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.eventstore import NEW, Position
+from adapters.eventstore import NEW
 from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
