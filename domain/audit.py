@@ -99,21 +99,35 @@ class Verdict:
 
 def verify(items: Iterable[tuple[int, bytes]]) -> Verdict:
     """Check every chain in `items`: (line or sequence, stored document bytes), in log order."""
-    chains: dict[tuple[str, str], Chain] = {}
-    unreadable: list[Break] = []
+    auditor = Auditor()
     for where, raw in items:
+        auditor.add(where, raw)
+    return auditor.verdict()
+
+
+class Auditor:
+    """`verify` one document at a time (for a log read asynchronously); keeps per event only
+    what the checks need, not the document."""
+
+    def __init__(self) -> None:
+        self._chains: dict[tuple[str, str], Chain] = {}
+        self._unreadable: list[Break] = []
+
+    def add(self, where: int, raw: bytes) -> None:
         doc = _document(raw)
         if isinstance(doc, str):
-            unreadable.append(Break(where, "", "", "", None, "changed", doc))
-            continue
+            self._unreadable.append(Break(where, "", "", "", None, "changed", doc))
+            return
         key = (str(doc["aggregate"]), str(doc["aggregateId"]))
-        chain = chains.get(key)
+        chain = self._chains.get(key)
         if chain is None:
-            chain = chains[key] = Chain(*key)
+            chain = self._chains[key] = Chain(*key)
         chain.entries.append(_entry(where, doc))
-    for chain in chains.values():
-        chain.broken = _check(chain)
-    return Verdict(list(chains.values()), unreadable)
+
+    def verdict(self) -> Verdict:
+        for chain in self._chains.values():
+            chain.broken = _check(chain)
+        return Verdict(list(self._chains.values()), list(self._unreadable))
 
 
 def _document(raw: bytes) -> dict[str, object] | str:
