@@ -7,6 +7,9 @@ Measures, over several rounds (medians reported):
   raw_publish_async  pipelined `publish_async` to one subject, msgs/s
   raw_expected_seq   per-subject expected-sequence publishes over 1,000 subjects, msgs/s
   append             our `append` over 1,000 aggregates (same concurrency), events/s
+  append_hashed      `append` again, then
+  append_unhashed    the same with the hash chain off (DESIGN §12): the two back to back in
+                     each round, their order alternating: what hashing costs
   execute            our `execute` (decide + append, cached state), commands/s
   validations        lifecycle `decide` calls per second on one core
 """
@@ -137,11 +140,11 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
             StreamConfig(name="BENCH_SEQ", subjects=["bench.seq.>"], storage=StorageType.FILE)
         )
         store = JetStreamEventStore(ours)
+        unhashed = JetStreamEventStore(ours, chain=False)
         n = subjects * per_subject
-        samples: dict[str, list[float]] = {
-            k: []
-            for k in ("raw_publish_async", "raw_expected_seq", "append", "execute", "validations")
-        }
+        names = ("raw_publish_async", "raw_expected_seq", "append", "append_hashed",
+                 "append_unhashed", "execute", "validations")  # fmt: skip
+        samples: dict[str, list[float]] = {k: [] for k in names}
         await our_append(store, 50, 2, "warm")
         for r in range(rounds):
             progress(f"round {r + 1}/{rounds}")
@@ -154,6 +157,12 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
             ]
             for name, coro in pair if r % 2 == 0 else reversed(pair):
                 samples[name].append(await coro)
+            hashes = [  # hashes on and off back to back, the order alternating by round
+                ("append_hashed", store, f"{tag}h"),
+                ("append_unhashed", unhashed, f"{tag}u"),
+            ]
+            for name, which, label in hashes if r % 2 else reversed(hashes):
+                samples[name].append(await our_append(which, subjects, per_subject, label))
             samples["execute"].append(await our_execute(store, subjects // 2, per_subject, f"{r}"))
             samples["validations"].append(validations_per_second(200_000))
         await nc.close()
@@ -167,7 +176,8 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
         "samples": samples,
         "median": med,
         "ratio_append_to_raw_expected_seq": med["append"] / med["raw_expected_seq"],
-        "targets": {"append_ratio": 0.8, "validations_per_second": 100_000},
+        "hash_cost": 1 - med["append_hashed"] / med["append_unhashed"],
+        "targets": {"append_ratio": 0.8, "validations_per_second": 100_000, "hash_cost": 0.05},
     }
     save("event-store", doc)
     return doc
@@ -191,6 +201,11 @@ def report(doc: dict[str, Any]) -> str:
             "ours: `append`, 1,000 aggregates",
             f"{med['append']:,.0f} events/s",
             f"{ratio:.0%} of baseline (target ≥ 80%)",
+        ),
+        (
+            "ours: `append`, hash chain on (A) / off (B), same rounds",
+            f"{med['append_hashed']:,.0f} / {med['append_unhashed']:,.0f} events/s",
+            f"hashing costs {doc['hash_cost']:.1%} (target ≤ 5%)",
         ),
         (
             "ours: `execute` (decide + append, cached state)",
