@@ -97,9 +97,10 @@ class Verdict:
         return sum(c.unhashed for c in self.chains)
 
 
-def verify(items: Iterable[tuple[int, bytes]]) -> Verdict:
-    """Check every chain in `items`: (line or sequence, stored document bytes), in log order."""
-    auditor = Auditor()
+def verify(items: Iterable[tuple[int, bytes]], unit: str = "line") -> Verdict:
+    """Check every chain in `items`: (line or sequence, stored document bytes), in log order;
+    `unit` names what the numbers are ("line", "seq") in the details."""
+    auditor = Auditor(unit)
     for where, raw in items:
         auditor.add(where, raw)
     return auditor.verdict()
@@ -109,7 +110,8 @@ class Auditor:
     """`verify` one document at a time (for a log read asynchronously); keeps per event only
     what the checks need, not the document."""
 
-    def __init__(self) -> None:
+    def __init__(self, unit: str = "line") -> None:
+        self.unit = unit
         self._chains: dict[tuple[str, str], Chain] = {}
         self._unreadable: list[Break] = []
 
@@ -126,7 +128,7 @@ class Auditor:
 
     def verdict(self) -> Verdict:
         for chain in self._chains.values():
-            chain.broken = _check(chain)
+            chain.broken = _check(chain, self.unit)
         return Verdict(list(self._chains.values()), list(self._unreadable))
 
 
@@ -158,7 +160,7 @@ def _entry(where: int, doc: dict[str, object]) -> _Entry:
     )
 
 
-def _check(chain: Chain) -> Break | None:
+def _check(chain: Chain, unit: str) -> Break | None:
     """The first event that breaks `chain`, or None."""
     entries = chain.entries
     last: _Entry | None = None  # the last hashed event that held
@@ -168,7 +170,7 @@ def _check(chain: Chain) -> Break | None:
         if unhashed:
             if last is not None:
                 return _break(chain, entry, "changed", "it has no hash, but an earlier event "
-                              f"of its aggregate has (line/seq {last.where})")  # fmt: skip
+                              f"of its aggregate has ({unit} {last.where})")  # fmt: skip
             last_version = entry.version
             continue
         if not entry.intact:
@@ -178,12 +180,12 @@ def _check(chain: Chain) -> Break | None:
         if entry.prev_hash == expected:
             last, last_version = entry, entry.version
             continue
-        return _mislinked(chain, n, expected, last, last_version)
+        return _mislinked(chain, n, expected, last_version, unit)
     return None
 
 
 def _mislinked(
-    chain: Chain, n: int, expected: str | None, last: _Entry | None, last_version: int | None
+    chain: Chain, n: int, expected: str | None, last_version: int | None, unit: str
 ) -> Break:
     """Why the `n`-th event's prevHash is not the hash of the event before it."""
     entries = chain.entries
@@ -191,18 +193,18 @@ def _mislinked(
     later = {e.hash: e for e in entries[n + 1 :] if e.hash}
     follows = later.get(entry.prev_hash or "")
     if follows is not None:
-        return _break(chain, entry, "reordered",
-                      f"it follows the event at {follows.where}, which comes after it")  # fmt: skip
+        why = f"it follows the event at {unit} {follows.where}, which comes after it"
+        return _break(chain, entry, "reordered", why)
     if n + 1 < len(entries) and entries[n + 1].prev_hash == expected:
         return _break(chain, entry, "inserted", "it is not the event the next one follows")
     earlier = {e.hash: e for e in entries[:n] if e.hash}
     twin = earlier.get(entry.prev_hash or "")
     if twin is not None:
-        return _break(chain, entry, "inserted", f"it follows the event at {twin.where}, as "
+        return _break(chain, entry, "inserted", f"it follows the event at {unit} {twin.where}, as "
                       "the event after that one does: one of the two was inserted")  # fmt: skip
     base = last_version or 0
     if entry.version is not None and entry.version > base + 1:
-        return _break(chain, entry, "missing", f"the events between version {base} and "
+        return _break(chain, entry, "missing", f"the events between versions {base} and "
                       f"{entry.version} are not there")  # fmt: skip
     if entry.prev_hash:
         return _break(chain, entry, "inserted", "it follows an event that is not there")

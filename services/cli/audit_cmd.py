@@ -118,7 +118,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         return _finish(_verify_file(args.file), "line", as_json=args.json)
 
     async def go() -> int:
-        auditor = Auditor()
+        auditor = Auditor("seq")
         async with runtime(settings, settings.nats_url_or_default, "baker-cli") as rt:
             async for item in rt.store.read_all(include_bad=True):
                 auditor.add(item.seq, item.raw)
