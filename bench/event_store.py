@@ -11,6 +11,7 @@ Measures, over several rounds (medians reported):
   append_unhashed    the same with the hash chain off (DESIGN §12): the two back to back in
                      each round, their order alternating: what hashing costs
   execute            our `execute` (decide + append, cached state), commands/s
+  encode_us          CPU per event of serialising an append, chain off and on, µs
   validations        lifecycle `decide` calls per second on one core
 """
 
@@ -18,6 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import timeit
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
@@ -31,7 +35,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import provision
 from bench.common import machine, median, private_nats_server, progress, save
 from domain.commands import DispatchJob, FailJob, RecordStatus, RequestCancel
-from domain.events import JobProgressed
+from domain.events import Envelope, JobProgressed, encode_event, seal
 from domain.lifecycle import decide
 from domain.lifecycle.job import JobState
 from domain.specs import parse_job_spec
@@ -95,6 +99,18 @@ async def our_execute(store: JetStreamEventStore, aggs: int, per_agg: int, tag: 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(aggs)))
     return aggs * per_agg / (time.perf_counter() - start)
+
+
+def encode_microseconds(n: int) -> tuple[float, float]:
+    """CPU per event of the two ways an append serialises: plain (`encode_event`) and sealed
+    into the hash chain (`seal`: canonical bytes, sha256, the stored envelope), in µs."""
+    event = JobProgressed(worker_id="worker-0a1b2c3d", attempt=1, progress="step 1")
+    env = Envelope(str(uuid.uuid4()), "job", "job-bench", 3, datetime.now(UTC), event,
+                   causation_id="12345")  # fmt: skip
+    prev = "ab" * 32
+    plain = min(timeit.repeat(lambda: encode_event(env), number=n, repeat=5))
+    sealed = min(timeit.repeat(lambda: seal(env, prev), number=n, repeat=5))
+    return plain / n * 1e6, sealed / n * 1e6
 
 
 def validations_per_second(n: int) -> float:
@@ -168,6 +184,7 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
         await nc.close()
         await ours.close()
     med = {k: median(v) for k, v in samples.items()}
+    plain_us, sealed_us = encode_microseconds(100_000)
     doc = {
         "bench": "event-store",
         "machine": machine(),
@@ -177,6 +194,7 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
         "median": med,
         "ratio_append_to_raw_expected_seq": med["append"] / med["raw_expected_seq"],
         "hash_cost": 1 - med["append_hashed"] / med["append_unhashed"],
+        "encode_us": {"plain": plain_us, "sealed": sealed_us},
         "targets": {"append_ratio": 0.8, "validations_per_second": 100_000, "hash_cost": 0.05},
     }
     save("event-store", doc)
@@ -206,6 +224,11 @@ def report(doc: dict[str, Any]) -> str:
             "ours: `append`, hash chain on (A) / off (B), same rounds",
             f"{med['append_hashed']:,.0f} / {med['append_unhashed']:,.0f} events/s",
             f"hashing costs {doc['hash_cost']:.1%} (target ≤ 5%)",
+        ),
+        (
+            "CPU per event: serialise (chain off) / seal (chain on)",
+            f"{doc['encode_us']['plain']:.2f} / {doc['encode_us']['sealed']:.2f} µs",
+            f"+{doc['encode_us']['sealed'] - doc['encode_us']['plain']:.2f} µs per append",
         ),
         (
             "ours: `execute` (decide + append, cached state)",
