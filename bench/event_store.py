@@ -7,7 +7,11 @@ Measures, over several rounds (medians reported):
   raw_publish_async  pipelined `publish_async` to one subject, msgs/s
   raw_expected_seq   per-subject expected-sequence publishes over 1,000 subjects, msgs/s
   append             our `append` over 1,000 aggregates (same concurrency), events/s
+  append_hashed      `append` again, then
+  append_unhashed    the same with the hash chain off (DESIGN §12): the two back to back in
+                     each round, their order alternating: what hashing costs
   execute            our `execute` (decide + append, cached state), commands/s
+  encode_us          CPU per event of serialising an append, chain off and on, µs
   validations        lifecycle `decide` calls per second on one core
 """
 
@@ -15,20 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+import timeit
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import StorageType, StreamConfig
 
-from adapters.eventstore import NEW, Position
+from adapters.eventstore import NEW
 from adapters.nats.client import Client
 from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import provision
 from bench.common import machine, median, private_nats_server, progress, save
 from domain.commands import DispatchJob, FailJob, RecordStatus, RequestCancel
-from domain.events import JobProgressed
+from domain.events import Envelope, JobProgressed, encode_event, seal
 from domain.lifecycle import decide
 from domain.lifecycle.job import JobState
 from domain.specs import parse_job_spec
@@ -71,7 +78,7 @@ async def our_append(store: JetStreamEventStore, aggs: int, per_agg: int, tag: s
         for k in range(per_agg):
             event = JobProgressed(worker_id="worker-0a1b2c3d", attempt=1, progress=f"step {k}")
             stored = await executor.append("job", f"job-{tag}-{i}", [event], pos)
-            pos = Position(stored[-1].seq, stored[-1].envelope.version)
+            pos = stored[-1].position
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(aggs)))
@@ -92,6 +99,18 @@ async def our_execute(store: JetStreamEventStore, aggs: int, per_agg: int, tag: 
     start = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(aggs)))
     return aggs * per_agg / (time.perf_counter() - start)
+
+
+def encode_microseconds(n: int) -> tuple[float, float]:
+    """CPU per event of the two ways an append serialises: plain (`encode_event`) and sealed
+    into the hash chain (`seal`: canonical bytes, sha256, the stored envelope), in µs."""
+    event = JobProgressed(worker_id="worker-0a1b2c3d", attempt=1, progress="step 1")
+    env = Envelope(str(uuid.uuid4()), "job", "job-bench", 3, datetime.now(UTC), event,
+                   causation_id="12345")  # fmt: skip
+    prev = "ab" * 32
+    plain = min(timeit.repeat(lambda: encode_event(env), number=n, repeat=5))
+    sealed = min(timeit.repeat(lambda: seal(env, prev), number=n, repeat=5))
+    return plain / n * 1e6, sealed / n * 1e6
 
 
 def validations_per_second(n: int) -> float:
@@ -137,11 +156,11 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
             StreamConfig(name="BENCH_SEQ", subjects=["bench.seq.>"], storage=StorageType.FILE)
         )
         store = JetStreamEventStore(ours)
+        unhashed = JetStreamEventStore(ours, chain=False)
         n = subjects * per_subject
-        samples: dict[str, list[float]] = {
-            k: []
-            for k in ("raw_publish_async", "raw_expected_seq", "append", "execute", "validations")
-        }
+        names = ("raw_publish_async", "raw_expected_seq", "append", "append_hashed",
+                 "append_unhashed", "execute", "validations")  # fmt: skip
+        samples: dict[str, list[float]] = {k: [] for k in names}
         await our_append(store, 50, 2, "warm")
         for r in range(rounds):
             progress(f"round {r + 1}/{rounds}")
@@ -154,11 +173,18 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
             ]
             for name, coro in pair if r % 2 == 0 else reversed(pair):
                 samples[name].append(await coro)
+            hashes = [  # hashes on and off back to back, the order alternating by round
+                ("append_hashed", store, f"{tag}h"),
+                ("append_unhashed", unhashed, f"{tag}u"),
+            ]
+            for name, which, label in hashes if r % 2 else reversed(hashes):
+                samples[name].append(await our_append(which, subjects, per_subject, label))
             samples["execute"].append(await our_execute(store, subjects // 2, per_subject, f"{r}"))
             samples["validations"].append(validations_per_second(200_000))
         await nc.close()
         await ours.close()
     med = {k: median(v) for k, v in samples.items()}
+    plain_us, sealed_us = encode_microseconds(100_000)
     doc = {
         "bench": "event-store",
         "machine": machine(),
@@ -167,7 +193,9 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
         "samples": samples,
         "median": med,
         "ratio_append_to_raw_expected_seq": med["append"] / med["raw_expected_seq"],
-        "targets": {"append_ratio": 0.8, "validations_per_second": 100_000},
+        "hash_cost": 1 - med["append_hashed"] / med["append_unhashed"],
+        "encode_us": {"plain": plain_us, "sealed": sealed_us},
+        "targets": {"append_ratio": 0.8, "validations_per_second": 100_000, "hash_cost": 0.05},
     }
     save("event-store", doc)
     return doc
@@ -191,6 +219,16 @@ def report(doc: dict[str, Any]) -> str:
             "ours: `append`, 1,000 aggregates",
             f"{med['append']:,.0f} events/s",
             f"{ratio:.0%} of baseline (target ≥ 80%)",
+        ),
+        (
+            "ours: `append`, hash chain on (A) / off (B), same rounds",
+            f"{med['append_hashed']:,.0f} / {med['append_unhashed']:,.0f} events/s",
+            f"hashing costs {doc['hash_cost']:.1%} (target ≤ 5%)",
+        ),
+        (
+            "CPU per event: serialise (chain off) / seal (chain on)",
+            f"{doc['encode_us']['plain']:.2f} / {doc['encode_us']['sealed']:.2f} µs",
+            f"+{doc['encode_us']['sealed'] - doc['encode_us']['plain']:.2f} µs per append",
         ),
         (
             "ours: `execute` (decide + append, cached state)",

@@ -24,7 +24,7 @@ from nats.aio.client import Client as NATS
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from adapters.eventstore import NEW, Position
+from adapters.eventstore import NEW
 from adapters.nats.client import Client
 from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
@@ -60,7 +60,7 @@ async def generate(store: JetStreamEventStore, events: int, tag: str) -> int:
         pos = NEW
         for event in LIFECYCLE:
             stored = await executor.append("job", f"job-{tag}-{i}", [event], pos)
-            pos = Position(stored[-1].seq, stored[-1].envelope.version)
+            pos = stored[-1].position
 
     started = time.monotonic()
     for start in range(0, jobs, 500):

@@ -342,5 +342,5 @@ class CommandExecutor:
         state = cached[0]
         for item in stored:
             state = lifecycle.evolve(aggregate, state, item.envelope.data)
-        last = stored[-1]
-        self._remember(key, state, Position(last.seq, last.envelope.version))
+        # The last event's hash is the next one's `prevHash`: no read needed to chain it.
+        self._remember(key, state, stored[-1].position)

@@ -19,7 +19,7 @@ from adapters.eventstore.port import (
     StoredEvent,
     fold_history,
 )
-from domain.events import Envelope, EventDecodeError, decode_event, encode_event
+from domain.events import Envelope, EventDecodeError, decode_event
 from domain.ids import event_subject
 
 
@@ -35,8 +35,10 @@ class MemoryLog:
 
 
 class InMemoryEventStore(EventStore):
-    def __init__(self, *, prefix: str = "baker.events", log: MemoryLog | None = None) -> None:
-        super().__init__()
+    def __init__(
+        self, *, prefix: str = "baker.events", log: MemoryLog | None = None, chain: bool = True
+    ) -> None:
+        super().__init__(chain=chain)
         self._prefix = prefix
         self.log = log or MemoryLog()
         self._log = self.log.messages
@@ -47,7 +49,7 @@ class InMemoryEventStore(EventStore):
 
     def sharing(self) -> InMemoryEventStore:
         """Another writer on the same log (as another process would be)."""
-        return InMemoryEventStore(prefix=self._prefix, log=self.log)
+        return InMemoryEventStore(prefix=self._prefix, log=self.log, chain=self.chain)
 
     async def append(
         self,
@@ -60,20 +62,23 @@ class InMemoryEventStore(EventStore):
         stored: list[StoredEvent] = []
         duplicate = False
         last = expected.seq
-        for env in envelopes:
-            seq = self._msg_ids.get(env.event_id)
+        prev_hash = expected.hash
+        for given in envelopes:
+            seq = self._msg_ids.get(given.event_id)
             if seq is not None:  # the same message again: like JetStream's dedupe window
                 duplicate = True
                 stored.append(StoredEvent(seq, subject, decode_event(self._log[seq - 1][1])))
-                last = seq
+                last, prev_hash = seq, stored[-1].envelope.hash or ""
                 continue
             if self._last.get(subject, 0) != last:
                 raise ConcurrencyConflict(
                     f"{subject}: expected last sequence {last}, is {self._last.get(subject, 0)}"
                 )
-            last = self.put_raw(subject, encode_event(env))
+            env, data = self.encode(given, prev_hash)
+            last = self.put_raw(subject, data)
             self._msg_ids[env.event_id] = last
             stored.append(StoredEvent(last, subject, env))
+            prev_hash = env.hash or ""
         async with self._changed:
             self._changed.notify_all()
         return stored, duplicate

@@ -35,7 +35,7 @@ from adapters.nats.message import JetStreamError, Msg, parse_pub_ack
 from adapters.nats.publisher import JetStreamPublisher, PublishUnavailable, abandon
 from adapters.nats.reader import OrderedReader, Read
 from adapters.nats.streams import EVENTS_STREAM
-from domain.events import Envelope, EventDecodeError, decode_event, encode_event
+from domain.events import Envelope, EventDecodeError, decode_event
 from domain.ids import event_subject
 
 log = logging.getLogger("baker.eventstore")
@@ -67,8 +67,9 @@ class JetStreamEventStore(EventStore):
         prefix: str = "baker.events",
         request_timeout: float = 2.0,
         retry_for: float = 30.0,
+        chain: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(chain=chain)
         self.client = client
         self._stream = stream
         self._prefix = prefix
@@ -95,8 +96,10 @@ class JetStreamEventStore(EventStore):
         stored: list[StoredEvent] = []
         any_duplicate = False
         last = expected.seq
-        for env in envelopes:
-            seq, duplicate = await self._publish(subject, encode_event(env), _headers(env, last))
+        prev_hash = expected.hash
+        for given in envelopes:
+            env, data = self.encode(given, prev_hash)
+            seq, duplicate = await self._publish(subject, data, _headers(env, last))
             if duplicate:
                 any_duplicate = True
                 item = await self._get(seq)
@@ -105,7 +108,7 @@ class JetStreamEventStore(EventStore):
                 stored.append(item)
             else:
                 stored.append(StoredEvent(seq, subject, env))
-            last = seq
+            last, prev_hash = seq, stored[-1].envelope.hash or ""
         return stored, any_duplicate
 
     async def append_each(self, batch: Sequence[Pipelined]) -> list[StoredEvent | Exception]:
@@ -113,25 +116,21 @@ class JetStreamEventStore(EventStore):
         whatever did not come back stored is left to the caller (the executor retries it one
         by one, with the same message ids)."""
         client = self.client
-        sent: list[tuple[str, asyncio.Future[Msg] | Exception]] = []
+        sent: list[tuple[str, Envelope, asyncio.Future[Msg] | Exception]] = []
         try:
             for aggregate, aggregate_id, env, expected in batch:
                 subject = event_subject(aggregate, aggregate_id, self._prefix)
                 try:
                     if client.congested:  # the socket is behind: let it drain first
                         await client.writable()
-                    headers = _headers(env, expected.seq)
-                    sent.append(
-                        (subject, self._publisher.send(subject, encode_event(env), headers))
-                    )
+                    sealed, data = self.encode(env, expected.hash)
+                    headers = _headers(sealed, expected.seq)
+                    sent.append((subject, sealed, self._publisher.send(subject, data, headers)))
                 except Exception as exc:
-                    sent.append((subject, exc))
-            return [
-                await _stored(subject, answer, env)
-                for (subject, answer), (_, _, env, _) in zip(sent, batch, strict=True)
-            ]
+                    sent.append((subject, env, exc))
+            return [await _stored(subject, answer, env) for subject, env, answer in sent]
         except BaseException:  # answers not taken (we were cancelled) are forgotten
-            abandon([answer for _, answer in sent if isinstance(answer, asyncio.Future)])
+            abandon([answer for _, _, answer in sent if isinstance(answer, asyncio.Future)])
             raise
 
     async def _publish(

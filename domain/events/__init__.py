@@ -26,6 +26,7 @@ from domain.events.base import (
     upcast,
 )
 from domain.events.base import register as _register
+from domain.events.chain import CANONICAL, canonical_bytes, document_hash, seal
 from domain.events.common import TransitionRejected
 from domain.events.job import (
     JOB_EVENTS,
@@ -101,6 +102,7 @@ _register(
 
 __all__ = [
     "AGENT_EVENTS",
+    "CANONICAL",
     "JOB_EVENTS",
     "QUEUE_EVENTS",
     "SCHEDULE_EVENTS",
@@ -166,12 +168,15 @@ __all__ = [
     "TaskTimedOut",
     "TransitionRejected",
     "Usage",
+    "canonical_bytes",
     "decode_event",
+    "document_hash",
     "encode_event",
     "event_types",
     "format_time",
     "from_document",
     "parse_time",
+    "seal",
     "to_document",
     "upcast",
 ]

@@ -47,6 +47,9 @@ class Envelope:
     trace_id: str | None = None
     causation_id: str | None = None
     generation: int | None = None  # fencing generation of the Brain that appended it
+    # The hash chain (DESIGN §12): None on events stored before it (see `domain.events.chain`).
+    prev_hash: str | None = None  # the aggregate's previous event's `hash`, "" for the first
+    hash: str | None = None  # sha256 of this event's canonical bytes, hex
 
     @property
     def type(self) -> str:
@@ -140,6 +143,10 @@ def to_document(env: Envelope) -> JsonDict:
         doc["causationId"] = env.causation_id
     if env.generation is not None:
         doc["generation"] = env.generation
+    if env.prev_hash is not None:
+        doc["prevHash"] = env.prev_hash
+    if env.hash is not None:
+        doc["hash"] = env.hash
     return doc
 
 
@@ -164,6 +171,10 @@ def encode_event(env: Envelope) -> bytes:
         head["causationId"] = env.causation_id
     if env.generation is not None:
         head["generation"] = env.generation
+    if env.prev_hash is not None:
+        head["prevHash"] = env.prev_hash
+    if env.hash is not None:
+        head["hash"] = env.hash
     data = env.data.model_dump_json(by_alias=True, exclude_none=True).encode()
     return orjson.dumps(head, option=orjson.OPT_UTC_Z)[:-1] + b',"data":' + data + b"}"
 
@@ -236,6 +247,8 @@ def from_document(doc: JsonDict) -> Envelope:
         trace_id=_opt_str(doc, "traceId"),
         causation_id=_opt_str(doc, "causationId"),
         generation=_opt_int(doc, "generation"),
+        prev_hash=_opt_str(doc, "prevHash"),
+        hash=_opt_str(doc, "hash"),
     )
 
 

@@ -13,6 +13,7 @@ from adapters.nats.streams import ProvisioningError
 from domain.ids import InvalidId
 from services.cli import (
     agent_cmd,
+    audit_cmd,
     daemon_cmd,
     jobs_cmd,
     lifecycle_cmd,
@@ -38,6 +39,7 @@ REGISTRARS = (
     usage_cmd.register,
     schedule_cmd.register,
     queue_cmd.register,
+    audit_cmd.register,
 )
 
 

@@ -32,6 +32,7 @@ from domain.events import (
     encode_event,
 )
 from domain.ids import InvalidId
+from tests.contract.chain_contract import HashChainContract
 
 
 def dispatched() -> JobDispatched:
@@ -56,11 +57,16 @@ def envelope(
 
 
 def position(stored: list[StoredEvent]) -> Position:
-    return Position(stored[-1].seq, stored[-1].envelope.version)
+    return stored[-1].position
 
 
-class EventStoreContract(abc.ABC):
+class EventStoreContract(HashChainContract):
     """Subclasses provide `store`, `other_writer(store)` and `put_raw(store, subject, data)`."""
+
+    def envelope(
+        self, aggregate_id: str, event: Any, after: Position, *, index: int = 0
+    ) -> Envelope:
+        return envelope(aggregate_id, event, after, index=index)
 
     @abc.abstractmethod
     async def other_writer(self, store: Any) -> EventStore: ...
@@ -76,7 +82,8 @@ class EventStoreContract(abc.ABC):
         assert stored[0].seq >= 1
         assert stored[0].subject == "baker.events.job.job-1"
         history = await store.load("job", "job-1")
-        assert history.position == Position(stored[0].seq, 1)
+        assert history.position == stored[0].position
+        assert history.position == Position(stored[0].seq, 1, stored[0].envelope.hash or "")
         assert history.state.status == "dispatched"
         assert history.events[0].envelope.trace_id == "t-1"
         assert history.events[0].envelope.data == dispatched()
@@ -106,7 +113,7 @@ class EventStoreContract(abc.ABC):
 
     async def test_exactly_one_of_racing_appends_wins_each_version(self, store: EventStore) -> None:
         stored, _ = await store.append("job", "job-r", [envelope("job-r", dispatched())], NEW)
-        pos = Position(stored[0].seq, 1)
+        pos = stored[0].position
         writers = [store, *[await self.other_writer(store) for _ in range(4)]]
         results = await asyncio.gather(
             *[

@@ -63,7 +63,8 @@ class ExecutorContract(abc.ABC):
         assert [s.envelope.version for s in stored] == [1]
         assert stored[0].subject == "baker.events.job.job-1"
         history = await executor.store.load("job", "job-1")
-        assert history.position == Position(stored[0].seq, 1)
+        assert history.position == stored[0].position
+        assert history.position == Position(stored[0].seq, 1, stored[0].envelope.hash or "")
         assert history.state.status == "dispatched"
         assert history.events[0].envelope.trace_id == "t-1"
         assert history.events[0].envelope.data == dispatched()
@@ -77,7 +78,7 @@ class ExecutorContract(abc.ABC):
             [JobProgressed(attempt=1, progress="a"), JobProgressed(attempt=1, progress="b")],
         ):
             stored = await executor.append("job", "job-v", batch, pos)
-            pos = Position(stored[-1].seq, stored[-1].envelope.version)
+            pos = stored[-1].position
         history = await executor.store.load("job", "job-v")
         assert [e.envelope.version for e in history.events] == [1, 2, 3, 4]
         assert history.state.progress == "b"

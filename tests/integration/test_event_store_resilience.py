@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from adapters.eventstore import NEW, Position
+from adapters.eventstore import NEW
 from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
@@ -28,7 +28,7 @@ async def test_acknowledged_events_survive_a_server_restart(
     for event in (dispatched(), JobStarted(attempt=1)):
         stored = await executor.append("job", "job-restart", [event], pos)
         acked += stored
-        pos = Position(stored[-1].seq, stored[-1].envelope.version)
+        pos = stored[-1].position
 
     nats_server.stop() if how == "stop" else nats_server.kill()
     pending = asyncio.create_task(
@@ -38,7 +38,7 @@ async def test_acknowledged_events_survive_a_server_restart(
     nats_server.start()  # same port, same store dir
     stored = await asyncio.wait_for(pending, 60)
     acked += stored
-    pos = Position(stored[-1].seq, stored[-1].envelope.version)
+    pos = stored[-1].position
     acked += await executor.append(
         "job", "job-restart", [JobProgressed(attempt=1, progress="after")], pos
     )
@@ -59,7 +59,7 @@ async def test_a_retry_after_a_lost_ack_stores_one_copy(
         store = JetStreamEventStore(conn, request_timeout=0.3, retry_for=30)
         executor = CommandExecutor(store)
         first = await executor.append("job", "job-ack", [dispatched()], NEW)
-        pos = Position(first[0].seq, 1)
+        pos = first[0].position
         observer = JetStreamEventStore(provisioned)
 
         proxy.hold_replies()

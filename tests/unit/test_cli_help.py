@@ -35,6 +35,8 @@ PROMISED = {
     ("extensions",): {"--json"},
     ("handoff",): {"--json"},
     ("up",): {"--nats-port", "--workers"},
+    ("audit", "export"): {"--all"},
+    ("audit", "verify"): {"--live", "--json"},
 }
 
 
