@@ -16,7 +16,7 @@ from adapters.executors.base import (
     StepJournal,
     no_output,
 )
-from adapters.executors.command import run_command
+from adapters.executors.command import REFUSALS, run_command
 from adapters.executors.http import run_http
 from domain.command_sandbox import DEFAULT_SANDBOX, CommandSandbox
 from domain.errors import FieldError
@@ -36,6 +36,11 @@ class ExecutorSettings:
     default_model: str | None = None
     prices: PriceTable = DEFAULT_TABLE
     sandbox: CommandSandbox = DEFAULT_SANDBOX  # how command children are confined
+
+
+def command_refusals() -> dict[str, int]:
+    """Command lines refused in this process since it started, by the rule that refused them."""
+    return dict(REFUSALS)
 
 
 def _spec(kind: str, payload: dict[str, Any], timeout: int | None) -> JobSpec:
