@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
 import os
 import resource
@@ -117,6 +118,8 @@ def native() -> _Native | None:
 def wrapped(path: str, argv: Sequence[str], conf: Confinement) -> list[str]:
     """The argv that confines `argv` through `prlimit` and `setpriv` (without the library)."""
     assert conf.user is not None
+    if "/" not in path:  # not found on PATH: fail as the exec would, not inside the wrapper
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path)
     uid, gid = conf.user
     names = {number: name for name, number in _RESOURCES.items()}
     limits = [f"--{names[res]}={value}" for res, value in conf.rlimits]

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="the command sandbox drops root's privileges: run as root"
 )
 NOBODY = pwd.getpwnam("nobody")
-ALLOWED = ("id", "whoami", "cat", "curl", "sleep")
+ALLOWED = ("id", "whoami", "cat", "curl", "sleep", "no-such-binary")
 
 
 def status(text: str) -> dict[str, str]:
@@ -106,6 +106,8 @@ async def test_root_files_stay_closed_and_the_time_limit_still_kills(spawner: st
     assert not shadow.ok and "Permission denied" in str(shadow.error)
     slow = await run("sleep 5", timeout=0.3)
     assert not slow.ok and slow.error == "command timed out after 0.3 s"
+    missing = await run("no-such-binary")
+    assert missing.error == "command failed: 'no-such-binary' is not installed on this worker"
 
 
 async def test_curl_is_refused_a_file_url_by_its_rule_and_the_refusal_is_counted() -> None:
@@ -173,3 +175,26 @@ def test_a_worker_refuses_to_start_as_a_user_that_does_not_exist(
     assert any(
         "BAKER_COMMAND_RUN_AS: no user named 'no-such-user-here'" in line for line in worker.lines
     )
+
+
+def test_the_spawner_names_the_step_that_failed_and_leaves_the_worker_as_it_was() -> None:
+    native = sandbox.native()
+    if native is None:
+        pytest.skip(f"{sandbox.LIBRARY.name} is not built: run `make sandbox`")
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    read, write = os.pipe()
+    try:
+        bad_limit = sandbox.Confinement(rlimits=((9999, 1),), user=(NOBODY.pw_uid, NOBODY.pw_gid))
+        with pytest.raises(OSError, match=r"setting limits for the sandboxed child"):
+            native.spawn("/bin/true", ["true"], {}, write, write, bad_limit)
+        good = sandbox.Confinement(rlimits=(), user=(NOBODY.pw_uid, NOBODY.pw_gid))
+        with pytest.raises(FileNotFoundError):
+            native.spawn("/no/such/binary", ["x"], {}, write, write, good)
+        pid = native.spawn("/bin/true", ["true"], {}, write, write, good)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        os.close(read)
+        os.close(write)
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask  # unblocked again
+    # The child's ids changed in the child only: the worker (sharing its memory) is still root.
+    assert os.getresuid() == (0, 0, 0) and os.getresgid() == (0, 0, 0)

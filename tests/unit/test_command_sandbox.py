@@ -7,6 +7,7 @@ import pwd
 
 import pytest
 
+from adapters.executors import sandbox
 from domain.command_sandbox import CommandLimits
 from services.bootstrap.settings import command_sandbox
 from services.config import ConfigError, Settings
@@ -65,3 +66,25 @@ def test_a_root_worker_runs_commands_as_nobody_by_default_and_others_as_themselv
     chosen = Settings.from_env({"BAKER_COMMAND_RUN_AS": "54321"})
     assert command_sandbox(chosen, euid=0).user == (54321, 54321)
     assert command_sandbox(chosen, euid=1000).user is None  # no privilege to drop
+
+
+def test_a_root_worker_that_cannot_confine_its_commands_refuses_to_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sandbox, "native", lambda: None)  # not built
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)  # and no util-linux
+    with pytest.raises(ConfigError) as caught:
+        command_sandbox(Settings.from_env({}), euid=0)
+    assert str(caught.value) == (
+        f"BAKER_COMMAND_RUN_AS: running commands as uid {NOBODY.pw_uid} needs "
+        "_sandbox_spawn.so (`make sandbox`, a C compiler) or prlimit and setpriv (util-linux)"
+    )
+
+
+def test_a_root_worker_with_no_nobody_user_asks_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_user(name: str) -> pwd.struct_passwd:
+        raise KeyError(name)
+
+    monkeypatch.setattr(pwd, "getpwnam", no_user)
+    with pytest.raises(ConfigError, match=r"^BAKER_COMMAND_RUN_AS: unset, and there is no user"):
+        command_sandbox(Settings.from_env({}), euid=0)
