@@ -25,7 +25,8 @@ sandbox: $(SANDBOX_SO)
 
 $(SANDBOX_SO): adapters/executors/sandbox_spawn.c
 	@if command -v $(CC) >/dev/null 2>&1; then \
-	  $(CC) -O2 -Wall -Wextra -Werror -shared -fPIC -o $@ $<; \
+	  $(CC) -O2 -Wall -Wextra -shared -fPIC -o $@ $< \
+	  || echo "building $@ failed: root workers will confine commands with prlimit + setpriv"; \
 	else echo "no C compiler ($(CC)): root workers will confine commands with prlimit + setpriv"; fi
 
 # The dashboard's browser test: Debian's Chromium driven by playwright-core (no browser download).

@@ -143,6 +143,18 @@ def limit(pid: int, conf: Confinement) -> None:
             resource.prlimit(pid, res, (value, value))
 
 
+def mechanism(sandbox: CommandSandbox) -> str:
+    """How children are confined here, for the worker's log line."""
+    if sandbox.user is None:
+        return "as this worker's user, limits set right after posix_spawn"
+    if native() is not None:
+        return f"as uid {sandbox.user[0]} gid {sandbox.user[1]}, by {LIBRARY.name}"
+    return (
+        f"as uid {sandbox.user[0]} gid {sandbox.user[1]}, by prlimit + setpriv "
+        f"({LIBRARY.name} is not built: `make sandbox` saves two execs per command)"
+    )
+
+
 def cannot_confine(sandbox: CommandSandbox) -> str | None:
     """Why this worker could not confine its children as `sandbox` says (None: it can)."""
     if sandbox.user is None or native() is not None:

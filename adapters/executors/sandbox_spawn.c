@@ -37,6 +37,12 @@ struct report {
     volatile int err;
 };
 
+/* `fd` as `target`, open across the exec (dup3, not dup2: arm64 has no dup2 system call). */
+static int move_fd(int fd, int target) {
+    if (fd == target) return (int)syscall(SYS_fcntl, fd, F_SETFD, 0);
+    return (int)syscall(SYS_dup3, fd, target, 0);
+}
+
 /* Start `path` with `argv`/`envp`: stdin from /dev/null, stdout/stderr on `out_fd`/`err_fd`,
  * in a session of its own, `nlimits` (resource, value) pairs set as soft and hard limits,
  * then (when `drop`) no supplementary groups, gid and uid `gid`/`uid`, no capabilities, and
@@ -65,8 +71,7 @@ int baker_spawn(const char *path, char *const argv[], char *const envp[], int ou
         if (syscall(SYS_setsid) < 0) goto fail;
         step = STEP_FDS;
         int null = (int)syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDONLY);
-        if (null < 0 || syscall(SYS_dup2, null, 0) < 0 || syscall(SYS_dup2, out_fd, 1) < 0 ||
-            syscall(SYS_dup2, err_fd, 2) < 0)
+        if (null < 0 || move_fd(null, 0) < 0 || move_fd(out_fd, 1) < 0 || move_fd(err_fd, 2) < 0)
             goto fail;
         if (null > 2) syscall(SYS_close, null);
         step = STEP_LIMITS;

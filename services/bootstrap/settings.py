@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pwd
 
-from adapters.executors.sandbox import cannot_confine
+from adapters.executors.sandbox import cannot_confine, mechanism
 from domain.command_sandbox import DEFAULT_RUN_AS, CommandSandbox
 from services.brain.brain import BrainSettings
 from services.brain.controller import HandoffSettings
@@ -31,6 +32,14 @@ def worker_settings(settings: Settings, concurrency: int | None = None) -> Worke
         grace=settings.worker_grace,
         heartbeat_every=settings.heartbeat_every,
     )
+
+
+log = logging.getLogger(__name__)
+
+
+def checked_command_sandbox(settings: Settings) -> None:
+    """`command_sandbox`, checked as a worker starts (before anything else) and logged."""
+    log.info("command children run %s", mechanism(command_sandbox(settings)))
 
 
 def command_sandbox(settings: Settings, euid: int | None = None) -> CommandSandbox:
