@@ -1,13 +1,15 @@
 """Which arguments an allowed binary may take (DESIGN §12): the rules as data, one check.
 
-`kubectl` and `helm` run only their read subcommands, named first. `curl` runs only with the
+`kubectl` and `helm` run only their read subcommands, named first, with the worker's own
+kubeconfig (a kubeconfig names credential plugins to exec). `curl` runs only with the
 options listed here, by their exact names: curl 7.x takes any unambiguous prefix of a long
 option (`--out` is `--output`), so a list of forbidden options would have to foresee every
 prefix and every option a later curl adds; a list of allowed ones refuses all of those
-unread. None of the allowed options reads or writes a local file or curl's config, and the
-three that would read a file from a value starting with `@` (or, for `--data-urlencode`, from
-`name@file`) are refused such a value. Every URL must be http or https, and no job's env may
-point curl at a config or key-log file. `-q` goes first, so no `.curlrc` is read.
+unread. None of the allowed options reads or writes a local file or curl's config, and those
+that would read a file from their value (`@file`; `name@file` for `--data-urlencode`; a
+cookie without `=`; `%output{}` in `-w`) are refused that value. Every URL must be http or
+https, and no job's env may point curl at a config, key-log or qlog location. `-q` goes
+first, so no `.curlrc` is read.
 A refusal names its rule (`CommandRejected.rule`).
 """
 
@@ -21,8 +23,14 @@ KUBECTL_SUBCOMMANDS: Final = frozenset(
     {"get", "describe", "logs", "top", "version", "explain", "api-resources", "cluster-info"}
 )
 HELM_SUBCOMMANDS: Final = frozenset({"list", "status", "history", "get", "version"})
-# kubectl's own flags that write files (pflag takes no abbreviations, so exact names).
-KUBECTL_FORBIDDEN_FLAGS: Final = frozenset({"--output-directory", "--log-file", "--log-dir"})
+# Flags that write local files (kubectl's), or choose a kubeconfig: a kubeconfig names the
+# credential plugins the binary execs, so only the worker's own KUBECONFIG is used. pflag
+# takes no abbreviations: exact names, alone or with `=value`.
+KUBECTL_FORBIDDEN_FLAGS: Final = frozenset(
+    {"--output-directory", "--log-file", "--log-dir", "--kubeconfig"}
+)
+HELM_FORBIDDEN_FLAGS: Final = frozenset({"--kubeconfig"})
+KUBE_FORBIDDEN_ENV: Final = frozenset({"KUBECONFIG"})
 
 # curl's options that take no value, by long name, and their one-letter forms.
 CURL_FLAGS: Final = frozenset(
@@ -50,7 +58,8 @@ CURL_SHORT: Final[Mapping[str, str]] = {
     "u": "user", "d": "data", "w": "write-out", "b": "cookie", "r": "range",
 }  # fmt: skip
 # Env a job may not set for curl: a config home (`.curlrc`) or a file to write TLS keys to.
-CURL_FORBIDDEN_ENV: Final = frozenset({"CURL_HOME", "XDG_CONFIG_HOME", "SSLKEYLOGFILE"})
+# (QLOGDIR: an HTTP/3 curl writes its qlog files there.)
+CURL_FORBIDDEN_ENV: Final = frozenset({"CURL_HOME", "XDG_CONFIG_HOME", "SSLKEYLOGFILE", "QLOGDIR"})
 
 _URL = re.compile(r"https?://", re.IGNORECASE)
 
@@ -99,8 +108,15 @@ def check_arguments(
     return rule(argv, env or {})
 
 
-def _subcommands(binary: str, allowed: frozenset[str]) -> Callable[..., tuple[str, ...]]:
+def _subcommands(
+    binary: str, allowed: frozenset[str], forbidden: frozenset[str]
+) -> Callable[..., tuple[str, ...]]:
     def check(argv: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]:
+        for key in env:
+            if key in KUBE_FORBIDDEN_ENV:
+                raise ArgumentRefused(
+                    f"{binary}.env", f"{binary} may not be given {key}: it uses the worker's own"
+                )
         if len(argv) < 2 or argv[1] not in allowed:
             given = f"'{argv[1]}'" if len(argv) > 1 else "nothing"
             raise ArgumentRefused(
@@ -108,12 +124,13 @@ def _subcommands(binary: str, allowed: frozenset[str]) -> Callable[..., tuple[st
                 f"{binary} runs only read subcommands, named first "
                 f"({', '.join(sorted(allowed))}); got {given}",
             )
-        if binary == "kubectl":
-            for arg in argv[2:]:
-                if arg.split("=", 1)[0] in KUBECTL_FORBIDDEN_FLAGS:
-                    raise ArgumentRefused(
-                        "kubectl.option", f"kubectl option '{arg}' writes local files"
-                    )
+        for arg in argv[2:]:
+            if arg.split("=", 1)[0] in forbidden:
+                raise ArgumentRefused(
+                    f"{binary}.option",
+                    f"{binary} option '{arg}' is not allowed (it writes local files or "
+                    "chooses another kubeconfig)",
+                )
         return tuple(argv)
 
     return check
@@ -195,7 +212,7 @@ def _check_url(url: str) -> None:
 
 
 _RULES: Final[Mapping[str, Callable[[Sequence[str], Mapping[str, str]], tuple[str, ...]]]] = {
-    "kubectl": _subcommands("kubectl", KUBECTL_SUBCOMMANDS),
-    "helm": _subcommands("helm", HELM_SUBCOMMANDS),
+    "kubectl": _subcommands("kubectl", KUBECTL_SUBCOMMANDS, KUBECTL_FORBIDDEN_FLAGS),
+    "helm": _subcommands("helm", HELM_SUBCOMMANDS, HELM_FORBIDDEN_FLAGS),
     "curl": _curl,
 }

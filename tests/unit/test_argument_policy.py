@@ -64,6 +64,11 @@ def test_allowed_argument_lists_pass(command: str, argv: tuple[str, ...] | None)
         ("kubectl -n get delete pod x", "kubectl.subcommand"),  # the subcommand comes first
         ("kubectl", "kubectl.subcommand"),
         ("kubectl cluster-info dump --output-directory=/tmp/d", "kubectl.option"),
+        ("kubectl get pods --kubeconfig /tmp/other", "kubectl.option"),
+        ("KUBECONFIG=/tmp/other kubectl get pods", "kubectl.env"),
+        ("helm list --kubeconfig=/tmp/other", "helm.option"),
+        ("KUBECONFIG=/tmp/other helm list", "helm.env"),
+        ("QLOGDIR=/tmp curl https://x", "curl.env"),
         ("helm install x chart", "helm.subcommand"),
         ("helm plugin install x", "helm.subcommand"),
         ("curl -s file:///etc/shadow", "curl.url-scheme"),
