@@ -18,12 +18,14 @@ import pytest
 from nats.aio.msg import Msg
 
 from adapters.executors import command, sandbox
+from adapters.executors.agent import run_agent
 from adapters.executors.base import Execution
 from adapters.executors.command import run_command
 from adapters.nats.server import NatsServerProcess
 from domain.command_sandbox import CommandLimits, CommandSandbox
-from domain.specs import CommandPayload, parse_job_spec
+from domain.specs import AgentPayload, CommandPayload, parse_job_spec
 from tests.e2e.procs import BakerProcess
+from tests.fakes.anthropic_server import FakeAnthropic, text_message, tool_use
 from tests.integration.pipeline import running_pipeline
 from tests.polling import until
 
@@ -198,3 +200,17 @@ def test_the_spawner_names_the_step_that_failed_and_leaves_the_worker_as_it_was(
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask  # unblocked again
     # The child's ids changed in the child only: the worker (sharing its memory) is still root.
     assert os.getresuid() == (0, 0, 0) and os.getresgid() == (0, 0, 0)
+
+
+async def test_an_agents_command_tool_is_confined_too() -> None:
+    script = [tool_use("command", {"command": "id -u"}), text_message("done")]
+    confined = CommandSandbox(user=(NOBODY.pw_uid, NOBODY.pw_gid))
+    with FakeAnthropic(script) as api:
+        execution = await run_agent(
+            AgentPayload(prompt="who am I?"), api_key="test-key", base_url=api.base_url,
+            allowed_commands=ALLOWED, sandbox=confined,
+        )  # fmt: skip
+        second = api.requests[1]
+    assert execution.ok, execution.error
+    (result,) = [b for b in second["messages"][-1]["content"] if b["type"] == "tool_result"]
+    assert json.loads(result["content"])["result"]["stdout"] == f"{NOBODY.pw_uid}\n"
