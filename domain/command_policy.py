@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from domain.argument_policy import ArgumentRefused, check_arguments
+
 DEFAULT_ALLOWED_COMMANDS: Final = (
     "kubectl", "curl", "ls", "df", "uptime", "date", "whoami", "cat", "echo", "grep", "ps",
     "dig", "nslookup", "ping", "traceroute", "helm",
@@ -40,7 +42,12 @@ _ANSI = re.compile(
 
 
 class CommandRejected(ValueError):
-    """A command line the policy refuses; the message is the digest's exact wording."""
+    """A command line the policy refuses; the message is the digest's exact wording, or for
+    a binary's argument rules (`domain.argument_policy`) names the rule; `rule` names it."""
+
+    def __init__(self, message: str, rule: str = "allowlist") -> None:
+        super().__init__(message)
+        self.rule = rule
 
 
 @dataclass(frozen=True)
@@ -71,20 +78,24 @@ def parse_command(command: str, allowed: Iterable[str]) -> ParsedCommand:
     """Split `command` into env assignments and argv; raise `CommandRejected` if not allowed."""
     if len(command) > MAX_COMMAND_LENGTH:
         raise CommandRejected(
-            f"command rejected: exceeds max length of {MAX_COMMAND_LENGTH} characters"
+            f"command rejected: exceeds max length of {MAX_COMMAND_LENGTH} characters", "length"
         )
     try:
         words = shlex.split(command)
     except ValueError:
         # shlex says "No closing quotation" or "No escaped character": both are bad quoting.
-        raise CommandRejected("command rejected: unbalanced quotes") from None
+        raise CommandRejected("command rejected: unbalanced quotes", "quoting") from None
     env, argv = _split_assignments(words)
     if not argv or not argv[0]:
-        raise CommandRejected("command rejected: empty command")
+        raise CommandRejected("command rejected: empty command", "empty")
     binary = basename(argv[0])
     if binary not in {name.strip() for name in allowed}:
         raise CommandRejected(f"command rejected: '{binary}' is not in the allowed commands list")
-    return ParsedCommand(argv=tuple(argv), env=env)
+    try:
+        checked = check_arguments(binary, argv, env)
+    except ArgumentRefused as exc:
+        raise CommandRejected(str(exc), exc.rule) from None
+    return ParsedCommand(argv=checked, env=env)
 
 
 def _split_assignments(words: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -95,7 +106,7 @@ def _split_assignments(words: list[str]) -> tuple[dict[str, str], list[str]]:
         if not sep or not _ENV_NAME.fullmatch(key):
             return env, words[i:]
         if key in BLOCKED_ENV_KEYS:
-            raise CommandRejected(f"command rejected: cannot override env var '{key}'")
+            raise CommandRejected(f"command rejected: cannot override env var '{key}'", "env")
         env[key] = value
     return env, []
 

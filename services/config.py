@@ -12,6 +12,7 @@ from typing import Literal
 import orjson
 
 from adapters.nats.connector import Options
+from domain.command_sandbox import CommandLimits
 from domain.errors import FieldError
 from domain.pricing import DEFAULT_TABLE, PriceTable, price_table
 from services import embedded
@@ -69,6 +70,10 @@ class Settings:
     k8s_namespace: str = "baker-street-tasks"
     model_prices: PriceTable = DEFAULT_TABLE  # the shipped table with BAKER_MODEL_PRICES on top
     idempotency_ttl: int = 86_400  # seconds an idempotency key holds (BAKER_IDEMPOTENCY_TTL)
+    # (uid, gid) a root worker's command children run as; None: `nobody`, looked up by the
+    # worker (BAKER_COMMAND_RUN_AS)
+    command_run_as: tuple[int, int] | None = None
+    command_limits: CommandLimits = field(default_factory=CommandLimits)
 
     def nats(self, url: str, name: str) -> Options:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -142,6 +147,12 @@ class Settings:
             k8s_namespace=env.get("BAKER_K8S_NAMESPACE") or "baker-street-tasks",
             model_prices=_prices(env),
             idempotency_ttl=_int(env, "BAKER_IDEMPOTENCY_TTL", 86_400, 1, 30 * 86_400),
+            command_run_as=run_as_user(env, "BAKER_COMMAND_RUN_AS"),
+            command_limits=CommandLimits(
+                address_space=_int(env, "BAKER_COMMAND_ADDRESS_SPACE_MB", 4096, 16, 2**40) << 20,
+                file_size=_int(env, "BAKER_COMMAND_FILE_SIZE_MB", 64, 1, 2**40) << 20,
+                open_files=_int(env, "BAKER_COMMAND_OPEN_FILES", 256, 16, 2**20),
+            ),
         )
 
 
@@ -209,6 +220,26 @@ def _user(env: Mapping[str, str], name: str) -> int | None:
         return pwd.getpwnam(raw).pw_uid
     except KeyError:
         raise ConfigError(f"{name}: no user named {raw!r}") from None
+
+
+def run_as_user(env: Mapping[str, str], name: str) -> tuple[int, int] | None:
+    """An unprivileged user given as a name or a uid, as (uid, gid); None when unset. A uid
+    without an entry in the user database keeps its own number as its gid."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        entry = pwd.getpwuid(int(raw)) if raw.isascii() and raw.isdigit() else pwd.getpwnam(raw)
+    except KeyError:
+        if not (raw.isascii() and raw.isdigit()):
+            raise ConfigError(f"{name}: no user named {raw!r} on this machine") from None
+        uid = _int(env, name, 0, 0, 2**31 - 2)
+        user = (uid, uid)
+    else:
+        user = (entry.pw_uid, entry.pw_gid)
+    if user[0] == 0:
+        raise ConfigError(f"{name}: {raw!r} is root; name an unprivileged user")
+    return user
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

@@ -35,6 +35,7 @@ from adapters.executors.base import (
     no_progress,
 )
 from domain.budget import check_budget
+from domain.command_sandbox import DEFAULT_SANDBOX, CommandSandbox
 from domain.conversation import Conversation, ToolUse, rebuild
 from domain.events import AgentModelCalled, AgentToolCalled, AgentToolReturned, Usage
 from domain.pricing import DEFAULT_TABLE, PriceTable
@@ -136,6 +137,7 @@ async def run_agent(
     journal: StepJournal = NO_JOURNAL,
     prices: PriceTable = DEFAULT_TABLE,
     output: Output = no_output,
+    sandbox: CommandSandbox = DEFAULT_SANDBOX,
 ) -> Execution:
     """Run the prompt through at most `max_iterations` model calls, executing tool calls,
     within `timeout` seconds for the whole conversation (the job's `timeoutSeconds`),
@@ -149,7 +151,9 @@ async def run_agent(
         return Execution(ok=False, error=NO_API_KEY)
     model = payload.model or default_model or default_agent_model()
     tools = Tools(
-        tuple(allowed_commands), None if http_allowed_hosts is None else tuple(http_allowed_hosts)
+        tuple(allowed_commands),
+        None if http_allowed_hosts is None else tuple(http_allowed_hosts),
+        sandbox,
     )
     conversation = rebuild(payload.prompt, await journal.recorded())
     run = _Run(model, payload, conversation, tools, journal, prices, progress, tracer,

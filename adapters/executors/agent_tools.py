@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from adapters.executors.base import Execution
 from adapters.executors.command import run_command
 from adapters.executors.http import run_http
+from domain.command_sandbox import DEFAULT_SANDBOX, CommandSandbox
 from domain.specs import REDACTED, CommandPayload, HttpPayload, redact_command
 from domain.wire_steps import cap_output
 
@@ -50,13 +51,16 @@ class Tools:
 
     allowed_commands: tuple[str, ...]
     http_allowed_hosts: tuple[str, ...] | None
+    sandbox: CommandSandbox = DEFAULT_SANDBOX  # how its commands are confined
 
 
 async def run_tool(name: str, args: dict[str, object], tools: Tools) -> Execution:
     try:
         if name == "command":
             command = CommandPayload.model_validate({"command": args.get("command")})
-            return await run_command(command, allowed=tools.allowed_commands, timeout=None)
+            return await run_command(
+                command, allowed=tools.allowed_commands, timeout=None, sandbox=tools.sandbox
+            )
         if name == "http":
             request = HttpPayload.model_validate(args)
             return await run_http(request, allowed_hosts=tools.http_allowed_hosts)

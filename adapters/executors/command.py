@@ -10,6 +10,7 @@ import asyncio
 import codecs
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
@@ -18,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from adapters.executors import sandbox as confine
 from adapters.executors import spawn
 from adapters.executors.base import Execution, Output, Progress, no_output, no_progress
 from domain.command_policy import (
@@ -30,12 +32,16 @@ from domain.command_policy import (
     parse_command,
     strip_ansi,
 )
+from domain.command_sandbox import DEFAULT_SANDBOX, CommandSandbox
 from domain.specs import CommandPayload
+
+log = logging.getLogger(__name__)
 
 # What the child may inherit from the worker; everything else (tokens, keys) stays behind.
 _INHERITED = ("PATH", "HOME", "USER", "LOGNAME", "TZ", "KUBECONFIG")
 _READ_CHUNK = 64 * 1024
 USE_POSIX_SPAWN = spawn.supported()
+REFUSALS: dict[str, int] = {}  # refusals by rule since the process started
 
 
 @dataclass
@@ -156,20 +162,24 @@ async def run_command(
     max_output: int = MAX_OUTPUT_BYTES,
     on_start: Callable[[int], None] | None = None,
     output: Output = no_output,
+    sandbox: CommandSandbox = DEFAULT_SANDBOX,
 ) -> Execution:
-    """Run the payload's command, its stdout and stderr going to `output` as they come; a
-    rejection, a failure to start, a non-zero exit or the time limit is an
-    `Execution(ok=False)`. Cancellation kills the process group and re-raises."""
+    """Run the payload's command, confined as `sandbox` says, its stdout and stderr going to
+    `output` as they come; a rejection, a failure to start, a non-zero exit or the time limit
+    is an `Execution(ok=False)`. Cancellation kills the process group and re-raises."""
     try:
         parsed = _parse(payload.command, tuple(allowed))
     except CommandRejected as exc:
+        REFUSALS[exc.rule] = REFUSALS.get(exc.rule, 0) + 1
+        # The rule only: the command line itself may carry a secret.
+        log.warning("command refused by rule %s", exc.rule)
         return Execution(ok=False, error=str(exc))
     started = time.monotonic()
     live = output is not no_output
     out = _Sink(max_output, functools.partial(output, "stdout") if live else None)
     err = _Sink(max_output, functools.partial(output, "stderr") if live else None)
     try:
-        child = await _spawn(parsed, out, err)
+        child = await _spawn(parsed, out, err, confine.confinement(sandbox, timeout))
     except OSError as exc:
         return Execution(ok=False, error=_start_error(parsed, exc))
     # No progress report here: `running` already says it started, and every report is an event.
@@ -186,18 +196,23 @@ async def run_command(
     return _execution(child.returncode, out, err, started, timed_out, limit)
 
 
-async def _spawn(parsed: ParsedCommand, out: _Sink, err: _Sink) -> Child:
+async def _spawn(parsed: ParsedCommand, out: _Sink, err: _Sink, conf: confine.Confinement) -> Child:
     env = child_env(base_env(), parsed.env)
     if USE_POSIX_SPAWN:
-        return spawn.Child.spawn(parsed.argv, env, out.feed, err.feed)
+        return spawn.Child.spawn(parsed.argv, env, out.feed, err.feed, conf)
+    argv: list[str] = list(parsed.argv)
+    if conf.user is not None:  # no vfork of our own here: the wrapper does it all
+        argv = confine.wrapped(spawn.resolve(argv[0], env.get("PATH", os.defpath)), argv, conf)
     proc = await asyncio.create_subprocess_exec(
-        *parsed.argv,
+        *argv,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=env,
         start_new_session=True,
     )
+    if conf.user is None:
+        confine.limit(proc.pid, conf)
     return _AsyncioChild(proc, out, err)
 
 

@@ -25,6 +25,9 @@ import signal
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 
+from adapters.executors import sandbox
+from adapters.executors.sandbox import Confinement
+
 Feed = Callable[[bytes], None]
 _READ = 64 * 1024
 _resolved: dict[tuple[str, str], str] = {}
@@ -127,6 +130,39 @@ def _watcher(loop: asyncio.AbstractEventLoop) -> _Watcher:
     return watcher
 
 
+def _start(
+    path: str, argv: Sequence[str], env: Mapping[str, str], out_w: int, err_w: int,
+    conf: Confinement | None,
+) -> int:  # fmt: skip
+    """posix_spawn; for a child that changes user, the sandbox's spawner (or its wrapper)."""
+    if conf is None or conf.user is None:
+        pid = _posix_spawn(path, argv, env, out_w, err_w)
+        if conf is not None:
+            sandbox.limit(pid, conf)
+        return pid
+    native = sandbox.native()
+    if native is not None:
+        return native.spawn(path, argv, env, out_w, err_w, conf)
+    wrapped = sandbox.wrapped(path, argv, conf)
+    return _posix_spawn(wrapped[0], wrapped, env, out_w, err_w)
+
+
+def _posix_spawn(
+    path: str, argv: Sequence[str], env: Mapping[str, str], out_w: int, err_w: int
+) -> int:
+    return os.posix_spawn(
+        path,
+        list(argv),
+        dict(env),
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+        ],
+        setsid=True,
+    )
+
+
 class Child:
     """A running child: its pid, its output fed to two sinks, its exit code when reaped."""
 
@@ -147,23 +183,17 @@ class Child:
         self._watcher.add(self._pidfd, self._reap)
 
     @classmethod
-    def spawn(cls, argv: Sequence[str], env: Mapping[str, str], out: Feed, err: Feed) -> Child:
-        """Start `argv` (its first word looked up on `env`'s PATH); `OSError` if it cannot."""
+    def spawn(
+        cls, argv: Sequence[str], env: Mapping[str, str], out: Feed, err: Feed,
+        conf: Confinement | None = None,
+    ) -> Child:  # fmt: skip
+        """Start `argv` (its first word looked up on `env`'s PATH), confined as `conf` says
+        (`adapters.executors.sandbox`); `OSError` if it cannot."""
         path = resolve(argv[0], env.get("PATH", os.defpath))
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
-            pid = os.posix_spawn(
-                path,
-                list(argv),
-                dict(env),
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, out_w, 1),
-                    (os.POSIX_SPAWN_DUP2, err_w, 2),
-                ],
-                setsid=True,
-            )
+            pid = _start(path, argv, env, out_w, err_w, conf)
         except BaseException:
             for fd in (out_r, err_r):
                 os.close(fd)

@@ -94,7 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except CliError as exc:
         return fail(str(exc), exc.code)
-    except InvalidId as exc:  # an id no command checked: still the user's input
+    except (InvalidId, ConfigError) as exc:  # an id no command checked, a setting a daemon
+        # checks as it starts (BAKER_COMMAND_RUN_AS): still the user's input
         return fail(str(exc), 2)
     except (NatsUnavailable, ProvisioningError, NatsServerMissing, NatsServerTooOld) as exc:
         return fail(str(exc))

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from services.bootstrap.daemons import run_brain, run_monitor, run_task_launcher, run_worker
+from services.bootstrap.settings import checked_command_sandbox
 from services.cli.app_support import run_async
 from services.cli.output import usage_error
 from services.config import Settings
@@ -38,4 +39,5 @@ def register(commands: Any) -> None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     if args.concurrency is not None and args.concurrency < 1:
         usage_error("baker worker: --concurrency must be at least 1")
+    checked_command_sandbox(settings)  # a sandbox it cannot set up stops it before it connects
     return run_async(run_worker(settings, args.concurrency))

@@ -11,6 +11,7 @@ import orjson
 from adapters.nats.client import Client
 from adapters.nats.streams import ProvisioningError, provision
 from services.bootstrap import topology
+from services.bootstrap.settings import checked_command_sandbox
 from services.cli.app_support import api_client, api_json, checked_id, refused, run_async
 from services.cli.output import emit_table, event_cells, fail, usage_error
 from services.config import Settings
@@ -53,6 +54,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         usage_error("baker up: --workers must be 0 or more")
     if not -1 <= args.nats_port <= 65535:
         usage_error("baker up: --nats-port must be a port (0-65535), or -1 for a free one")
+    if args.workers:
+        checked_command_sandbox(settings)  # a sandbox it cannot set up stops it at once
     return run_async(run_up(settings, UpOptions(nats_port=args.nats_port, workers=args.workers)))
 
 

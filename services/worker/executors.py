@@ -16,8 +16,9 @@ from adapters.executors.base import (
     StepJournal,
     no_output,
 )
-from adapters.executors.command import run_command
+from adapters.executors.command import REFUSALS, run_command
 from adapters.executors.http import run_http
+from domain.command_sandbox import DEFAULT_SANDBOX, CommandSandbox
 from domain.errors import FieldError
 from domain.pricing import DEFAULT_TABLE, PriceTable
 from domain.specs import AgentJob, CommandJob, HttpJob, parse_job_spec
@@ -34,6 +35,12 @@ class ExecutorSettings:
     anthropic_base_url: str | None = None
     default_model: str | None = None
     prices: PriceTable = DEFAULT_TABLE
+    sandbox: CommandSandbox = DEFAULT_SANDBOX  # how command children are confined
+
+
+def command_refusals() -> dict[str, int]:
+    """Command lines refused in this process since it started, by the rule that refused them."""
+    return dict(REFUSALS)
 
 
 def _spec(kind: str, payload: dict[str, Any], timeout: int | None) -> JobSpec:
@@ -68,7 +75,7 @@ async def execute(
     if isinstance(spec, CommandJob):
         return await run_command(
             spec.payload, allowed=settings.allowed_commands, timeout=timeout, progress=progress,
-            output=output,
+            output=output, sandbox=settings.sandbox,
         )  # fmt: skip
     if isinstance(spec, HttpJob):
         return await run_http(
@@ -91,4 +98,5 @@ async def execute(
         journal=journal,
         prices=settings.prices,
         output=output,
+        sandbox=settings.sandbox,
     )

@@ -28,7 +28,7 @@ from services.ports.jobs import CancelSignals, Delivery, ReportSink, WorkSource
 from services.ports.output import OutputSink
 from services.ports.steps import StepHistory, StepsNotIngested
 from services.ports.topics import Heartbeat
-from services.worker.executors import ExecutorSettings, execute
+from services.worker.executors import ExecutorSettings, command_refusals, execute
 from services.worker.journal import WorkerJournal
 from services.worker.output import JobOutput
 from services.worker.reporter import Reporter
@@ -362,6 +362,7 @@ class Worker:
             "completed": self.stats.completed,
             "failed": self.stats.failed,
             "cancelled": self.stats.cancelled,
+            "commandRefusals": command_refusals(),  # by rule, in this process
         }
 
 

@@ -228,3 +228,20 @@ async def test_no_descriptor_is_left_open_after_runs_that_end_every_way() -> Non
     with pytest.raises(asyncio.CancelledError):
         await task
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_a_child_that_keeps_the_worker_user_still_gets_its_limits() -> None:
+    """The path of a worker that is not root: no user to switch to, the limits set by the
+    worker as it starts the child (read here before the child could have ended)."""
+    seen: dict[str, str] = {}
+
+    def read_limits(pid: int) -> None:
+        rows = Path(f"/proc/{pid}/limits").read_text().splitlines()[1:]
+        seen.update((row[:26].strip(), row[26:].split()[0]) for row in rows)
+
+    execution = await run("sleep 5", timeout=0.5, on_start=read_limits)
+    assert execution.error == "command timed out after 0.5 s"
+    assert seen["Max cpu time"] == "2"  # the job's time limit, rounded up, plus one
+    assert seen["Max open files"] == "256"
+    assert seen["Max file size"] == str(64 << 20)
+    assert seen["Max core file size"] == "0"
