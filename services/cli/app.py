@@ -16,6 +16,7 @@ from services.cli import (
     daemon_cmd,
     jobs_cmd,
     lifecycle_cmd,
+    nats_cmd,
     queue_cmd,
     readmodel_cmd,
     schedule_cmd,
@@ -38,6 +39,7 @@ REGISTRARS = (
     usage_cmd.register,
     schedule_cmd.register,
     queue_cmd.register,
+    nats_cmd.register,
 )
 
 
