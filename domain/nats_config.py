@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import string
 from collections.abc import Mapping
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from domain.nats_roles import ROLE_PERMISSIONS, ROLES, Permissions, permissions
 
@@ -80,12 +80,25 @@ def _quoted(text: str) -> str:
     return json.dumps(text)
 
 
+_ONE_URL = re.compile(
+    r"(?:(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://)?(?:[^@/]*@)?(?P<where>[^@/,]+)/?"
+)
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
 def role_url(url: str, role: str, password: str) -> str:
-    """`url` (one `nats://host:port`) with `role`'s user and password in it."""
+    """`url` (one `nats://host:port`, any credentials in it replaced) with `role`'s user and
+    password in it."""
     permissions(role)
-    parts = urlsplit(url if "://" in url else f"nats://{url}")
-    if parts.hostname is None:
-        raise ValueError(f"no host in NATS URL {url!r}")
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
-    auth = f"{quote(role, safe='')}:{quote(password, safe='')}@"
-    return urlunsplit((parts.scheme, auth + host, parts.path, "", ""))
+    if not PASSWORD.fullmatch(password):
+        raise ValueError(f"the password of the NATS role {role} is not a generated one")
+    found = _ONE_URL.fullmatch(url.strip())
+    if found is None:
+        raise ValueError("not one NATS URL: " + re.sub(r"//[^@/]*@", "//***@", url))
+    scheme = found["scheme"] or "nats"
+    return f"{scheme}://{_quote(role)}:{_quote(password)}@{found['where']}"
+
+
+def _quote(text: str) -> str:
+    """Percent-encoding for a URL's user information (ASCII: roles and our passwords)."""
+    return "".join(c if c in _UNRESERVED else f"%{ord(c):02X}" for c in text)

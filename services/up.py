@@ -38,7 +38,7 @@ class UpOptions:
 async def run_up(settings: Settings, options: UpOptions) -> int:
     embedded: NatsServerProcess | None = None
     url = settings.nats_url
-    as_role: Callable[[str], str] = lambda _role: url or ""  # noqa: E731 (an external server)
+    passwords: dict[str, str] | None = None  # an external server: its URL is the operator's
     if url is None:
         try:
             config = records.prepare_roles(settings.data_dir)
@@ -51,7 +51,8 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
         except (NatsServerMissing, NatsServerTooOld, UsersFileError, ValueError) as exc:
             log.error("%s", exc)  # ValueError: a bad BAKER_NATS_SCHED
             return 1
-        as_role = _role_urls(url, records.passwords(settings.data_dir) or {})
+        passwords = records.passwords(settings.data_dir)
+    as_role = _role_urls(url, passwords)
     stop_on_signals(options.stop)
     try:
         if embedded is not None and embedded.pid is not None:
@@ -84,8 +85,10 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
     return 0
 
 
-def _role_urls(url: str, passwords: dict[str, str]) -> Callable[[str], str]:
+def _role_urls(url: str, passwords: dict[str, str] | None) -> Callable[[str], str]:
+    """The URL each part connects with: the embedded server's with the part's role user."""
+
     def as_role(role: str) -> str:
-        return nats_config.role_url(url, role, passwords[role])
+        return url if passwords is None else nats_config.role_url(url, role, passwords[role])
 
     return as_role

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from adapters.nats import streams
+from adapters.nats.servers import parse_url
 from domain import nats_config
 from domain.nats_roles import (
     CANCELS,
@@ -100,7 +101,7 @@ def test_an_unknown_role_is_named() -> None:
     with pytest.raises(UnknownRole, match=r"'admin'.*brain, worker"):
         permissions("admin")
     with pytest.raises(UnknownRole, match="'admin'"):
-        nats_config.role_url("nats://h:4222", "admin", "pw")
+        nats_config.role_url("nats://h:4222", "admin", "password")
 
 
 def test_the_rendered_block_has_every_role_and_its_lists() -> None:
@@ -140,6 +141,26 @@ def test_a_password_is_written_verbatim_or_refused(password: str) -> None:
 
 
 def test_a_role_url_carries_the_credentials_quoted() -> None:
-    url = nats_config.role_url("nats://127.0.0.1:4222", "worker", "a/b@c")
-    assert url == "nats://worker:a%2Fb%40c@127.0.0.1:4222"
-    assert nats_config.role_url("127.0.0.1:5", "reader", "x") == "nats://reader:x@127.0.0.1:5"
+    url = nats_config.role_url("nats://127.0.0.1:4222", "worker", "a/b+c=d-e_f")
+    assert url == "nats://worker:a%2Fb%2Bc%3Dd-e_f@127.0.0.1:4222"
+    assert (
+        nats_config.role_url("127.0.0.1:5", "reader", "x" * 8)
+        == "nats://reader:xxxxxxxx@127.0.0.1:5"
+    )
+    replaced = nats_config.role_url("nats://old:secret@[::1]:5/", "task-runner", "y" * 8)
+    assert replaced == "nats://task-runner:yyyyyyyy@[::1]:5"
+    with pytest.raises(ValueError, match="not one NATS URL: nats://\\*\\*\\*@a:1,b:2"):
+        nats_config.role_url("nats://u:secret@a:1,b:2", "reader", "x" * 8)
+    with pytest.raises(ValueError, match="not a generated one"):
+        nats_config.role_url("nats://a:1", "reader", "a b@c")
+
+
+@given(st.from_regex(nats_config.PASSWORD, fullmatch=True))
+def test_our_client_reads_a_role_url_back(password: str) -> None:
+    server = parse_url(nats_config.role_url("nats://127.0.0.1:4222", "task-runner", password))
+    assert (server.user, server.password, server.host, server.port) == (
+        "task-runner",
+        password,
+        "127.0.0.1",
+        4222,
+    )
