@@ -7,6 +7,12 @@ violation). Only the Brain may manage streams (`$JS.API.STREAM.CREATE/UPDATE/DEL
 and write job, task, schedule, queue and handoff events; the monitor appends only its own
 aggregates' events (extensions and services, DESIGN §8). The stream and consumer names are
 those of `adapters.nats.streams` (a unit test checks they agree).
+
+Known limits of a static configuration: the task runner's user may use any task's subjects
+(not only its own: that needs a user per task, i.e. JWT accounts or an auth callout); every
+role subscribing to `_INBOX.>` could read other clients' replies (seed-protocol clients use
+that prefix); and a role allowed to make an ephemeral consumer (the ordered reads) could make
+a push consumer that delivers the stream's stored messages to a subject someone listens on.
 """
 
 from __future__ import annotations
