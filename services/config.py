@@ -88,9 +88,15 @@ class Settings:
 
     @property
     def nats_url_or_default(self) -> str:
-        """`BAKER_NATS_URL`, else the server of a `baker up` running on this data dir, else
-        the local default."""
-        return self.nats_url or embedded.find(self.data_dir) or "nats://127.0.0.1:4222"
+        """`BAKER_NATS_URL`, else the server of a `baker up` running on this data dir (as a
+        `reader`), else the local default."""
+        return self.nats_url_for("reader")
+
+    def nats_url_for(self, role: str) -> str:
+        """`BAKER_NATS_URL` as it is (an external server: its credentials are the
+        operator's), else the server of a `baker up` running on this data dir with the
+        credentials of `role` (DESIGN §12), else the local default."""
+        return self.nats_url or embedded.role_url(self.data_dir, role) or "nats://127.0.0.1:4222"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -4,6 +4,10 @@
 `baker up` records the server's URL and pid in `<data dir>/nats.url` and removes the record
 when it stops. A record whose pid is no longer a nats-server (a `baker up` killed with -9,
 whose server died with it) is ignored, and the usual default applies.
+
+The server runs with one user per role (DESIGN §12): `prepare_roles` keeps their passwords in
+`<data dir>/nats-users.json` and the server's configuration in `<data dir>/nats/
+nats-server.conf` (both mode 0600); `role_url` is the recorded URL with a role's credentials.
 """
 
 from __future__ import annotations
@@ -14,8 +18,41 @@ import logging
 import os
 from pathlib import Path
 
+from adapters.nats.users import ensure_passwords, read_passwords, write_private
+from domain import nats_config
+from domain.nats_roles import ROLES, permissions
+
 log = logging.getLogger("baker.config")
 RECORD = "nats.url"
+USERS = "nats-users.json"
+SERVER_CONFIG = Path("nats") / "nats-server.conf"
+
+
+def prepare_roles(data_dir: Path) -> Path:
+    """Every role's password (generated once, reused) and the server configuration that
+    admits them with their permissions; the configuration's path."""
+    passwords = ensure_passwords(data_dir / USERS, ROLES)
+    path = data_dir / SERVER_CONFIG
+    write_private(path, nats_config.render_authorization(passwords))
+    return path
+
+
+def passwords(data_dir: Path) -> dict[str, str] | None:
+    """The roles' passwords of this data dir, if `baker up` made them."""
+    return read_passwords(data_dir / USERS)
+
+
+def role_url(data_dir: Path, role: str) -> str | None:
+    """The URL of the embedded server of a `baker up` running on this data dir, with the
+    credentials of `role` (a server started without roles: the URL alone), else None."""
+    permissions(role)  # an unknown role is refused by name
+    url = find(data_dir)
+    if url is None:
+        return None
+    known = passwords(data_dir)
+    if not known or role not in known:
+        return url
+    return nats_config.role_url(url, role, known[role])
 
 
 def record(data_dir: Path, url: str, pid: int) -> None:

@@ -105,11 +105,15 @@ class NatsServerProcess:
         extra_args: tuple[str, ...] = (),
         binary: str | None = None,
         check_version: bool = True,
+        config: Path | None = None,
     ) -> None:
+        """`config`: a configuration file (the roles' users, DESIGN §12); the flags above
+        override what it says about ports and storage."""
         self.store_dir = Path(store_dir)
         self.binary = binary
         self.check_version = check_version  # off only for a bench that compares old servers
         self.extra_args = extra_args
+        self.config = config
         self.port = port
         self.host = host
         self.proc: subprocess.Popen[bytes] | None = None
@@ -133,8 +137,9 @@ class NatsServerProcess:
         for old in ports_dir.glob("*.ports"):
             old.unlink()
         log_path = self.store_dir / "nats-server.log"
+        conf = ("-c", str(self.config)) if self.config else ()
         cmd = [
-            binary, "-js", "-a", self.host, "-p", str(self.port),
+            binary, *conf, "-js", "-a", self.host, "-p", str(self.port),
             "-sd", str(self.store_dir / "jetstream"),
             "--ports_file_dir", str(ports_dir), "-l", str(log_path), *self.extra_args,
         ]  # fmt: skip

@@ -15,6 +15,7 @@ import uvicorn
 from adapters.executors.command import prefer_pidfd_watcher
 from adapters.nats.bus import NatsBus
 from adapters.nats.client import Client
+from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.idempotency import JetStreamIdempotencyKeys
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.output import NatsOutput
@@ -59,6 +60,7 @@ class BrainProcess:
     read_model: ReadModel | None = None
     controller: Controller | None = None
     workers: list[tuple[Worker, Client]] = field(default_factory=list)
+    connections: list[Client] = field(default_factory=list)  # the monitor's, the launcher's
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @property
@@ -75,8 +77,13 @@ async def start_brain_process(
     workers: int = 0,
     role: Literal["active", "pending"] = "active",
     monitor: bool = False,
+    role_url: Callable[[str], str] | None = None,
 ) -> BrainProcess:
-    """Open the read model, start the Brain, the projector, the live bus, the API and workers."""
+    """Open the read model, start the Brain, the projector, the live bus, the API and workers.
+    With `monitor` (`baker up`) the monitor and the task launcher run here too. `role_url`:
+    the URL each part connects with (DESIGN §12: the embedded server's user of its role);
+    by default `url` for all."""
+    as_role = role_url or (lambda _role: url)
     if settings.api_token is None:
         log.warning("BAKER_API_TOKEN is not set: the API accepts requests without a token")
     projector = build_projector(
@@ -116,8 +123,10 @@ async def start_brain_process(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
         access_log=False, lifespan="off", timeout_graceful_shutdown=5,
     ))  # fmt: skip
-    if monitor:  # `baker up`: the monitor runs here and knows every heartbeat
-        the_monitor = Monitor(NatsBus(rt.nc), executor, monitor_settings(settings))
+    connections: list[Client] = []
+    if monitor:  # `baker up`: the monitor runs here, on its own connection, and knows every
+        # heartbeat; it records only its own aggregates (unfenced, as `baker monitor`)
+        the_monitor = await _monitor(settings, as_role("monitor"), connections)
         ctx.health = _async(the_monitor.snapshot)
     else:
         last_seen = LastSeen()
@@ -152,11 +161,10 @@ async def start_brain_process(
     beat = heartbeat_for(NatsBus(rt.nc), "brain", settings.heartbeat_every)
     proc = BrainProcess(rt, brain, projector, bus, server, read_model=ctx.read_model)
     proc.controller = controller
+    proc.connections = connections
     if monitor:
         proc.tasks.append(asyncio.create_task(the_monitor.run(stop), name="monitor"))
-        launcher = build_launcher(rt.nc, settings, url)  # `baker up` launches tasks itself
-        if launcher is not None:
-            proc.tasks.append(asyncio.create_task(run_launcher(launcher, stop), name="launcher"))
+        await _start_launcher(proc, settings, stop, as_role)  # `baker up` launches tasks
     proc.tasks += [
         asyncio.create_task(run_own_projector(projector, stop), name="projector"),
         asyncio.create_task(play_role(), name="brain"),
@@ -164,13 +172,33 @@ async def start_brain_process(
         asyncio.create_task(bus.run(stop), name="bus"),
         asyncio.create_task(server.serve(), name="api"),
     ]
-    await _start_workers(proc, settings, stop, url, workers)
+    await _start_workers(proc, settings, stop, as_role("worker"), workers)
     while not server.started:
         if any(t.done() for t in proc.tasks):
             await _raise_first(proc.tasks)
         await asyncio.sleep(0.01)  # uvicorn offers no event for "listening"
     await bus.started.wait()
     return proc
+
+
+async def _monitor(settings: Settings, url: str, connections: list[Client]) -> Monitor:
+    conn = await Client.connect(settings.nats(url, "baker-monitor"))
+    connections.append(conn)
+    return Monitor(
+        NatsBus(conn), CommandExecutor(JetStreamEventStore(conn)), monitor_settings(settings)
+    )
+
+
+async def _start_launcher(
+    proc: BrainProcess, settings: Settings, stop: asyncio.Event, as_role: Callable[[str], str]
+) -> None:
+    """The task launcher on a connection of its own; the runners it starts connect as task
+    runners (not with the launcher's credentials)."""
+    conn = await Client.connect(settings.nats(as_role("launcher"), "baker-launcher"))
+    proc.connections.append(conn)
+    launcher = build_launcher(conn, settings, as_role("task-runner"))
+    if launcher is not None:
+        proc.tasks.append(asyncio.create_task(run_launcher(launcher, stop), name="launcher"))
 
 
 async def _start_workers(
@@ -232,7 +260,7 @@ async def stop_brain_process(proc: BrainProcess) -> None:
     proc.api.should_exit = True
     await asyncio.gather(*proc.tasks, return_exceptions=True)
     await proc.brain.queue.close()
-    for _, conn in proc.workers:
+    for conn in [*(conn for _, conn in proc.workers), *proc.connections]:
         with contextlib.suppress(Exception):
             await conn.close()
     await proc.projector.close()

@@ -29,7 +29,7 @@ async def run_monitor(settings: Settings) -> int:
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
-    async with runtime(settings, settings.nats_url_or_default, "baker-monitor") as rt:
+    async with runtime(settings, settings.nats_url_for("monitor"), "baker-monitor") as rt:
         monitor = Monitor(NatsBus(rt.nc), CommandExecutor(rt.store), monitor_settings(settings))
         print(f"baker monitor {monitor.instance}: running", flush=True)
         await monitor.run(stop)
@@ -40,9 +40,9 @@ async def run_task_launcher(settings: Settings) -> int:
     """The configured task launcher on its own (`baker launcher`)."""
     stop = asyncio.Event()
     stop_on_signals(stop)
-    url = settings.nats_url_or_default
-    async with runtime(settings, url, "baker-launcher") as rt:
-        launcher = build_launcher(rt.nc, settings, url)
+    async with runtime(settings, settings.nats_url_for("launcher"), "baker-launcher") as rt:
+        # Runners connect as task runners, not with the launcher's credentials.
+        launcher = build_launcher(rt.nc, settings, settings.nats_url_for("task-runner"))
         if launcher is None:
             print("baker launcher: BAKER_TASK_LAUNCHER=off, nothing to do", flush=True)
             return 0
@@ -59,7 +59,7 @@ async def run_worker(settings: Settings, concurrency: int | None = None) -> int:
     prefer_pidfd_watcher()
     stop = asyncio.Event()
     stop_on_signals(stop)
-    async with runtime(settings, settings.nats_url_or_default, "baker-worker") as rt:
+    async with runtime(settings, settings.nats_url_for("worker"), "baker-worker") as rt:
         worker = build_worker(rt.nc, worker_settings(settings, concurrency))
         print(f"baker worker {worker.id}: running; SIGTERM stops it gracefully", flush=True)
         await worker.run(stop)
@@ -71,7 +71,7 @@ async def run_brain(settings: Settings, role: Literal["active", "pending"] = "ac
     tune_gc()
     stop = asyncio.Event()
     stop_on_signals(stop)
-    url = settings.nats_url_or_default
+    url = settings.nats_url_for("brain")
     async with runtime(settings, url, "baker-brain") as rt:
         proc = await start_brain_process(rt, settings, stop, url, role=role)
         print(f"baker brain {proc.brain.instance} ({role}): API on port {proc.port}", flush=True)

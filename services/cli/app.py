@@ -17,6 +17,7 @@ from services.cli import (
     daemon_cmd,
     jobs_cmd,
     lifecycle_cmd,
+    nats_cmd,
     queue_cmd,
     readmodel_cmd,
     schedule_cmd,
@@ -40,6 +41,7 @@ REGISTRARS = (
     schedule_cmd.register,
     queue_cmd.register,
     audit_cmd.register,
+    nats_cmd.register,
 )
 
 

@@ -250,7 +250,7 @@ def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
     job_id = checked_id(args.id, "id")
 
     async def go() -> int:
-        async with runtime(settings, settings.nats_url_or_default, "baker-cli") as rt:
+        async with runtime(settings, settings.nats_url_for("reader"), "baker-cli") as rt:
             history = await rt.store.load("job", job_id)
         if not history.exists:
             raise CliError(f"no job {job_id!r} in the event log")
@@ -281,7 +281,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         usage_error(f"baker tail: --type {args.type!r} is not an event type, e.g. JobFailed")
 
     async def go() -> int:
-        async with runtime(settings, settings.nats_url_or_default, "baker-cli") as rt:
+        async with runtime(settings, settings.nats_url_for("reader"), "baker-cli") as rt:
             start = args.from_seq or (await rt.store.head_seq() + 1)
             print(f"following events from seq {start} (Ctrl-C stops)", file=sys.stderr)
             async for batch in rt.store.tail_batches(start, idle=1.0):

@@ -113,7 +113,7 @@ def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
         tune_gc()
         stop = asyncio.Event()
         stop_on_signals(stop)
-        async with runtime(settings, settings.nats_url_or_default, "baker-projector") as rt:
+        async with runtime(settings, settings.nats_url_for("projector"), "baker-projector") as rt:
             projector = build_projector(
                 rt.nc,
                 rt.store,
@@ -146,7 +146,7 @@ def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        async with runtime(settings, settings.nats_url_or_default, "baker-rebuild") as rt:
+        async with runtime(settings, settings.nats_url_for("reader"), "baker-rebuild") as rt:
             with _bar() as bar:
                 task = bar.add_task("rebuild", total=None, rate="")
 
@@ -183,7 +183,7 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         if not settings.db_path.exists():
             return fail(f"no read model at {settings.db_path}", 2)
-        async with runtime(settings, settings.nats_url_or_default, "baker-verify") as rt:
+        async with runtime(settings, settings.nats_url_for("reader"), "baker-verify") as rt:
             report = await verify(rt.store, settings.db_path)
         _print_report(report, args.json)
         return 0 if report.ok else 1

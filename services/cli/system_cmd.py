@@ -61,7 +61,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        nc = await Client.connect(settings.nats(settings.nats_url_or_default, "baker-cli"))
+        nc = await Client.connect(settings.nats(settings.nats_url_for("brain"), "baker-cli"))
         try:
             done = await provision(nc, topology(settings))
         except ProvisioningError as exc:

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from services import embedded
 from tests.e2e.procs import BakerProcess
 
 COMMANDS = "echo,sleep,ls,date,uptime,cat"
@@ -27,11 +28,19 @@ class System:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
 
+    def nats_as(self, role: str) -> str:
+        """The embedded server's URL with `role`'s credentials (what `baker nats-url ROLE`
+        prints): the server admits nobody else (DESIGN §12)."""
+        url = embedded.role_url(self.data_dir, role)
+        assert url is not None, "no baker up running on this data dir"
+        return url
+
     def env(self) -> dict[str, str]:
-        """Environment for CLI processes talking to this system."""
+        """Environment for CLI processes talking to this system: each command finds the
+        embedded server through the data dir and connects as its own role."""
         return {
             "BAKER_API_URL": self.url, "BAKER_API_TOKEN": self.token,
-            "BAKER_NATS_URL": self.nats_url, "BAKER_DATA_DIR": str(self.data_dir),
+            "BAKER_NATS_URL": "", "BAKER_DATA_DIR": str(self.data_dir),
             "BAKER_LOG_LEVEL": "WARNING",
         }  # fmt: skip
 

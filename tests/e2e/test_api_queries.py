@@ -209,12 +209,15 @@ async def test_malformed_heartbeats_and_task_messages_are_counted_by_source(
     async with client(system) as c:
         text = (await c.get("/metrics")).text
         before = {s: malformed_count(text, s) for s in ("tasks", "health", "handoff")}
-        nc = await nats.connect(system.nats_url)
+        # Each as the role that may send it: a daemon's heartbeat, a task runner's status.
+        nc = await nats.connect(system.nats_as("projector"))
+        runner = await nats.connect(system.nats_as("task-runner"))
         try:
             await nc.publish("baker.system.health", b"[not a heartbeat")
-            await nc.jetstream().publish("baker.tasks.status.task-garbled", b"{not json")
+            await runner.jetstream().publish("baker.tasks.status.task-garbled", b"{not json")
         finally:
             await nc.close()
+            await runner.close()
 
         async def counted() -> bool:
             text = (await c.get("/metrics")).text
@@ -226,7 +229,7 @@ async def test_malformed_heartbeats_and_task_messages_are_counted_by_source(
 async def test_a_malformed_status_message_is_counted_in_metrics(system: System) -> None:
     async with client(system) as c:
         before = malformed_count((await c.get("/metrics")).text)
-        nc = await nats.connect(system.nats_url)
+        nc = await nats.connect(system.nats_as("worker"))
         try:
             await nc.jetstream().publish("baker.jobs.status.job-garbled", b"{not json")
         finally:

@@ -172,7 +172,7 @@ async def test_extensions_as_a_table(system: System) -> None:
     announce = {"id": "ext-cli-weather", "name": "weather", "version": "2.1.0", "mcpUrl": ""}
     with FakeMcp([tool("forecast")]) as mcp:
         announce["mcpUrl"] = mcp.url
-        nc = await nats.connect(system.nats_url)
+        nc = await nats.connect(system.nats_as("extension"))
         # Heartbeats as a live extension sends them, so a slow CLI start on a busy machine
         # does not find it already offline (three missed 1 s beats).
         beating = asyncio.create_task(_heartbeats(nc, "ext-cli-weather"))

@@ -7,7 +7,11 @@ import signal
 from pathlib import Path
 
 import httpx
+import pytest
 
+from adapters.nats.client import Client
+from adapters.nats.connector import NatsUnavailable, Options
+from services import embedded
 from tests.e2e.procs import BakerProcess, pid_alive
 from tests.e2e.system import running, start
 from tests.polling import until, until_sync
@@ -46,8 +50,14 @@ async def test_up_runs_everything_and_a_restart_keeps_the_data(tmp_path: Path) -
         history = BakerProcess("history", job_id, env=env)
         history.wait_for("JobCompleted")
         assert history.wait() == 0
+        await roles_are_on(first.nats_url, data, env)
     assert wait_gone(pid)  # SIGTERM (in `running`) stopped the child nats-server too
     assert not (data / "nats.url").exists()  # and the record of where it was is gone
+    said = "\n".join(first.proc.lines)  # baker up's whole output, its logs included
+    assert "generated NATS passwords" in said
+    passwords = embedded.passwords(data)
+    assert passwords is not None
+    assert not any(pw in said for pw in passwords.values())
 
     with running(data, token="t0k") as second:
         assert any(
@@ -58,6 +68,25 @@ async def test_up_runs_everything_and_a_restart_keeps_the_data(tmp_path: Path) -
         assert earlier["status"] == "completed"
         assert earlier["result"]["stdout"] == "before-restart\n"
         await completed(second.url, second.headers, "echo after-restart")
+    assert embedded.passwords(data) == passwords  # the second start reused them
+
+
+async def roles_are_on(plain_url: str, data: Path, env: dict[str, str]) -> None:
+    """DESIGN §12: the embedded server admits only its roles' users; `baker nats-url ROLE`
+    gives an operator a role's URL; no password is printed or logged."""
+    with pytest.raises(NatsUnavailable, match=r"(?i)authoriz"):
+        await Client.connect(Options(url=plain_url, first_connect_within=2))
+    printed = BakerProcess("nats-url", "reader", env=env)
+    assert printed.wait() == 0
+    url = printed.lines[-1].strip()
+    conn = await Client.connect(Options(url=url, name="test-reader"))
+    await conn.close()
+    passwords = embedded.passwords(data)
+    assert passwords is not None and url.startswith("nats://reader:")
+    server_log = (data / "nats" / "nats-server.log").read_text()
+    for password in passwords.values():
+        assert password not in server_log
+        assert not any(password in line for line in printed.lines[:-1])
 
 
 def test_a_killed_up_takes_its_nats_server_with_it(tmp_path: Path) -> None:
