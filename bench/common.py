@@ -15,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from adapters.nats.server import NatsServerMissing, NatsServerProcess, find_nats_server
+from domain import nats_config
+from services import embedded
 
 RESULTS = Path(__file__).parent / "results"
 
 
 @contextmanager
-def private_nats_server() -> Iterator[NatsServerProcess]:
-    """A fresh `nats-server -js` in a temp dir, stopped by pid afterwards."""
+def private_nats_server(*, roles: bool = False) -> Iterator[NatsServerProcess]:
+    """A fresh `nats-server -js` in a temp dir, stopped by pid afterwards; `roles`: with one
+    user per role, as `baker up` runs it (DESIGN §12; `role_url` gives each one's URL)."""
     with tempfile.TemporaryDirectory(prefix="baker-bench-") as tmp:
-        server = NatsServerProcess(Path(tmp))
+        config = embedded.prepare_roles(Path(tmp)) if roles else None
+        server = NatsServerProcess(Path(tmp), config=config)
         server.start()
         try:
             yield server
@@ -132,3 +136,11 @@ class CpuMeter:
         out = {name: used / units * 1000 for name, used in self.used.items()}
         out["total"] = sum(out.values())
         return out
+
+
+def role_url(server: NatsServerProcess, role: str) -> str:
+    """`server`'s URL with `role`'s credentials (the URL alone for a server without roles)."""
+    known = embedded.passwords(server.store_dir)
+    if not known:
+        return server.url
+    return nats_config.role_url(server.url, role, known[role])

@@ -10,6 +10,9 @@ turns round by round, both set up for the whole run. Both systems' worker proces
 sessions of their own, as separately started daemons do: with the kernel's autogroup
 scheduling the processes of one session share one CPU share, and a worker left in this
 process's session would compete with the client for it (both systems gain 3-4 % by it).
+Ours runs as `baker up` does since DESIGN §12: the server admits one user per role (the Brain
+connects as `brain`, the workers as `worker`), and a root worker's command children run
+confined (`nobody`, no_new_privs, rlimits) through the sandbox spawner (`make sandbox`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from bench.common import (
     median,
     private_nats_server,
     progress,
+    role_url,
     save,
 )
 from domain.specs import parse_job_spec
@@ -89,8 +93,9 @@ class Ours:
 
     async def start(self) -> None:
         tune_gc()  # as `baker brain` does (the Celery client in this process gains it too)
-        server = self._stack.enter_context(private_nats_server())
-        nc = await Client.connect(Options(url=server.url, name="bench-brain"))
+        # as `baker up` runs: one NATS user per role (the Brain as `brain`, workers as `worker`)
+        server = self._stack.enter_context(private_nats_server(roles=True))
+        nc = await Client.connect(Options(url=role_url(server, "brain"), name="bench-brain"))
         self._stack.push_async_callback(nc.close)
         await provision(nc)
         store = JetStreamEventStore(nc)
@@ -106,7 +111,8 @@ class Ours:
             await running
 
         self._stack.push_async_callback(stop_brain)
-        env = {**os.environ, "BAKER_NATS_URL": server.url, "BAKER_LOG_LEVEL": "WARNING"}
+        worker_url = role_url(server, "worker")
+        env = {**os.environ, "BAKER_NATS_URL": worker_url, "BAKER_LOG_LEVEL": "WARNING"}
         workers = [
             subprocess.Popen(  # noqa: S603, ASYNC220
                 [str(BIN / "baker"), "worker"], env=env, stdout=subprocess.DEVNULL,
