@@ -9,8 +9,11 @@ A job sends at most `max_total` characters (1 MiB) live; the rest is only in its
 
 What is sent has every value that looks like a credential masked (DESIGN §12). A secret can
 be cut in two by the pipe, so the end of a line that more output could still turn into one
-(its last three words, or a private key block not yet ended) waits for what comes next, or for
-the job's end, before it is sent (at most `HOLD` characters wait).
+(its last three words, or a private key block not yet ended) waits for what comes next, before
+it is sent (at most `HOLD` characters wait) — but never longer than `hold_idle` seconds (0.5 s)
+without more output, nor past the job's end: a model that pauses mid-sentence must not leave
+its last words unseen. Released alone, held text is still masked (a key cut short by a pause
+is masked as far as it goes).
 
 Output must never block or fail the job: `write` only buffers, and a send that fails is
 counted and logged, never raised.
@@ -33,6 +36,7 @@ EVERY = 0.05
 MAX_CHUNK = 8192
 MAX_TOTAL = 1 << 20
 HOLD = 65_536  # a private key block is far smaller
+HOLD_IDLE = 0.5
 
 
 class JobOutput:
@@ -46,6 +50,7 @@ class JobOutput:
         every: float = EVERY,
         max_chunk: int = MAX_CHUNK,
         max_total: int = MAX_TOTAL,
+        hold_idle: float = HOLD_IDLE,
     ) -> None:
         self._sink = sink
         self._job_id = job_id
@@ -58,6 +63,9 @@ class JobOutput:
         self._waiting: list[str] = []
         self._size = 0
         self._timer: asyncio.Future[None] | None = None
+        self._hold_idle = hold_idle
+        self._release: asyncio.Future[None] | None = None
+        self._last_write = 0.0  # clock time of the last chunk: held text waits from there
         self._closed = False
         self.seq = 0
         self.failed = 0  # messages the sink refused
@@ -72,6 +80,7 @@ class JobOutput:
         if not data:
             return
         self._room -= len(data)
+        self._last_write = self._clock.now()
         if self._waiting and stream != self._stream:
             self.flush(whole=True)
         self._stream = stream
@@ -97,12 +106,15 @@ class JobOutput:
         ready = redact_text(text[:cut])
         for start in range(0, len(ready), self._max_chunk):
             self._send(ready[start : start + self._max_chunk])
+        if rest and self._release is None and not self._closed:
+            self._release = asyncio.ensure_future(self._release_when_idle())
 
     def close(self) -> None:
         """Send what waits; later writes are dropped (the job has ended)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for pending in (self._timer, self._release):
+            if pending is not None:
+                pending.cancel()
+        self._timer = self._release = None
         self.flush(whole=True)
         self._closed = True
         if self.failed or self.dropped:
@@ -115,6 +127,13 @@ class JobOutput:
         await self._clock.sleep(due - self._clock.now())
         self._timer = None
         self.flush()
+
+    async def _release_when_idle(self) -> None:
+        """What still waits goes out `hold_idle` seconds after the last chunk came."""
+        while (left := self._last_write + self._hold_idle - self._clock.now()) > 0:
+            await self._clock.sleep(left)
+        self._release = None
+        self.flush(whole=True)
 
     def _send(self, data: str) -> None:
         self.seq += 1

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,6 +139,17 @@ def assert_histories_clean(histories: dict[str, list]) -> None:
         assert types.count("JobDispatched") == 1 and types[-1] == "JobCompleted", (job_id, types)
 
 
+@contextmanager
+def _unfinished_post(brain: Brain) -> Iterator[None]:
+    port = int(brain.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as held:
+        held.sendall(
+            b"POST /api/jobs HTTP/1.1\r\nHost: brain\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        yield
+
+
 async def brain_events(store: JetStreamEventStore, instance: str) -> list:
     return (await store.load("brain", instance)).events
 
@@ -196,9 +209,12 @@ async def test_old_brain_killed_mid_handoff_the_new_one_starts_fresh(
 ) -> None:
     old = cluster.brain("blue")
     jobs = [await dispatch_to_whoever_leads(cluster.brains, f"echo a-{i}") for i in range(20)]
-    new = cluster.brain("green", role="pending")
-    await until_state(old, {"draining"})
-    old.proc.stop(signal.SIGKILL)
+    # A POST whose body never ends: the draining Brain waits for it (up to its drain cap)
+    # before it sends `clear`, so the kill below lands mid-handoff, not after it.
+    with _unfinished_post(old):
+        new = cluster.brain("green", role="pending")
+        await until_state(old, {"draining"})
+        old.proc.stop(signal.SIGKILL)
     await until_state(new, {"active"})  # after its pending timeout, on its own
     jobs += [await dispatch_to_whoever_leads([new], f"echo b-{i}") for i in range(20)]
     assert_histories_clean(await all_terminal(store, jobs))

@@ -105,3 +105,20 @@ async def test_a_private_key_block_waits_until_it_ends() -> None:
     assert sink.text("job-1") == (
         "key:\n-----BEGIN RSA PRIVATE KEY-----***-----END RSA PRIVATE KEY-----\nbye\n"
     )
+
+
+async def test_held_words_go_out_once_the_output_pauses() -> None:
+    """A model that pauses mid-sentence must not leave its last words unseen."""
+    sink, clock, out = rig()
+    out.write("text", "Streaming")
+    await clock.advance(0.05)
+    assert sink.sent == []  # held: more could make it a secret
+    await clock.advance(0.4)
+    assert sink.sent == []
+    await clock.advance(0.1)  # half a second after it was written
+    assert sink.text("job-1") == "Streaming"
+    out.write("text", " words sk-ant-ap")  # a key cut short by a pause is masked anyway
+    await clock.advance(0.05)
+    out.write("text", "i03-abcdefghijklmnopqrstu")  # more came: the wait starts again
+    await clock.advance(0.5)
+    assert sink.text("job-1") == "Streaming words sk-ant-api03-***"
