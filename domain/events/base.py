@@ -150,12 +150,9 @@ def to_document(env: Envelope) -> JsonDict:
     return doc
 
 
-def encode_event(env: Envelope) -> bytes:
-    """Serialise an envelope to the bytes stored on `baker.events.<aggregate>.<id>`.
-
-    The same JSON as `to_document(env)`, built with compiled serializers (pydantic's for the
-    payload, orjson for the envelope): this runs once per append.
-    """
+def envelope_head(env: Envelope) -> JsonDict:
+    """The stored document's members other than `data`, `prevHash` and `hash` (shared by the
+    plain encoding and the hash chain's seal)."""
     head: JsonDict = {
         "eventId": env.event_id,
         "type": env.type,
@@ -171,6 +168,16 @@ def encode_event(env: Envelope) -> bytes:
         head["causationId"] = env.causation_id
     if env.generation is not None:
         head["generation"] = env.generation
+    return head
+
+
+def encode_event(env: Envelope) -> bytes:
+    """Serialise an envelope to the bytes stored on `baker.events.<aggregate>.<id>`.
+
+    The same JSON as `to_document(env)`, built with compiled serializers (pydantic's for the
+    payload, orjson for the envelope): this runs once per append.
+    """
+    head = envelope_head(env)
     if env.prev_hash is not None:
         head["prevHash"] = env.prev_hash
     if env.hash is not None:

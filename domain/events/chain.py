@@ -17,11 +17,10 @@ so the write path serialises once and hashes what it serialised.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 import orjson
 
-from domain.events.base import Envelope, JsonDict
+from domain.events.base import Envelope, JsonDict, envelope_head
 
 CANONICAL = "baker canonical JSON 1"
 _SORTED = orjson.OPT_SORT_KEYS | orjson.OPT_UTC_Z
@@ -41,25 +40,10 @@ def document_hash(doc: JsonDict) -> str:
 
 def seal(env: Envelope, prev_hash: str) -> tuple[Envelope, bytes]:
     """`env` as the next event of its aggregate's chain after `prev_hash` ("" if none), and
-    its stored bytes. Runs once per append, so the document is built here directly (the same
-    members as `to_document`)."""
-    doc: dict[str, Any] = {
-        "eventId": env.event_id,
-        "type": env.type,
-        "aggregate": env.aggregate,
-        "aggregateId": env.aggregate_id,
-        "version": env.version,
-        "occurredAt": env.occurred_at,
-        "schema": env.schema,
-        "data": env.data.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "prevHash": prev_hash,
-    }
-    if env.trace_id is not None:
-        doc["traceId"] = env.trace_id
-    if env.causation_id is not None:
-        doc["causationId"] = env.causation_id
-    if env.generation is not None:
-        doc["generation"] = env.generation
+    its stored bytes (the members `encode_event` writes, with `prevHash`)."""
+    doc = envelope_head(env)
+    doc["data"] = env.data.model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc["prevHash"] = prev_hash
     body = orjson.dumps(doc, option=_SORTED)
     digest = hashlib.sha256(body).hexdigest()
     # Built field by field: `dataclasses.replace` costs more than the hash itself.
