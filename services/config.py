@@ -74,6 +74,10 @@ class Settings:
     # worker (BAKER_COMMAND_RUN_AS)
     command_run_as: tuple[int, int] | None = None
     command_limits: CommandLimits = field(default_factory=CommandLimits)
+    replicas: int = 1  # of every stream and KV bucket (BAKER_REPLICAS; 3 on a cluster)
+    # BAKER_DB as a `postgresql://` URL: the read model lives in PostgreSQL (DESIGN §13);
+    # None: the SQLite file `db_path`
+    db_url: str | None = field(default=None, repr=False)
 
     def nats(self, url: str, name: str) -> Options:
         """Connection settings for `url` with this configuration's creds and timeout."""
@@ -114,7 +118,9 @@ class Settings:
             nats_url=env.get("BAKER_NATS_URL") or None,
             nats_creds=env.get("BAKER_NATS_CREDS") or None,
             data_dir=data_dir,
-            db_path=Path(env.get("BAKER_DB") or data_dir / "readmodel.db"),
+            db_path=_db_path(env, data_dir),
+            db_url=_db_url(env),
+            replicas=_int(env, "BAKER_REPLICAS", 1, 1, 5),
             api_port=_int(env, "BAKER_API_PORT", 3000, 0, 65535),
             api_token=env.get("BAKER_API_TOKEN") or None,
             allowed_commands=commands,
@@ -160,6 +166,23 @@ class Settings:
                 open_files=_int(env, "BAKER_COMMAND_OPEN_FILES", 256, 16, 2**20),
             ),
         )
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _db_url(env: Mapping[str, str]) -> str | None:
+    raw = env.get("BAKER_DB") or ""
+    return raw if raw.startswith(POSTGRES_SCHEMES) else None
+
+
+def _db_path(env: Mapping[str, str], data_dir: Path) -> Path:
+    """The SQLite read model's file: BAKER_DB unless that names PostgreSQL."""
+    raw = env.get("BAKER_DB") or ""
+    if raw and "://" in raw and not raw.startswith(POSTGRES_SCHEMES):
+        raise ConfigError(f"BAKER_DB: {raw.split('://')[0]}:// is not a read model we keep "
+                          "(a file path, or a postgresql:// URL)")  # fmt: skip
+    return Path(raw) if raw and not _db_url(env) else data_dir / "readmodel.db"
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:

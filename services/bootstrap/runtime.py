@@ -28,7 +28,7 @@ class Runtime:
 
 
 def topology(settings: Settings) -> Topology:
-    return Topology(ack_wait=settings.ack_wait)
+    return Topology(ack_wait=settings.ack_wait, replicas=settings.replicas)
 
 
 @asynccontextmanager

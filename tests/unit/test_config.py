@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from domain.pricing import DEFAULT_TABLE
+from services.bootstrap.runtime import topology
 from services.bootstrap.settings import brain_settings, worker_settings
 from services.config import ConfigError, Settings
 
@@ -70,3 +71,21 @@ def test_a_bad_prices_file_is_a_config_error_naming_the_problem(
     path = str(tmp_path / "missing.json") if text is None else prices_file(tmp_path, text)
     with pytest.raises(ConfigError, match=reason):
         Settings.from_env({"BAKER_MODEL_PRICES": path})
+
+
+def test_baker_db_names_a_sqlite_file_or_a_postgresql_url() -> None:
+    sqlite = Settings.from_env({"BAKER_DB": "/srv/rm.db", "BAKER_DATA_DIR": "/d"})
+    assert sqlite.db_path == Path("/srv/rm.db") and sqlite.db_url is None
+    url = "postgresql://baker@127.0.0.1:5432/baker"
+    pg = Settings.from_env({"BAKER_DB": url, "BAKER_DATA_DIR": "/d"})
+    assert pg.db_url == url and pg.db_path == Path("/d/readmodel.db")
+    assert "baker@" not in repr(pg)  # a URL may hold a password
+    with pytest.raises(ConfigError, match=r"BAKER_DB: mysql:// is not a read model we keep"):
+        Settings.from_env({"BAKER_DB": "mysql://x/y"})
+
+
+def test_baker_replicas_sets_every_stream_and_bucket_and_is_bounded() -> None:
+    assert topology(Settings.from_env({})).replicas == 1
+    assert topology(Settings.from_env({"BAKER_REPLICAS": "3"})).replicas == 3
+    with pytest.raises(ConfigError, match=r"BAKER_REPLICAS: 7 is outside 1\.\.5"):
+        Settings.from_env({"BAKER_REPLICAS": "7"})
