@@ -14,6 +14,7 @@ from domain.ids import InvalidId
 from services.cli import (
     agent_cmd,
     audit_cmd,
+    cluster_cmd,
     daemon_cmd,
     jobs_cmd,
     lifecycle_cmd,
@@ -42,6 +43,7 @@ REGISTRARS = (
     queue_cmd.register,
     audit_cmd.register,
     nats_cmd.register,
+    cluster_cmd.register,
 )
 
 

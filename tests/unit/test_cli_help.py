@@ -35,6 +35,7 @@ PROMISED = {
     ("extensions",): {"--json"},
     ("handoff",): {"--json"},
     ("up",): {"--nats-port", "--workers"},
+    ("cluster", "up"): {"--nodes", "--data-dir"},
     ("audit", "export"): {"--all"},
     ("audit", "verify"): {"--live", "--json"},
 }
@@ -73,6 +74,7 @@ def test_help_exits_0_and_names_every_option(
         (["events", "--job", "a.*"], "--job: 'a.*' is not a valid id"),
         (["events", "--limit", "0"], "--limit must be 1..500"),
         (["up", "--nats-port", "70000"], "--nats-port must be a port"),
+        (["cluster", "up", "--nodes", "6"], "--nodes must be 1 to 5"),
     ],
 )
 def test_bad_ids_and_numbers_exit_2_naming_them(
