@@ -1,9 +1,10 @@
 """Streams and consumers of DESIGN §2, provisioned idempotently.
 
 An existing stream whose configuration differs is reported field by field and left alone:
-recreating it would lose jobs or, for `BAKER_EVENTS`, history. The one exception is a change
-we made ourselves and know to be safe in place: an older `BAKER_JOBS` that took all of
-`baker.jobs.>` gets today's subjects (its messages and consumers are kept).
+recreating it would lose jobs or, for `BAKER_EVENTS`, history. The exceptions are changes
+known to be safe in place: an older `BAKER_JOBS` that took all of `baker.jobs.>` gets today's
+subjects (its messages and consumers are kept), and `baker provision` changes a stream's
+replicas to `BAKER_REPLICAS` when they are all that differs (`replicas.py`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from adapters.nats import jsapi
+from adapters.nats import jsapi, replicas
 from adapters.nats.jsapi import NotFound
 from adapters.nats.message import JetStreamError
 from domain.priority import lane_subject
@@ -274,6 +275,8 @@ _CONSUMER_FIELDS = (
 )
 
 
+_R = replicas.FIELD
+_NOT_REPLICAS = tuple(f for f in _STREAM_FIELDS if f != _R)
 _DURATIONS = frozenset({"max_age", "duplicate_window", "ack_wait"})
 
 
@@ -297,8 +300,11 @@ def differences(want: Config, have: Config, fields: tuple[str, ...]) -> list[str
     return out
 
 
-async def ensure_stream(client: Client, want: Config) -> Literal["created", "updated", "ok"]:
-    """Create the stream if missing, narrow the subjects of an older `BAKER_JOBS`, and raise
+async def ensure_stream(
+    client: Client, want: Config, *, scale: bool = False
+) -> Literal["created", "updated", "ok"]:
+    """Create the stream if missing, narrow the subjects of an older `BAKER_JOBS`, change its
+    replicas if they are all that differs and `scale` (`replicas.py`), and raise
     `ProvisioningError` if it exists and differs in any other way."""
     name = want["name"]
     try:
@@ -315,6 +321,14 @@ async def ensure_stream(client: Client, want: Config) -> Literal["created", "upd
     if diffs and _jobs_subjects_upgradable(want, have):
         await jsapi.update_stream(client, {**have, "subjects": want["subjects"]})
         log.info("updated stream %s: %s", name, "; ".join(diffs))
+        return "updated"
+    if diffs and not differences(want, have, _NOT_REPLICAS):
+        if not scale:
+            raise ProvisioningError(replicas.mismatch(name, replicas.count(have), want[_R]))
+        try:
+            await replicas.scale(client, have, want[_R])
+        except replicas.ScaleRefused as exc:
+            raise ProvisioningError(str(exc)) from None
         return "updated"
     if diffs:
         raise ProvisioningError(
@@ -373,8 +387,12 @@ def _upgradable(want: Config, have: Config) -> bool:
     )
 
 
-async def provision(client: Client, topo: Topology | None = None) -> dict[str, str]:
-    """Every stream and consumer of the system; returns what was created or found."""
+async def provision(
+    client: Client, topo: Topology | None = None, *, scale: bool = False
+) -> dict[str, str]:
+    """Every stream and consumer of the system; returns what was created or found. With
+    `scale`, streams whose replicas alone differ from `topo.replicas` are changed in place
+    (`baker provision`); without, they are reported (a daemon starting)."""
     topo = topo or Topology()
     done: dict[str, str] = {}
     streams = (
@@ -383,7 +401,7 @@ async def provision(client: Client, topo: Topology | None = None) -> dict[str, s
     )  # fmt: skip
     for config in streams:
         cfg = config(topo)
-        done[str(cfg["name"])] = await ensure_stream(client, cfg)
+        done[str(cfg["name"])] = await ensure_stream(client, cfg, scale=scale)
     # The ingest first: a first wave's (`baker.jobs.*.>`) overlaps the lanes' subjects, and a
     # work-queue stream refuses a lane consumer until it is narrowed.
     for stream, consumer in (

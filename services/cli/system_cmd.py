@@ -29,7 +29,11 @@ def register(commands: Any) -> None:
     up.add_argument("--workers", type=int, default=2, help="workers to run in-process (default 2)")
     up.set_defaults(handler=cmd_up)
 
-    prov = commands.add_parser("provision", help="create the streams and consumers if missing")
+    prov = commands.add_parser(
+        "provision",
+        help="create the streams and consumers if missing; set every stream's replicas to "
+        "BAKER_REPLICAS (in place, messages and consumers kept)",
+    )
     prov.add_argument("--json", action="store_true", help="machine-readable output")
     prov.set_defaults(handler=cmd_provision)
 
@@ -63,7 +67,8 @@ def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         nc = await Client.connect(settings.nats(settings.nats_url_for("brain"), "baker-cli"))
         try:
-            done = await provision(nc, topology(settings))
+            # The operator's command: it may change replicas, which daemons only report.
+            done = await provision(nc, topology(settings), scale=True)
         except ProvisioningError as exc:
             return fail(str(exc))
         finally:

@@ -170,3 +170,25 @@ async def test_live_output_is_not_stored_in_the_jobs_stream(nc: Client, raw_nc: 
     assert heard and b"hello" in heard[0]  # a listener hears it ...
     assert (await jsm.stream_info("BAKER_JOBS")).state.messages == before  # ... nothing keeps it
     await following.unsubscribe()
+
+
+async def test_replicas_other_than_baker_replicas_are_named_with_the_fix(nc: Client) -> None:
+    await provision(nc)
+    with pytest.raises(ProvisioningError) as err:
+        await provision(nc, Topology(replicas=3))
+    text = str(err.value)
+    assert "stream BAKER_JOBS has 1 replica(s), BAKER_REPLICAS wants 3" in text
+    assert "`BAKER_REPLICAS=3 baker provision`" in text and "BAKER_REPLICAS=1" in text
+    assert "nats stream edit BAKER_JOBS --replicas 3" in text
+
+
+async def test_a_single_server_refuses_more_replicas_and_says_what_is_needed(
+    nc: Client, raw_nc: NATS
+) -> None:
+    await provision(nc)
+    with pytest.raises(ProvisioningError) as err:
+        await provision(nc, Topology(replicas=3), scale=True)
+    text = str(err.value)
+    assert "cannot change stream BAKER_JOBS from 1 to 3 replica(s)" in text
+    assert "a JetStream cluster of at least 3 running nodes" in text
+    assert (await raw_nc.jsm().stream_info("BAKER_JOBS")).config.num_replicas == 1
