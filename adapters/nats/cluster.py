@@ -132,7 +132,8 @@ async def _until_jetstream(url: str) -> None:
     try:
         while True:
             try:
-                await jsapi.api(nc, "INFO")
+                # A short timeout: a node without a leader may drop the request unanswered.
+                await jsapi.api(nc, "INFO", timeout=0.5)
                 return
             except NatsError:  # JetStream's 503 (a JetStreamError) or no answer yet
                 await asyncio.sleep(0.1)  # polling the server until it answers

@@ -40,10 +40,12 @@ class StoredMsg:
     headers: dict[str, str]
 
 
-async def api(client: Client, subject: str, body: dict[str, Any] | None = None) -> Any:
+async def api(
+    client: Client, subject: str, body: dict[str, Any] | None = None, *, timeout: float = TIMEOUT
+) -> Any:
     """The answer to one API request, or `JetStreamError` with the server's error."""
     payload = orjson.dumps(body) if body is not None else b""
-    msg = await client.request(f"{API}.{subject}", payload, timeout=TIMEOUT)
+    msg = await client.request(f"{API}.{subject}", payload, timeout=timeout)
     try:
         answer: dict[str, Any] = orjson.loads(msg.data)
     except orjson.JSONDecodeError:

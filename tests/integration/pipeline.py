@@ -37,9 +37,11 @@ class Pipeline:
     executor: CommandExecutor
     brain: Brain
     ack_wait: float
+    url: str  # what the Brain dialled (on a cluster: a list, its node first)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     workers: list[tuple[Worker, asyncio.Event, asyncio.Task[Any]]] = field(default_factory=list)
+    worker_conns: list[Client] = field(default_factory=list)
 
     def worker_settings(self, **overrides: Any) -> WorkerSettings:
         executors = overrides.pop("executors", ExecutorSettings(allowed_commands=TEST_COMMANDS))
@@ -49,9 +51,11 @@ class Pipeline:
         }  # fmt: skip
         return WorkerSettings(**{**base, **overrides})
 
-    async def start_worker(self, **overrides: Any) -> Worker:
-        conn = await Client.connect(Options(url=self.server.url, name="test-worker"))
+    async def start_worker(self, url: str | None = None, **overrides: Any) -> Worker:
+        """A worker on `url` (default: the Brain's)."""
+        conn = await Client.connect(Options(url=url or self.url, name="test-worker"))
         worker = build_worker(conn, self.worker_settings(**overrides))
+        self.worker_conns.append(conn)
         stop = asyncio.Event()
 
         async def run() -> None:
@@ -95,17 +99,20 @@ async def running_pipeline(
     topology: Topology | None = None,
     brain: BrainSettings | None = None,
     start_brain: bool = True,
+    url: str | None = None,
 ) -> AsyncIterator[Pipeline]:
+    """`url`: where the Brain and the oracle connect instead of `server` (a cluster's list)."""
     topo = topology or Topology(ack_wait=2.0)
-    nc = await Client.connect(Options(url=server.url, name="test-brain"))
-    raw = await nats.connect(server.url, name="test-oracle")
+    url = url or server.url
+    nc = await Client.connect(Options(url=url, name="test-brain"))
+    raw = await nats.connect(url.split(","), name="test-oracle")
     await provision(nc, topo)
     store = JetStreamEventStore(nc)
     executor = CommandExecutor(store)
     the_brain = build_brain(
         nc, executor, brain or BrainSettings(check_every=0.2, heartbeat_every=0.5)
     )
-    pipe = Pipeline(server, nc, raw, store, executor, the_brain, topo.ack_wait)
+    pipe = Pipeline(server, nc, raw, store, executor, the_brain, topo.ack_wait, url)
     if start_brain:
         pipe.tasks.append(asyncio.create_task(the_brain.run(pipe.stop)))
     try:
