@@ -54,17 +54,26 @@ class JetStreamDeliveries:
         self._stream = stream
         self._durable = durable
         self._puller: PullConsumer | None = None
+        self._missing = False  # said so once; said again only after it came back
 
     async def fetch(self, n: int, wait: float) -> list[JsDelivery]:
         puller = self._puller
         if puller is None:
             puller = self._puller = PullConsumer(self._client, self._stream, self._durable)
         got = await puller.fetch(n, wait)
-        if not got and puller.gone:  # removed by hand: say so, and do not pull in a loop
-            log.warning("consumer %s of %s does not exist (run `baker provision`)",
-                        self._durable, self._stream)  # fmt: skip
+        if not got and puller.gone:  # nobody answers for it: say so, do not pull in a loop
+            if not self._missing:
+                # On a cluster this is also how a consumer looks while its leader's node is
+                # down and the others elect a new one (seconds): not only a removed consumer.
+                log.warning("consumer %s of %s does not answer: removed (run `baker "
+                            "provision`), or on a cluster its new leader is being elected",
+                            self._durable, self._stream)  # fmt: skip
+                self._missing = True
             puller.gone = False
             await asyncio.sleep(wait)  # pacing the pulls while it is missing
+        elif self._missing and (got or not puller.gone):
+            log.info("consumer %s of %s answers again", self._durable, self._stream)
+            self._missing = False
         return [JsDelivery(msg) for msg in got]
 
     async def close(self) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
 
+from adapters.nats import jsapi
 from adapters.nats.advisories import JetStreamAdvisories
 from adapters.nats.client import Client
 from adapters.nats.deliveries import JetStreamDeliveries
@@ -39,3 +41,24 @@ class TestNatsJobPorts(JobPortsContract):
     async def fill_to_the_limit(self, ports: Ports) -> None:
         for i in range(LIMIT):
             await ports.queue.dispatch(job(f"job-f{i}"), {})
+
+
+async def test_a_consumer_that_does_not_answer_is_reported_once_until_it_is_back(
+    nc: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A removed consumer, or on a cluster one whose leader is being elected: one warning
+    for the outage (not one per pull), and a word when it answers again."""
+    caplog.set_level(logging.INFO, "baker.nats")
+    await provision(nc)
+    await jsapi.delete_consumer(nc, JOBS_STREAM, WORKERS_CONSUMER)
+    work = JetStreamDeliveries(nc, JOBS_STREAM, WORKERS_CONSUMER)
+    try:
+        for _ in range(3):
+            assert await work.fetch(1, 0.05) == []
+        warned = [r for r in caplog.records if "does not answer" in r.getMessage()]
+        assert len(warned) == 1 and "being elected" in warned[0].getMessage()
+        await provision(nc)
+        assert await work.fetch(1, 0.05) == []
+        assert any("answers again" in r.getMessage() for r in caplog.records)
+    finally:
+        await work.close()
