@@ -9,11 +9,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from adapters.nats.cluster import LocalCluster
 from adapters.nats.server import NatsServerMissing, NatsServerProcess, find_nats_server
 from domain import nats_config
 from services import embedded
@@ -33,6 +34,20 @@ def private_nats_server(*, roles: bool = False) -> Iterator[NatsServerProcess]:
             yield server
         finally:
             server.stop()
+
+
+@asynccontextmanager
+async def private_cluster(nodes: int = 3) -> AsyncIterator[LocalCluster]:
+    """A fresh local JetStream cluster in a temp dir (no role users, as `baker cluster up`
+    runs it), ready to use, stopped by pid afterwards."""
+    with tempfile.TemporaryDirectory(prefix="baker-bench-cluster-") as tmp:
+        cluster = LocalCluster(Path(tmp), nodes)
+        cluster.start()
+        try:
+            await cluster.wait_ready()
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 def machine() -> dict[str, Any]:

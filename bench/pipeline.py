@@ -31,7 +31,7 @@ from typing import Any
 from adapters.nats.client import Client
 from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
-from adapters.nats.streams import provision
+from adapters.nats.streams import Topology, provision
 from bench.common import (
     CpuMeter,
     child_pids,
@@ -87,17 +87,26 @@ def _latency_columns(out: dict[str, Any], lat: list[float]) -> None:
 class Ours:
     """A private nats-server, a Brain in this process and 2 `baker worker` processes."""
 
+    replicas = 1  # of every stream (BAKER_REPLICAS)
+
     def __init__(self, stack: contextlib.AsyncExitStack) -> None:
         self._stack = stack
         self.out: dict[str, Any] = {"throughput": []}
 
-    async def start(self) -> None:
-        tune_gc()  # as `baker brain` does (the Celery client in this process gains it too)
+    async def broker(self) -> tuple[str, str, list[int]]:
+        """Start the server: the Brain's URL, the workers' URL and the server's pids."""
         # as `baker up` runs: one NATS user per role (the Brain as `brain`, workers as `worker`)
         server = self._stack.enter_context(private_nats_server(roles=True))
-        nc = await Client.connect(Options(url=role_url(server, "brain"), name="bench-brain"))
+        assert server.pid is not None
+        return role_url(server, "brain"), role_url(server, "worker"), [server.pid]
+
+    async def start(self) -> None:
+        tune_gc()  # as `baker brain` does (the Celery client in this process gains it too)
+        brain_url, worker_url, broker = await self.broker()
+        nc = await Client.connect(Options(url=brain_url, name="bench-brain"))
         self._stack.push_async_callback(nc.close)
-        await provision(nc)
+        self.nc = nc
+        await provision(nc, Topology(replicas=self.replicas))
         store = JetStreamEventStore(nc)
         self._stack.push_async_callback(store.close)
         self.brain = build_brain(nc, CommandExecutor(store))
@@ -111,8 +120,10 @@ class Ours:
             await running
 
         self._stack.push_async_callback(stop_brain)
-        worker_url = role_url(server, "worker")
-        env = {**os.environ, "BAKER_NATS_URL": worker_url, "BAKER_LOG_LEVEL": "WARNING"}
+        env = {
+            **os.environ, "BAKER_NATS_URL": worker_url, "BAKER_LOG_LEVEL": "WARNING",
+            "BAKER_REPLICAS": str(self.replicas),
+        }  # fmt: skip
         workers = [
             subprocess.Popen(  # noqa: S603, ASYNC220
                 [str(BIN / "baker"), "worker"], env=env, stdout=subprocess.DEVNULL,
@@ -121,12 +132,11 @@ class Ours:
             for _ in range(2)
         ]  # fmt: skip
         self._stack.callback(_stop_all, workers, 30)
-        assert server.pid is not None
         self.meter = CpuMeter({
             "brain": [(os.getpid(), "self")],
             "workers": [(w.pid, "self") for w in workers],
             "commands": [(w.pid, "children") for w in workers],
-            "broker": [(server.pid, "self")],
+            "broker": [(pid, "self") for pid in broker],
         })  # fmt: skip
         await _one(self.brain, self.done)  # warm up (waits for the workers)
 
