@@ -9,8 +9,9 @@ nodes start (a port taken by someone else in between makes that node fail to sta
 A node killed and started again keeps its ports and its store, so it rejoins as itself and
 its clients' URL lists stay right.
 
-`start` returns once every node answers JetStream requests, i.e. the meta group has elected a
-leader that every node knows. Nodes are stopped by pid, like the single server.
+`wait_ready` returns once every node answers JetStream requests (the meta group has elected a
+leader that every node knows) and every stream and consumer in the stores has a leader. Nodes
+are stopped by pid, like the single server.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from adapters.nats.server import NatsServerProcess
 from domain.nats_cluster import Node, client_urls, node_names, render_node
 
 HOST = "127.0.0.1"
+ASK = 0.5  # seconds for a JetStream API answer while groups elect (unanswered until then)
 CONFIG = "node.conf"
 
 
@@ -81,18 +83,32 @@ class LocalCluster:
             raise
         return self.url
 
-    async def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until every running node answers a JetStream request: the meta group has a leader
-        and each node knows it. `ClusterNotReady` after `timeout` seconds."""
+    async def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every running node answers a JetStream request (the meta group has a leader
+        and each node knows it), and every stream and consumer already in the stores has a
+        leader: a cluster started again on its data dir elects them one raft group at a
+        time, and until then their API requests go unanswered (a daemon provisioning would
+        time out). `ClusterNotReady` naming what is missing after `timeout` seconds."""
+        waiting = ["a JetStream meta leader"]
         try:
             async with asyncio.timeout(timeout):
                 for name in self.names:
                     if self.running(name):
                         await _until_jetstream(self.node_url(name))
+                nc = await Client.connect(Options(url=self.url, name="baker-cluster-probe"))
+                try:
+                    while True:
+                        waiting = await leaderless(nc)
+                        if not waiting:
+                            break
+                        await asyncio.sleep(0.1)  # polling the groups' elections
+                finally:
+                    await nc.close()
         except TimeoutError:
             raise ClusterNotReady(
-                f"the JetStream cluster in {self.data_dir} has no meta leader after {timeout:g}s "
-                f"(logs: {self.data_dir}/n*/nats-server.log)"
+                f"the JetStream cluster in {self.data_dir} is not ready after {timeout:g}s: "
+                f"no leader for {', '.join(waiting[:5])} (logs: {self.data_dir}/n*/"
+                "nats-server.log)"
             ) from None
 
     def running(self, name: str) -> bool:
@@ -125,6 +141,33 @@ def free_ports(count: int, host: str = HOST) -> list[int]:
         return [int(sock.getsockname()[1]) for sock in socks]
 
 
+async def leaderless(nc: Client) -> list[str]:
+    """The streams and consumers without a leader now (asked with short timeouts: an
+    unanswered request is a group still electing)."""
+    missing: list[str] = []
+    try:
+        streams = (await jsapi.api(nc, "STREAM.NAMES", timeout=ASK)).get("streams") or []
+    except NatsError:
+        return ["the stream list"]
+    for stream in streams:
+        try:
+            info = await jsapi.api(nc, f"STREAM.INFO.{stream}", timeout=ASK)
+            consumers = await jsapi.api(nc, f"CONSUMER.NAMES.{stream}", timeout=ASK)
+        except NatsError:
+            missing.append(f"stream {stream}")
+            continue
+        if not (info.get("cluster") or {}).get("leader"):
+            missing.append(f"stream {stream}")
+        for consumer in consumers.get("consumers") or []:
+            try:
+                found = await jsapi.api(nc, f"CONSUMER.INFO.{stream}.{consumer}", timeout=ASK)
+            except NatsError:
+                found = {}
+            if not (found.get("cluster") or {}).get("leader"):
+                missing.append(f"consumer {consumer} of {stream}")
+    return missing
+
+
 async def _until_jetstream(url: str) -> None:
     """Poll one node with `$JS.API.INFO` until it answers without an error (before the meta
     leader is known it answers 503 or not at all)."""
@@ -133,7 +176,7 @@ async def _until_jetstream(url: str) -> None:
         while True:
             try:
                 # A short timeout: a node without a leader may drop the request unanswered.
-                await jsapi.api(nc, "INFO", timeout=0.5)
+                await jsapi.api(nc, "INFO", timeout=ASK)
                 return
             except NatsError:  # JetStream's 503 (a JetStreamError) or no answer yet
                 await asyncio.sleep(0.1)  # polling the server until it answers

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from adapters.nats import protocol
-from adapters.nats.errors import NatsError, NoResponders, RequestTimeout
+from adapters.nats.errors import (
+    ConnectionLost,
+    NatsError,
+    NoResponders,
+    OutboundBufferFull,
+    RequestTimeout,
+)
 from adapters.nats.message import JetStreamError, Msg
 
 if TYPE_CHECKING:
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
 
 API = "$JS.API"
 TIMEOUT = 5.0
+T = TypeVar("T")
 
 
 class NotFound(JetStreamError):
@@ -56,6 +64,29 @@ async def api(
         kind = NotFound if code == 404 else JetStreamError
         raise kind(subject, code, int(error.get("err_code", 0)), str(error.get("description")))
     return answer
+
+
+UNAVAILABLE = 503  # "JetStream system temporarily unavailable": no meta leader right now
+
+
+async def patiently(call: Callable[[], Awaitable[T]], within: float) -> T:
+    """`call()`, made again while JetStream cannot answer yet, for up to `within` seconds. On
+    a cluster, a stream or consumer whose leader's node has just gone leaves its requests
+    unanswered until the others elect a new one (seconds); so does the whole API while the
+    meta group elects. Only for idempotent requests (info, create-or-compare)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            return await call()
+        except (RequestTimeout, ConnectionLost, OutboundBufferFull, JetStreamError) as exc:
+            # Not `NoResponders`: nobody at all serves the API (a server without JetStream),
+            # which waiting does not mend.
+            if isinstance(exc, JetStreamError) and exc.code != UNAVAILABLE:
+                raise
+            if loop.time() >= deadline:
+                raise
+        await asyncio.sleep(0.25)  # pacing the attempts while the cluster elects
 
 
 async def add_stream(client: Client, config: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ replicas to `BAKER_REPLICAS` when they are all that differs (`replicas.py`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -51,6 +52,9 @@ IDEMPOTENCY_STREAM = f"KV_{IDEMPOTENCY_BUCKET}"
 IDEMPOTENCY_PREFIX = f"$KV.{IDEMPOTENCY_BUCKET}"
 MAX_DELIVERIES_ADVISORY = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.*"
 DAY = 86_400.0
+ELECTION = 30.0
+"""Seconds provisioning waits out a cluster's elections (a node just gone, or the cluster just
+started on its stores): a daemon started meanwhile provisions once they are over."""
 
 
 class ProvisioningError(RuntimeError):
@@ -401,7 +405,8 @@ async def provision(
     )  # fmt: skip
     for config in streams:
         cfg = config(topo)
-        done[str(cfg["name"])] = await ensure_stream(client, cfg, scale=scale)
+        make = functools.partial(ensure_stream, client, cfg, scale=scale)
+        done[str(cfg["name"])] = await jsapi.patiently(make, ELECTION)
     # The ingest first: a first wave's (`baker.jobs.*.>`) overlaps the lanes' subjects, and a
     # work-queue stream refuses a lane consumer until it is narrowed.
     for stream, consumer in (
@@ -413,5 +418,6 @@ async def provision(
         (TASKS_STREAM, tasks_consumer),
     ):
         ccfg = consumer(topo)
-        done[f"{stream}/{ccfg['durable_name']}"] = await ensure_consumer(client, stream, ccfg)
+        ensure = functools.partial(ensure_consumer, client, stream, ccfg)
+        done[f"{stream}/{ccfg['durable_name']}"] = await jsapi.patiently(ensure, ELECTION)
     return done
