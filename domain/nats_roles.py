@@ -29,12 +29,15 @@ ROLES: Final = (
     "task-runner",
     "extension",
     "reader",
+    "api",
 )
 """Every role, each a user of the embedded server named after it."""
 
 EVENTS: Final = "BAKER_EVENTS"
 JOBS: Final = "BAKER_JOBS"
 CANCELS: Final = "KV_baker-cancels"
+LEASES: Final = "KV_baker-leases"
+"""Renewable leases, one per read model: which projector applies to it (DESIGN §13)."""
 LANES: Final = ("workers", "workers-high", "workers-low")
 """The workers' durable consumers of the priority lanes on `BAKER_JOBS`."""
 HEALTH: Final = "baker.system.health"
@@ -102,7 +105,15 @@ ROLE_PERMISSIONS: Final[dict[str, Permissions]] = {
         ),
         subscribe=(INBOX, "$KV.baker-cancels.*", "baker.jobs.dispatch.*"),  # + lane hints
     ),
-    "projector": Permissions(publish=(*READER.publish, HEALTH), subscribe=(INBOX,)),
+    "projector": Permissions(
+        publish=(
+            *READER.publish,
+            HEALTH,
+            "$KV.baker-leases.projector.*",  # its read model's lease (standby projectors)
+            *read_stream(LEASES),
+        ),
+        subscribe=(INBOX,),
+    ),
     "monitor": Permissions(
         publish=(
             "baker.events.extension.*",  # the two aggregates it records (DESIGN §8)
@@ -128,6 +139,12 @@ ROLE_PERMISSIONS: Final[dict[str, Permissions]] = {
     ),
     "extension": Permissions(publish=("baker.extensions.>",), subscribe=()),
     "reader": READER,
+    # `baker api`: the read side of the HTTP API. Reads the log (pages, SSE), the queue's
+    # consumers (lanes), heartbeats (health) and live output; writes nothing.
+    "api": Permissions(
+        publish=(*READER.publish, HEALTH),
+        subscribe=(INBOX, HEALTH, "baker.jobs.output.*"),
+    ),
 }
 
 

@@ -50,6 +50,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     api_host: str = "127.0.0.1"
     api_url_override: str | None = None
+    brain_url: str | None = None  # where `baker api` sends writers (BAKER_BRAIN_URL)
     sse_keepalive: float = 15.0
     brain_role: Literal["active", "pending"] = "active"
     brain_version: str = "0.1.0"
@@ -139,6 +140,7 @@ class Settings:
             cors_origins=_list(env, "BAKER_CORS_ORIGINS") or (),
             api_host=env.get("BAKER_API_HOST") or "127.0.0.1",
             api_url_override=env.get("BAKER_API_URL") or None,
+            brain_url=env.get("BAKER_BRAIN_URL") or None,
             sse_keepalive=_float(env, "BAKER_SSE_KEEPALIVE_SECONDS", 15.0),
             brain_role=_role(env),
             brain_version=env.get("BAKER_BRAIN_VERSION") or "0.1.0",

@@ -157,6 +157,8 @@ class Projector:
             async for batch in batches:
                 if self._swapped():
                     return  # this batch is read again from the new generation's checkpoint
+                if stop.is_set():
+                    return  # (a standby's lease lost: not one more batch)
                 if batch:
                     await self.apply(batch)
                 if stop.is_set() or self._swapped():

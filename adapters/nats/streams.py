@@ -47,6 +47,9 @@ CANCELS_PREFIX = f"$KV.{CANCELS_BUCKET}"
 LEADER_BUCKET = "baker-leader"
 LEADER_STREAM = f"KV_{LEADER_BUCKET}"
 LEADER_KEY = f"$KV.{LEADER_BUCKET}.brain"
+LEASES_BUCKET = "baker-leases"
+LEASES_STREAM = f"KV_{LEASES_BUCKET}"
+LEASES_PREFIX = f"$KV.{LEASES_BUCKET}"
 IDEMPOTENCY_BUCKET = "baker-idempotency"
 IDEMPOTENCY_STREAM = f"KV_{IDEMPOTENCY_BUCKET}"
 IDEMPOTENCY_PREFIX = f"$KV.{IDEMPOTENCY_BUCKET}"
@@ -156,6 +159,18 @@ def leader_stream(topo: Topology) -> Config:
         "name": LEADER_STREAM,
         "subjects": [f"$KV.{LEADER_BUCKET}.>"],
         "max_age": 0,
+    }
+
+
+def leases_stream(topo: Topology) -> Config:
+    """A KV bucket of renewable leases (`domain.lease`), one key per read model: which
+    projector applies events to it (compare-and-set on the key's revision)."""
+    return {
+        **cancels_stream(topo),
+        "name": LEASES_STREAM,
+        "subjects": [f"{LEASES_PREFIX}.>"],
+        "max_age": 0,
+        "discard": "old",
     }
 
 
@@ -401,7 +416,7 @@ async def provision(
     done: dict[str, str] = {}
     streams = (
         jobs_stream, events_stream, tasks_stream, advisories_stream, cancels_stream, leader_stream,
-        idempotency_stream,
+        idempotency_stream, leases_stream,
     )  # fmt: skip
     for config in streams:
         cfg = config(topo)

@@ -27,6 +27,7 @@ from adapters.eventstore import StoreUnavailable
 from domain.errors import first_error
 from services.api import agent_routes, job_control, jobs, queue_routes, schedules, system, usage
 from services.api.context import ApiContext, ErrorBody, error, parse_count
+from services.api.read_only import READS, writes_go_to_the_brain
 from services.brain.leadership import Fenced
 
 log = logging.getLogger("baker.api")
@@ -165,6 +166,8 @@ class Guard:
             given = headers.get("authorization", "").encode()
             if not hmac.compare_digest(given, self.expected):
                 return error(401, "unauthorized")
+        if self.ctx.read_only and scope["method"] not in READS:
+            return writes_go_to_the_brain(scope["method"], self.ctx.brain_url)
         length = headers.get("content-length")
         if length is not None:
             size = parse_count(length.strip())

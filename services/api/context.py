@@ -72,6 +72,10 @@ class ApiContext:
     output: OutputFeed | None = None  # live job output, interleaved into a job's SSE stream
     # POST /api/jobs with an idempotency key (None: such requests are refused with 503).
     idempotent: IdempotentDispatch | None = None
+    # `baker api`: only reads; every other method is refused (405) naming `brain_url`, the
+    # Brain's API, where writes go.
+    read_only: bool = False
+    brain_url: str | None = None
 
     def wrote(self, seq: int) -> None:
         self.written = max(self.written, seq)

@@ -97,7 +97,7 @@ async def ping(request: Request) -> Any:
     brain = _ctx(request).brain
     doc = {
         "status": "ok" if brain.accepting else "not_ready",
-        "service": "brain",
+        "service": "api" if brain.mode == "read-only" else "brain",
         "state": brain.state,
         "mode": brain.mode,
         "timestamp": datetime.now(UTC).isoformat(),

@@ -8,7 +8,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import uvicorn
 
@@ -26,7 +26,7 @@ from services.api.bus import EventBus
 from services.api.context import ApiContext, BrainStatus
 from services.api.liveness import LastSeen
 from services.bootstrap.launcher import build_launcher, run_launcher
-from services.bootstrap.parts import build_brain, build_projector, build_worker
+from services.bootstrap.parts import build_brain, build_standby_projector, build_worker
 from services.bootstrap.runtime import Runtime, heartbeat_for
 from services.bootstrap.settings import (
     brain_settings,
@@ -41,7 +41,8 @@ from services.brain.leadership import Leadership
 from services.config import Settings
 from services.executor import CommandExecutor
 from services.monitor.monitor import Monitor
-from services.projector import Projector, ProjectorFailed, ProjectorSettings
+from services.projector import ProjectorFailed, ProjectorSettings
+from services.projector_standby import StandbyProjector
 from services.topic import BusTopic
 from services.worker.worker import Worker
 
@@ -54,7 +55,7 @@ class BrainProcess:
 
     rt: Runtime
     brain: Brain
-    projector: Projector
+    projector: StandbyProjector
     bus: EventBus
     api: uvicorn.Server
     read_model: ReadModel | None = None
@@ -86,14 +87,19 @@ async def start_brain_process(
     as_role = role_url or (lambda _role: url)
     if settings.api_token is None:
         log.warning("BAKER_API_TOKEN is not set: the API accepts requests without a token")
-    projector = build_projector(
+    instance = new_brain_id()
+    read_model = ReadModel(settings.db_path)
+    # The Brain's projector is one candidate for the read model's lease: it applies while it
+    # holds it; while a `baker projector` does, its read-your-writes follow the checkpoint.
+    projector = build_standby_projector(
         rt.nc,
         rt.store,
         settings.db_path,
         ProjectorSettings(heartbeat_every=settings.heartbeat_every),
+        checkpoint=read_model.applied,
+        instance=f"{instance}-projector",
     )
     await projector.open()
-    instance = new_brain_id()
     leadership = Leadership(LeaderRecord(rt.nc), instance, settings.brain_version)
     # Only the leader changes jobs and tasks; every event carries the generation it took.
     executor = CommandExecutor(rt.store, fence=leadership)
@@ -104,7 +110,7 @@ async def start_brain_process(
     )
     ctx = ApiContext(
         store=rt.store, dispatcher=brain.dispatcher, queue=brain.queue,
-        read_model=ReadModel(settings.db_path), token=settings.api_token,
+        read_model=read_model, token=settings.api_token,
         cors_origins=settings.cors_origins, brain=status,
         wait_for=projector.wait_for,
         counters=lambda: {"malformed": malformed()},
@@ -218,7 +224,19 @@ async def _awaited(work: Awaitable[None]) -> None:
     await work
 
 
-async def run_own_projector(projector: Projector, stop: asyncio.Event) -> None:
+class OwnProjector(Protocol):
+    """The Brain's projector: a `Projector`, or the `StandbyProjector` around one."""
+
+    @property
+    def instance(self) -> str: ...
+
+    @property
+    def applied(self) -> int: ...
+
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def run_own_projector(projector: OwnProjector, stop: asyncio.Event) -> None:
     """The Brain's own projector. If it fails (a sequence gap, the store or the database), the
     whole process stops: a Brain whose read model no longer moves would answer stale reads and
     make every read-your-writes wait time out."""

@@ -9,6 +9,7 @@ from typing import Literal
 
 from adapters.executors.command import prefer_pidfd_watcher
 from adapters.nats.bus import NatsBus
+from services.bootstrap.api_process import start_api_process, stop_api_process
 from services.bootstrap.brain_process import start_brain_process, stop_brain_process
 from services.bootstrap.launcher import build_launcher, run_launcher
 from services.bootstrap.parts import build_worker
@@ -81,4 +82,20 @@ async def run_brain(settings: Settings, role: Literal["active", "pending"] = "ac
         except ProjectorFailed as exc:
             log.error("%s", exc)
             return 3
+    return 0
+
+
+async def run_api(settings: Settings, port: int | None = None) -> int:
+    """The read side of the HTTP API alone (`baker api`), over the shared read model."""
+    stop = asyncio.Event()
+    stop_on_signals(stop)
+    async with runtime(settings, settings.nats_url_for("api"), "baker-api") as rt:
+        proc = await start_api_process(rt, settings, stop, port)
+        brain = settings.brain_url or "BAKER_BRAIN_URL not set"
+        print(
+            f"baker api {proc.instance}: read-only API on port {proc.port} (writes go to the "
+            f"Brain: {brain})", flush=True,
+        )  # fmt: skip
+        await stop.wait()
+        await stop_api_process(proc)
     return 0

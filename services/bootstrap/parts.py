@@ -3,6 +3,8 @@ a worker, a projector. Tests and benches build their parts here too."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 from adapters.clock import SYSTEM_CLOCK
@@ -12,6 +14,7 @@ from adapters.nats.bus import NatsBus
 from adapters.nats.client import Client
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.job_queue import JetStreamJobQueue
+from adapters.nats.lease import JetStreamLeases
 from adapters.nats.output import NatsOutput
 from adapters.nats.step_history import JetStreamStepHistory
 from adapters.nats.streams import (
@@ -21,6 +24,7 @@ from adapters.nats.streams import (
     TASKS_CONSUMER,
     TASKS_STREAM,
 )
+from domain.lease import read_model_lease
 from domain.priority import PRIORITIES
 from services.bootstrap.runtime import heartbeat_for
 from services.brain.advisories import MaxDeliveries
@@ -31,8 +35,10 @@ from services.brain.scheduler import Scheduler
 from services.brain.watchdog import Watchdog
 from services.executor import CommandExecutor
 from services.heartbeat import HEALTH_SUBJECT
+from services.lease import LeaseCandidate, LeaseSettings
 from services.ports.clock import Clock
 from services.projector import Projector, ProjectorSettings
+from services.projector_standby import Checkpoint, StandbyProjector
 from services.tasks.service import TaskService
 from services.topic import BusTopic
 from services.worker.lanes import lane_source
@@ -117,3 +123,32 @@ def build_projector(
     settings = settings or ProjectorSettings()
     beat = heartbeat_for(NatsBus(nc), "projector", settings.heartbeat_every)
     return Projector(store, db_path, settings, heartbeat=beat)
+
+
+def build_standby_projector(
+    nc: Client,
+    store: EventStore,
+    db_path: Path,
+    settings: ProjectorSettings | None = None,
+    *,
+    checkpoint: Checkpoint | None = None,
+    instance: str | None = None,
+    lease: LeaseSettings | None = None,
+) -> StandbyProjector:
+    """A projector of `store` into `db_path` that applies only while it holds the read model's
+    lease (`baker projector`, the Brain's own), with heartbeats saying active or standby."""
+    settings = settings or ProjectorSettings()
+    projector = Projector(store, db_path, settings, instance=instance)
+    host = socket.gethostname()
+    candidate = LeaseCandidate(
+        JetStreamLeases(nc), read_model_lease(read_model_location(db_path, host)),
+        projector.instance, host=host, settings=lease,
+    )  # fmt: skip
+    beat = heartbeat_for(NatsBus(nc), "projector", settings.heartbeat_every)
+    return StandbyProjector(projector, candidate, checkpoint=checkpoint, heartbeat=beat)
+
+
+def read_model_location(db_path: Path, host: str) -> str:
+    """Where a SQLite read model is, as one lease names it: this host and the file's real path
+    (the link `BAKER_DB`, not the generation it points at, which a rebuild changes)."""
+    return f"sqlite:{host}:{os.path.realpath(db_path.parent)}/{db_path.name}"

@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-DAEMONS = {"up", "brain", "worker", "projector", "monitor", "launcher"}
+DAEMONS = {"up", "brain", "worker", "projector", "monitor", "launcher", "api"}
 """Long-running commands: their INFO lines are their story. Every other command prints its own
 output on stdout and logs only what went wrong (on stderr), unless asked for more."""
 

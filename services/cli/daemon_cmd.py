@@ -1,11 +1,17 @@
-"""`baker brain` and `baker worker`."""
+"""`baker brain`, `worker`, `monitor`, `launcher` and `api`: the daemons."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from services.bootstrap.daemons import run_brain, run_monitor, run_task_launcher, run_worker
+from services.bootstrap.daemons import (
+    run_api,
+    run_brain,
+    run_monitor,
+    run_task_launcher,
+    run_worker,
+)
 from services.bootstrap.settings import checked_command_sandbox
 from services.cli.app_support import run_async
 from services.cli.output import usage_error
@@ -34,6 +40,13 @@ def register(commands: Any) -> None:
         "--concurrency", type=int, help="jobs at once (default BAKER_WORKER_CONCURRENCY)"
     )
     worker.set_defaults(handler=cmd_worker)
+    api = commands.add_parser(
+        "api",
+        help="serve the read side of the HTTP API (GET routes, SSE, dashboard) over the shared "
+        "read model; writes go to the Brain (BAKER_BRAIN_URL)",
+    )
+    api.add_argument("--port", type=int, help="port to listen on (default BAKER_API_PORT)")
+    api.set_defaults(handler=lambda a, s: run_async(run_api(s, a.port)))
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:

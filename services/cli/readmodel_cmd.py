@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import orjson
-from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from adapters.eventstore import SequenceGap
@@ -19,15 +17,12 @@ from domain.events import parse_time
 from projections import queries
 from projections.pit import jobs_as_of, seq_at
 from services.bootstrap import runtime
-from services.bootstrap.parts import build_projector
 from services.cli.app_support import run_async
 from services.cli.dispatch_file import label_arg
 from services.cli.output import emit_table, errors, fail
+from services.cli.projector_cmd import cmd_projector
 from services.config import Settings
-from services.projector import ProjectorSettings, ReadModelAhead, rate_meter
 from services.rebuild import VerifyReport, rebuild, verify
-from services.signals import stop_on_signals
-from services.tuning import tune_gc
 
 JOB_COLUMNS = ("id", "type", "status", "attempt", "workerId", "updatedAt", "detail")
 
@@ -106,42 +101,6 @@ def _as_of(text: str) -> int | datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a sequence number nor an ISO-8601 time"
         ) from None
-
-
-def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
-    async def go() -> int:
-        tune_gc()
-        stop = asyncio.Event()
-        stop_on_signals(stop)
-        async with runtime(settings, settings.nats_url_for("projector"), "baker-projector") as rt:
-            projector = build_projector(
-                rt.nc,
-                rt.store,
-                settings.db_path,
-                ProjectorSettings(batch=args.batch, heartbeat_every=settings.heartbeat_every),
-            )
-            try:
-                await projector.open()
-            except (ReadModelAhead, SequenceGap) as exc:
-                return fail(f"{exc}; run `baker rebuild` after checking BAKER_DB", 3)
-            except Exception as exc:  # a database that is not ours, a full disk, …
-                why = escape(f"{type(exc).__name__}: {exc}")
-                return fail(f"cannot open the read model {settings.db_path}: {why}", 1)
-            start = projector.applied + 1
-            print(f"baker projector {projector.instance}: from seq {start}", flush=True)
-            meter = asyncio.create_task(rate_meter(projector))
-            try:
-                await projector.run(stop)
-            except SequenceGap as exc:
-                return fail(f"{exc}; run `baker rebuild` after checking the stream", 3)
-            except Exception as exc:  # the store or the database: say so, exit non-zero
-                why = escape(f"{type(exc).__name__}: {exc}")
-                return fail(f"projector stopped after seq {projector.applied}: {why}", 1)
-            finally:
-                meter.cancel()
-        return 0
-
-    return run_async(go())
 
 
 def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:

@@ -23,6 +23,7 @@ from adapters.nats.connector import NatsUnavailable, Options
 from adapters.nats.deliveries import JetStreamDeliveries
 from adapters.nats.errors import NatsError, PermissionDenied
 from adapters.nats.job_queue import JetStreamJobQueue
+from adapters.nats.lease import JetStreamLeases
 from adapters.nats.publisher import JetStreamPublisher
 from adapters.nats.reader import OrderedReader
 from adapters.nats.server import NatsServerProcess
@@ -32,6 +33,7 @@ from domain import nats_config
 from domain.nats_roles import ROLES
 from services import embedded
 from services.cli import app as cli
+from services.lease import LeaseCandidate
 from tests.polling import until
 
 
@@ -189,7 +191,7 @@ async def test_a_worker_takes_a_job_reports_and_reads_what_it_needs(roles: Roles
     assert roles.refusals[id(worker)] == []
 
 
-@pytest.mark.parametrize("role", ["reader", "projector", "monitor"])
+@pytest.mark.parametrize("role", ["reader", "projector", "monitor", "api"])
 async def test_the_read_side_reads_the_log_in_order(roles: Roles, role: str) -> None:
     brain, conn = roles.conns[0], await roles.connect(role)
     for i in range(3):
@@ -339,3 +341,12 @@ def test_nats_url_needs_a_running_up(
         cli.main(["nats-url", "admin"])
     assert exited.value.code == 2
     assert "invalid choice: 'admin'" in capsys.readouterr().err
+
+
+async def test_a_projector_takes_and_renews_its_read_models_lease(roles: Roles) -> None:
+    conn = await roles.connect("projector")
+    candidate = LeaseCandidate(JetStreamLeases(conn), "projector.abc123", "projector-1")
+    assert await candidate.try_acquire()
+    assert await candidate.renew()
+    await candidate.release()
+    assert roles.refusals[id(conn)] == []

@@ -16,6 +16,7 @@ from domain.nats_roles import (
     EVENTS,
     JOBS,
     LANES,
+    LEASES,
     ROLE_PERMISSIONS,
     ROLES,
     UnknownRole,
@@ -164,3 +165,20 @@ def test_our_client_reads_a_role_url_back(password: str) -> None:
         "127.0.0.1",
         4222,
     )
+
+
+def test_a_projector_keeps_its_read_models_lease_and_nothing_else_in_kv() -> None:
+    assert LEASES == streams.LEASES_STREAM
+    assert may_publish("projector", f"{streams.LEASES_PREFIX}.projector.abc123")
+    assert may_publish("projector", f"$JS.API.DIRECT.GET.{LEASES}")
+    assert not may_publish("projector", "$KV.baker-leader.brain")
+    assert not may_publish("projector", "$KV.baker-cancels.job-1")
+    assert not may_publish("reader", f"{streams.LEASES_PREFIX}.projector.abc123")
+
+
+def test_the_api_reads_and_never_writes() -> None:
+    assert may_publish("api", f"$JS.API.DIRECT.GET.{EVENTS}")
+    assert not may_publish("api", "baker.jobs.dispatch")
+    assert not may_publish("api", f"{streams.LEASES_PREFIX}.projector.abc123")
+    assert not any(p.startswith("baker.events") for p in permissions("api").publish)
+    assert "baker.jobs.output.*" in permissions("api").subscribe
