@@ -19,7 +19,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.idempotency import JetStreamIdempotencyKeys
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.output import NatsOutput
-from adapters.sqlite import ReadModel
+from adapters.readmodel import Reader
 from domain.handoff import HANDOFF_SUBJECT
 from services.api.app import create_app
 from services.api.bus import EventBus
@@ -27,6 +27,7 @@ from services.api.context import ApiContext, BrainStatus
 from services.api.liveness import LastSeen
 from services.bootstrap.launcher import build_launcher, run_launcher
 from services.bootstrap.parts import build_brain, build_projector, build_worker
+from services.bootstrap.readmodel import read_model_store
 from services.bootstrap.runtime import Runtime, heartbeat_for
 from services.bootstrap.settings import (
     brain_settings,
@@ -57,7 +58,7 @@ class BrainProcess:
     projector: Projector
     bus: EventBus
     api: uvicorn.Server
-    read_model: ReadModel | None = None
+    read_model: Reader | None = None
     controller: Controller | None = None
     workers: list[tuple[Worker, Client]] = field(default_factory=list)
     connections: list[Client] = field(default_factory=list)  # the monitor's, the launcher's
@@ -89,7 +90,7 @@ async def start_brain_process(
     projector = build_projector(
         rt.nc,
         rt.store,
-        settings.db_path,
+        read_model_store(settings),
         ProjectorSettings(heartbeat_every=settings.heartbeat_every),
     )
     await projector.open()
@@ -104,7 +105,7 @@ async def start_brain_process(
     )
     ctx = ApiContext(
         store=rt.store, dispatcher=brain.dispatcher, queue=brain.queue,
-        read_model=ReadModel(settings.db_path), token=settings.api_token,
+        read_model=read_model_store(settings).reader(), token=settings.api_token,
         cors_origins=settings.cors_origins, brain=status,
         wait_for=projector.wait_for,
         counters=lambda: {"malformed": malformed()},
@@ -240,7 +241,7 @@ def _async(fn: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[dict[str,
     return call
 
 
-async def _open_handoffs(read_model: ReadModel) -> list[str]:
+async def _open_handoffs(read_model: Reader) -> list[str]:
     """Handoffs left half-way by a Brain that vanished (a fresh start aborts them)."""
     db = await read_model.db()
     async with db.execute(

@@ -3,8 +3,6 @@ a worker, a projector. Tests and benches build their parts here too."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import EventStore
 from adapters.nats.advisories import JetStreamAdvisories
@@ -21,6 +19,7 @@ from adapters.nats.streams import (
     TASKS_CONSUMER,
     TASKS_STREAM,
 )
+from adapters.readmodel import ReadModelStore
 from domain.priority import PRIORITIES
 from services.bootstrap.runtime import heartbeat_for
 from services.brain.advisories import MaxDeliveries
@@ -110,10 +109,10 @@ def build_worker(nc: Client, settings: WorkerSettings, *, worker_id: str | None 
 def build_projector(
     nc: Client,
     store: EventStore,
-    db_path: Path,
+    read_model: ReadModelStore,
     settings: ProjectorSettings | None = None,
 ) -> Projector:
-    """A projector of `store` into `db_path` with its heartbeats on `nc`."""
+    """A projector of `store` into `read_model` with its heartbeats on `nc`."""
     settings = settings or ProjectorSettings()
     beat = heartbeat_for(NatsBus(nc), "projector", settings.heartbeat_every)
-    return Projector(store, db_path, settings, heartbeat=beat)
+    return Projector(store, read_model, settings, heartbeat=beat)
