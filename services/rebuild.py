@@ -46,7 +46,8 @@ async def build(
     progress: Progress | None = None,
 ) -> int:
     """Replay the log into `generation` of `target` (default: its current one, created if
-    need be) up to `upto` (default: the head now). With `projections` and `copy_from`, copy
+    need be, which only a SQLite file nobody reads yet may be: PostgreSQL's current generation
+    has views on it) up to `upto` (default: the head now). With `projections` and `copy_from`, copy
     that generation and rebuild only the named projections."""
     rm = as_store(target)
     if generation is None:
@@ -197,7 +198,10 @@ async def verify(
             raise RuntimeError(f"projections are at different checkpoints {sorted(points)}; retry")
         upto = points.pop()
         async with rm.shadow() as shadow_rm:
-            await build(store, shadow_rm, upto=upto, progress=progress)
+            await shadow_rm.initialise()
+            generation = await shadow_rm.next_generation()  # nobody reads it while it fills
+            await build(store, shadow_rm, generation=generation, upto=upto, progress=progress)
+            await shadow_rm.swap_in(generation)
             async with shadow_rm.snapshot() as shadow:
                 return await _compare(live, shadow, upto, show)
 

@@ -19,6 +19,7 @@ INTEGERS = frozenset({
     "event_version", "generation", "count",
 })  # fmt: skip
 REALS = frozenset({"cost_usd"})
+BYTES = frozenset({"document"})  # a stored event as it is in the log
 # Columns whose name is an integer elsewhere but which hold text here (a software version).
 TEXT_IN = {"extensions": {"version"}, "services": {"version"}, "brains": {"version"}}
 TYPES = {"INTEGER": "BIGINT", "BLOB": "BYTEA", "TEXT": TEXT, "REAL": "DOUBLE PRECISION"}
@@ -48,6 +49,8 @@ def column(table: str, spec: str) -> str:
         return f"{name} BIGINT"
     if name in REALS:
         return f"{name} DOUBLE PRECISION"
+    if name in BYTES:
+        return f"{name} BYTEA"
     return f"{name} {TEXT}"
 
 
