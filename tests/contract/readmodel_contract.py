@@ -290,4 +290,3 @@ class ReadModelContract:
                 assert await jobs_as_of(db, seq) == folded_up_to(seq), seq
             assert await seq_at(db, T0 + timedelta(seconds=6, milliseconds=1)) == 7
             assert await seq_at(db, T0 - timedelta(seconds=1)) == 0
-
