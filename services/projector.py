@@ -155,16 +155,24 @@ class Projector:
             max_wait=self.settings.max_wait,
             idle=0.5,
         )
+        # The batch in hand is written (on the writer's thread) while the next one is read:
+        # one batch ahead at most, applied strictly in order, each awaited before the next.
+        writing: asyncio.Future[None] | None = None
         try:
             async for batch in batches:
-                if await self._swapped():
-                    return  # this batch is read again from the new generation's checkpoint
-                if batch:
-                    await self.apply(batch)
+                if writing is not None:
+                    await writing
+                    writing = None
                 if stop.is_set() or await self._swapped():
-                    return
+                    return  # a batch in hand is read again from the new generation's checkpoint
+                if batch:
+                    writing = asyncio.ensure_future(self.apply(batch))
         finally:
-            await batches.aclose()
+            try:
+                if writing is not None:
+                    await writing
+            finally:
+                await batches.aclose()
 
     async def apply(self, batch: list[Any]) -> None:
         assert self.writer is not None

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.postgres.dialect import to_postgres
+from adapters.postgres.dialect import copy_statement, to_postgres
 
 T = TypeVar("T")
 
@@ -28,10 +28,12 @@ def search_path(schema: str) -> dict[str, Any]:
 
 
 class PgWriteDb:
-    """A `projections.sql.WriteDb` over a psycopg connection in autocommit mode."""
+    """A `projections.sql.WriteDb` over a psycopg connection in autocommit mode. With `bulk`
+    (a fresh generation nobody reads yet) rows of append-only tables go by COPY."""
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+        self.bulk = False
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         cursor = self.conn.cursor()
@@ -41,9 +43,16 @@ class PgWriteDb:
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> object:
         rows = list(parameters)
-        if rows:
-            (statement,) = to_postgres(sql)
-            self.conn.cursor().executemany(statement, rows)
+        if not rows:
+            return None
+        copy = copy_statement(sql) if self.bulk else None
+        if copy is not None:
+            with self.conn.cursor().copy(copy) as pipe:
+                for row in rows:
+                    pipe.write_row(row)
+            return None
+        (statement,) = to_postgres(sql)
+        self.conn.cursor().executemany(statement, rows)
         return None
 
 

@@ -10,6 +10,10 @@ The folds and queries stay one body of code; the differences are few and mechani
   `checkpoints` table that only another writer waits for (readers never do), so two
   projectors never apply the same events: the second reads the first one's checkpoints.
 
+A rebuild fills a fresh generation in bulk mode; there, the rows of `job_events` go by COPY
+(`copy_statement`): the table is keyed by the stream sequence and the checkpoints apply each
+sequence once per generation, so a fresh generation's rows never conflict.
+
 SQLite's `total()` and `round(real, n)` exist as SQL functions in every schema we create
 (`adapters.postgres.schema.COMPAT`), so the query text needs no rewriting for them.
 Pure and cached: the same few dozen statements are translated once each.
@@ -23,6 +27,7 @@ from functools import lru_cache
 from projections.schema import KEYS
 
 LOCK_WRITERS = "LOCK TABLE checkpoints IN SHARE ROW EXCLUSIVE MODE"
+APPEND_ONLY = frozenset({"job_events"})  # keyed by the stream sequence: written once
 _INSERT = re.compile(r"^INSERT OR (REPLACE|IGNORE) INTO (\w+) \(([^)]*)\)(.*)$", re.DOTALL)
 
 
@@ -36,6 +41,15 @@ def to_postgres(sql: str) -> tuple[str, ...]:
         verb, table, columns, rest = match.groups()
         sql = f"INSERT INTO {table} ({columns}){rest}{_on_conflict(verb, table, columns)}"
     return (placeholders(sql),)
+
+
+@lru_cache(maxsize=64)
+def copy_statement(sql: str) -> str | None:
+    """`COPY t (cols) FROM STDIN` for an insert of rows into an append-only table, else None."""
+    match = _INSERT.match(sql)
+    if match is None or match.group(2) not in APPEND_ONLY:
+        return None
+    return f"COPY {match.group(2)} ({match.group(3)}) FROM STDIN"
 
 
 def _on_conflict(verb: str, table: str, columns: str) -> str:

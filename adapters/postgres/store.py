@@ -152,9 +152,11 @@ class PgStore:
                 _raw(db).execute(statement)
 
     def bulk_mode(self, db: WriteDb) -> None:
+        _writer(db).bulk = True
         _raw(db).execute("SET synchronous_commit = off")
 
     def live_mode(self, db: WriteDb) -> None:
+        _writer(db).bulk = False
         self.ensure_schema(db)
         conn = _raw(db)
         for table in ALL_TABLES:
@@ -204,8 +206,12 @@ async def _compat(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
         await conn.execute(statement.format(schema=schema))
 
 
-def _raw(db: WriteDb) -> psycopg.Connection[Any]:
-    """The psycopg connection under a writer's `db` (our DDL is PostgreSQL already)."""
+def _writer(db: WriteDb) -> PgWriteDb:
     if not isinstance(db, PgWriteDb):
         raise TypeError(f"not a PostgreSQL writer connection: {type(db).__name__}")
-    return db.conn
+    return db
+
+
+def _raw(db: WriteDb) -> psycopg.Connection[Any]:
+    """The psycopg connection under a writer's `db` (our DDL is PostgreSQL already)."""
+    return _writer(db).conn

@@ -3,7 +3,7 @@ typed PostgreSQL tables (`adapters.postgres.schema`): pure text, no database."""
 
 from __future__ import annotations
 
-from adapters.postgres.dialect import LOCK_WRITERS, placeholders, to_postgres
+from adapters.postgres.dialect import LOCK_WRITERS, copy_statement, placeholders, to_postgres
 from adapters.postgres.schema import PG_DDL, column
 
 
@@ -65,3 +65,10 @@ def test_columns_get_types_and_text_sorts_by_bytes() -> None:
     assert column("dead_letters", "document BLOB") == "document BYTEA"
     jobs = next(s for s in PG_DDL if s.startswith("CREATE TABLE IF NOT EXISTS jobs "))
     assert jobs.endswith("PRIMARY KEY (id))") and "dispatched_seq BIGINT" in jobs
+
+
+def test_only_append_only_tables_are_copied() -> None:
+    events = "INSERT OR REPLACE INTO job_events (seq, job_id) VALUES (?, ?)"
+    assert copy_statement(events) == "COPY job_events (seq, job_id) FROM STDIN"
+    assert copy_statement("INSERT OR REPLACE INTO jobs (id, status) VALUES (?, ?)") is None
+    assert copy_statement("DELETE FROM job_stats WHERE count = 0") is None
