@@ -1,11 +1,12 @@
 """Projector bench on PostgreSQL (DESIGN §13): `Projector.run` folding N events from a private
 nats-server into a PostgreSQL read model, against raw psycopg writing the same rows in the
-same run: for each batch of 1,000 events, one transaction with `executemany` (pipeline mode)
-of its `job_events` rows and an upsert of the job rows it touched, into the same tables with
-the same indexes. The raw side neither reads the stream nor folds (its rows are in memory):
-the ratio is what reading, folding and our SQL cost on top of PostgreSQL's own writing.
-Also the rebuild's bulk mode (`build` into a fresh generation). A database of its own on
-`BAKER_BENCH_POSTGRES` (default: the local server), dropped afterwards.
+same run: for each batch of 1,000 events, one transaction writing its `job_events` rows and
+the job rows it touched (an upsert), into the same tables with the same indexes, once with
+`executemany` (pipeline mode) and once by COPY; the faster is the baseline. The raw side
+neither reads the stream nor folds (its rows are in memory): the ratio is what reading,
+folding and our SQL cost on top of PostgreSQL's own writing. Also the rebuild's bulk mode
+(`build` into a fresh generation). A database of its own on `BAKER_BENCH_POSTGRES`
+(default: the local server), dropped afterwards.
 """
 
 from __future__ import annotations
@@ -100,21 +101,26 @@ def rows_of(url: str, schema: str) -> Batches:
     return batches
 
 
+def _raw_schema(conn: psycopg.Connection[Any], schema: str) -> None:
+    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    conn.execute(f"SET search_path = {schema}")
+    for statement in PG_DDL:
+        conn.execute(statement)
+
+
+def _upsert_jobs(source: str) -> str:
+    sets = ", ".join(f"{c} = excluded.{c}" for c in JOB_COLUMNS[1:])
+    return f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) {source} ON CONFLICT (id) DO UPDATE SET {sets}"  # noqa: E501
+
+
 def raw_insert(url: str, schema: str, batches: Batches) -> float:
     """Plain psycopg: the same rows, one transaction per batch, `executemany` each table."""
-    events = len([e for chunk, _ in batches for e in chunk])
+    events = sum(len(chunk) for chunk, _ in batches)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        conn.execute(f"SET search_path = {schema}")
-        for statement in PG_DDL:
-            conn.execute(statement)
+        _raw_schema(conn, schema)
         marks = ", ".join(["%s"] * len(EVENT_COLUMNS))
         insert_events = f"INSERT INTO job_events ({', '.join(EVENT_COLUMNS)}) VALUES ({marks})"  # noqa: S608
-        sets = ", ".join(f"{c} = excluded.{c}" for c in JOB_COLUMNS[1:])
-        upsert_jobs = (
-            f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "  # noqa: S608
-            f"VALUES ({', '.join(['%s'] * len(JOB_COLUMNS))}) ON CONFLICT (id) DO UPDATE SET {sets}"
-        )
+        upsert_jobs = _upsert_jobs(f"VALUES ({', '.join(['%s'] * len(JOB_COLUMNS))})")
         began = time.perf_counter()
         with conn.cursor() as cur:
             for chunk, jobs in batches:
@@ -124,7 +130,31 @@ def raw_insert(url: str, schema: str, batches: Batches) -> float:
         return events / (time.perf_counter() - began)
 
 
-MEASURES = ("raw_executemany", "projector", "rebuild_bulk")
+def raw_copy(url: str, schema: str, batches: Batches) -> float:
+    """Plain psycopg: the same rows by COPY, one transaction per batch (`job_events` straight
+    in; the job rows into a temporary table, then one upsert from it)."""
+    events = sum(len(chunk) for chunk, _ in batches)
+    with psycopg.connect(url, autocommit=True) as conn:
+        _raw_schema(conn, schema)
+        upsert_jobs = _upsert_jobs("SELECT * FROM jobs_in")
+        began = time.perf_counter()
+        with conn.cursor() as cur:
+            for chunk, jobs in batches:
+                with conn.transaction():
+                    with cur.copy(
+                        f"COPY job_events ({', '.join(EVENT_COLUMNS)}) FROM STDIN"
+                    ) as copy:
+                        for row in chunk:
+                            copy.write_row(row)
+                    cur.execute("CREATE TEMP TABLE jobs_in (LIKE jobs) ON COMMIT DROP")
+                    with cur.copy(f"COPY jobs_in ({', '.join(JOB_COLUMNS)}) FROM STDIN") as copy:
+                        for row in jobs:
+                            copy.write_row(row)
+                    cur.execute(upsert_jobs)
+        return events / (time.perf_counter() - began)
+
+
+MEASURES = ("raw_executemany", "raw_copy", "projector", "rebuild_bulk")
 
 
 async def run(
@@ -143,21 +173,25 @@ async def run(
             tag = f"bench_r{r}"
             samples["projector"].append(await projector(ours, store, url, tag, head))
             batches = rows_of(url, f"{tag}_g1")
-            raw = functools.partial(raw_insert, url, f"raw_r{r}", batches)
+            many = functools.partial(raw_insert, url, f"raw_r{r}", batches)
+            copied = functools.partial(raw_copy, url, f"copy_r{r}", batches)
             measures: list[tuple[str, Callable[[], Awaitable[float]]]] = [
-                ("raw_executemany", functools.partial(asyncio.to_thread, raw)),
+                ("raw_executemany", functools.partial(asyncio.to_thread, many)),
+                ("raw_copy", functools.partial(asyncio.to_thread, copied)),
                 ("rebuild_bulk", functools.partial(bulk, store, url, f"{tag}_bulk", head)),
             ]
-            for name, measure in measures[r % 2 :] + measures[: r % 2]:
+            turn = r % len(measures)  # a different one goes first each round
+            for name, measure in measures[turn:] + measures[:turn]:
                 samples[name].append(await measure())
         await store.close()
         await ours.close()
     med = {k: median(v) for k, v in samples.items()}
+    baseline = max(med["raw_executemany"], med["raw_copy"])  # the faster raw way
     doc = {
         "bench": "projector_pg", "machine": machine(), "rounds": rounds, "events": head,
-        "samples": samples, "median": med,
-        "ratio": med["projector"] / med["raw_executemany"],
-        "bulk_ratio": med["rebuild_bulk"] / med["raw_executemany"], "targets": {"ratio": 0.6},
+        "samples": samples, "median": med, "baseline": baseline,
+        "ratio": med["projector"] / baseline, "bulk_ratio": med["rebuild_bulk"] / baseline,
+        "targets": {"ratio": 0.6},
     }  # fmt: skip
     if save_as:
         save(save_as, doc)
@@ -166,13 +200,17 @@ async def run(
 
 def report(doc: dict[str, Any]) -> str:
     m = doc["median"]
+    best = "executemany" if m["raw_executemany"] >= m["raw_copy"] else "COPY"
     rows = [
         ("raw psycopg: the projector's rows, 1,000 events a transaction, `executemany` (pipeline) of `job_events` + job upserts, same tables and indexes",  # noqa: E501
-         f"{m['raw_executemany']:,.0f} events/s", "baseline"),
+         f"{m['raw_executemany']:,.0f} events/s", "baseline" if best == "executemany" else ""),
+        ("raw psycopg: the same rows by COPY (`job_events` straight in, job rows via a temporary table and one upsert)",  # noqa: E501
+         f"{m['raw_copy']:,.0f} events/s", "baseline" if best == "COPY" else ""),
         ("ours: `baker projector` path on PostgreSQL (`Projector.run`: reads the stream, folds, batches of 1,000 or 5 ms, checkpoint in each transaction under the writers' lock)",  # noqa: E501
-         f"{m['projector']:,.0f} events/s", f"**{doc['ratio']:.0%}** of baseline (target ≥ 60%)"),
+         f"{m['projector']:,.0f} events/s",
+         f"**{doc['ratio']:.0%}** of the faster raw way (target ≥ 60%)"),
         ("ours: rebuild bulk mode on PostgreSQL (`build` into a fresh generation: no synchronous commit, indexes after)",  # noqa: E501
-         f"{m['rebuild_bulk']:,.0f} events/s", f"{doc['bulk_ratio']:.0%} of baseline"),
+         f"{m['rebuild_bulk']:,.0f} events/s", f"{doc['bulk_ratio']:.0%} of the faster raw way"),
     ]  # fmt: skip
     table = markdown_table(rows, ("measure", "result", "note"))
     return f"{table}\n\n{doc['events']:,} events; medians of {doc['rounds']} rounds."

@@ -166,8 +166,16 @@ class PgStore:
     def copy_from(self, db: WriteDb, generation: str) -> None:
         self.ensure_schema(db, indexes=False)
         conn = _raw(db)
-        for table in ALL_TABLES:
-            conn.execute(f"INSERT INTO {table} SELECT * FROM {generation}.{table}")  # noqa: S608
+        # One snapshot for every table: a projector committing meanwhile must not leave rows
+        # past the copied checkpoints (they would be applied twice here).
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        try:
+            for table in ALL_TABLES:
+                conn.execute(f"INSERT INTO {table} SELECT * FROM {generation}.{table}")  # noqa: S608
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
 
     def reader(self) -> PgReader:
         return PgReader(self.url, self.prefix)
