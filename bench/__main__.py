@@ -18,6 +18,7 @@ from bench import (
     nats_client,
     pipeline,
     projector,
+    projector_pg,
     redaction,
     schedules,
 )
@@ -33,6 +34,7 @@ BENCHES = {
     "nats-client": nats_client,
     "pipeline": pipeline,
     "projector": projector,
+    "projector-pg": projector_pg,
     "redaction": redaction,
     "schedules": schedules,
 }

@@ -29,6 +29,7 @@ from adapters.nats.client import Client
 from adapters.nats.connector import Options
 from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import EVENTS_STREAM, provision
+from adapters.readmodel import SqliteStore
 from adapters.sqlite import open_db
 from bench.common import machine, median, private_nats_server, progress, save
 from domain.events import JobCompleted, JobDispatched, JobReceived, JobStarted
@@ -128,7 +129,7 @@ async def daemon(nc: Client, store: JetStreamEventStore, db: Path, upto: int) ->
     """The `baker projector` path: `Projector.run` in its normal mode (WAL, synced commits,
     live secondary indexes, default batches, heartbeats) from an empty read model to `upto`."""
     began = time.perf_counter()
-    projector = build_projector(nc, store, db, ProjectorSettings())
+    projector = build_projector(nc, store, SqliteStore(db), ProjectorSettings())
     await projector.open()
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))

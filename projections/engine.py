@@ -5,7 +5,7 @@ so after a crash at any point the database says exactly where to resume. An even
 cannot apply is written to `dead_letters` with the error and skipped (the policy: never block
 the log behind one event, never drop it silently).
 
-Plain functions on a `sqlite3.Connection`: a writer runs a whole batch, transaction and folds,
+Plain functions on a `WriteDb`: a writer runs a whole batch, transaction and folds,
 in one call on its own thread (`adapters.sqlite.Writer`), instead of a thread hop per
 statement (a dozen per batch, which cost more than the writing itself).
 """
@@ -13,7 +13,6 @@ statement (a dozen per batch, which cost more than the writing itself).
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from projections.jobs import (
     label_rows,
 )
 from projections.schema import PROJECTIONS, ProjectionSpec
+from projections.sql import WriteDb
 from projections.system import (
     BRAIN_COLUMNS,
     EXTENSION_COLUMNS,
@@ -100,7 +100,7 @@ def _upsert(table: str, columns: Sequence[str]) -> str:
 
 
 def _load(
-    db: sqlite3.Connection, table: str, key: str, columns: Sequence[str], ids: Iterable[str]
+    db: WriteDb, table: str, key: str, columns: Sequence[str], ids: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     wanted = list(ids)
@@ -128,7 +128,7 @@ def _dead(item: Item, projection: str, exc: Exception) -> DeadLetter:
     )
 
 
-def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
+def apply_jobs(db: WriteDb, items: list[Item]) -> list[DeadLetter]:
     rows: dict[str, Any] = _load(
         db, "jobs", "id", JOB_COLUMNS, {i.envelope.aggregate_id for i in items}
     )
@@ -167,7 +167,7 @@ def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
     db.executemany(_upsert("job_latency", ("job_id", "phase", "type", "ms")), latencies)
     db.executemany(
         "INSERT INTO job_stats (type, status, count) VALUES (?, ?, ?) "
-        "ON CONFLICT (type, status) DO UPDATE SET count = count + excluded.count",
+        "ON CONFLICT (type, status) DO UPDATE SET count = job_stats.count + excluded.count",
         [(t, s, n) for (t, s), n in counts.items() if n],
     )
     # Zero counts are removed so the table depends on the events only, not on batch sizes.
@@ -176,14 +176,16 @@ def apply_jobs(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
     return dead
 
 
-def _add_usage(db: sqlite3.Connection, records: list[tuple[Any, ...]]) -> None:
+def _add_usage(db: WriteDb, records: list[tuple[Any, ...]]) -> None:
     """Add each model call to its (job, model, day) row, one statement per call in stream
     order: the float sum of the cost is then the same whatever batches the calls came in."""
-    adds = ", ".join(f"{c} = {c} + excluded.{c}" for c in USAGE_COLUMNS[4:] if c != "cost_usd")
+    adds = ", ".join(
+        f"{c} = job_usage.{c} + excluded.{c}" for c in USAGE_COLUMNS[4:] if c != "cost_usd"
+    )
     db.executemany(
         f"INSERT INTO job_usage ({', '.join(USAGE_COLUMNS)}) VALUES "  # noqa: S608
         f"({', '.join('?' * len(USAGE_COLUMNS))}) ON CONFLICT (job_id, model, day) DO UPDATE "
-        f"SET {adds}, cost_usd = round(cost_usd + excluded.cost_usd, 6)",
+        f"SET {adds}, cost_usd = round(job_usage.cost_usd + excluded.cost_usd, 6)",
         records,
     )
 
@@ -193,10 +195,10 @@ Fold = Callable[[Row | None, Envelope, int], Row]
 
 def row_applier(
     projection: str, aggregate: str, table: str, key: str, columns: Sequence[str], fold: Fold
-) -> Callable[[sqlite3.Connection, list[Item]], list[DeadLetter]]:
+) -> Callable[[WriteDb, list[Item]], list[DeadLetter]]:
     """An applier for projections that keep one row per aggregate."""
 
-    def apply(db: sqlite3.Connection, items: list[Item]) -> list[DeadLetter]:
+    def apply(db: WriteDb, items: list[Item]) -> list[DeadLetter]:
         mine = [i for i in items if i.envelope.aggregate == aggregate]
         if not mine:
             return []
@@ -218,7 +220,7 @@ def row_applier(
     return apply
 
 
-APPLIERS: dict[str, list[Callable[[sqlite3.Connection, list[Item]], list[DeadLetter]]]] = {
+APPLIERS: dict[str, list[Callable[[WriteDb, list[Item]], list[DeadLetter]]]] = {
     "jobs": [apply_jobs],
     "tasks": [row_applier("tasks", "task", "tasks", "id", TASK_COLUMNS, fold_task)],
     "extensions": [
@@ -236,13 +238,13 @@ APPLIERS: dict[str, list[Callable[[sqlite3.Connection, list[Item]], list[DeadLet
 }
 
 
-def read_checkpoints(db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+def read_checkpoints(db: WriteDb) -> dict[str, tuple[int, int]]:
     """projection -> (last applied seq, version it was built with)."""
     rows = db.execute("SELECT projection, last_seq, version FROM checkpoints")
     return {name: (seq, version) for name, seq, version in rows}
 
 
-def init_checkpoints(db: sqlite3.Connection, specs: Iterable[ProjectionSpec] | None = None) -> None:
+def init_checkpoints(db: WriteDb, specs: Iterable[ProjectionSpec] | None = None) -> None:
     """Start every projection that has no checkpoint at 0 with its current version."""
     db.executemany(
         "INSERT OR IGNORE INTO checkpoints (projection, last_seq, version) VALUES (?, 0, ?)",
@@ -251,7 +253,7 @@ def init_checkpoints(db: sqlite3.Connection, specs: Iterable[ProjectionSpec] | N
 
 
 def apply_batch(
-    db: sqlite3.Connection,
+    db: WriteDb,
     items: Sequence[Item | Bad],
     checkpoints: dict[str, int],
     *,

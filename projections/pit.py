@@ -10,15 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import cast
 
-import aiosqlite
-
 from domain.events import EventDecodeError, decode_event, format_time
 from projections.jobs import JOB_COLUMNS, FoldError, JobRow, fold_job
+from projections.sql import ReadDb
 
 _CHUNK = 500  # ids per `IN (...)`, well under SQLite's variable limit
 
 
-async def seq_at(db: aiosqlite.Connection, moment: datetime) -> int:
+async def seq_at(db: ReadDb, moment: datetime) -> int:
     """The last stream sequence of a job event that happened at or before `moment`."""
     when = format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     async with db.execute(
@@ -28,7 +27,7 @@ async def seq_at(db: aiosqlite.Connection, moment: datetime) -> int:
     return int(row[0] or 0) if row else 0
 
 
-async def jobs_as_of(db: aiosqlite.Connection, seq: int) -> dict[str, JobRow]:
+async def jobs_as_of(db: ReadDb, seq: int) -> dict[str, JobRow]:
     """Every job's row as the projection held it right after event `seq` was applied."""
     rows: dict[str, JobRow] = {}
     sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE dispatched_seq <= ? AND last_seq <= ?"  # noqa: S608
@@ -45,9 +44,7 @@ async def jobs_as_of(db: aiosqlite.Connection, seq: int) -> dict[str, JobRow]:
     return rows
 
 
-async def _refold(
-    db: aiosqlite.Connection, ids: list[str], seq: int, rows: dict[str, JobRow]
-) -> None:
+async def _refold(db: ReadDb, ids: list[str], seq: int, rows: dict[str, JobRow]) -> None:
     """Fold the events of `ids` up to `seq` into `rows`."""
     marks = ", ".join("?" * len(ids))
     sql = (

@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from domain.events import format_time, parse_time
 from projections.jobs import JOB_COLUMNS, JobRow
+from projections.sql import ReadDb
 from projections.system import (
     BRAIN_COLUMNS,
     EXTENSION_COLUMNS,
@@ -79,7 +79,7 @@ def has_labels(row: JobRow | dict[str, Any], labels: Iterable[tuple[str, str]]) 
     return all(held.get(key) == value for key, value in labels)
 
 
-async def list_jobs(db: aiosqlite.Connection, f: JobFilter) -> JobPage:
+async def list_jobs(db: ReadDb, f: JobFilter) -> JobPage:
     """Newest first, keyset-paginated on the dispatch sequence."""
     limit = max(1, min(f.limit, MAX_LIMIT))
     where, args = _where(
@@ -96,7 +96,7 @@ async def list_jobs(db: aiosqlite.Connection, f: JobFilter) -> JobPage:
     return JobPage([job_document(r) for r in rows], rows[-1]["dispatched_seq"] if more else None)
 
 
-async def get_job(db: aiosqlite.Connection, job_id: str) -> dict[str, Any] | None:
+async def get_job(db: ReadDb, job_id: str) -> dict[str, Any] | None:
     sql = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id = ?"  # noqa: S608
     async with db.execute(sql, (job_id,)) as cursor:
         row = await cursor.fetchone()
@@ -124,7 +124,7 @@ def _moment(text: str | None, name: str) -> str | None:
         raise ValueError(f"{name}: {text!r} is not an ISO-8601 time") from None
 
 
-async def search_events(db: aiosqlite.Connection, f: EventFilter) -> list[dict[str, Any]]:
+async def search_events(db: ReadDb, f: EventFilter) -> list[dict[str, Any]]:
     """Job events (rejected transitions included) by job, type, worker and time, oldest
     first. `ValueError` if `since` or `until` is not a time."""
     since, until = _moment(f.since, "since"), _moment(f.until, "until")
@@ -139,7 +139,7 @@ async def search_events(db: aiosqlite.Connection, f: EventFilter) -> list[dict[s
         return [{"seq": seq, **orjson.loads(doc)} async for seq, doc in cursor]
 
 
-async def job_stats(db: aiosqlite.Connection) -> dict[str, Any]:
+async def job_stats(db: ReadDb) -> dict[str, Any]:
     """Counts per type and status, and p50/p95/p99 of each phase per type (milliseconds)."""
     counts: dict[str, dict[str, int]] = {}
     async with db.execute("SELECT type, status, count FROM job_stats WHERE count != 0") as cur:
@@ -164,9 +164,7 @@ def nearest_rank(percent: int, n: int) -> int:
     return max(1, min(n, -(-percent * n // 100)))
 
 
-async def _percentile(
-    db: aiosqlite.Connection, job_type: str, phase: str, n: int, percent: int
-) -> int | None:
+async def _percentile(db: ReadDb, job_type: str, phase: str, n: int, percent: int) -> int | None:
     offset = nearest_rank(percent, n) - 1
     async with db.execute(
         "SELECT ms FROM job_latency WHERE type = ? AND phase = ? ORDER BY ms LIMIT 1 OFFSET ?",
@@ -177,14 +175,14 @@ async def _percentile(
 
 
 async def _rows(
-    db: aiosqlite.Connection, table: str, columns: tuple[str, ...], order: str, where: str = ""
+    db: ReadDb, table: str, columns: tuple[str, ...], order: str, where: str = ""
 ) -> list[dict[str, Any]]:
     sql = f"SELECT {', '.join(columns)} FROM {table} {where} ORDER BY {order}"  # noqa: S608
     async with db.execute(sql) as cursor:
         return [{_camel(k): v for k, v in zip(columns, r, strict=True)} async for r in cursor]
 
 
-async def extensions(db: aiosqlite.Connection) -> list[dict[str, Any]]:
+async def extensions(db: ReadDb) -> list[dict[str, Any]]:
     rows = await _rows(db, "extensions", EXTENSION_COLUMNS, "id")
     for row in rows:
         row["tools"] = orjson.loads(row["tools"]) if row["tools"] else []
@@ -192,18 +190,18 @@ async def extensions(db: aiosqlite.Connection) -> list[dict[str, Any]]:
     return rows
 
 
-async def services(db: aiosqlite.Connection) -> list[dict[str, Any]]:
+async def services(db: ReadDb) -> list[dict[str, Any]]:
     return await _rows(db, "services", SERVICE_COLUMNS, "service, instance")
 
 
-async def tasks(db: aiosqlite.Connection, limit: int = 100) -> list[dict[str, Any]]:
+async def tasks(db: ReadDb, limit: int = 100) -> list[dict[str, Any]]:
     rows = await _rows(
         db, "tasks", TASK_COLUMNS, f"last_seq DESC LIMIT {max(1, min(limit, MAX_LIMIT))}"
     )
     return [_task_doc(r) for r in rows]
 
 
-async def task(db: aiosqlite.Connection, task_id: str) -> dict[str, Any] | None:
+async def task(db: ReadDb, task_id: str) -> dict[str, Any] | None:
     sql = f"SELECT {', '.join(TASK_COLUMNS)} FROM tasks WHERE id = ?"  # noqa: S608
     async with db.execute(sql, (task_id,)) as cursor:
         row = await cursor.fetchone()
@@ -218,7 +216,7 @@ def _task_doc(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-async def handoff_state(db: aiosqlite.Connection, history: int = 20) -> dict[str, Any]:
+async def handoff_state(db: ReadDb, history: int = 20) -> dict[str, Any]:
     brains = await _rows(db, "brains", BRAIN_COLUMNS, "updated_at DESC")
     handoffs = await _rows(db, "handoffs", HANDOFF_COLUMNS, f"last_seq DESC LIMIT {history}")
     active = next((b for b in brains if b["status"] == "active"), None)
@@ -231,12 +229,12 @@ async def handoff_state(db: aiosqlite.Connection, history: int = 20) -> dict[str
     }
 
 
-async def checkpoints(db: aiosqlite.Connection) -> dict[str, int]:
+async def checkpoints(db: ReadDb) -> dict[str, int]:
     async with db.execute("SELECT projection, last_seq FROM checkpoints") as cursor:
         return {name: seq async for name, seq in cursor}
 
 
-async def dead_letters(db: aiosqlite.Connection, limit: int = 100) -> list[dict[str, Any]]:
+async def dead_letters(db: ReadDb, limit: int = 100) -> list[dict[str, Any]]:
     async with db.execute(
         "SELECT seq, projection, subject, error FROM dead_letters ORDER BY seq DESC LIMIT ?",
         (limit,),

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Final, Literal
 
-import aiosqlite
-
 from domain.events import parse_time
 from projections.agent import utc_day
+from projections.sql import ReadDb
 
 GroupBy = Literal["model", "day", "type"]
 GROUPS: Final[tuple[GroupBy, ...]] = ("model", "day", "type")
@@ -38,7 +37,7 @@ def usage_day(text: str | None, name: str) -> str | None:
         raise ValueError(f"{name}: {text!r} is not a date or an ISO-8601 time") from None
 
 
-async def usage(db: aiosqlite.Connection, f: UsageFilter) -> list[dict[str, Any]]:
+async def usage(db: ReadDb, f: UsageFilter) -> list[dict[str, Any]]:
     """One row per model, day or type with distinct jobs, tokens, calls and cost; days oldest
     first, models and types by cost, highest first."""
     if f.group_by not in GROUPS:  # the column name goes into the SQL: only ours
@@ -47,15 +46,13 @@ async def usage(db: aiosqlite.Connection, f: UsageFilter) -> list[dict[str, Any]
     return await _select(db, f, f.group_by, f"GROUP BY key ORDER BY {order}")
 
 
-async def usage_total(db: aiosqlite.Connection, f: UsageFilter) -> dict[str, Any]:
+async def usage_total(db: ReadDb, f: UsageFilter) -> dict[str, Any]:
     """The same sums over every row in the time range (`jobs`: distinct jobs overall)."""
     rows: list[dict[str, Any]] = await _select(db, f, "'total'", "")
     return rows[0]
 
 
-async def _select(
-    db: aiosqlite.Connection, f: UsageFilter, key: str, tail: str
-) -> list[dict[str, Any]]:
+async def _select(db: ReadDb, f: UsageFilter, key: str, tail: str) -> list[dict[str, Any]]:
     clauses = [(c, v) for c, v in (("day >= ?", f.since), ("day <= ?", f.until)) if v]
     where = " WHERE " + " AND ".join(c for c, _ in clauses) if clauses else ""
     sql = (

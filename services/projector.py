@@ -1,4 +1,5 @@
-"""The projector daemon: folds `BAKER_EVENTS` into the SQLite read model, exactly once.
+"""The projector daemon: folds `BAKER_EVENTS` into the read model (a SQLite file, or
+PostgreSQL when `BAKER_DB` is a URL), exactly once.
 
 It reads from the checkpoint + 1 and applies batches (up to N events or T ms) in one
 transaction together with the checkpoint, so after a crash it resumes exactly where the
@@ -6,7 +7,7 @@ database says. A sequence gap it cannot explain, or a read model ahead of the st
 loudly: `run` raises, and its heartbeats end with a last one that says it is stopping. A
 projection whose code version changed is rebuilt blue-green on start. If another process swaps
 in a rebuilt generation, the projector notices after its current batch and continues on the
-new file. Its heartbeat carries the lag (stream head - checkpoint).
+new generation. Its heartbeat carries the lag (stream head - checkpoint).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from adapters.eventstore import EventStore
-from adapters.sqlite import Writer, current_target, ensure_schema, initialise
+from adapters.readmodel import ReadModelStore, StoreWriter
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import PROJECTIONS
+from projections.sql import WriteDb
 from services.ports.topics import Heartbeat
-from services.rebuild import rebuild
+from services.rebuild import as_store, rebuild
 
 log = logging.getLogger("baker.projector")
 
@@ -60,37 +61,37 @@ class Projector:
     def __init__(
         self,
         store: EventStore,
-        db_path: Path,
+        read_model: Path | ReadModelStore,
         settings: ProjectorSettings | None = None,
         *,
         heartbeat: Heartbeat | None = None,
         instance: str | None = None,
     ) -> None:
         self.store = store
-        self.db_path = db_path
+        self.read_model = as_store(read_model)
         self.settings = settings or ProjectorSettings()
         self.instance = instance or f"projector-{uuid.uuid4().hex[:8]}"
         self._heartbeat = heartbeat
-        self.writer: Writer | None = None
+        self.writer: StoreWriter | None = None
         self.checkpoints: dict[str, int] = {}
         self.applied = 0
         self.head = 0  # the stream's last sequence when last measured
         self.events = 0
         self.batches = 0
         self.dead_letters = 0
-        self._generation: Path | None = None
+        self._generation: str | None = None
         self._progress = asyncio.Condition()
 
     async def open(self) -> None:
         """Open the current generation; rebuild projections whose version changed.
         `ReadModelAhead` if the database holds events the stream does not."""
-        initialise(self.db_path)
         try:
+            await self.read_model.initialise()
             await self._open_current()
             for name in await self._outdated():
                 log.warning("projection %s changed version: rebuilding it blue-green", name)
                 await self.close()
-                await rebuild(self.store, self.db_path, projection=name)
+                await rebuild(self.store, self.read_model, projection=name)
                 await self._open_current()
             self.head = await self.store.head_seq()
             ahead = max(self.checkpoints.values(), default=0)
@@ -101,9 +102,10 @@ class Projector:
             raise
 
     async def _open_current(self) -> None:
-        self._generation = current_target(self.db_path)
-        self.writer = writer = await Writer(self.db_path).open()
-        stored = await writer.run(_prepared)
+        rm = self.read_model
+        self._generation = await rm.current()
+        self.writer = writer = await rm.open_writer(self._generation)
+        stored = await writer.run(lambda db: _prepared(rm, db))
         self.checkpoints = {name: seq for name, (seq, _v) in stored.items() if name in PROJECTIONS}
         self.applied = min(self.checkpoints.values(), default=0)
 
@@ -130,7 +132,7 @@ class Projector:
         try:
             while not stop.is_set():
                 await self._follow(stop)
-                if self._swapped():
+                if await self._swapped():
                     await self.close()
                     await self._open_current()
                     log.info("continuing on %s from seq %d", self._generation, self.applied)
@@ -153,18 +155,24 @@ class Projector:
             max_wait=self.settings.max_wait,
             idle=0.5,
         )
+        # The batch in hand is written (on the writer's thread) while the next one is read:
+        # one batch ahead at most, applied strictly in order, each awaited before the next.
+        writing: asyncio.Future[None] | None = None
         try:
             async for batch in batches:
-                if self._swapped():
-                    return  # this batch is read again from the new generation's checkpoint
-                if stop.is_set():
-                    return  # (a standby's lease lost: not one more batch)
+                if writing is not None:
+                    await writing
+                    writing = None
+                if stop.is_set() or await self._swapped():
+                    return  # a batch in hand is read again from the new generation's checkpoint
                 if batch:
-                    await self.apply(batch)
-                if stop.is_set() or self._swapped():
-                    return
+                    writing = asyncio.ensure_future(self.apply(batch))
         finally:
-            await batches.aclose()
+            try:
+                if writing is not None:
+                    await writing
+            finally:
+                await batches.aclose()
 
     async def apply(self, batch: list[Any]) -> None:
         assert self.writer is not None
@@ -174,7 +182,7 @@ class Projector:
         self.dead_letters += result.dead_letters
         self.events += len(batch)
         self.batches += 1
-        if self._swapped():
+        if await self._swapped():
             # Readers already follow the new generation, which lacks this batch: progress is
             # announced once it is applied there, or `wait_for` would promise a stale read.
             return
@@ -182,8 +190,8 @@ class Projector:
             self.applied = batch[-1].seq
             self._progress.notify_all()
 
-    def _swapped(self) -> bool:
-        return current_target(self.db_path) != self._generation
+    async def _swapped(self) -> bool:
+        return await self.read_model.current() != self._generation
 
     async def wait_for(self, seq: int, timeout: float) -> bool:
         """Read-your-writes: True once event `seq` is in the read model (False on timeout)."""
@@ -226,6 +234,7 @@ class Projector:
         if self.writer is not None:
             await self.writer.close()
             self.writer = None
+        await self.read_model.close()
 
 
 async def rate_meter(projector: Projector, every: float = 10.0) -> None:
@@ -245,8 +254,8 @@ async def rate_meter(projector: Projector, every: float = 10.0) -> None:
         last, then = projector.events, now
 
 
-def _prepared(db: sqlite3.Connection) -> dict[str, tuple[int, int]]:
+def _prepared(rm: ReadModelStore, db: WriteDb) -> dict[str, tuple[int, int]]:
     """The schema and a checkpoint for every projection in place; the checkpoints."""
-    ensure_schema(db)
+    rm.ensure_schema(db)
     init_checkpoints(db)
     return read_checkpoints(db)

@@ -1,84 +1,80 @@
 """Building read models from the event log: rebuild (blue-green swap) and verify.
 
-`build` replays the log into a database file. `rebuild` builds the next generation of
-`BAKER_DB` beside the current one and swaps it in atomically while readers keep reading the
-old one; the generation it replaced is kept, older ones are removed. `verify` builds a shadow
-copy up to the live checkpoint and compares it with the live read model table by table.
+`build` replays the log into a generation of a read-model store (a SQLite file, or a
+PostgreSQL schema). `rebuild` builds the next generation beside the current one and swaps it
+in atomically while readers keep reading the old one; the generation it replaced is kept,
+older ones are removed. `verify` builds a shadow copy up to the live checkpoint and compares
+it with the live read model table by table.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 
 from adapters.eventstore import EventStore
-from adapters.sqlite import (
-    Writer,
-    bulk_mode,
-    current_target,
-    ensure_schema,
-    live_mode,
-    next_generation,
-    open_db,
-    prune,
-    swap_in,
-)
+from adapters.readmodel import ReadModelStore, SqliteStore, StoreWriter
 from projections import queries
 from projections.engine import apply_batch, init_checkpoints, read_checkpoints
 from projections.schema import ALL_TABLES, KEYS, PROJECTIONS
+from projections.sql import ReadDb, WriteDb
 
 log = logging.getLogger("baker.rebuild")
 Progress = Callable[[int, int, float], None]  # (applied up to seq, target seq, events/s)
 
 
+def as_store(target: Path | ReadModelStore) -> ReadModelStore:
+    """A read-model store; a path is the SQLite file of that name."""
+    return SqliteStore(target) if isinstance(target, Path) else target
+
+
 async def build(
     store: EventStore,
-    target: Path,
+    target: Path | ReadModelStore,
     *,
+    generation: str | None = None,
     upto: int | None = None,
     projections: Iterable[str] | None = None,
-    copy_from: Path | None = None,
+    copy_from: str | None = None,
     progress: Progress | None = None,
 ) -> int:
-    """Replay the log into `target` up to `upto` (default: the head now). With `projections`
-    and `copy_from`, copy the live database and rebuild only the named projections."""
+    """Replay the log into `generation` of `target` (default: its current one, created if
+    need be, which only a SQLite file nobody reads yet may be: PostgreSQL's current generation
+    has views on it) up to `upto` (default: the head now). With `projections` and `copy_from`, copy
+    that generation and rebuild only the named projections."""
+    rm = as_store(target)
+    if generation is None:
+        await rm.initialise()
     names = list(projections or PROJECTIONS)
-    writer = await Writer(target).open()
+    writer = await rm.open_writer(generation)
     try:
-        await writer.run(lambda db: _prepare(db, names, copy_from))
+        await writer.run(lambda db: _prepare(rm, db, names, copy_from))
         head = upto if upto is not None else await store.head_seq()
         last = await _replay(store, writer, head, progress)
-        await writer.run(live_mode)
+        await writer.run(rm.live_mode)
         return last
     finally:
         await writer.close()
 
 
-def _prepare(db: sqlite3.Connection, names: list[str], copy_from: Path | None) -> None:
+def _prepare(rm: ReadModelStore, db: WriteDb, names: list[str], copy_from: str | None) -> None:
     if copy_from is not None:
-        src = sqlite3.connect(f"file:{current_target(copy_from)}?mode=ro", uri=True)
-        try:
-            src.backup(db)
-        finally:
-            src.close()
-    bulk_mode(db)
+        rm.copy_from(db, copy_from)
+    rm.bulk_mode(db)
     # A rebuilt projection's tables are dropped, not emptied: a new version may have changed
     # their columns, and `ensure_schema` creates them as they are now.
     for name in names:
         for table in PROJECTIONS[name].tables:
             db.execute(f"DROP TABLE IF EXISTS {table}")
-    # A fresh file loads faster without secondary indexes; they are built once at the end.
-    ensure_schema(db, indexes=copy_from is not None)
+    # A fresh generation loads faster without secondary indexes; they are built at the end.
+    rm.ensure_schema(db, indexes=copy_from is not None)
     for name in names:
         spec = PROJECTIONS[name]
         db.execute("DELETE FROM dead_letters WHERE projection = ?", (name,))
@@ -89,7 +85,9 @@ def _prepare(db: sqlite3.Connection, names: list[str], copy_from: Path | None) -
     init_checkpoints(db)
 
 
-async def _replay(store: EventStore, writer: Writer, head: int, progress: Progress | None) -> int:
+async def _replay(
+    store: EventStore, writer: StoreWriter, head: int, progress: Progress | None
+) -> int:
     stored = await writer.run(read_checkpoints)
     checkpoints = {name: seq for name, (seq, _v) in stored.items()}
     start = min(checkpoints.values(), default=0) + 1
@@ -118,24 +116,24 @@ async def _replay(store: EventStore, writer: Writer, head: int, progress: Progre
 
 @dataclass
 class RebuildResult:
-    generation: Path
-    previous: Path
+    generation: str
+    previous: str | None
     last_seq: int
     seconds: float
-    removed: list[Path] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
 
     def summary(self, projection: str | None = None) -> dict[str, Any]:
         """What `baker rebuild --json` prints."""
         return {
-            "generation": self.generation.name, "previous": self.previous.name,
+            "generation": self.generation, "previous": self.previous,
             "projection": projection, "lastSeq": self.last_seq,
-            "seconds": round(self.seconds, 3), "removed": [p.name for p in self.removed],
+            "seconds": round(self.seconds, 3), "removed": self.removed,
         }  # fmt: skip
 
 
 async def rebuild(
     store: EventStore,
-    db_path: Path,
+    target: Path | ReadModelStore,
     *,
     projection: str | None = None,
     progress: Progress | None = None,
@@ -144,17 +142,23 @@ async def rebuild(
     """Build the next generation and swap it in, then remove superseded generations except
     the `keep` newest (by default the one just replaced: open readers, and a way back)."""
     started = time.monotonic()
-    previous = current_target(db_path)
-    generation = next_generation(db_path)
+    rm = as_store(target)
+    previous = await rm.current()
+    generation = await rm.next_generation()
     names = [projection] if projection else None
-    copy_from = previous if projection and previous.exists() else None
-    last = await build(store, generation, projections=names, copy_from=copy_from, progress=progress)
-    swap_in(db_path, generation)
-    removed = prune(db_path, keep=keep)
-    log.info(
-        "swapped in %s (up to seq %d); removed %s", generation.name, last,
-        ", ".join(p.name for p in removed) or "nothing",
+    copy_from = previous if projection else None
+    last = await build(
+        store, rm, generation=generation, projections=names, copy_from=copy_from,
+        progress=progress,
     )  # fmt: skip
+    await rm.swap_in(generation)
+    removed = await rm.prune(keep=keep)
+    log.info(
+        "swapped in %s (up to seq %d); removed %s",
+        generation,
+        last,
+        ", ".join(removed) or "nothing",
+    )
     return RebuildResult(generation, previous, last, time.monotonic() - started, removed)
 
 
@@ -180,31 +184,29 @@ class VerifyReport:
 
 
 async def verify(
-    store: EventStore, db_path: Path, *, progress: Progress | None = None, show: int = 10
+    store: EventStore,
+    target: Path | ReadModelStore,
+    *,
+    progress: Progress | None = None,
+    show: int = 10,
 ) -> VerifyReport:
     """Rebuild a shadow up to the live checkpoint and compare every table."""
-    live = await open_db(db_path, readonly=True)
-    try:
-        await live.execute("BEGIN")  # a snapshot: the projector may keep committing
+    rm = as_store(target)
+    async with rm.snapshot() as live:
         points = set((await queries.checkpoints(live)).values())
         if len(points) != 1:
             raise RuntimeError(f"projections are at different checkpoints {sorted(points)}; retry")
         upto = points.pop()
-        with tempfile.TemporaryDirectory(prefix="baker-verify-") as tmp:
-            shadow_path = Path(tmp) / "shadow.db"
-            await build(store, shadow_path, upto=upto, progress=progress)
-            shadow = await open_db(shadow_path, readonly=True)
-            try:
+        async with rm.shadow() as shadow_rm:
+            await shadow_rm.initialise()
+            generation = await shadow_rm.next_generation()  # nobody reads it while it fills
+            await build(store, shadow_rm, generation=generation, upto=upto, progress=progress)
+            await shadow_rm.swap_in(generation)
+            async with shadow_rm.snapshot() as shadow:
                 return await _compare(live, shadow, upto, show)
-            finally:
-                await shadow.close()
-    finally:
-        await live.close()
 
 
-async def _compare(
-    live: aiosqlite.Connection, shadow: aiosqlite.Connection, upto: int, show: int
-) -> VerifyReport:
+async def _compare(live: ReadDb, shadow: ReadDb, upto: int, show: int) -> VerifyReport:
     report = VerifyReport(upto, {}, [])
     for table in ALL_TABLES:
         a, b = await _digest(live, table), await _digest(shadow, table)
@@ -214,13 +216,13 @@ async def _compare(
     return report
 
 
-async def _rows(db: aiosqlite.Connection, table: str) -> list[tuple[Any, ...]]:
+async def _rows(db: ReadDb, table: str) -> list[tuple[Any, ...]]:
     order = ", ".join(KEYS[table])
     async with db.execute(f"SELECT * FROM {table} ORDER BY {order}") as cursor:  # noqa: S608
         return [tuple(r) async for r in cursor]
 
 
-async def _digest(db: aiosqlite.Connection, table: str) -> tuple[int, str]:
+async def _digest(db: ReadDb, table: str) -> tuple[int, str]:
     """Row count and a checksum over the rows in key order, streamed."""
     digest, count = hashlib.sha256(), 0
     order = ", ".join(KEYS[table])
@@ -231,9 +233,7 @@ async def _digest(db: aiosqlite.Connection, table: str) -> tuple[int, str]:
     return count, digest.hexdigest()
 
 
-async def _diff(
-    live: aiosqlite.Connection, shadow: aiosqlite.Connection, table: str, show: int
-) -> TableDiff:
+async def _diff(live: ReadDb, shadow: ReadDb, table: str, show: int) -> TableDiff:
     async with live.execute(f"SELECT * FROM {table} LIMIT 0") as cursor:  # noqa: S608
         names = [d[0] for d in cursor.description]
     width = len(KEYS[table])

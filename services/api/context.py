@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from adapters.eventstore import EventStore
-from adapters.sqlite import ReadModel
+from adapters.readmodel import Reader
 from domain.events import parse_time as domain_parse_time
 from services.brain.dispatcher import Dispatcher
 from services.brain.idempotency import IdempotentDispatch
@@ -47,7 +47,7 @@ class ApiContext:
     store: EventStore
     dispatcher: Dispatcher
     queue: JobQueue
-    read_model: ReadModel
+    read_model: Reader
     token: str | None = None
     cors_origins: tuple[str, ...] = ()
     brain: BrainStatus = field(default_factory=BrainStatus)

@@ -23,12 +23,13 @@ import uvicorn
 from adapters.nats.bus import NatsBus
 from adapters.nats.job_queue import JetStreamJobQueue
 from adapters.nats.output import NatsOutput
-from adapters.sqlite import ReadModel
+from adapters.readmodel import Reader
 from services.api.app import create_app
 from services.api.bus import EventBus
 from services.api.context import ApiContext, BrainStatus
 from services.api.liveness import LastSeen
 from services.api.read_only import NoWrites
+from services.bootstrap.readmodel import read_model_store
 from services.bootstrap.runtime import Runtime, heartbeat_for
 from services.brain.dispatcher import Dispatcher
 from services.config import Settings
@@ -43,7 +44,7 @@ class ApiProcess:
 
     instance: str
     server: uvicorn.Server
-    read_model: ReadModel
+    read_model: Reader
     last_seen: LastSeen
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -52,7 +53,7 @@ class ApiProcess:
         return int(self.server.servers[0].sockets[0].getsockname()[1])
 
 
-def read_only_context(rt: Runtime, settings: Settings, read_model: ReadModel) -> ApiContext:
+def read_only_context(rt: Runtime, settings: Settings, read_model: Reader) -> ApiContext:
     """What the routes need, for reading only."""
     queue = JetStreamJobQueue(rt.nc)  # its lanes' state (consumer info) for /metrics, /api/queue
     executor = CommandExecutor(rt.store, fence=NoWrites())
@@ -72,7 +73,7 @@ async def start_api_process(
     """Serve the read-only API on `port` (default `BAKER_API_PORT`) until `stop`."""
     if settings.api_token is None:
         log.warning("BAKER_API_TOKEN is not set: the API accepts requests without a token")
-    read_model = ReadModel(settings.db_path)
+    read_model = read_model_store(settings).reader()
     ctx = read_only_context(rt, settings, read_model)
     last_seen = LastSeen()
     await last_seen.start(NatsBus(rt.nc))

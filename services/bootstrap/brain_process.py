@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -19,7 +20,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.idempotency import JetStreamIdempotencyKeys
 from adapters.nats.leader import LeaderRecord
 from adapters.nats.output import NatsOutput
-from adapters.sqlite import ReadModel
+from adapters.readmodel import Reader
 from domain.handoff import HANDOFF_SUBJECT
 from services.api.app import create_app
 from services.api.bus import EventBus
@@ -27,6 +28,7 @@ from services.api.context import ApiContext, BrainStatus
 from services.api.liveness import LastSeen
 from services.bootstrap.launcher import build_launcher, run_launcher
 from services.bootstrap.parts import build_brain, build_standby_projector, build_worker
+from services.bootstrap.readmodel import read_model_location, read_model_store
 from services.bootstrap.runtime import Runtime, heartbeat_for
 from services.bootstrap.settings import (
     brain_settings,
@@ -58,7 +60,7 @@ class BrainProcess:
     projector: StandbyProjector
     bus: EventBus
     api: uvicorn.Server
-    read_model: ReadModel | None = None
+    read_model: Reader | None = None
     controller: Controller | None = None
     workers: list[tuple[Worker, Client]] = field(default_factory=list)
     connections: list[Client] = field(default_factory=list)  # the monitor's, the launcher's
@@ -88,17 +90,7 @@ async def start_brain_process(
     if settings.api_token is None:
         log.warning("BAKER_API_TOKEN is not set: the API accepts requests without a token")
     instance = new_brain_id()
-    read_model = ReadModel(settings.db_path)
-    # The Brain's projector is one candidate for the read model's lease: it applies while it
-    # holds it; while a `baker projector` does, its read-your-writes follow the checkpoint.
-    projector = build_standby_projector(
-        rt.nc,
-        rt.store,
-        settings.db_path,
-        ProjectorSettings(heartbeat_every=settings.heartbeat_every),
-        checkpoint=read_model.applied,
-        instance=f"{instance}-projector",
-    )
+    read_model, projector = _own_projector(rt, settings, instance)
     await projector.open()
     leadership = Leadership(LeaderRecord(rt.nc), instance, settings.brain_version)
     # Only the leader changes jobs and tasks; every event carries the generation it took.
@@ -258,7 +250,27 @@ def _async(fn: Callable[[], dict[str, Any]]) -> Callable[[], Awaitable[dict[str,
     return call
 
 
-async def _open_handoffs(read_model: ReadModel) -> list[str]:
+def _own_projector(
+    rt: Runtime, settings: Settings, instance: str
+) -> tuple[Reader, StandbyProjector]:
+    """The API's reader and the Brain's projector. The projector is one candidate for the read
+    model's lease: it applies while it holds it; while a `baker projector` does, its
+    read-your-writes follow the checkpoint the reader sees."""
+    model_store = read_model_store(settings)
+    read_model = model_store.reader()
+    projector = build_standby_projector(
+        rt.nc,
+        rt.store,
+        model_store,
+        ProjectorSettings(heartbeat_every=settings.heartbeat_every),
+        location=read_model_location(settings, socket.gethostname()),
+        checkpoint=read_model.applied,
+        instance=f"{instance}-projector",
+    )
+    return read_model, projector
+
+
+async def _open_handoffs(read_model: Reader) -> list[str]:
     """Handoffs left half-way by a Brain that vanished (a fresh start aborts them)."""
     db = await read_model.db()
     async with db.execute(

@@ -3,9 +3,7 @@ a worker, a projector. Tests and benches build their parts here too."""
 
 from __future__ import annotations
 
-import os
 import socket
-from pathlib import Path
 
 from adapters.clock import SYSTEM_CLOCK
 from adapters.eventstore import EventStore
@@ -24,6 +22,7 @@ from adapters.nats.streams import (
     TASKS_CONSUMER,
     TASKS_STREAM,
 )
+from adapters.readmodel import ReadModelStore
 from domain.lease import read_model_lease
 from domain.priority import PRIORITIES
 from services.bootstrap.runtime import heartbeat_for
@@ -116,39 +115,35 @@ def build_worker(nc: Client, settings: WorkerSettings, *, worker_id: str | None 
 def build_projector(
     nc: Client,
     store: EventStore,
-    db_path: Path,
+    read_model: ReadModelStore,
     settings: ProjectorSettings | None = None,
 ) -> Projector:
-    """A projector of `store` into `db_path` with its heartbeats on `nc`."""
+    """A projector of `store` into `read_model` with its heartbeats on `nc`."""
     settings = settings or ProjectorSettings()
     beat = heartbeat_for(NatsBus(nc), "projector", settings.heartbeat_every)
-    return Projector(store, db_path, settings, heartbeat=beat)
+    return Projector(store, read_model, settings, heartbeat=beat)
 
 
 def build_standby_projector(
     nc: Client,
     store: EventStore,
-    db_path: Path,
+    read_model: ReadModelStore,
     settings: ProjectorSettings | None = None,
     *,
+    location: str,
     checkpoint: Checkpoint | None = None,
     instance: str | None = None,
     lease: LeaseSettings | None = None,
 ) -> StandbyProjector:
-    """A projector of `store` into `db_path` that applies only while it holds the read model's
-    lease (`baker projector`, the Brain's own), with heartbeats saying active or standby."""
+    """A projector of `store` into `read_model` that applies only while it holds the read
+    model's lease (`baker projector`, the Brain's own), with heartbeats saying active or
+    standby; `location` names the read model for the lease (`read_model_location`)."""
     settings = settings or ProjectorSettings()
-    projector = Projector(store, db_path, settings, instance=instance)
+    projector = Projector(store, read_model, settings, instance=instance)
     host = socket.gethostname()
     candidate = LeaseCandidate(
-        JetStreamLeases(nc), read_model_lease(read_model_location(db_path, host)),
+        JetStreamLeases(nc), read_model_lease(location),
         projector.instance, host=host, settings=lease,
     )  # fmt: skip
     beat = heartbeat_for(NatsBus(nc), "projector", settings.heartbeat_every)
     return StandbyProjector(projector, candidate, checkpoint=checkpoint, heartbeat=beat)
-
-
-def read_model_location(db_path: Path, host: str) -> str:
-    """Where a SQLite read model is, as one lease names it: this host and the file's real path
-    (the link `BAKER_DB`, not the generation it points at, which a rebuild changes)."""
-    return f"sqlite:{host}:{os.path.realpath(db_path.parent)}/{db_path.name}"

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 
 from rich.markup import escape
 
 from adapters.eventstore import SequenceGap
-from adapters.sqlite import ReadModel
 from services.bootstrap import runtime
 from services.bootstrap.parts import build_standby_projector
+from services.bootstrap.readmodel import read_model_location, read_model_store
 from services.cli.app_support import run_async
 from services.cli.output import fail
 from services.config import Settings
@@ -27,23 +28,26 @@ def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
         stop = asyncio.Event()
         stop_on_signals(stop)
         async with runtime(settings, settings.nats_url_for("projector"), "baker-projector") as rt:
-            read_model = ReadModel(settings.db_path)
+            store = read_model_store(settings)
+            read_model = store.reader()
             projector = build_standby_projector(
                 rt.nc,
                 rt.store,
-                settings.db_path,
+                store,
                 ProjectorSettings(batch=args.batch, heartbeat_every=settings.heartbeat_every),
+                location=read_model_location(settings, socket.gethostname()),
                 checkpoint=read_model.applied,
             )
             try:
-                return await _project(projector, stop, settings)
+                return await _project(projector, stop, store.label)
             finally:
                 await read_model.close()
+                await store.close()
 
     return run_async(go())
 
 
-async def _project(projector: StandbyProjector, stop: asyncio.Event, settings: Settings) -> int:
+async def _project(projector: StandbyProjector, stop: asyncio.Event, label: str) -> int:
     """Check the read model, then apply while holding its lease, standing by otherwise."""
     try:
         await projector.open()
@@ -51,7 +55,7 @@ async def _project(projector: StandbyProjector, stop: asyncio.Event, settings: S
         return fail(f"{exc}; run `baker rebuild` after checking BAKER_DB", 3)
     except Exception as exc:  # a database that is not ours, a full disk, …
         why = escape(f"{type(exc).__name__}: {exc}")
-        return fail(f"cannot open the read model {settings.db_path}: {why}", 1)
+        return fail(f"cannot open the read model {label}: {why}", 1)
     start = projector.applied + 1
     print(
         f"baker projector {projector.instance}: from seq {start} once it holds the lease "

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import aiosqlite
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from adapters.eventstore import SequenceGap
-from adapters.sqlite import open_db
+from adapters.readmodel import ReadModelStore
 from domain.events import parse_time
 from projections import queries
 from projections.pit import jobs_as_of, seq_at
+from projections.sql import ReadDb
 from services.bootstrap import runtime
+from services.bootstrap.readmodel import read_model_store
 from services.cli.app_support import run_async
 from services.cli.dispatch_file import label_arg
 from services.cli.output import emit_table, errors, fail
@@ -112,20 +114,21 @@ def cmd_rebuild(args: argparse.Namespace, settings: Settings) -> int:
                 def progress(seq: int, head: int, rate: float) -> None:
                     bar.update(task, completed=seq, total=head, rate=f"{rate:,.0f} events/s")
 
+                store = read_model_store(settings)
                 try:
                     result = await rebuild(
-                        rt.store, settings.db_path, projection=args.projection, progress=progress
+                        rt.store, store, projection=args.projection, progress=progress
                     )
                 except SequenceGap as exc:
                     return fail(f"{exc}; nothing was swapped in", 3)
+                finally:
+                    await store.close()
         if args.json:
             print(orjson.dumps(result.summary(args.projection)).decode())
             return 0
-        print(
-            f"rebuilt {result.generation.name} up to seq {result.last_seq} in {result.seconds:.1f}s"
-        )
+        print(f"rebuilt {result.generation} up to seq {result.last_seq} in {result.seconds:.1f}s")
         if result.removed:
-            print(f"removed superseded {', '.join(p.name for p in result.removed)}")
+            print(f"removed superseded {', '.join(result.removed)}")
         return 0
 
     return run_async(go())
@@ -140,10 +143,14 @@ def _bar() -> Progress:
 
 def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        if not settings.db_path.exists():
-            return fail(f"no read model at {settings.db_path}", 2)
-        async with runtime(settings, settings.nats_url_for("reader"), "baker-verify") as rt:
-            report = await verify(rt.store, settings.db_path)
+        store = read_model_store(settings)
+        try:
+            if await store.current() is None:
+                return fail(f"no read model at {store.label}", 2)
+            async with runtime(settings, settings.nats_url_for("reader"), "baker-verify") as rt:
+                report = await verify(rt.store, store)
+        finally:
+            await store.close()
         _print_report(report, args.json)
         return 0 if report.ok else 1
 
@@ -185,24 +192,29 @@ def _print_report(report: VerifyReport, as_json: bool) -> None:
     )
 
 
-async def _open_read_model(settings: Settings) -> aiosqlite.Connection | None:
-    path: Path = settings.db_path
-    if not _exists(path):
-        fail(f"no read model at {path}: start `baker projector` or `baker up` first", 2)
-        return None
-    return await open_db(path, readonly=True)
-
-
-def _exists(path: Path) -> bool:
-    return path.exists()
+@asynccontextmanager
+async def _read_model(settings: Settings) -> AsyncIterator[ReadDb | None]:
+    """The read model's current generation, or None (said on stderr) when there is none."""
+    store: ReadModelStore = read_model_store(settings)
+    try:
+        if await store.current() is None:
+            fail(f"no read model at {store.label}: start `baker projector` or `baker up` first", 2)
+            yield None
+            return
+        reader = store.reader()
+        try:
+            yield await reader.db()
+        finally:
+            await reader.close()
+    finally:
+        await store.close()
 
 
 def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        db = await _open_read_model(settings)
-        if db is None:
-            return 2
-        try:
+        async with _read_model(settings) as db:
+            if db is None:
+                return 2
             if args.as_of is not None:
                 seq = args.as_of if isinstance(args.as_of, int) else await seq_at(db, args.as_of)
                 rows = await jobs_as_of(db, seq)
@@ -227,8 +239,6 @@ def cmd_jobs(args: argparse.Namespace, settings: Settings) -> int:
                     ),
                 )
                 docs, title, nxt = page.jobs, "jobs", page.next
-        finally:
-            await db.close()
         if args.json:
             print(orjson.dumps({"jobs": docs, "next": nxt}).decode())
         else:
@@ -257,13 +267,10 @@ def _job_line(doc: dict[str, Any]) -> tuple[Any, ...]:
 
 def cmd_job(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
-        db = await _open_read_model(settings)
-        if db is None:
-            return 2
-        try:
+        async with _read_model(settings) as db:
+            if db is None:
+                return 2
             doc = await queries.get_job(db, args.id)
-        finally:
-            await db.close()
         if doc is None:
             return fail(f"no job {args.id!r} in the read model", 1)
         if args.json:
