@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from adapters.postgres.dialect import copy_statement, to_postgres
+from adapters.postgres.dialect import Staged, copy_statement, staged, to_postgres
 
 T = TypeVar("T")
+STAGE_FROM = 64  # rows: below this, pipelined statements cost less than a staging table
 
 
 def search_path(schema: str) -> dict[str, Any]:
@@ -34,11 +35,16 @@ class PgWriteDb:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
         self.bulk = False
+        self._stages: set[str] = set()  # staging tables this connection has made
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         cursor = self.conn.cursor()
+        args = tuple(parameters)
         for statement in to_postgres(sql):
-            cursor.execute(statement, tuple(parameters))  # always parsed: `%%` means `%`
+            if args or "%" in statement:
+                cursor.execute(statement, args)  # parsed: `%%` means `%`
+            else:  # sent as it is, several statements in one round trip
+                cursor.execute(statement)
         return cursor
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> object:
@@ -51,9 +57,36 @@ class PgWriteDb:
                 for row in rows:
                     pipe.write_row(row)
             return None
+        plan = staged(sql) if len(rows) >= STAGE_FROM else None
+        if plan is not None:
+            self._stage(plan, rows)
+            return None
         (statement,) = to_postgres(sql)
         self.conn.cursor().executemany(statement, rows)
         return None
+
+    def _stage(self, plan: Staged, rows: list[Sequence[Any]]) -> None:
+        rows = plan.distinct(rows)
+        if plan.direct is not None and self._copy_new(plan.direct, rows):
+            return
+        cursor = self.conn.cursor()
+        if plan.stage not in self._stages:
+            cursor.execute(plan.create)
+            self._stages.add(plan.stage)
+        with cursor.copy(plan.copy) as pipe:
+            for row in rows:
+                pipe.write_row(row)
+        cursor.execute(plan.merge)
+
+    def _copy_new(self, copy: str, rows: list[Sequence[Any]]) -> bool:
+        """COPY rows that should all be new; False (and nothing written) if one was not."""
+        try:
+            with self.conn.transaction(), self.conn.cursor().copy(copy) as pipe:
+                for row in rows:
+                    pipe.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            return False
+        return True
 
 
 class PgWriter:

@@ -22,20 +22,26 @@ Pure and cached: the same few dozen statements are translated once each.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from projections.schema import KEYS
 
 LOCK_WRITERS = "LOCK TABLE checkpoints IN SHARE ROW EXCLUSIVE MODE"
 APPEND_ONLY = frozenset({"job_events"})  # keyed by the stream sequence: written once
+# Tables whose rows are nearly always new: COPY straight in, under a savepoint, and only
+# on a key already there (a retried job's phase again) back to the staged upsert.
+MOSTLY_NEW = frozenset({"job_events", "job_latency"})
 _INSERT = re.compile(r"^INSERT OR (REPLACE|IGNORE) INTO (\w+) \(([^)]*)\)(.*)$", re.DOTALL)
 
 
 @lru_cache(maxsize=1024)
 def to_postgres(sql: str) -> tuple[str, ...]:
-    """The PostgreSQL statements that do what `sql` does in SQLite (one, or two for BEGIN)."""
+    """The PostgreSQL statements that do what `sql` does in SQLite (as one round trip)."""
     if sql.strip().upper() == "BEGIN IMMEDIATE":
-        return ("BEGIN", LOCK_WRITERS)
+        return (f"BEGIN; {LOCK_WRITERS}",)
     match = _INSERT.match(sql)
     if match:
         verb, table, columns, rest = match.groups()
@@ -50,6 +56,56 @@ def copy_statement(sql: str) -> str | None:
     if match is None or match.group(2) not in APPEND_ONLY:
         return None
     return f"COPY {match.group(2)} ({match.group(3)}) FROM STDIN"
+
+
+@dataclass(frozen=True)
+class Staged:
+    """An upsert of many rows done the fast way: COPY into a staging table, then one
+    `INSERT ... SELECT ... ON CONFLICT`. Rows with the same key are folded first (the last
+    one wins for REPLACE, the first for IGNORE), as row-by-row statements would leave them:
+    one `INSERT ... SELECT` may not touch a row twice."""
+
+    table: str
+    stage: str
+    keys: tuple[int, ...]  # where the key columns are in a row
+    keep_last: bool
+    create: str
+    copy: str
+    merge: str
+    direct: str | None  # COPY straight into the table, for tables whose rows are mostly new
+
+    def distinct(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
+        by_key: dict[tuple[Any, ...], Sequence[Any]] = {}
+        for row in rows:
+            key = tuple(row[i] for i in self.keys)
+            if self.keep_last or key not in by_key:
+                by_key[key] = row
+        return list(by_key.values())
+
+
+@lru_cache(maxsize=64)
+def staged(sql: str) -> Staged | None:
+    """How to stage `sql` (an `INSERT OR REPLACE/IGNORE` of one row of ours), else None."""
+    match = _INSERT.match(sql)
+    if match is None:
+        return None
+    verb, table, columns, _rest = match.groups()
+    names = [c.strip() for c in columns.split(",")]
+    stage = f"baker_stage_{table}"
+    keys = tuple(names.index(k) for k in KEYS[table])
+    listed = ", ".join(names)
+    return Staged(
+        table=table,
+        stage=stage,
+        keys=keys,
+        keep_last=verb == "REPLACE",
+        # Temporary, so never seen by another session; emptied by every commit.
+        create=f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS",
+        copy=f"COPY {stage} ({listed}) FROM STDIN",
+        merge=f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage}"  # noqa: S608
+        + _on_conflict(verb, table, columns),
+        direct=f"COPY {table} ({listed}) FROM STDIN" if table in MOSTLY_NEW else None,
+    )
 
 
 def _on_conflict(verb: str, table: str, columns: str) -> str:

@@ -17,7 +17,7 @@ def test_placeholders_become_percent_s_and_percent_signs_are_doubled() -> None:
 
 
 def test_begin_immediate_takes_the_writers_lock_on_the_checkpoints() -> None:
-    assert to_postgres("BEGIN IMMEDIATE") == ("BEGIN", LOCK_WRITERS)
+    assert to_postgres("BEGIN IMMEDIATE") == (f"BEGIN; {LOCK_WRITERS}",)
     assert "checkpoints" in LOCK_WRITERS and "SHARE ROW EXCLUSIVE" in LOCK_WRITERS
     assert to_postgres("COMMIT") == ("COMMIT",)
 
