@@ -31,6 +31,7 @@ from projections.jobs import (
     fold_job,
     label_rows,
 )
+from projections.row_cache import RowCache, Rows
 from projections.schema import PROJECTIONS, ProjectionSpec
 from projections.sql import WriteDb
 from projections.system import (
@@ -100,10 +101,15 @@ def _upsert(table: str, columns: Sequence[str]) -> str:
 
 
 def _load(
-    db: WriteDb, table: str, key: str, columns: Sequence[str], ids: Iterable[str]
+    db: WriteDb,
+    cache: Rows,
+    table: str,
+    key: str,
+    columns: Sequence[str],
+    ids: Iterable[str],
 ) -> dict[str, dict[str, Any]]:
-    rows: dict[str, dict[str, Any]] = {}
-    wanted = list(ids)
+    rows, missing = cache.take(table, ids)
+    wanted = list(missing)
     for start in range(0, len(wanted), 500):
         chunk = wanted[start : start + 500]
         marks = ", ".join("?" * len(chunk))
@@ -111,6 +117,17 @@ def _load(
         for rec in db.execute(sql, chunk):
             rows[rec[columns.index(key)]] = dict(zip(columns, rec, strict=True))
     return rows
+
+
+def _stored_ids(items: Iterable[Item]) -> set[str]:
+    """The aggregates of `items` that may have a row already. One whose first event here is
+    its version 1 has none: every append names the version it follows, so version 1 is the
+    aggregate's first event, and rows are made only by applying events (skipping the lookup
+    halves a batch's reads while jobs are being created)."""
+    first: dict[str, int] = {}
+    for item in items:
+        first.setdefault(item.envelope.aggregate_id, item.envelope.version)
+    return {agg_id for agg_id, version in first.items() if version != 1}
 
 
 def _dead(item: Item, projection: str, exc: Exception) -> DeadLetter:
@@ -128,10 +145,8 @@ def _dead(item: Item, projection: str, exc: Exception) -> DeadLetter:
     )
 
 
-def apply_jobs(db: WriteDb, items: list[Item]) -> list[DeadLetter]:
-    rows: dict[str, Any] = _load(
-        db, "jobs", "id", JOB_COLUMNS, {i.envelope.aggregate_id for i in items}
-    )
+def apply_jobs(db: WriteDb, items: list[Item], cache: Rows) -> list[DeadLetter]:
+    rows: dict[str, Any] = _load(db, cache, "jobs", "id", JOB_COLUMNS, _stored_ids(items))
     changed: set[str] = set()
     events: list[tuple[Any, ...]] = []
     latencies: list[tuple[Any, ...]] = []
@@ -162,6 +177,7 @@ def apply_jobs(db: WriteDb, items: list[Item]) -> list[DeadLetter]:
         document = item.raw or encode_event(item.envelope)
         events.append(event_row(item.envelope, item.seq, document, new["updated_at"]))
     db.executemany(_upsert("jobs", JOB_COLUMNS), [tuple(rows[j].values()) for j in changed])
+    cache.put("jobs", {j: rows[j] for j in changed})
     db.executemany(_upsert("job_events", EVENT_COLUMNS), events)
     db.executemany(_upsert("job_labels", LABEL_COLUMNS), labels)
     db.executemany(_upsert("job_latency", ("job_id", "phase", "type", "ms")), latencies)
@@ -191,18 +207,19 @@ def _add_usage(db: WriteDb, records: list[tuple[Any, ...]]) -> None:
 
 
 Fold = Callable[[Row | None, Envelope, int], Row]
+Applier = Callable[[WriteDb, list[Item], Rows], list[DeadLetter]]
 
 
 def row_applier(
     projection: str, aggregate: str, table: str, key: str, columns: Sequence[str], fold: Fold
-) -> Callable[[WriteDb, list[Item]], list[DeadLetter]]:
+) -> Applier:
     """An applier for projections that keep one row per aggregate."""
 
-    def apply(db: WriteDb, items: list[Item]) -> list[DeadLetter]:
+    def apply(db: WriteDb, items: list[Item], cache: Rows) -> list[DeadLetter]:
         mine = [i for i in items if i.envelope.aggregate == aggregate]
         if not mine:
             return []
-        rows = _load(db, table, key, columns, {i.envelope.aggregate_id for i in mine})
+        rows = _load(db, cache, table, key, columns, _stored_ids(mine))
         changed: set[str] = set()
         dead: list[DeadLetter] = []
         for item in mine:
@@ -215,12 +232,13 @@ def row_applier(
             changed.add(agg_id)
         values = [tuple(rows[a][c] for c in columns) for a in changed]
         db.executemany(_upsert(table, columns), values)
+        cache.put(table, {a: rows[a] for a in changed})
         return dead
 
     return apply
 
 
-APPLIERS: dict[str, list[Callable[[WriteDb, list[Item]], list[DeadLetter]]]] = {
+APPLIERS: dict[str, list[Applier]] = {
     "jobs": [apply_jobs],
     "tasks": [row_applier("tasks", "task", "tasks", "id", TASK_COLUMNS, fold_task)],
     "extensions": [
@@ -258,11 +276,37 @@ def apply_batch(
     checkpoints: dict[str, int],
     *,
     fail_before_commit: Callable[[], None] | None = None,
+    cache: RowCache | None = None,
 ) -> BatchResult:
     """Apply `items` (in stream order) and advance the checkpoints, all in one transaction.
-    Returns the new checkpoints; on any error nothing is written."""
+    Returns the new checkpoints; on any error nothing is written. A writer that applies
+    batch after batch passes its `cache` of the rows it folded (`projections.row_cache`)."""
     if not items:
         return BatchResult(checkpoints, 0)
+    cache = cache if cache is not None else RowCache()
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        # The database's checkpoints are the truth: another projector writing the same file
+        # may have applied part of this batch already; those events are skipped, not doubled.
+        stored = {n: seq for n, (seq, _v) in read_checkpoints(db).items()}
+        cache.begin(stored)
+        checkpoints = {n: max(seq, stored.get(n, seq)) for n, seq in checkpoints.items()}
+        result = apply_items(db, items, checkpoints, cache)
+        if fail_before_commit is not None:
+            fail_before_commit()
+        db.execute("COMMIT")
+    except BaseException:
+        cache.clear()
+        db.execute("ROLLBACK")
+        raise
+    cache.stamp({**stored, **result.checkpoints})
+    return result
+
+
+def apply_items(
+    db: WriteDb, items: Sequence[Item | Bad], checkpoints: dict[str, int], rows: Rows
+) -> BatchResult:
+    """The writes of `items` after `checkpoints`, inside the caller's transaction."""
     last = items[-1].seq
     dead: list[DeadLetter] = []
     by_aggregate: dict[str, list[Item]] = {}
@@ -273,39 +317,27 @@ def apply_batch(
             bad.append(cast(Bad, i))
         else:
             by_aggregate.setdefault(env.aggregate, []).append(cast(Item, i))
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        # The database's checkpoints are the truth: another projector writing the same file
-        # may have applied part of this batch already; those events are skipped, not doubled.
-        stored = {n: seq for n, (seq, _v) in read_checkpoints(db).items()}
-        checkpoints = {n: max(seq, stored.get(n, seq)) for n, seq in checkpoints.items()}
-        floor = min(checkpoints.values(), default=0)
-        for name, appliers in APPLIERS.items():
-            if name not in checkpoints:
-                continue
-            after, aggregates = checkpoints[name], PROJECTIONS[name].aggregates
-            mine = [i for a in aggregates for i in by_aggregate.get(a, ()) if i.seq > after]
-            if len(aggregates) > 1:
-                mine.sort(key=lambda i: i.seq)
-            for apply in appliers:
-                dead += apply(db, mine)
-        dead += [DeadLetter(b.seq, "*", b.subject, b.error, b.raw) for b in bad if b.seq > floor]
-        db.executemany(
-            "INSERT OR IGNORE INTO dead_letters (seq, projection, subject, error, document) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(d.seq, d.projection, d.subject, d.error, d.document) for d in dead],
-        )
-        advanced = {name: max(seq, last) for name, seq in checkpoints.items()}
-        db.executemany(
-            "UPDATE checkpoints SET last_seq = ? WHERE projection = ?",
-            [(seq, name) for name, seq in advanced.items()],
-        )
-        if fail_before_commit is not None:
-            fail_before_commit()
-        db.execute("COMMIT")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
+    floor = min(checkpoints.values(), default=0)
+    for name, appliers in APPLIERS.items():
+        if name not in checkpoints:
+            continue
+        after, aggregates = checkpoints[name], PROJECTIONS[name].aggregates
+        mine = [i for a in aggregates for i in by_aggregate.get(a, ()) if i.seq > after]
+        if len(aggregates) > 1:
+            mine.sort(key=lambda i: i.seq)
+        for apply in appliers:
+            dead += apply(db, mine, rows)
+    dead += [DeadLetter(b.seq, "*", b.subject, b.error, b.raw) for b in bad if b.seq > floor]
+    db.executemany(
+        "INSERT OR IGNORE INTO dead_letters (seq, projection, subject, error, document) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [(d.seq, d.projection, d.subject, d.error, d.document) for d in dead],
+    )
+    advanced = {name: max(seq, last) for name, seq in checkpoints.items()}
+    db.executemany(
+        "UPDATE checkpoints SET last_seq = ? WHERE projection = ?",
+        [(seq, name) for name, seq in advanced.items()],
+    )
     return BatchResult(advanced, len(dead))
 
 

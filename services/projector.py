@@ -23,7 +23,9 @@ from typing import Any
 
 from adapters.eventstore import EventStore
 from adapters.readmodel import ReadModelStore, StoreWriter
-from projections.engine import apply_batch, init_checkpoints, read_checkpoints
+from projections.engine import BatchResult, apply_batch, init_checkpoints, read_checkpoints
+from projections.prepared import PreparedBatch, prepare_batch, write_prepared
+from projections.row_cache import RowCache
 from projections.schema import PROJECTIONS
 from projections.sql import WriteDb
 from services.ports.topics import Heartbeat
@@ -79,6 +81,8 @@ class Projector:
         self.events = 0
         self.batches = 0
         self.dead_letters = 0
+        self.rows = RowCache()  # the rows folded last (`projections.row_cache`)
+        self.folded_ahead = 0  # batches written as folded while the one before was written
         self._generation: str | None = None
         self._progress = asyncio.Condition()
 
@@ -104,6 +108,7 @@ class Projector:
     async def _open_current(self) -> None:
         rm = self.read_model
         self._generation = await rm.current()
+        self.rows = RowCache()
         self.writer = writer = await rm.open_writer(self._generation)
         stored = await writer.run(lambda db: _prepared(rm, db))
         self.checkpoints = {name: seq for name, (seq, _v) in stored.items() if name in PROJECTIONS}
@@ -155,18 +160,26 @@ class Projector:
             max_wait=self.settings.max_wait,
             idle=0.5,
         )
-        # The batch in hand is written (on the writer's thread) while the next one is read:
-        # one batch ahead at most, applied strictly in order, each awaited before the next.
+        # The batch in hand is written (on the writer's thread) while the next one is read
+        # and folded (`projections.prepared`): one batch ahead at most, applied strictly in
+        # order, each awaited before the next.
         writing: asyncio.Future[None] | None = None
+        ahead: PreparedBatch | None = None  # the batch being written, if it was folded ahead
         try:
             async for batch in batches:
+                if writing is not None and ahead is None:
+                    await writing  # its checkpoints are what the next batch folds after
+                    writing = None
+                after = ahead.result.checkpoints if ahead is not None else self.checkpoints
+                prepared = await self._prepare(batch, after)
                 if writing is not None:
                     await writing
                     writing = None
                 if stop.is_set() or await self._swapped():
                     return  # a batch in hand is read again from the new generation's checkpoint
+                ahead = prepared
                 if batch:
-                    writing = asyncio.ensure_future(self.apply(batch))
+                    writing = asyncio.ensure_future(self.apply(batch, prepared))
         finally:
             try:
                 if writing is not None:
@@ -174,10 +187,24 @@ class Projector:
             finally:
                 await batches.aclose()
 
-    async def apply(self, batch: list[Any]) -> None:
+    async def _prepare(self, batch: list[Any], after: dict[str, int]) -> PreparedBatch | None:
+        if not batch or not self.rows.follows(after):
+            return None
+        return await asyncio.to_thread(prepare_batch, batch, after, self.rows)
+
+    async def apply(self, batch: list[Any], prepared: PreparedBatch | None = None) -> None:
         assert self.writer is not None
-        checkpoints = self.checkpoints
-        result = await self.writer.run(lambda db: apply_batch(db, batch, checkpoints))
+        checkpoints, rows = self.checkpoints, self.rows
+
+        def write(db: Any) -> tuple[BatchResult, bool]:
+            if prepared is not None:
+                done = write_prepared(db, prepared, rows)
+                if done is not None:
+                    return done, True
+            return apply_batch(db, batch, checkpoints, cache=rows), False
+
+        result, ahead = await self.writer.run(write)
+        self.folded_ahead += ahead
         self.checkpoints = result.checkpoints
         self.dead_letters += result.dead_letters
         self.events += len(batch)

@@ -18,6 +18,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.streams import EVENTS_STREAM
 from domain.commands import DispatchJob
 from domain.specs import parse_job_spec
+from projections.prepared import PreparedBatch
 from services.executor import CommandExecutor
 from services.projector import Projector, ProjectorSettings
 from tests.polling import until
@@ -87,8 +88,8 @@ class Recording(Projector):
 
     sizes: list[int]
 
-    async def apply(self, batch: list[Any]) -> None:
-        await super().apply(batch)
+    async def apply(self, batch: list[Any], prepared: PreparedBatch | None = None) -> None:
+        await super().apply(batch, prepared)
         self.sizes = [*getattr(self, "sizes", []), len(batch)]
 
 

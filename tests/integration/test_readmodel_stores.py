@@ -10,13 +10,14 @@ import pytest
 
 from adapters.postgres.store import PgStore
 from adapters.readmodel import SqliteStore
+from tests.contract.fold_ahead_contract import FoldAheadContract
 from tests.contract.readmodel_contract import ReadModelContract
 from tests.support.postgres import postgres_url
 
 __all__ = ["postgres_url"]
 
 
-class TestSqliteReadModel(ReadModelContract):
+class TestSqliteReadModel(ReadModelContract, FoldAheadContract):
     @pytest.fixture
     async def rm(self, tmp_path: Path) -> AsyncIterator[SqliteStore]:
         store = SqliteStore(tmp_path / "readmodel.db")
@@ -25,7 +26,7 @@ class TestSqliteReadModel(ReadModelContract):
         await store.close()
 
 
-class TestPostgresReadModel(ReadModelContract):
+class TestPostgresReadModel(ReadModelContract, FoldAheadContract):
     @pytest.fixture
     async def rm(self, postgres_url: str) -> AsyncIterator[PgStore]:
         store = PgStore(postgres_url)
