@@ -25,6 +25,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from typing import Any
 
 from projections.schema import KEYS
@@ -75,12 +76,9 @@ class Staged:
     direct: str | None  # COPY straight into the table, for tables whose rows are mostly new
 
     def distinct(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
-        by_key: dict[tuple[Any, ...], Sequence[Any]] = {}
-        for row in rows:
-            key = tuple(row[i] for i in self.keys)
-            if self.keep_last or key not in by_key:
-                by_key[key] = row
-        return list(by_key.values())
+        key = itemgetter(*self.keys)
+        ordered = rows if self.keep_last else rows[::-1]  # the one put in last stays
+        return list(dict(zip(map(key, ordered), ordered, strict=True)).values())
 
 
 @lru_cache(maxsize=64)

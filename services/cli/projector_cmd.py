@@ -19,12 +19,13 @@ from services.config import Settings
 from services.projector import ProjectorSettings, ReadModelAhead, rate_meter
 from services.projector_standby import StandbyProjector
 from services.signals import stop_on_signals
-from services.tuning import tune_gc
+from services.tuning import tune_gc, tune_projector_threads
 
 
 def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         tune_gc()
+        tune_projector_threads()
         stop = asyncio.Event()
         stop_on_signals(stop)
         async with runtime(settings, settings.nats_url_for("projector"), "baker-projector") as rt:
