@@ -24,6 +24,7 @@ def tune_projector_threads() -> None:
     answers, the writer needs the interpreter lock back; with the default switch interval
     (5 ms) it may wait that long for the decoding and folding threads, several times a batch.
     Half a millisecond lets it go on almost at once (`python -m bench projector-pg`: about a
-    tenth more events a second). For the `baker projector` process only: the Brain, which
-    serves the API too, keeps the default."""
+    tenth more events a second). For a `baker projector` process writing to PostgreSQL only:
+    on SQLite it measured a few per cent slower, and the Brain, which serves the API too,
+    keeps the default."""
     sys.setswitchinterval(PROJECTOR_SWITCH_INTERVAL)

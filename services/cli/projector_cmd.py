@@ -25,7 +25,8 @@ from services.tuning import tune_gc, tune_projector_threads
 def cmd_projector(args: argparse.Namespace, settings: Settings) -> int:
     async def go() -> int:
         tune_gc()
-        tune_projector_threads()
+        if settings.db_url is not None:  # measured to help on PostgreSQL only
+            tune_projector_threads()
         stop = asyncio.Event()
         stop_on_signals(stop)
         async with runtime(settings, settings.nats_url_for("projector"), "baker-projector") as rt:
