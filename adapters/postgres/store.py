@@ -54,11 +54,7 @@ class PgStore:
         conn = await self._conn()
         async with conn.transaction():
             await self._lock(conn)
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.prefix}")
-            await conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {self.prefix}.readmodel_generation ("
-                "one boolean PRIMARY KEY DEFAULT true CHECK (one), generation text NOT NULL)"
-            )
+            await self._ensure_base(conn)
             if await self._pointer(conn) is not None:
                 return
             await _compat(conn, self.prefix)
@@ -68,6 +64,14 @@ class PgStore:
             for statement in PG_DDL:
                 await conn.execute(statement)
             await self._point(conn, first)
+
+    async def _ensure_base(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """The stable schema and its generation pointer (a rebuild may come first)."""
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.prefix}")
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.prefix}.readmodel_generation ("
+            "one boolean PRIMARY KEY DEFAULT true CHECK (one), generation text NOT NULL)"
+        )
 
     async def _lock(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """Serialise our schema changes (two processes starting at once)."""
@@ -115,6 +119,7 @@ class PgStore:
         conn = await self._conn()
         async with conn.transaction():
             await self._lock(conn)
+            await self._ensure_base(conn)
             name = f"{self.prefix}_g{max(await self._numbers(conn), default=0) + 1}"
             await self._create_generation(conn, name)
         return name

@@ -1,6 +1,7 @@
 """`baker api` as a process of its own beside a Brain and a `baker projector`, on a real
-nats-server: a job dispatched through the Brain is read through `baker api` (GET and its SSE
-stream); a write sent to `baker api` is refused naming the Brain."""
+nats-server, over a SQLite file and over a real PostgreSQL: a job dispatched through the
+Brain is read through `baker api` (GET and its SSE stream); a write sent to `baker api` is
+refused naming the Brain."""
 
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ import httpx
 from adapters.nats.server import NatsServerProcess
 from tests.e2e.procs import BakerProcess
 from tests.polling import until
+from tests.support.postgres import postgres_url
+from tests.support.read_models import ReadModel, read_model
+
+__all__ = ["postgres_url", "read_model"]
 
 
 @contextmanager
@@ -35,10 +40,10 @@ def port_of(proc: BakerProcess) -> int:
 
 
 async def test_a_job_dispatched_through_the_brain_is_read_through_baker_api(
-    nats_server: NatsServerProcess, tmp_path: Path
+    nats_server: NatsServerProcess, read_model: ReadModel, tmp_path: Path
 ) -> None:
     env = {
-        "BAKER_NATS_URL": nats_server.url, "BAKER_DB": str(tmp_path / "readmodel.db"),
+        "BAKER_NATS_URL": nats_server.url, "BAKER_DB": read_model.location,
         "BAKER_DATA_DIR": str(tmp_path / "data"), "BAKER_API_PORT": "0",
         "BAKER_LOG_LEVEL": "WARNING", "BAKER_SSE_KEEPALIVE_SECONDS": "0.5",
     }  # fmt: skip
