@@ -11,6 +11,7 @@ from bench import (
     agent,
     api,
     batch,
+    chain,
     cluster,
     delayed,
     event_store,
@@ -27,6 +28,7 @@ BENCHES = {
     "agent": agent,
     "api": api,
     "batch": batch,
+    "chain": chain,
     "cluster": cluster,
     "delayed": delayed,
     "event-store": event_store,
@@ -43,12 +45,18 @@ BENCHES = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("name", choices=sorted(BENCHES))
-    parser.add_argument("--rounds", type=int, default=5, help="runs to take the median of")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="runs to take the median of (default 5; chain: 30 pairs)",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw result document")
     args = parser.parse_args(argv)
     module = BENCHES[args.name]
-    print(f"bench {args.name}: {args.rounds} rounds", file=sys.stderr)
-    doc = asyncio.run(module.run(rounds=args.rounds))
+    rounds = args.rounds or getattr(module, "DEFAULT_ROUNDS", 5)
+    print(f"bench {args.name}: {rounds} rounds", file=sys.stderr)
+    doc = asyncio.run(module.run(rounds=rounds))
     if args.json:
         print(json.dumps(doc, indent=2))
     else:

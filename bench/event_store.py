@@ -7,12 +7,9 @@ Measures, over several rounds (medians reported):
   raw_publish_async  pipelined `publish_async` to one subject, msgs/s
   raw_expected_seq   per-subject expected-sequence publishes over 1,000 subjects, msgs/s
   append             our `append` over 1,000 aggregates (same concurrency), events/s
-  append_hashed      `append` again, then
-  append_unhashed    the same with the hash chain off (DESIGN §12): the two back to back in
-                     each round, their order alternating: what hashing costs
   execute            our `execute` (decide + append, cached state), commands/s
-  encode_us          CPU per event of serialising an append, chain off and on, µs
   validations        lifecycle `decide` calls per second on one core
+What the hash chain costs is `python -m bench chain` (many short on/off pairs).
 """
 
 from __future__ import annotations
@@ -156,10 +153,8 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
             StreamConfig(name="BENCH_SEQ", subjects=["bench.seq.>"], storage=StorageType.FILE)
         )
         store = JetStreamEventStore(ours)
-        unhashed = JetStreamEventStore(ours, chain=False)
         n = subjects * per_subject
-        names = ("raw_publish_async", "raw_expected_seq", "append", "append_hashed",
-                 "append_unhashed", "execute", "validations")  # fmt: skip
+        names = ("raw_publish_async", "raw_expected_seq", "append", "execute", "validations")
         samples: dict[str, list[float]] = {k: [] for k in names}
         await our_append(store, 50, 2, "warm")
         for r in range(rounds):
@@ -173,18 +168,11 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
             ]
             for name, coro in pair if r % 2 == 0 else reversed(pair):
                 samples[name].append(await coro)
-            hashes = [  # hashes on and off back to back, the order alternating by round
-                ("append_hashed", store, f"{tag}h"),
-                ("append_unhashed", unhashed, f"{tag}u"),
-            ]
-            for name, which, label in hashes if r % 2 else reversed(hashes):
-                samples[name].append(await our_append(which, subjects, per_subject, label))
             samples["execute"].append(await our_execute(store, subjects // 2, per_subject, f"{r}"))
             samples["validations"].append(validations_per_second(200_000))
         await nc.close()
         await ours.close()
     med = {k: median(v) for k, v in samples.items()}
-    plain_us, sealed_us = encode_microseconds(100_000)
     doc = {
         "bench": "event-store",
         "machine": machine(),
@@ -193,9 +181,7 @@ async def run(rounds: int = 5, subjects: int = 1000, per_subject: int = 10) -> d
         "samples": samples,
         "median": med,
         "ratio_append_to_raw_expected_seq": med["append"] / med["raw_expected_seq"],
-        "hash_cost": 1 - med["append_hashed"] / med["append_unhashed"],
-        "encode_us": {"plain": plain_us, "sealed": sealed_us},
-        "targets": {"append_ratio": 0.8, "validations_per_second": 100_000, "hash_cost": 0.05},
+        "targets": {"append_ratio": 0.8, "validations_per_second": 100_000},
     }
     save("event-store", doc)
     return doc
@@ -219,16 +205,6 @@ def report(doc: dict[str, Any]) -> str:
             "ours: `append`, 1,000 aggregates",
             f"{med['append']:,.0f} events/s",
             f"{ratio:.0%} of baseline (target ≥ 80%)",
-        ),
-        (
-            "ours: `append`, hash chain on (A) / off (B), same rounds",
-            f"{med['append_hashed']:,.0f} / {med['append_unhashed']:,.0f} events/s",
-            f"hashing costs {doc['hash_cost']:.1%} (target ≤ 5%)",
-        ),
-        (
-            "CPU per event: serialise (chain off) / seal (chain on)",
-            f"{doc['encode_us']['plain']:.2f} / {doc['encode_us']['sealed']:.2f} µs",
-            f"+{doc['encode_us']['sealed'] - doc['encode_us']['plain']:.2f} µs per append",
         ),
         (
             "ours: `execute` (decide + append, cached state)",

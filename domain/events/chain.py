@@ -17,6 +17,7 @@ so the write path serialises once and hashes what it serialised.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import fields
 
 import orjson
 
@@ -46,9 +47,32 @@ def seal(env: Envelope, prev_hash: str) -> tuple[Envelope, bytes]:
     doc["prevHash"] = prev_hash
     body = orjson.dumps(doc, option=_SORTED)
     digest = hashlib.sha256(body).hexdigest()
-    # Built field by field: `dataclasses.replace` costs more than the hash itself.
-    sealed = Envelope(
-        env.event_id, env.aggregate, env.aggregate_id, env.version, env.occurred_at, env.data,
-        env.trace_id, env.causation_id, env.generation, prev_hash, digest,
-    )  # fmt: skip
-    return sealed, body[:-1] + b',"hash":"' + digest.encode() + b'"}'
+    return _chained(env, prev_hash, digest), body[:-1] + b',"hash":"' + digest.encode() + b'"}'
+
+
+# `env` with its place in the chain, written slot by slot through the slots' own setters:
+# the frozen dataclass's `__init__` (an `object.__setattr__` call per field) cost more than
+# the hash itself, on every append.
+_SLOTS = ("event_id", "aggregate", "aggregate_id", "version", "occurred_at", "data", "trace_id",
+          "causation_id", "generation", "prev_hash", "hash")  # fmt: skip
+if tuple(f.name for f in fields(Envelope)) != _SLOTS:  # pragma: no cover - a new field
+    raise RuntimeError("Envelope's fields changed: update domain.events.chain._SLOTS")
+_SET = {name: Envelope.__dict__[name].__set__ for name in _SLOTS}
+(_event_id, _aggregate, _aggregate_id, _version, _occurred_at, _data, _trace_id,
+ _causation_id, _generation, _prev_hash, _hash) = (_SET[n] for n in _SLOTS)  # fmt: skip
+
+
+def _chained(env: Envelope, prev_hash: str, digest: str) -> Envelope:
+    sealed: Envelope = object.__new__(Envelope)
+    _event_id(sealed, env.event_id)
+    _aggregate(sealed, env.aggregate)
+    _aggregate_id(sealed, env.aggregate_id)
+    _version(sealed, env.version)
+    _occurred_at(sealed, env.occurred_at)
+    _data(sealed, env.data)
+    _trace_id(sealed, env.trace_id)
+    _causation_id(sealed, env.causation_id)
+    _generation(sealed, env.generation)
+    _prev_hash(sealed, prev_hash)
+    _hash(sealed, digest)
+    return sealed

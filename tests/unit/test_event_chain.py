@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
 from datetime import UTC, datetime
 
 import orjson
@@ -65,3 +66,21 @@ def test_the_stored_bytes_are_the_canonical_bytes_and_their_hash(progress: str, 
     assert (
         document_hash({**doc, "data": {**doc["data"], "progress": progress + "!"}}) != sealed.hash
     )
+
+
+@given(
+    st.text(max_size=20), st.none() | st.text(max_size=8), st.none() | st.text(max_size=8),
+    st.none() | st.integers(0, 10**6), st.sampled_from(["", "0" * 64]),
+)  # fmt: skip
+def test_the_sealed_envelope_is_the_given_one_with_its_chain_fields(
+    progress: str, trace: str | None, cause: str | None, generation: int | None, prev: str
+) -> None:
+    given_env = Envelope(
+        "e-9", "job", "job-9", 4, WHEN, JobProgressed(attempt=2, progress=progress),
+        trace_id=trace, causation_id=cause, generation=generation,
+    )  # fmt: skip
+    sealed, _raw = seal(given_env, prev)
+    assert sealed == replace(given_env, prev_hash=prev, hash=sealed.hash)
+    assert sealed.hash is not None and len(sealed.hash) == 64
+    with pytest.raises(FrozenInstanceError):
+        sealed.hash = "x"  # type: ignore[misc]
