@@ -40,6 +40,8 @@ class PgWriteDb:
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         cursor = self.conn.cursor()
         args = tuple(parameters)
+        if sql.strip().upper() == "ROLLBACK":
+            self._stages.clear()  # made in this transaction, perhaps: undone with it
         for statement in to_postgres(sql):
             if args or "%" in statement:
                 cursor.execute(statement, args)  # parsed: `%%` means `%`

@@ -87,3 +87,13 @@ def test_a_straight_copy_meeting_a_stored_key_falls_back_within_the_transaction(
         db.execute("COMMIT")
     found = {(r[0], r[1]): r[3] for r in table(both, "job_latency")}
     assert found[("job-5", "run")] == 105 and len(found) == 2 * STAGE_FROM
+
+
+def test_a_staging_table_made_in_a_rolled_back_transaction_is_made_again(both: Any) -> None:
+    pg, _lite = both
+    rows = [(f"t-{i}", "goal", "running") for i in range(STAGE_FROM)]
+    pg.execute("BEGIN")
+    pg.executemany(TASKS, rows)  # makes the staging table, then the batch is abandoned
+    pg.execute("ROLLBACK")
+    run(both, TASKS, rows)
+    assert len(table(both, "tasks")) == STAGE_FROM
