@@ -57,6 +57,9 @@ class ProjectorSettings:
     max_wait: float = 0.005  # ...or what arrived this long after its first (small: reads
     # of one's own write wait for it)
     heartbeat_every: float = 30.0
+    # Batches at least this big are folded ahead on a thread while the one before is written;
+    # a smaller one is folded by the writer (the hop to a thread costs more than it saves).
+    fold_ahead_from: int = 100
 
 
 class Projector:
@@ -188,7 +191,7 @@ class Projector:
                 await batches.aclose()
 
     async def _prepare(self, batch: list[Any], after: dict[str, int]) -> PreparedBatch | None:
-        if not batch or not self.rows.follows(after):
+        if len(batch) < self.settings.fold_ahead_from or not self.rows.follows(after):
             return None
         return await asyncio.to_thread(prepare_batch, batch, after, self.rows)
 

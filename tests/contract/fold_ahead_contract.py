@@ -35,21 +35,35 @@ async def reference_answers(tmp_path: Path) -> dict[str, Any]:
     return found
 
 
+async def run_to_the_end(projector: Projector) -> Projector:
+    await projector.open()
+    stop = asyncio.Event()
+    running = asyncio.create_task(projector.run(stop))
+    assert await projector.wait_for(len(SCENARIO), 30)
+    stop.set()
+    await running
+    return projector
+
+
 class FoldAheadContract:
     """Subclasses provide the fixture `rm`: an initialised, empty `ReadModelStore`."""
 
     async def test_the_projector_folds_ahead_and_writes_what_apply_batch_writes(
         self, rm: ReadModelStore, tmp_path: Path
     ) -> None:
-        projector = Projector(await event_log(), rm, ProjectorSettings(batch=3, max_wait=0))
-        await projector.open()
-        stop = asyncio.Event()
-        running = asyncio.create_task(projector.run(stop))
-        assert await projector.wait_for(len(SCENARIO), 30)
-        stop.set()
-        await running
+        settings = ProjectorSettings(batch=3, max_wait=0, fold_ahead_from=1)
+        projector = await run_to_the_end(Projector(await event_log(), rm, settings))
         # The first batch has nothing cached; every later one was folded ahead.
         assert projector.folded_ahead == projector.batches - 1 > 5
+        async with rm.snapshot() as db:
+            assert await answers(db) == await reference_answers(tmp_path)
+
+    async def test_small_batches_are_folded_by_the_writer(
+        self, rm: ReadModelStore, tmp_path: Path
+    ) -> None:
+        settings = ProjectorSettings(batch=3, max_wait=0)  # below `fold_ahead_from`
+        projector = await run_to_the_end(Projector(await event_log(), rm, settings))
+        assert projector.folded_ahead == 0 and projector.batches > 5
         async with rm.snapshot() as db:
             assert await answers(db) == await reference_answers(tmp_path)
 
