@@ -1,14 +1,14 @@
 """DESIGN §13 on a real 3-node cluster with R3 streams: the `BAKER_EVENTS` leader SIGKILLed
 while 1,000 jobs run loses nothing. Every job completes; every aggregate's versions run
 1..n without a gap or a repeat and every event id is stored once; the read model folded live
-equals a rebuild from the log; the node, started again on its store, catches up."""
+(a SQLite file, and a real PostgreSQL) equals a rebuild from the log; the node, started again
+on its store, catches up."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +23,11 @@ from services.rebuild import verify
 from tests.integration.cluster.conftest import caught_up, leader_of, stream_cluster
 from tests.integration.pipeline import Pipeline, running_pipeline
 from tests.polling import until
+from tests.support.postgres import postgres_url
+from tests.support.read_models import ReadModel, read_model
 
 pytestmark = pytest.mark.cluster
+__all__ = ["postgres_url", "read_model"]
 JOBS = 1000
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 # Longer than a failover: a job whose ack was lost with the leader is not run a second time
@@ -55,7 +58,7 @@ async def dispatch_all(pipe: Pipeline, count: int) -> list[str]:
 
 
 async def test_events_leader_killed_under_load_loses_nothing(
-    cluster: LocalCluster, admin: Client, tmp_path: Path
+    cluster: LocalCluster, admin: Client, read_model: ReadModel
 ) -> None:
     await provision(admin, TOPOLOGY)
     victim = await leader_of(admin, EVENTS_STREAM)
@@ -67,7 +70,7 @@ async def test_events_leader_killed_under_load_loses_nothing(
             await pipe.start_worker(url=cluster.url_from(worker_node), concurrency=8)
         done = Completed()
         pipe.brain.add_observer(done)
-        db = tmp_path / "readmodel.db"
+        db = read_model.store()
         projector = Projector(pipe.store, db)
         stop_projector = asyncio.Event()
         projecting = asyncio.create_task(projector.run(stop_projector))
@@ -103,7 +106,7 @@ async def test_events_leader_killed_under_load_loses_nothing(
             history = await pipe.store.load("job", job_id)
             assert history.state.status == "completed", job_id
 
-        report = await verify(pipe.store, db)
+        report = await verify(pipe.store, read_model.store())
         assert report.ok, report.diffs
         assert report.checkpoint == head
 
