@@ -29,7 +29,7 @@ class Rows(Protocol):
 
 
 class RowCache:
-    def __init__(self, limit: int = 20_000) -> None:
+    def __init__(self, limit: int = 10_000) -> None:  # a job row is ~2 KB: ~20 MB at most
         self.limit = limit
         self._tables: dict[str, OrderedDict[str, Row]] = {}
         self._stamp: dict[str, int] | None = None  # checkpoints the rows are folded up to
