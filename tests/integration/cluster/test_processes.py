@@ -1,0 +1,98 @@
+"""DESIGN §13 end to end with separate processes: a Brain, a worker, a `baker projector` into a
+real PostgreSQL and a `baker api`, each a `baker` process of its own on a real 3-node cluster
+(`BAKER_NATS_URL` listing every node, each process starting from another, `BAKER_REPLICAS=3`).
+The `BAKER_EVENTS` leader is SIGKILLed while jobs POSTed to the Brain run: every job completes,
+`baker api` reads each one completed from the PostgreSQL read model, and `baker verify` finds
+that read model equal to a rebuild from the log."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from adapters.nats.client import Client
+from adapters.nats.cluster import LocalCluster
+from adapters.nats.streams import EVENTS_STREAM
+from tests.e2e.procs import BakerProcess
+from tests.integration.cluster.conftest import leader_of
+from tests.polling import until
+from tests.support.postgres import postgres_url
+
+pytestmark = pytest.mark.cluster
+__all__ = ["postgres_url"]
+JOB = {"type": "command", "payload": {"command": "echo hi"}}
+
+
+@contextmanager
+def started(*args: str, env: dict[str, str]) -> Iterator[BakerProcess]:
+    proc = BakerProcess(*args, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.proc.poll() is None:
+            proc.stop(signal.SIGKILL)
+
+
+def port_of(proc: BakerProcess) -> int:
+    found = re.search(r"on port (\d+)", proc.wait_for("on port", 60))
+    assert found is not None
+    return int(found.group(1))
+
+
+async def post_jobs(client: httpx.AsyncClient, url: str, count: int) -> list[str]:
+    ids: list[str] = []
+    for _ in range(count):
+        answer = await client.post(f"{url}/api/jobs", json=JOB)
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["id"])
+    return ids
+
+
+async def test_separate_processes_on_a_cluster_and_postgresql_lose_nothing_when_a_node_dies(
+    cluster: LocalCluster, admin: Client, postgres_url: str, tmp_path: Path
+) -> None:
+    a, b, c = cluster.names
+
+    def env(first: str, role: str) -> dict[str, str]:
+        return {
+            "BAKER_NATS_URL": cluster.url_from(first), "BAKER_REPLICAS": "3",
+            "BAKER_DB": postgres_url, "BAKER_DATA_DIR": f"{tmp_path}/{role}",
+            "BAKER_API_PORT": "0", "BAKER_LOG_LEVEL": "WARNING",
+        }  # fmt: skip
+
+    with ExitStack() as running:
+        brain = running.enter_context(started("brain", env=env(a, "brain")))
+        brain_url = f"http://127.0.0.1:{await asyncio.to_thread(port_of, brain)}"
+        running.enter_context(started("worker", env=env(b, "worker")))
+        projector = running.enter_context(started("projector", env=env(c, "projector")))
+        await asyncio.to_thread(projector.wait_for, "baker projector", 60)
+        api_env = {**env(b, "api"), "BAKER_BRAIN_URL": brain_url}
+        api = running.enter_context(started("api", env=api_env))
+        api_url = f"http://127.0.0.1:{await asyncio.to_thread(port_of, api)}"
+        async with httpx.AsyncClient(timeout=60) as client:
+            ids = await post_jobs(client, brain_url, 100)
+            victim = await leader_of(admin, EVENTS_STREAM)
+            cluster.kill(victim)
+            ids += await post_jobs(client, brain_url, 100)  # through the election
+            assert await leader_of(admin, EVENTS_STREAM) != victim
+
+            async def all_completed() -> bool:
+                for job_id in ids:
+                    got = await client.get(f"{api_url}/api/jobs/{job_id}")
+                    if got.status_code != 200 or got.json()["status"] != "completed":
+                        return False
+                return True
+
+            await until(all_completed, "baker api reads every job completed", timeout=120)
+        check = BakerProcess("verify", env=env(c, "verify"))
+        await asyncio.to_thread(check.wait_for, "read model matches the event log", 120)
+        assert await asyncio.to_thread(check.wait, 60) == 0
+        for proc in (api, projector, brain):
+            assert await asyncio.to_thread(proc.stop, signal.SIGTERM, 60) == 0, proc.lines
