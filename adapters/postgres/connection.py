@@ -13,14 +13,44 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.postgres.dialect import Staged, copy_statement, staged, to_postgres
+from adapters.readmodel.port import ReadModelUnavailable
 
 T = TypeVar("T")
 STAGE_FROM = 64  # rows: below this, pipelined statements cost less than a staging table
+
+
+def redacted(url: str) -> str:
+    """`url` without its password, for messages and lease names."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    netloc += f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def unreachable(url: str, exc: Exception) -> ReadModelUnavailable:
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return ReadModelUnavailable(f"the read model at {redacted(url)} is unreachable: {reason}")
+
+
+def connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise unreachable(url, exc) from None
+
+
+async def connect_async(url: str, **kwargs: Any) -> psycopg.AsyncConnection[Any]:
+    try:
+        return await psycopg.AsyncConnection.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        raise unreachable(url, exc) from None
 
 
 def search_path(schema: str) -> dict[str, Any]:
@@ -101,7 +131,7 @@ class PgWriter:
         self._db: PgWriteDb | None = None
 
     async def open(self) -> PgWriter:
-        conn = await self._call(lambda: psycopg.connect(self.url, **search_path(self.schema)))
+        conn = await self._call(lambda: connect(self.url, **search_path(self.schema)))
         self._db = PgWriteDb(conn)
         return self
 
@@ -200,6 +230,7 @@ class PgReader:
     which a swap repoints in one transaction (nothing to follow here)."""
 
     def __init__(self, url: str, schema: str, max_size: int = 4) -> None:
+        self._url, self._schema = url, schema
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             url, min_size=1, max_size=max_size, kwargs=search_path(schema), open=False
         )
@@ -210,6 +241,9 @@ class PgReader:
         if not self._opened:
             async with self._lock:
                 if not self._opened:
+                    # One plain connection first: a database that cannot be reached is named
+                    # at once, with the reason, instead of after the pool's 30 s of retries.
+                    await (await connect_async(self._url, **search_path(self._schema))).close()
                     await self._pool.open(wait=True)
                     self._opened = True
         return PgReadDb(self._pool)

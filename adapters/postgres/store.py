@@ -15,11 +15,18 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from adapters.postgres.connection import PgReadDb, PgReader, PgWriteDb, PgWriter, search_path
+from adapters.postgres.connection import (
+    PgReadDb,
+    PgReader,
+    PgWriteDb,
+    PgWriter,
+    connect_async,
+    redacted,
+    search_path,
+)
 from adapters.postgres.schema import COMPAT, PG_DDL
 from adapters.readmodel.port import ReadModelStore, StoreWriter
 from projections.schema import ALL_TABLES
@@ -39,15 +46,11 @@ class PgStore:
 
     @property
     def label(self) -> str:
-        parts = urlsplit(self.url)
-        host = parts.hostname or ""
-        netloc = f"{parts.username}@{host}" if parts.username else host
-        netloc += f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=netloc)) + f" (schema {self.prefix})"
+        return f"{redacted(self.url)} (schema {self.prefix})"
 
     async def _conn(self) -> psycopg.AsyncConnection[Any]:
         if self._meta is None or self._meta.closed:
-            self._meta = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
+            self._meta = await connect_async(self.url, autocommit=True)
         return self._meta
 
     async def initialise(self) -> None:
@@ -187,7 +190,7 @@ class PgStore:
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[ReadDb]:
-        conn = await psycopg.AsyncConnection.connect(self.url, **search_path(self.prefix))
+        conn = await connect_async(self.url, **search_path(self.prefix))
         try:
             await conn.set_autocommit(False)
             await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)

@@ -1,6 +1,6 @@
 """The read-model storage port and its SQLite implementation (PostgreSQL: `adapters.postgres`)."""
 
-from adapters.readmodel.port import Reader, ReadModelStore, StoreWriter
+from adapters.readmodel.port import Reader, ReadModelStore, ReadModelUnavailable, StoreWriter
 from adapters.readmodel.sqlite_store import SqliteStore
 
-__all__ = ["ReadModelStore", "Reader", "SqliteStore", "StoreWriter"]
+__all__ = ["ReadModelStore", "ReadModelUnavailable", "Reader", "SqliteStore", "StoreWriter"]

@@ -17,6 +17,11 @@ from projections.sql import ReadDb, WriteDb
 T = TypeVar("T")
 
 
+class ReadModelUnavailable(Exception):
+    """The read model's database cannot be reached; the message names it (never a password)
+    and says why."""
+
+
 class StoreWriter(Protocol):
     """A writing connection on a thread of its own: `run(fn)` calls `fn(db)` there."""
 

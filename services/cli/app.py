@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from adapters.nats.connector import NatsUnavailable
 from adapters.nats.server import NatsServerMissing, NatsServerTooOld
 from adapters.nats.streams import ProvisioningError
+from adapters.readmodel import ReadModelUnavailable
 from domain.ids import InvalidId
 from services.cli import (
     agent_cmd,
@@ -101,7 +102,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InvalidId, ConfigError) as exc:  # an id no command checked, a setting a daemon
         # checks as it starts (BAKER_COMMAND_RUN_AS): still the user's input
         return fail(str(exc), 2)
-    except (NatsUnavailable, ProvisioningError, NatsServerMissing, NatsServerTooOld) as exc:
+    except (
+        NatsUnavailable, ProvisioningError, NatsServerMissing, NatsServerTooOld,
+        ReadModelUnavailable,
+    ) as exc:  # fmt: skip
         return fail(str(exc))
 
 

@@ -74,3 +74,16 @@ async def test_rebuild_verify_and_as_of_through_the_cli_on_postgresql(
     one = await cli(nats_server, postgres_url, "job", "job-c3", "--json")
     assert one.returncode == 0 and json.loads(one.stdout)["status"] == "running", one.stdout
     await store.close()
+
+
+async def test_an_unreachable_postgresql_read_model_is_one_clear_line(
+    nats_server: NatsServerProcess,
+) -> None:
+    url = "postgresql://postgres:sekrit@127.0.0.1:1/nope"  # nothing listens on port 1
+    for args in (("jobs",), ("verify",)):
+        got = await cli(nats_server, url, *args)
+        said = " ".join((got.stdout + got.stderr).split())
+        assert got.returncode == 1, said
+        assert "the read model at postgresql://postgres@127.0.0.1:1/nope is unreachable" in said
+        assert "Connection refused" in said
+        assert "sekrit" not in said and "Traceback" not in said
