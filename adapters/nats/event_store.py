@@ -174,6 +174,7 @@ class JetStreamEventStore(EventStore):
             except TRANSIENT as exc:
                 if loop.time() >= deadline:
                     raise StoreUnavailable(f"{what}: no answer ({exc!r})") from exc
+                self.stats.retries += 1
                 await asyncio.sleep(0.2)
             except ConnectionClosed as exc:
                 raise StoreUnavailable(f"{what}: the NATS connection is closed") from exc
@@ -209,7 +210,9 @@ class JetStreamEventStore(EventStore):
         return _decode(seq, msg.headers.get("Nats-Subject", ""), msg.data)
 
     async def head_seq(self) -> int:
-        info = await jsapi.stream_info(self.client, self._stream)
+        """The stream's last sequence; asked again while the server does not answer (a
+        leader election on a cluster), up to `retry_for`."""
+        info = await self._read(self._stream, jsapi.stream_info, self.client, self._stream)
         return int(info["state"]["last_seq"])
 
     async def read_all(
@@ -313,7 +316,10 @@ class JetStreamEventStore(EventStore):
         return expected, None
 
     async def _exists(self, seq: int) -> bool:
-        return await jsapi.get_msg(self.client, self._stream, {"seq": seq}) is not None
+        found = await self._read(
+            self._stream, jsapi.get_msg, self.client, self._stream, {"seq": seq}
+        )
+        return found is not None
 
 
 async def _stored(

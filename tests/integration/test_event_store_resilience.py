@@ -80,3 +80,17 @@ async def test_a_retry_after_a_lost_ack_stores_one_copy(
     finally:
         await conn.close()
         await proxy.close()
+
+
+async def test_the_head_is_asked_again_until_the_server_answers(
+    nats_server: NatsServerProcess, provisioned: Client
+) -> None:
+    """A projector asks for the head as it starts and as it beats: during a restart, or a
+    leader election on a cluster, the question waits for an answer instead of failing."""
+    store = JetStreamEventStore(provisioned, request_timeout=0.5, retry_for=60)
+    await CommandExecutor(store).append("job", "job-head", [dispatched()], NEW)
+    nats_server.stop()
+    asking = asyncio.create_task(store.head_seq())
+    await until(lambda: store.stats.retries >= 1, "the store asked again")
+    nats_server.start()  # same port, same store dir
+    assert await asyncio.wait_for(asking, 60) == 1

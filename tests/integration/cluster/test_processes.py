@@ -95,4 +95,5 @@ async def test_separate_processes_on_a_cluster_and_postgresql_lose_nothing_when_
         await asyncio.to_thread(check.wait_for, "read model matches the event log", 120)
         assert await asyncio.to_thread(check.wait, 60) == 0
         for proc in (api, projector, brain):
-            assert await asyncio.to_thread(proc.stop, signal.SIGTERM, 60) == 0, proc.lines
+            code = await asyncio.to_thread(proc.stop, signal.SIGTERM, 60)
+            assert code == 0, "\n".join(proc.lines)
