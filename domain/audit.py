@@ -195,7 +195,7 @@ def _mislinked(
     if follows is not None:
         why = f"it follows the event at {unit} {follows.where}, which comes after it"
         return _break(chain, entry, "reordered", why)
-    if n + 1 < len(entries) and entries[n + 1].prev_hash == expected:
+    if n + 1 < len(entries) and _continues(entries[n + 1], expected, last_version):
         return _break(chain, entry, "inserted", "it is not the event the next one follows")
     earlier = {e.hash: e for e in entries[:n] if e.hash}
     twin = earlier.get(entry.prev_hash or "")
@@ -209,6 +209,16 @@ def _mislinked(
     if entry.prev_hash:
         return _break(chain, entry, "inserted", "it follows an event that is not there")
     return _break(chain, entry, "inserted", "it starts a chain again after hashed events")
+
+
+def _continues(entry: _Entry, expected: str | None, last_version: int | None) -> bool:
+    """Whether `entry` follows on from where its chain stood before the event just checked:
+    it names that hash, or, where no hashed event came yet, it is the next event stored
+    before the chain existed (unhashed, the next version)."""
+    if entry.prev_hash == expected:
+        return True
+    unhashed = entry.hash is None and entry.prev_hash is None
+    return unhashed and expected == "" and entry.version == (last_version or 0) + 1
 
 
 def _break(chain: Chain, entry: _Entry, kind: BreakKind, detail: str) -> Break:

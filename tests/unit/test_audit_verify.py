@@ -179,6 +179,17 @@ def _other(value: Any) -> Any:
     return "x"
 
 
+def test_a_forged_event_put_before_the_first_events_of_its_aggregate_is_inserted() -> None:
+    """Its aggregate began before the chain (an unhashed first event): the events after the
+    forged one still make its chain, so it is the inserted one, not a gap (found by the
+    property test below)."""
+    lines = list(export())
+    old = [i for i, d in enumerate(docs()) if d["aggregateId"] == "job-old" and "hash" in d]
+    lines.insert(0, forge(orjson.loads(lines[old[0]]), "ab" * 32))
+    first = check(lines).first_break
+    assert first is not None and (first.where, first.kind) == (1, "inserted"), first
+
+
 @st.composite
 def mutated(draw: st.DrawFn) -> tuple[list[bytes], int, str]:
     """A valid export with one mutation, the 1-based line of the event that must be named,
