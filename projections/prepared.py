@@ -18,6 +18,7 @@ from typing import Any
 
 from projections.engine import Bad, BatchResult, Item, apply_items, read_checkpoints
 from projections.row_cache import RowCache
+from projections.sql import WriteDb
 
 
 class NeedsRead(Exception):
@@ -78,7 +79,7 @@ def prepare_batch(
     return PreparedBatch(dict(after), rows.epoch, recorder.calls, result)
 
 
-def write_prepared(db: Any, prepared: PreparedBatch, cache: RowCache) -> BatchResult | None:
+def write_prepared(db: WriteDb, prepared: PreparedBatch, cache: RowCache) -> BatchResult | None:
     """Write a prepared batch in one transaction; None (nothing written) if the database or
     the cache moved on since it was folded."""
     if prepared.epoch != cache.epoch:

@@ -57,9 +57,10 @@ _SLOTS = ("event_id", "aggregate", "aggregate_id", "version", "occurred_at", "da
           "causation_id", "generation", "prev_hash", "hash")  # fmt: skip
 if tuple(f.name for f in fields(Envelope)) != _SLOTS:  # pragma: no cover - a new field
     raise RuntimeError("Envelope's fields changed: update domain.events.chain._SLOTS")
-_SET = {name: Envelope.__dict__[name].__set__ for name in _SLOTS}
 (_event_id, _aggregate, _aggregate_id, _version, _occurred_at, _data, _trace_id,
- _causation_id, _generation, _prev_hash, _hash) = (_SET[n] for n in _SLOTS)  # fmt: skip
+ _causation_id, _generation, _prev_hash, _hash) = (
+    Envelope.__dict__[name].__set__ for name in _SLOTS
+)  # fmt: skip
 
 
 def _chained(env: Envelope, prev_hash: str, digest: str) -> Envelope:

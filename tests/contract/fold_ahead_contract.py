@@ -5,12 +5,11 @@ from the database, is never written as folded: it goes the ordinary way."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
-from adapters.readmodel import ReadModelStore, SqliteStore
-from projections.engine import apply_batch
+from adapters.readmodel import ReadModelStore, SqliteStore, StoreWriter
+from projections.engine import BatchResult, apply_batch
 from projections.prepared import prepare_batch, write_prepared
 from projections.row_cache import RowCache
 from projections.schema import PROJECTIONS
@@ -21,6 +20,7 @@ from tests.contract.readmodel_contract import (
     answers,
     apply_in_batches,
     event_log,
+    run_to_the_end,
     stored_events,
 )
 
@@ -35,14 +35,13 @@ async def reference_answers(tmp_path: Path) -> dict[str, Any]:
     return found
 
 
-async def run_to_the_end(projector: Projector) -> Projector:
-    await projector.open()
-    stop = asyncio.Event()
-    running = asyncio.create_task(projector.run(stop))
-    assert await projector.wait_for(len(SCENARIO), 30)
-    stop.set()
-    await running
-    return projector
+async def first_batch(
+    rm: ReadModelStore, writer: StoreWriter, items: list[Any], cache: RowCache
+) -> BatchResult:
+    """`items` applied the ordinary way to an empty read model, filling `cache`."""
+    await writer.run(lambda db: _prepare(rm, db))
+    start = dict.fromkeys(PROJECTIONS, 0)
+    return await writer.run(lambda db: apply_batch(db, items, start, cache=cache))
 
 
 class FoldAheadContract:
@@ -74,9 +73,7 @@ class FoldAheadContract:
         cache = RowCache()
         writer = await rm.open_writer()
         try:
-            await writer.run(lambda db: _prepare(rm, db))
-            start = dict.fromkeys(PROJECTIONS, 0)
-            first = await writer.run(lambda db: apply_batch(db, items[:8], start, cache=cache))
+            first = await first_batch(rm, writer, items[:8], cache)
             ahead = prepare_batch(items[8:16], first.checkpoints, cache)
             assert ahead is not None and ahead.result.checkpoints == dict.fromkeys(PROJECTIONS, 16)
             # Another projector applies events 9-12 first.
@@ -97,9 +94,7 @@ class FoldAheadContract:
         cache = RowCache()
         writer = await rm.open_writer()
         try:
-            await writer.run(lambda db: _prepare(rm, db))
-            start = dict.fromkeys(PROJECTIONS, 0)
-            first = await writer.run(lambda db: apply_batch(db, items[:4], start, cache=cache))
+            first = await first_batch(rm, writer, items[:4], cache)
         finally:
             await writer.close()
         assert prepare_batch(items[4:8], first.checkpoints, cache) is not None

@@ -165,6 +165,17 @@ def folded_up_to(seq: int) -> dict[str, JobRow]:
     return rows
 
 
+async def run_to_the_end(projector: Projector) -> Projector:
+    """Run `projector` until the whole scenario is applied, then stop it."""
+    await projector.open()
+    stop = asyncio.Event()
+    running = asyncio.create_task(projector.run(stop))
+    assert await projector.wait_for(len(SCENARIO), 30)
+    stop.set()
+    await running
+    return projector
+
+
 class ReadModelContract:
     """Subclasses provide the fixture `rm`: an initialised, empty `ReadModelStore`."""
 
@@ -221,14 +232,7 @@ class ReadModelContract:
         assert mine["dead"][0]["seq"] == 13
 
     async def test_the_projector_folds_the_log_through_the_store(self, rm: ReadModelStore) -> None:
-        log = await event_log()
-        projector = Projector(log, rm)
-        await projector.open()
-        stop = asyncio.Event()
-        running = asyncio.create_task(projector.run(stop))
-        assert await projector.wait_for(len(SCENARIO), 30)
-        stop.set()
-        await running
+        await run_to_the_end(Projector(await event_log(), rm))
         async with rm.snapshot() as db:
             assert (await queries.checkpoints(db)) == dict.fromkeys(PROJECTIONS, len(SCENARIO))
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 BAKER = shutil.which("baker", path=str(Path(sys.executable).parent)) or "baker"
@@ -82,3 +86,21 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@contextmanager
+def started(*args: str, env: dict[str, str]) -> Iterator[BakerProcess]:
+    """`baker ARGS` for the length of a `with`; SIGKILLed at its end if still running."""
+    proc = BakerProcess(*args, env=env)
+    try:
+        yield proc
+    finally:
+        if proc.proc.poll() is None:
+            proc.stop(signal.SIGKILL)
+
+
+def port_of(proc: BakerProcess) -> int:
+    """The port a daemon says it serves its API on."""
+    found = re.search(r"on port (\d+)", proc.wait_for("on port", 60))
+    assert found is not None
+    return int(found.group(1))

@@ -5,10 +5,7 @@ to a mid-range sequence, `job` reads one job."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
 
 import psycopg
 
@@ -18,20 +15,11 @@ from adapters.nats.server import NatsServerProcess
 from domain.commands import DispatchJob, RecordStatus
 from domain.specs import parse_job_spec
 from services.executor import CommandExecutor
-from tests.e2e.procs import BAKER
+from tests.integration.test_readmodel_cli import cli
 from tests.support.postgres import postgres_url
 
 __all__ = ["postgres_url"]
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
-
-
-async def cli(server: NatsServerProcess, url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {"BAKER_NATS_URL": server.url, "BAKER_DB": url, "BAKER_LOG_LEVEL": "WARNING"}
-    return await asyncio.to_thread(
-        subprocess.run,  # our own CLI, no shell
-        [BAKER, *args], capture_output=True, text=True, timeout=120, check=False,
-        env={**os.environ, **env},
-    )  # fmt: skip
 
 
 async def test_rebuild_verify_and_as_of_through_the_cli_on_postgresql(

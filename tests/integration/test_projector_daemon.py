@@ -25,6 +25,7 @@ from services.projector import Projector
 from services.rebuild import rebuild, verify
 from tests.e2e.procs import BakerProcess
 from tests.polling import until_sync
+from tests.support.read_models import sqlite_checkpoint
 
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
@@ -56,17 +57,6 @@ async def run_jobs(
     return await store.head_seq()
 
 
-def checkpoint(db_path: Path) -> int:
-    if not db_path.exists():
-        return 0
-    with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True) as conn:
-        try:
-            rows = conn.execute("SELECT min(last_seq) FROM checkpoints").fetchone()
-        except sqlite3.OperationalError:
-            return 0
-    return int(rows[0] or 0)
-
-
 def env_for(server: NatsServerProcess, db: Path) -> dict[str, str]:
     return {"BAKER_NATS_URL": server.url, "BAKER_DB": str(db), "BAKER_LOG_LEVEL": "WARNING"}
 
@@ -77,11 +67,13 @@ async def test_a_killed_projector_resumes_exactly_and_verify_passes(
     db = tmp_path / "readmodel.db"
     head = await run_jobs(store, "job-k", 1500)
     first = BakerProcess("projector", env=env_for(nats_server, db))
-    until_sync(lambda: checkpoint(db) > 0, "the projector process applied events", timeout=60)
+    until_sync(
+        lambda: sqlite_checkpoint(db) > 0, "the projector process applied events", timeout=60
+    )
     first.stop(signal.SIGKILL)  # mid-stream, no chance to finish anything
-    assert checkpoint(db) < head
+    assert sqlite_checkpoint(db) < head
     second = BakerProcess("projector", env=env_for(nats_server, db))
-    until_sync(lambda: checkpoint(db) == head, "the projector caught up", timeout=60)
+    until_sync(lambda: sqlite_checkpoint(db) == head, "the projector caught up", timeout=60)
     assert second.stop(signal.SIGTERM) == 0
     check = BakerProcess("verify", env=env_for(nats_server, db))
     check.wait_for("read model matches the event log")

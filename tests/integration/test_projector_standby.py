@@ -12,8 +12,8 @@ import json
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from adapters.nats.event_store import JetStreamEventStore
 from adapters.nats.server import NatsServerProcess
 from projections import queries
 from services.heartbeat import HEALTH_SUBJECT
-from tests.e2e.procs import BakerProcess
+from tests.e2e.procs import BakerProcess, started
 from tests.integration.test_projector_daemon import run_jobs
 from tests.polling import until
 from tests.support.postgres import postgres_url
@@ -49,18 +49,14 @@ async def beats(raw_nc: NATS) -> AsyncIterator[list[dict[str, Any]]]:
     await sub.unsubscribe()
 
 
-@contextmanager
-def projector(server: NatsServerProcess, db: ReadModel, data: Path) -> Iterator[BakerProcess]:
+def projector(
+    server: NatsServerProcess, db: ReadModel, data: Path
+) -> AbstractContextManager[BakerProcess]:
     env = {
         "BAKER_NATS_URL": server.url, "BAKER_DB": db.location, "BAKER_DATA_DIR": str(data),
         "BAKER_HEARTBEAT_SECONDS": "0.2", "BAKER_LOG_LEVEL": "WARNING",
     }  # fmt: skip
-    proc = BakerProcess("projector", env=env)
-    try:
-        yield proc
-    finally:
-        if proc.proc.poll() is None:
-            proc.stop(signal.SIGKILL)
+    return started("projector", env=env)
 
 
 def instance_of(proc: BakerProcess) -> str:

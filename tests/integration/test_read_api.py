@@ -6,37 +6,19 @@ refused naming the Brain."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
 
 from adapters.nats.server import NatsServerProcess
-from tests.e2e.procs import BakerProcess
+from tests.e2e.procs import port_of, started
 from tests.polling import until
 from tests.support.postgres import postgres_url
 from tests.support.read_models import ReadModel, read_model
 
 __all__ = ["postgres_url", "read_model"]
-
-
-@contextmanager
-def started(*args: str, env: dict[str, str]) -> Iterator[BakerProcess]:
-    proc = BakerProcess(*args, env=env)
-    try:
-        yield proc
-    finally:
-        if proc.proc.poll() is None:
-            proc.stop(signal.SIGKILL)
-
-
-def port_of(proc: BakerProcess) -> int:
-    found = re.search(r"on port (\d+)", proc.wait_for("on port", 60))
-    assert found is not None
-    return int(found.group(1))
 
 
 async def test_a_job_dispatched_through_the_brain_is_read_through_baker_api(

@@ -26,7 +26,10 @@ from tests.e2e.procs import BAKER
 SPEC = parse_job_spec({"type": "command", "payload": {"command": "echo hi"}})
 
 
-def baker(server: NatsServerProcess, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def baker(
+    server: NatsServerProcess, db: Path | str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`baker ARGS` against `server` with the read model `db` (a SQLite file or a URL)."""
     env = {"BAKER_NATS_URL": server.url, "BAKER_DB": str(db), "BAKER_LOG_LEVEL": "WARNING"}
     return subprocess.run(  # our own CLI, no shell
         [BAKER, *args], capture_output=True, text=True, timeout=120, check=False,
@@ -34,7 +37,9 @@ def baker(server: NatsServerProcess, db: Path, *args: str) -> subprocess.Complet
     )  # fmt: skip
 
 
-async def cli(server: NatsServerProcess, db: Path, *args: str) -> subprocess.CompletedProcess[str]:
+async def cli(
+    server: NatsServerProcess, db: Path | str, *args: str
+) -> subprocess.CompletedProcess[str]:
     return await asyncio.to_thread(baker, server, db, *args)
 
 

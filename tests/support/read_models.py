@@ -25,7 +25,7 @@ class ReadModel:
     def checkpoint(self) -> int:
         """The lowest projection checkpoint now (0 before the read model exists)."""
         if self.kind == "sqlite":
-            return _sqlite_checkpoint(Path(self.location))
+            return sqlite_checkpoint(Path(self.location))
         with psycopg.connect(self.location, autocommit=True) as conn:
             found = conn.execute("SELECT to_regclass('baker.checkpoints') IS NOT NULL")
             if not (row := found.fetchone()) or not row[0]:
@@ -39,7 +39,8 @@ class ReadModel:
         return PgStore(self.location)
 
 
-def _sqlite_checkpoint(path: Path) -> int:
+def sqlite_checkpoint(path: Path) -> int:
+    """The lowest projection checkpoint of a SQLite read model (0 before it exists)."""
     if not path.exists():
         return 0
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:

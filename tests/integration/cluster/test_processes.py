@@ -8,10 +8,8 @@ that read model equal to a rebuild from the log."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -20,7 +18,7 @@ import pytest
 from adapters.nats.client import Client
 from adapters.nats.cluster import LocalCluster
 from adapters.nats.streams import EVENTS_STREAM
-from tests.e2e.procs import BakerProcess
+from tests.e2e.procs import BakerProcess, port_of, started
 from tests.integration.cluster.conftest import leader_of
 from tests.polling import until
 from tests.support.postgres import postgres_url
@@ -28,22 +26,6 @@ from tests.support.postgres import postgres_url
 pytestmark = pytest.mark.cluster
 __all__ = ["postgres_url"]
 JOB = {"type": "command", "payload": {"command": "echo hi"}}
-
-
-@contextmanager
-def started(*args: str, env: dict[str, str]) -> Iterator[BakerProcess]:
-    proc = BakerProcess(*args, env=env)
-    try:
-        yield proc
-    finally:
-        if proc.proc.poll() is None:
-            proc.stop(signal.SIGKILL)
-
-
-def port_of(proc: BakerProcess) -> int:
-    found = re.search(r"on port (\d+)", proc.wait_for("on port", 60))
-    assert found is not None
-    return int(found.group(1))
 
 
 async def post_jobs(client: httpx.AsyncClient, url: str, count: int) -> list[str]:
