@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from adapters.eventstore import StoredEvent
+from adapters.eventstore import History, StoredEvent
 from domain import lifecycle
 from domain.events import to_document
 from domain.wire import WireError
@@ -73,13 +73,18 @@ async def open_job_stream(
 ) -> AsyncIterator[bytes] | None:
     """The stream for one job, or None when the job does not exist."""
     bus: EventBus = ctx.bus
-    queue = bus.subscribe(job_id)  # before reading the history: nothing falls in between
-    output = await _follow_output(ctx, job_id, queue)
-    history = await ctx.store.load("job", job_id)
+    queue = await bus.subscribe(job_id)  # before reading the history: nothing falls between
+    output: Subscription | None = None
+    history: History | None = None
+    try:
+        output = await _follow_output(ctx, job_id, queue)
+        history = await ctx.store.load("job", job_id)
+    finally:
+        if history is None or not history.exists:  # an error, or no such job
+            bus.unsubscribe(job_id, queue)
+            if output is not None:
+                await output.unsubscribe()
     if not history.exists:
-        bus.unsubscribe(job_id, queue)
-        if output is not None:
-            await output.unsubscribe()
         return None
     return _job_stream(ctx, bus, queue, job_id, history.events, after_version, output)
 
@@ -145,7 +150,7 @@ async def follow_all(
     """Every event stored from now on (of one aggregate kind when given), with keep-alives;
     with `after_seq` (a `Last-Event-ID`) the events since then are replayed first."""
     bus: EventBus = ctx.bus
-    queue = bus.subscribe(ALL)
+    queue = await bus.subscribe(ALL)
     last = after_seq
     try:
         yield b": connected\n\n"

@@ -99,7 +99,6 @@ async def start_api_process(
             if task.done() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
         await asyncio.sleep(0.01)  # uvicorn offers no event for "listening"
-    await ctx.bus.started.wait()
     return proc
 
 

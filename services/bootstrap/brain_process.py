@@ -175,7 +175,6 @@ async def start_brain_process(
         if any(t.done() for t in proc.tasks):
             await _raise_first(proc.tasks)
         await asyncio.sleep(0.01)  # uvicorn offers no event for "listening"
-    await bus.started.wait()
     return proc
 
 
