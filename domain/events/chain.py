@@ -17,7 +17,6 @@ so the write path serialises once and hashes what it serialised.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import fields
 
 import orjson
 
@@ -40,40 +39,22 @@ def document_hash(doc: JsonDict) -> str:
 
 
 def seal(env: Envelope, prev_hash: str) -> tuple[Envelope, bytes]:
-    """`env` as the next event of its aggregate's chain after `prev_hash` ("" if none), and
-    its stored bytes (the members `encode_event` writes, with `prevHash`)."""
+    """`env` sealed as the next event of its aggregate's chain after `prev_hash` ("" if none),
+    and its stored bytes (the members `encode_event` writes, with `prevHash`).
+
+    `env` is the envelope being appended: its two chain slots are written in place, through
+    the slots' own setters, rather than copied into a new envelope (the copy cost more than
+    the hash itself, on every append). Sealing it again (a retried append after a conflict)
+    overwrites both."""
     doc = envelope_head(env)
     doc["data"] = env.data.model_dump(mode="json", by_alias=True, exclude_none=True)
     doc["prevHash"] = prev_hash
     body = orjson.dumps(doc, option=_SORTED)
     digest = hashlib.sha256(body).hexdigest()
-    return _chained(env, prev_hash, digest), body[:-1] + b',"hash":"' + digest.encode() + b'"}'
+    _set_prev_hash(env, prev_hash)
+    _set_hash(env, digest)
+    return env, b"".join((body[:-1], b',"hash":"', digest.encode(), b'"}'))
 
 
-# `env` with its place in the chain, written slot by slot through the slots' own setters:
-# the frozen dataclass's `__init__` (an `object.__setattr__` call per field) cost more than
-# the hash itself, on every append.
-_SLOTS = ("event_id", "aggregate", "aggregate_id", "version", "occurred_at", "data", "trace_id",
-          "causation_id", "generation", "prev_hash", "hash")  # fmt: skip
-if tuple(f.name for f in fields(Envelope)) != _SLOTS:  # pragma: no cover - a new field
-    raise RuntimeError("Envelope's fields changed: update domain.events.chain._SLOTS")
-(_event_id, _aggregate, _aggregate_id, _version, _occurred_at, _data, _trace_id,
- _causation_id, _generation, _prev_hash, _hash) = (
-    Envelope.__dict__[name].__set__ for name in _SLOTS
-)  # fmt: skip
-
-
-def _chained(env: Envelope, prev_hash: str, digest: str) -> Envelope:
-    sealed: Envelope = object.__new__(Envelope)
-    _event_id(sealed, env.event_id)
-    _aggregate(sealed, env.aggregate)
-    _aggregate_id(sealed, env.aggregate_id)
-    _version(sealed, env.version)
-    _occurred_at(sealed, env.occurred_at)
-    _data(sealed, env.data)
-    _trace_id(sealed, env.trace_id)
-    _causation_id(sealed, env.causation_id)
-    _generation(sealed, env.generation)
-    _prev_hash(sealed, prev_hash)
-    _hash(sealed, digest)
-    return sealed
+_set_prev_hash = Envelope.__dict__["prev_hash"].__set__
+_set_hash = Envelope.__dict__["hash"].__set__

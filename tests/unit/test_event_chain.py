@@ -84,3 +84,12 @@ def test_the_sealed_envelope_is_the_given_one_with_its_chain_fields(
     assert sealed.hash is not None and len(sealed.hash) == 64
     with pytest.raises(FrozenInstanceError):
         sealed.hash = "x"  # type: ignore[misc]
+
+
+def test_sealing_again_after_a_conflict_rewrites_both_chain_fields() -> None:
+    env = envelope()
+    seal(env, "a" * 64)  # an append refused: the aggregate had moved on
+    sealed, raw = seal(env, "b" * 64)
+    doc = orjson.loads(raw)
+    assert sealed.prev_hash == doc["prevHash"] == "b" * 64
+    assert sealed.hash == doc["hash"] == document_hash(doc)
