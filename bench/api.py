@@ -33,8 +33,16 @@ from typing import Any
 import httpx
 import nats
 
-from bench.common import machine, markdown_table, median, private_nats_server, progress, save
-from bench.pipeline import Ours, _burst, _stop_all, percentile
+from bench.common import (
+    CpuMeter,
+    machine,
+    markdown_table,
+    median,
+    private_nats_server,
+    progress,
+    save,
+)
+from bench.pipeline import Ours, _burst, _cpu_columns, _stop_all, percentile
 
 BIN = Path(sys.executable).parent
 JOB = {"type": "command", "payload": {"command": "echo hi"}}
@@ -65,6 +73,14 @@ class OverHttp:
             for _ in range(2)
         ]  # fmt: skip
         self._stack.callback(_stop_all, [*workers, up], 60)
+        assert server.pid is not None
+        self.meter = CpuMeter({
+            "clients": [(os.getpid(), "self")],  # the httpx clients and the completion watch
+            "baker_up": [(up.pid, "self")],
+            "workers": [(w.pid, "self") for w in workers],
+            "commands": [(w.pid, "children") for w in workers],
+            "broker": [(server.pid, "self")],
+        })  # fmt: skip
         self.url = await asyncio.to_thread(_dashboard_url, up)
         # Each client its own: 32 programs calling the API. (One AsyncClient shared by 32
         # tasks spends ~5x the CPU per request in its connection pool.)
@@ -137,7 +153,10 @@ class OverHttp:
         return lat, jobs / posted, jobs / (time.perf_counter() - start)
 
     async def concurrent(self, jobs: int) -> None:
+        self.meter.start()
         lat, posts_per_s, jobs_per_s = await self._burst(jobs)
+        self.meter.stop()
+        _cpu_columns(self.out, self.meter.per(jobs))
         self._add("conc_post_p50_ms", percentile(lat, 0.5) * 1000)
         self._add("conc_post_p99_ms", percentile(lat, 0.99) * 1000)
         self._add("conc_posts_per_s", posts_per_s)
@@ -168,16 +187,20 @@ async def run(rounds: int = 5, jobs: int = 1000, sequential: int = 300) -> dict[
                     await http.sequential(sequential)
                     await http.concurrent(jobs)
                     progress(f"round {r + 1}/{rounds}: in-process")
+                    inproc.meter.start()
                     burst = await _burst(inproc.brain, inproc.done, jobs)
+                    inproc.meter.stop()
                     inproc.out["throughput"].append(burst)
+                    _cpu_columns(inproc.out, inproc.meter.per(jobs))
             finally:  # before its server stops
                 await http.close()
     med = {k: median(v) for k, v in http.out.items()}
     med["inproc_jobs_per_s"] = median(inproc.out["throughput"])
+    inproc_cpu = {k: median(v) for k, v in inproc.out.items() if k.startswith("cpu_ms_")}
     doc: dict[str, Any] = {
         "bench": "api", "machine": machine(), "rounds": rounds, "jobs": jobs,
         "sequential": sequential, "clients": CLIENTS, "http": http.out,
-        "inproc": inproc.out["throughput"], "median": med,
+        "inproc": inproc.out["throughput"], "median": med, "inproc_cpu": inproc_cpu,
         "ratio": med["conc_jobs_per_s"] / med["inproc_jobs_per_s"],
         "targets": {"seq_post_p50_ms": 3.0, "ratio": 0.6, "seq_reads_missed": 0},
     }  # fmt: skip
@@ -198,7 +221,18 @@ def report(doc: dict[str, Any]) -> str:
     ]  # fmt: skip
     table = markdown_table(rows, ("dispatch", "rate", "POST p50", "POST p99"))
     return (
-        f"{table}\n\nRead-your-writes: a GET of the job right after its POST answered 404 "
+        f"{table}\n\n{_cpu_line(doc)}\n\n"
+        "Read-your-writes: a GET of the job right after its POST answered 404 "
         f"{m['seq_reads_missed']:.0f} times in {doc['sequential']} (target 0); that GET's "
         f"p50 {m['seq_get_p50_ms']:.1f} ms. Medians of {doc['rounds']} rounds."
     )
+
+
+def _cpu_line(doc: dict[str, Any]) -> str:
+    """CPU per job of each part, medians over the rounds (the in-process side has no HTTP
+    clients, API or projector: its Brain is the bench process)."""
+    m, inproc = doc["median"], doc.get("inproc_cpu", {})
+    parts = ("clients", "baker_up", "workers", "commands", "broker", "total")
+    over = ", ".join(f"{p} {m[f'cpu_ms_{p}']:.2f}" for p in parts if f"cpu_ms_{p}" in m)
+    inside = ", ".join(f"{p.removeprefix('cpu_ms_')} {v:.2f}" for p, v in inproc.items())
+    return f"CPU ms per job over HTTP: {over}. In-process: {inside}."
