@@ -50,13 +50,15 @@ async def test_separate_processes_on_a_cluster_and_postgresql_lose_nothing_when_
         }  # fmt: skip
 
     with ExitStack() as running:
-        brain = running.enter_context(started("brain", env=env(a, "brain")))
+        procs: dict[str, BakerProcess] = {}
+        brain = procs["brain"] = running.enter_context(started("brain", env=env(a, "brain")))
         brain_url = f"http://127.0.0.1:{await asyncio.to_thread(port_of, brain)}"
-        running.enter_context(started("worker", env=env(b, "worker")))
+        procs["worker"] = running.enter_context(started("worker", env=env(b, "worker")))
         projector = running.enter_context(started("projector", env=env(c, "projector")))
+        procs["projector"] = projector
         await asyncio.to_thread(projector.wait_for, "baker projector", 60)
         api_env = {**env(b, "api"), "BAKER_BRAIN_URL": brain_url}
-        api = running.enter_context(started("api", env=api_env))
+        api = procs["api"] = running.enter_context(started("api", env=api_env))
         api_url = f"http://127.0.0.1:{await asyncio.to_thread(port_of, api)}"
         async with httpx.AsyncClient(timeout=60) as client:
             ids = await post_jobs(client, brain_url, 100)
@@ -65,17 +67,33 @@ async def test_separate_processes_on_a_cluster_and_postgresql_lose_nothing_when_
             ids += await post_jobs(client, brain_url, 100)  # through the election
             assert await leader_of(admin, EVENTS_STREAM) != victim
 
+            pending: dict[str, str] = {}
+
             async def all_completed() -> bool:
                 for job_id in ids:
                     got = await client.get(f"{api_url}/api/jobs/{job_id}")
                     if got.status_code != 200 or got.json()["status"] != "completed":
+                        pending[job_id] = f"{got.status_code} {got.text[:300]}"
                         return False
+                    pending.pop(job_id, None)
                 return True
 
-            await until(all_completed, "baker api reads every job completed", timeout=120)
+            try:
+                await until(all_completed, "baker api reads every job completed", timeout=120)
+            except AssertionError as failed:  # what each part was doing, for a rare failure
+                raise AssertionError(
+                    f"{failed}\nnot completed: {pending}\n{_outputs(procs)}"
+                ) from None
         check = BakerProcess("verify", env=env(c, "verify"))
         await asyncio.to_thread(check.wait_for, "read model matches the event log", 120)
         assert await asyncio.to_thread(check.wait, 60) == 0
         for proc in (api, projector, brain):
             code = await asyncio.to_thread(proc.stop, signal.SIGTERM, 60)
             assert code == 0, "\n".join(proc.lines)
+
+
+def _outputs(procs: dict[str, BakerProcess]) -> str:
+    return "\n".join(
+        f"--- {name} (exit {proc.proc.poll()}):\n" + "\n".join(proc.lines[-40:])
+        for name, proc in procs.items()
+    )
