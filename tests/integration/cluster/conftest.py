@@ -3,6 +3,7 @@ and what the HA tests ask it: a stream's leader, whether a node's replica has ca
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -70,3 +71,19 @@ async def caught_up(nc: Client, stream: str, node: str) -> dict[str, Any] | None
         if peer.get("name") == node and peer.get("current") and not peer.get("lag"):
             return info
     return None
+
+
+async def lead_on(nc: Client, stream: str, node: str) -> None:
+    """Move the stream's leadership to `node` (a step-down that prefers it, asked again until
+    the new leader is `node`)."""
+
+    async def leads() -> bool:
+        if await leader_of(nc, stream) == node:
+            return True
+        with contextlib.suppress(NatsError):  # an election still running: ask again
+            await jsapi.api(
+                nc, f"STREAM.LEADER.STEPDOWN.{stream}", {"placement": {"preferred": node}}
+            )
+        return False
+
+    await until(leads, f"{node} leading {stream}", timeout=60, every=0.5)

@@ -3,7 +3,10 @@ real PostgreSQL and a `baker api`, each a `baker` process of its own on a real 3
 (`BAKER_NATS_URL` listing every node, each process starting from another, `BAKER_REPLICAS=3`).
 The `BAKER_EVENTS` leader is SIGKILLed while jobs POSTed to the Brain run: every job completes,
 `baker api` reads each one completed from the PostgreSQL read model, and `baker verify` finds
-that read model equal to a rebuild from the log."""
+that read model equal to a rebuild from the log. Twice: with the leaders where the cluster put
+them, and with the leaders of the event log, the job queue and the Brain's lease all on the
+Brain's own server, which is the one killed (the Brain reconnects, keeps its lease and goes
+on)."""
 
 from __future__ import annotations
 
@@ -17,9 +20,9 @@ import pytest
 
 from adapters.nats.client import Client
 from adapters.nats.cluster import LocalCluster
-from adapters.nats.streams import EVENTS_STREAM
+from adapters.nats.streams import EVENTS_STREAM, JOBS_STREAM, LEADER_STREAM
 from tests.e2e.procs import BakerProcess, port_of, started
-from tests.integration.cluster.conftest import leader_of
+from tests.integration.cluster.conftest import lead_on, leader_of
 from tests.polling import until
 from tests.support.postgres import postgres_url
 
@@ -37,8 +40,9 @@ async def post_jobs(client: httpx.AsyncClient, url: str, count: int) -> list[str
     return ids
 
 
+@pytest.mark.parametrize("leaders", ["anywhere", "on the brain's server"])
 async def test_separate_processes_on_a_cluster_and_postgresql_lose_nothing_when_a_node_dies(
-    cluster: LocalCluster, admin: Client, postgres_url: str, tmp_path: Path
+    cluster: LocalCluster, admin: Client, postgres_url: str, tmp_path: Path, leaders: str
 ) -> None:
     a, b, c = cluster.names
 
@@ -62,7 +66,11 @@ async def test_separate_processes_on_a_cluster_and_postgresql_lose_nothing_when_
         api_url = f"http://127.0.0.1:{await asyncio.to_thread(port_of, api)}"
         async with httpx.AsyncClient(timeout=60) as client:
             ids = await post_jobs(client, brain_url, 100)
+            if leaders != "anywhere":
+                for stream in (EVENTS_STREAM, JOBS_STREAM, LEADER_STREAM):
+                    await lead_on(admin, stream, a)
             victim = await leader_of(admin, EVENTS_STREAM)
+            assert leaders == "anywhere" or victim == a
             cluster.kill(victim)
             ids += await post_jobs(client, brain_url, 100)  # through the election
             assert await leader_of(admin, EVENTS_STREAM) != victim
