@@ -42,14 +42,16 @@ from tests.fakes.clock import FakeClock
 from tests.polling import until
 
 SCRIPT = {"mode": "script", "timeoutSeconds": 60}
+# Written to a side file and renamed into place: a test that sees the file sees all of it.
 DUMP = (
-    "import json, os, resource, sys; open(sys.argv[1] + '/' + os.environ['TASK_ID'], 'w')"
-    ".write(json.dumps({'env': dict(os.environ), 'cwd': os.getcwd(),"
+    "import json, os, resource, sys; path = sys.argv[1] + '/' + os.environ['TASK_ID']; "
+    "part = open(path + '.part', 'w'); part.write(json.dumps({'env': dict(os.environ),"
+    " 'cwd': os.getcwd(),"
     " 'nofile': resource.getrlimit(resource.RLIMIT_NOFILE)[0], 'uid': os.getuid(),"
     " 'euid': os.geteuid(), 'gid': os.getgid(), 'groups': os.getgroups(),"
     " 'cwd_stat': [os.stat('.').st_uid, oct(os.stat('.').st_mode & 0o777)],"
     " 'caps': [line.split()[1] for line in open('/proc/self/status')"
-    " if line.startswith('CapEff')][0]}))"
+    " if line.startswith('CapEff')][0]})); part.close(); os.replace(path + '.part', path)"
 )
 
 
