@@ -18,6 +18,7 @@ import asyncio
 import os
 import re
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -29,8 +30,11 @@ import aiosqlite
 from projections.schema import DDL
 
 T = TypeVar("T")
+WAL = "PRAGMA journal_mode=WAL"
+SWITCH_WAIT = 5.0  # seconds, as long as SQLite's own busy timeout here
+SWITCH_RETRY = 0.01
 PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
+    WAL,
     "PRAGMA synchronous=NORMAL",  # with WAL: a crash loses no committed transaction
     "PRAGMA busy_timeout=5000",
     "PRAGMA foreign_keys=OFF",
@@ -40,8 +44,16 @@ PRAGMAS = (
 async def open_db(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
     """A connection in autocommit mode (transactions are explicit) with our pragmas."""
     db = await aiosqlite.connect(_uri(path, readonly), uri=readonly, isolation_level=None)
+    deadline = time.monotonic() + SWITCH_WAIT
     for pragma in PRAGMAS if not readonly else PRAGMAS[2:]:
-        await db.execute(pragma)
+        while True:
+            try:
+                await db.execute(pragma)
+                break
+            except sqlite3.OperationalError as exc:
+                if not _switch_refused(pragma, exc, deadline):
+                    raise
+                await asyncio.sleep(SWITCH_RETRY)
     return db
 
 
@@ -54,9 +66,25 @@ def connect_writer(path: Path) -> sqlite3.Connection:
     """A read-write connection in autocommit mode (transactions are explicit) with our pragmas,
     for the thread it is opened on."""
     db = sqlite3.connect(current_target(path), isolation_level=None)
+    deadline = time.monotonic() + SWITCH_WAIT
     for pragma in PRAGMAS:
-        db.execute(pragma)
+        while True:
+            try:
+                db.execute(pragma)
+                break
+            except sqlite3.OperationalError as exc:
+                if not _switch_refused(pragma, exc, deadline):
+                    raise
+                time.sleep(SWITCH_RETRY)
     return db
+
+
+def _switch_refused(pragma: str, exc: sqlite3.OperationalError, deadline: float) -> bool:
+    """Whether `pragma` is the switch to WAL refused because another connection is switching
+    the same file at once. SQLite answers that "database is locked" without waiting (its busy
+    handler is skipped where waiting could deadlock), and the other connection's switch is
+    done a moment later, after which ours is a no-op: so it is asked again, for a while."""
+    return pragma == WAL and "locked" in str(exc) and time.monotonic() < deadline
 
 
 def ensure_schema(db: sqlite3.Connection, *, indexes: bool = True) -> None:
