@@ -33,7 +33,7 @@ T = TypeVar("T")
 WAL = "PRAGMA journal_mode=WAL"
 SWITCH_WAIT = 5.0  # seconds, as long as SQLite's own busy timeout here
 SWITCH_RETRY = 0.01
-PRAGMAS = (
+PRAGMAS = (  # the switch to WAL first (`connect_writer` relies on it)
     WAL,
     "PRAGMA synchronous=NORMAL",  # with WAL: a crash loses no committed transaction
     "PRAGMA busy_timeout=5000",
@@ -44,16 +44,8 @@ PRAGMAS = (
 async def open_db(path: Path, *, readonly: bool = False) -> aiosqlite.Connection:
     """A connection in autocommit mode (transactions are explicit) with our pragmas."""
     db = await aiosqlite.connect(_uri(path, readonly), uri=readonly, isolation_level=None)
-    deadline = time.monotonic() + SWITCH_WAIT
     for pragma in PRAGMAS if not readonly else PRAGMAS[2:]:
-        while True:
-            try:
-                await db.execute(pragma)
-                break
-            except sqlite3.OperationalError as exc:
-                if not _switch_refused(pragma, exc, deadline):
-                    raise
-                await asyncio.sleep(SWITCH_RETRY)
+        await db.execute(pragma)
     return db
 
 
@@ -66,25 +58,26 @@ def connect_writer(path: Path) -> sqlite3.Connection:
     """A read-write connection in autocommit mode (transactions are explicit) with our pragmas,
     for the thread it is opened on."""
     db = sqlite3.connect(current_target(path), isolation_level=None)
-    deadline = time.monotonic() + SWITCH_WAIT
-    for pragma in PRAGMAS:
-        while True:
-            try:
-                db.execute(pragma)
-                break
-            except sqlite3.OperationalError as exc:
-                if not _switch_refused(pragma, exc, deadline):
-                    raise
-                time.sleep(SWITCH_RETRY)
+    _switch_to_wal(db)
+    for pragma in PRAGMAS[1:]:
+        db.execute(pragma)
     return db
 
 
-def _switch_refused(pragma: str, exc: sqlite3.OperationalError, deadline: float) -> bool:
-    """Whether `pragma` is the switch to WAL refused because another connection is switching
-    the same file at once. SQLite answers that "database is locked" without waiting (its busy
-    handler is skipped where waiting could deadlock), and the other connection's switch is
-    done a moment later, after which ours is a no-op: so it is asked again, for a while."""
-    return pragma == WAL and "locked" in str(exc) and time.monotonic() < deadline
+def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Writers opening one file at the same moment (two projectors starting together) all
+    switch it to WAL: SQLite refuses the switch to all but one with "database is locked",
+    without waiting (its busy handler is skipped where waiting could deadlock), and once the
+    other's switch is done ours is a no-op, so it is asked again, for a while."""
+    deadline = time.monotonic() + SWITCH_WAIT
+    while True:
+        try:
+            db.execute(WAL)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(SWITCH_RETRY)
 
 
 def ensure_schema(db: sqlite3.Connection, *, indexes: bool = True) -> None:

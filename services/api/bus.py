@@ -99,10 +99,10 @@ class EventBus:
     async def _follow(self, ready: asyncio.Future[None]) -> None:
         try:
             start = await self._store.head_seq() + 1
-        except BaseException as exc:
-            if isinstance(exc, asyncio.CancelledError):
-                ready.cancel()  # everyone left before it started: nobody waits for it
-                raise
+        except asyncio.CancelledError:
+            ready.cancel()  # everyone left before it started: nobody waits for it
+            raise
+        except Exception as exc:
             ready.set_exception(exc)
             if self._ready is ready:
                 self._follower = self._ready = None

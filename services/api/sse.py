@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import orjson
 
-from adapters.eventstore import History, StoredEvent
+from adapters.eventstore import StoredEvent
 from domain import lifecycle
 from domain.events import to_document
 from domain.wire import WireError
@@ -75,18 +75,22 @@ async def open_job_stream(
     bus: EventBus = ctx.bus
     queue = await bus.subscribe(job_id)  # before reading the history: nothing falls between
     output: Subscription | None = None
-    history: History | None = None
     try:
         output = await _follow_output(ctx, job_id, queue)
         history = await ctx.store.load("job", job_id)
-    finally:
-        if history is None or not history.exists:  # an error, or no such job
-            bus.unsubscribe(job_id, queue)
-            if output is not None:
-                await output.unsubscribe()
+    except BaseException:
+        await _leave(bus, job_id, queue, output)
+        raise
     if not history.exists:
+        await _leave(bus, job_id, queue, output)
         return None
     return _job_stream(ctx, bus, queue, job_id, history.events, after_version, output)
+
+
+async def _leave(bus: EventBus, job_id: str, queue: Feed, output: Subscription | None) -> None:
+    bus.unsubscribe(job_id, queue)
+    if output is not None:
+        await output.unsubscribe()
 
 
 async def _job_stream(
@@ -119,9 +123,7 @@ async def _job_stream(
                 return  # the feed ended before the job did: `_live` said so
         yield _end(state.status)
     finally:
-        bus.unsubscribe(job_id, queue)
-        if output is not None:
-            await output.unsubscribe()
+        await _leave(bus, job_id, queue, output)
 
 
 async def _live(
