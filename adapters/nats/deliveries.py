@@ -19,13 +19,13 @@ class JsDelivery:
     subject; settling it is a publish on our client, so it is synchronous (on the wire at the
     loop's next turn) and costs no coroutine."""
 
-    __slots__ = ("_msg", "data", "delivered", "seq", "subject")
+    __slots__ = ("_msg", "data", "delivered", "pending", "seq", "subject")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.data: bytes = msg.data
         self.subject: str = msg.subject
-        self.delivered, self.seq, _, _ = sequences(msg.reply)
+        self.delivered, self.seq, _, self.pending = sequences(msg.reply)
 
     @property
     def headers(self) -> Mapping[str, str] | None:

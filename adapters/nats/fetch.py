@@ -1,12 +1,16 @@
 """Fetching from a JetStream pull consumer (durable or ephemeral) without a task per message.
 
-`fetch(n, wait)` first asks for up to `n` messages that are there now (`no_wait`), and only if
-there are none, waits up to `wait` for one. It never has more than `n` messages requested, so
-a worker with `n` free slots never receives more than `n` jobs, and a message that arrives is
-returned at once rather than when the pull expires. A pull ends with its `n`-th message or a
-status: 404 (no messages), 408 (expired), 409 (a conflict: max waiting, consumer deleted...),
-503 (no such consumer). After the last two `gone` says the consumer no longer exists, so its
-owner can make it again instead of pulling in vain.
+`fetch(n, wait)` is one pull request: up to `n` messages that are there now, else the first to
+arrive within `wait` (with whatever arrives together with it). The request is a `no_wait`
+pull with an expiry, which the server answers at once when messages are there and otherwise
+keeps waiting until one comes, then ends it (404) instead of holding it open for the rest of
+the batch: one round trip per fetch, where a probe and then a waiting pull took two. It never
+has more than `n` messages requested, so a worker with `n` free slots never receives more than
+`n` jobs. A pull ends with its `n`-th message or a status: 404 (no more messages now), 408
+(expired; or at once, "Requests Pending", when the messages there are promised to pulls that
+came first: then the fetch waits with a plain pull of 1, as a probe would have), 409 (a
+conflict: max waiting, consumer deleted...), 503 (no such consumer). After the last two `gone`
+says the consumer no longer exists, so its owner can make it again instead of pulling in vain.
 
 Each pull has its own reply subject under one wildcard subscription, so a status of an
 earlier pull that gave up (its answer late after a reconnect) cannot end a later one; the
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("baker.nats")
 _ENDS = frozenset((404, 408, 409, 503))
+PROMISED = "Requests Pending"  # 408 at once: what is there is promised to earlier pulls
 GRACE = 2.0  # past `wait`, when a pull's end did not come (the connection dropped)
 
 
@@ -44,6 +49,7 @@ class PullConsumer:
         self._pulls = itertools.count(1)
         self._reply = ""  # the reply subject of the pull under way
         self._want = 0
+        self._ended: tuple[int, str] | None = None  # the status that ended the last pull
         self._waiter: asyncio.Future[None] | None = None
         self.last_status: tuple[int, str] | None = None  # a 409 says why (for logs)
         self.gone = False  # the consumer was deleted, or does not exist
@@ -52,10 +58,13 @@ class PullConsumer:
         """Up to `n` messages: what is there now, else the first to arrive within `wait`."""
         if self._ready:
             return self._take(n)
-        got = await self._pull({"batch": n, "no_wait": True}, n, wait)
-        if got or wait <= 0:  # `wait` 0: only what is there now (an expiry of 0 is none)
+        if wait <= 0:  # only what is there now (an expiry of 0 would be none)
+            return await self._pull({"batch": n, "no_wait": True}, n, wait)
+        expires = int(wait * 1e9)
+        got = await self._pull({"batch": n, "no_wait": True, "expires": expires}, n, wait)
+        if got or self._ended != (408, PROMISED):
             return got
-        return await self._pull({"batch": 1, "expires": int(wait * 1e9)}, 1, wait)
+        return await self._pull({"batch": 1, "expires": expires}, 1, wait)
 
     def _take(self, n: int) -> list[Msg]:
         ready = self._ready
@@ -68,6 +77,7 @@ class PullConsumer:
     async def _pull(self, request: dict[str, Any], n: int, wait: float) -> list[Msg]:
         self._reply = f"{self._prefix}{next(self._pulls)}"
         self._want = n
+        self._ended = None
         waiter = self._waiter = self._loop.create_future()
         self._client.publish(self._next, orjson.dumps(request), reply=self._reply)
         timer = self._loop.call_later(wait + GRACE, _wake, waiter)
@@ -84,6 +94,7 @@ class PullConsumer:
         if msg.is_status:
             status = msg.status
             if status in _ENDS and msg.subject == self._reply and waiter is not None:
+                self._ended = (status, msg.description)
                 if status in (409, 503):
                     self.last_status = (status, msg.description)
                     self.gone = status == 503 or "deleted" in msg.description.lower()

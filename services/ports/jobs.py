@@ -41,6 +41,12 @@ class Delivery(Protocol):
         """How many times it has been delivered, this time included (from 1)."""
         ...
 
+    @property
+    def pending(self) -> int:
+        """Messages left for the consumer, not yet delivered, as this one went out: a hint
+        (more may have come since), so a taker need not ask an empty queue again."""
+        ...
+
     def ack(self) -> None:
         """Done with it: it is removed from the queue."""
         ...

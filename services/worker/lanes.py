@@ -13,6 +13,11 @@ taken back, so a pull still open counts against the free slots until it ends, an
 open on quiet lanes would keep a burst on `normal` from filling the worker. Without hints it
 waits with one pull per lane, as far as its free slots allow (with fewer free slots than lanes,
 `normal` first and only briefly, `recheck`), and is never handed more jobs than it has slots.
+
+With hints, `normal` is not asked with a `no_wait` pull when the last job taken from it left it
+empty (the `pending` count a delivery carries) and no lane after it is known to hold a job:
+that pull would come back empty, a round trip per job at a trickle, and the waiting pull that
+follows takes at once whatever came since.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class LaneSource:
         self._empty: dict[int, float] = {}  # lane -> when it was found empty (no hint since)
         self._heard = [0] * len(self._lanes)  # hints per lane, to tell one during an ask
         self._open: dict[int, Pull] = {}  # waiting pulls still open, by lane
+        self._drained = False  # the busy lane's last delivery left it empty
         self._hinted = asyncio.Event()  # a hint came for a quiet lane
 
     async def fetch(self, n: int, wait: float) -> list[Delivery]:
@@ -67,8 +73,12 @@ class LaneSource:
                 break
             if i in self._open or self._known_empty(i):  # an open pull takes what comes
                 continue
+            if i == self._wait_first and wait > 0 and self._skip_busy_probe():
+                continue
             heard = self._heard[i]
             more = await lane.fetch(budget, wait=0)
+            if i == self._wait_first:
+                self._drained = not more or more[-1].pending == 0
             # no hint while asking: empty until one comes
             hinted = self._watching is not None and i != self._wait_first
             if not more and hinted and self._heard[i] == heard:
@@ -104,6 +114,16 @@ class LaneSource:
         finally:
             hint.cancel()
 
+    def _skip_busy_probe(self) -> bool:
+        """The busy lane's probe would come back empty, and skipping it reorders nothing:
+        every lane after it is known to be empty (only hints say so)."""
+        after = range(self._wait_first + 1, len(self._lanes))
+        return (
+            self._drained
+            and self._watching is not None
+            and all(self._known_empty(j) for j in after)
+        )
+
     def _known_empty(self, i: int) -> bool:
         since = self._empty.get(i)
         if since is None:
@@ -128,7 +148,10 @@ class LaneSource:
             pull = self._open[i]
             if pull.done():
                 del self._open[i]
-                out.extend(pull.result())
+                got = pull.result()
+                if i == self._wait_first and got:
+                    self._drained = got[-1].pending == 0
+                out.extend(got)
         return out
 
     async def close(self) -> None:

@@ -95,8 +95,11 @@ class Pending:
 
 
 class FakeDelivery:
-    def __init__(self, consumer: FakeConsumer, msg: Stored, delivered: int, token: int) -> None:
+    def __init__(
+        self, consumer: FakeConsumer, msg: Stored, delivered: int, token: int, pending: int
+    ) -> None:
         self._consumer = consumer
+        self.pending = pending
         self._token = token
         self.data = msg.data
         self.headers: Mapping[str, str] | None = dict(msg.headers) or None
@@ -185,20 +188,21 @@ class FakeConsumer:
         clock = self.stream.clock
         deadline = clock.now() + wait
         while True:
-            available = self._available(clock.now())[:n]
+            available = self._available(clock.now())
             if available or clock.now() >= deadline:
-                return [self._deliver(msg) for msg in available]
+                left = len(available)
+                return [self._deliver(msg, left - i - 1) for i, msg in enumerate(available[:n])]
             due = self._next_due()
             until = deadline if due is None else min(deadline, max(due, clock.now()))
             await self.stream.changed_or(until - clock.now())
 
-    def _deliver(self, msg: Stored) -> FakeDelivery:
+    def _deliver(self, msg: Stored, pending: int) -> FakeDelivery:
         p = self.pending[msg.seq]
         p.delivered += 1
         p.token += 1
         p.ready_at = None
         p.deadline = self.stream.clock.now() + self.ack_wait
-        return FakeDelivery(self, msg, p.delivered, p.token)
+        return FakeDelivery(self, msg, p.delivered, p.token, pending)
 
     def settle(self, seq: int, token: int, how: str, delay: float = 0.0) -> None:
         p = self.pending.get(seq)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from adapters.nats import jsapi
@@ -74,6 +75,11 @@ async def publish_jobs(js: Client, n: int) -> None:
         parse_pub_ack("t.jobs", await future)
 
 
+async def publish(js: Client, *bodies: bytes) -> None:
+    for future in [js.request("t.jobs", body) for body in bodies]:
+        parse_pub_ack("t.jobs", await future)
+
+
 async def ack_pending(js: Client, consumer: str = "workers") -> int:
     await js.flush()  # our acks are on the wire before we ask
     info = await jsapi.consumer_info(js, STREAM, consumer)
@@ -103,6 +109,52 @@ async def test_a_waiting_fetch_returns_when_a_message_arrives(js: Client) -> Non
     await publish_jobs(js, 1)
     got = await asyncio.wait_for(waiting, 10.0)  # well before the pull's 20 s
     assert [m.data for m in got] == [b"job0"]
+
+
+async def test_each_fetch_is_one_pull_request_waiting_or_not(js: Client) -> None:
+    puller = await durable(js)
+    requests: list[dict[str, object]] = []
+    js.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.workers", lambda m: requests.append(
+        orjson.loads(m.data)))  # fmt: skip
+    await js.flush()
+    waiting = asyncio.ensure_future(puller.fetch(5, wait=20.0))  # nothing there: it waits
+    await js.flush()
+    await publish_jobs(js, 1)
+    assert [m.data for m in await asyncio.wait_for(waiting, 10.0)] == [b"job0"]
+    await publish(js, b"a", b"b", b"c")
+    assert [m.data for m in await puller.fetch(5, wait=20.0)] == [b"a", b"b", b"c"]
+    await js.flush()
+    # one pull each, which the server ends as soon as it has given what there is
+    assert requests == [{"batch": 5, "no_wait": True, "expires": 20_000_000_000}] * 2
+
+
+async def test_a_fetch_refused_for_pulls_that_came_first_waits_for_its_own(js: Client) -> None:
+    """With messages there that earlier pulls are owed, the server ends a `no_wait` pull at
+    once (408 Requests Pending); the fetch then waits with a pull of 1 instead of returning
+    empty (its caller would ask again at once, in a loop)."""
+    puller = await durable(js, max_ack_pending=1)
+    await publish_jobs(js, 1)
+    (held,) = await puller.fetch(1, wait=5.0)  # unacked: the next message is pending
+    owed: list[Msg] = []
+    js.subscribe("earlier.pull", lambda m: (owed.append(m), m.ack()))
+    ours_asked: list[dict[str, object]] = []
+    js.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.workers", lambda m: m.reply.startswith(
+        "earlier") or ours_asked.append(orjson.loads(m.data)))  # fmt: skip
+    earlier = orjson.dumps({"batch": 2, "expires": 30_000_000_000})
+    js.publish(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.workers", earlier, reply="earlier.pull")
+    await publish(js, b"first owed")  # pending, owed to the earlier pull of 2
+    ours = asyncio.ensure_future(puller.fetch(1, wait=20.0))
+    await js.flush()
+    held.ack()  # the earlier pull takes the owed one, and the next: it asked for 2
+    await publish(js, b"second owed", b"ours")
+    (got,) = await asyncio.wait_for(ours, 10.0)  # a message, not an empty answer
+    assert owed[0].data == b"first owed" and got.data in (b"second owed", b"ours")
+    wait = 20_000_000_000
+    assert ours_asked == [
+        {"batch": 1, "no_wait": True, "expires": wait},
+        {"batch": 1, "expires": wait},
+    ]  # refused at once, then waited
+    assert puller.last_status is None  # a 408 is no conflict
 
 
 async def test_nak_redelivers_and_counts_the_delivery(js: Client) -> None:
@@ -142,12 +194,13 @@ async def test_unacked_is_redelivered_after_the_ack_wait(js: Client) -> None:
 async def test_a_conflict_ends_the_pull_and_says_why(js: Client) -> None:
     puller = await durable(js, max_batch=1)
     await publish_jobs(js, 3)
-    # The first pull asks for 3, more than the consumer allows: refused with a 409, which
-    # ends it; the second (one message, waiting) is within the limit.
-    got = await puller.fetch(3, wait=5.0)
-    assert [m.data for m in got] == [b"job0"]
+    # A pull for 3, more than the consumer allows: refused with a 409, which ends it at once
+    # (not at its expiry) and says why; a pull within the limit is served.
+    assert await puller.fetch(3, wait=30.0) == []
     assert puller.last_status is not None and puller.last_status[0] == 409
     assert "MaxRequestBatch" in puller.last_status[1].replace(" ", "")
+    got = await puller.fetch(1, wait=5.0)
+    assert [m.data for m in got] == [b"job0"]
 
 
 async def test_an_ephemeral_consumer_is_pulled_the_same(js: Client) -> None:

@@ -188,9 +188,11 @@ class Counted:
     def __init__(self, inner: DeliverySource) -> None:
         self.inner = inner
         self.asks = 0
+        self.probes = 0  # asks for what is there now only (`wait` 0)
 
     async def fetch(self, n: int, wait: float) -> Sequence[Delivery]:
         self.asks += 1
+        self.probes += wait <= 0
         return await self.inner.fetch(n, wait)
 
     async def close(self) -> None:
@@ -232,4 +234,34 @@ async def test_an_idle_source_with_hints_waits_on_the_busy_lane_only_and_a_hint_
     await fake.dispatch(message("h1", "high"), {})  # the hint ends the wait at once
     assert await asyncio.wait_for(waiting, 5) == []
     assert [decode_dispatch(d.data).id for d in await source.fetch(3, wait=0)] == ["h1"]
+    await source.close()
+
+
+async def test_a_trickle_on_the_busy_lane_is_taken_by_waiting_pulls_without_probes() -> None:
+    """A job that left `normal` empty as it went out: the next ask would come back empty, so
+    the source waits on it at once. A delivery that left more behind, or a job hinted on a
+    lane after it (asked in order: `normal` first), brings the probe back."""
+    fake = FakeJobQueue()
+    high, normal, low = (Counted(c) for c in fake.lane_sources().values())
+    source = LaneSource([high, normal, low], wait_first=1, hints=fake, forget=3600.0)
+    await fake.dispatch(message("n0", None), {})
+    assert [decode_dispatch(d.data).id for d in await source.fetch(4, 30.0)] == ["n0"]
+    assert (normal.probes, low.probes) == (1, 1)  # both found empty: no hint since
+    for k in range(1, 4):  # one job at a time, each leaving the lane empty
+        waiting = asyncio.ensure_future(source.fetch(4, 30.0))
+        await until(lambda: len(source._open) == 1)
+        await fake.dispatch(message(f"n{k}", None), {})
+        assert [decode_dispatch(d.data).id for d in await waiting] == [f"n{k}"]
+    assert normal.probes == 1 and normal.asks == 4  # three waits, no probe
+    for k in range(4, 7):  # a burst: the waiting pull takes one and says more are there
+        await fake.dispatch(message(f"n{k}", None), {})
+    first = await source.fetch(4, 30.0)
+    rest = await source.fetch(3, 30.0)
+    assert [decode_dispatch(d.data).id for d in [*first, *rest]] == ["n4", "n5", "n6"]
+    assert normal.probes == 2
+    await fake.dispatch(message("n7", None), {})  # normal is drained, but low is hinted:
+    await fake.dispatch(message("l1", "low"), {})  # normal is asked first, then low
+    got = await source.fetch(4, 30.0)
+    assert [decode_dispatch(d.data).id for d in got] == ["n7", "l1"]
+    assert normal.probes == 3
     await source.close()
