@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import nats
 
+from adapters.nats.client import Client, Options
+from adapters.nats.message import Msg
 from bench.common import (
     CpuMeter,
     machine,
@@ -86,15 +87,18 @@ class OverHttp:
         # tasks spends ~5x the CPU per request in its connection pool.)
         self.clients = [httpx.AsyncClient(base_url=self.url, timeout=60) for _ in range(CLIENTS)]
         self.http = self.clients[0]
-        self.nc = await nats.connect(server.url)
+        # The completion watch is the bench's, not the system's: on our own client (as the
+        # in-process side's Brain is), it looks for the event type in the raw headers.
+        self.nc = await Client.connect(Options(url=server.url, name="bench-watch"))
         self.completed: set[str] = set()
         self.waiting: set[str] = set()
         self.all_done = asyncio.Event()
-        await self.nc.subscribe("baker.events.job.*", cb=self._event)
+        self.nc.subscribe("baker.events.job.*", self._event)
+        await self.nc.flush()
         await self._burst(20)  # warm up (waits for the workers)
 
-    async def _event(self, msg: Any) -> None:
-        if (msg.headers or {}).get("Baker-Event-Type") == "JobCompleted":
+    def _event(self, msg: Msg) -> None:
+        if b"Baker-Event-Type: JobCompleted\r\n" in msg.raw_headers:
             job_id = msg.subject.rsplit(".", 1)[-1]
             self.completed.add(job_id)
             self.waiting.discard(job_id)

@@ -26,7 +26,8 @@ from adapters import tracing
 from adapters.eventstore import StoreUnavailable
 from domain.errors import first_error
 from services.api import agent_routes, job_control, jobs, queue_routes, schedules, system, usage
-from services.api.context import ApiContext, ErrorBody, error, parse_count
+from services.api.context import ApiContext, ErrorBody, error, parse_count, unavailable_answer
+from services.api.dispatch_route import FastDispatch, dispatch_route
 from services.api.read_only import READS, writes_go_to_the_brain
 from services.brain.leadership import Fenced
 
@@ -62,7 +63,16 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.state.ctx = ctx
     app.state.requests = Counter()
     _install_errors(app)
+    app.include_router(job_control.router)  # before `jobs`: /api/jobs/batch is not a job id
+    app.include_router(jobs.router)
+    app.include_router(agent_routes.router)
+    app.include_router(system.router)
+    app.include_router(usage.router)
+    app.include_router(schedules.router)
+    app.include_router(queue_routes.router)
     _document_errors(app)
+    # Middleware added first runs innermost: FastDispatch inside Guard, Traced outermost.
+    app.add_middleware(FastDispatch, ctx=ctx, route=dispatch_route(jobs.router.routes))
     app.add_middleware(Guard, ctx=ctx)
     if ctx.cors_origins:
         app.add_middleware(
@@ -73,13 +83,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
             expose_headers=["X-Trace-Id"],
         )
     app.add_middleware(Traced, requests=app.state.requests)  # outermost: sees every answer
-    app.include_router(job_control.router)  # before `jobs`: /api/jobs/batch is not a job id
-    app.include_router(jobs.router)
-    app.include_router(agent_routes.router)
-    app.include_router(system.router)
-    app.include_router(usage.router)
-    app.include_router(schedules.router)
-    app.include_router(queue_routes.router)
 
     @app.get("/", include_in_schema=False)
     async def dashboard() -> FileResponse:
@@ -242,14 +245,11 @@ def _install_errors(app: FastAPI) -> None:
         return error(exc.status_code, reason)
 
     @app.exception_handler(StoreUnavailable)
-    async def unavailable(_request: Request, exc: StoreUnavailable) -> JSONResponse:
-        return error(503, f"event store unavailable: {exc}")
-
     @app.exception_handler(Fenced)
-    async def fenced(request: Request, exc: Fenced) -> JSONResponse:
-        # Another Brain took a newer generation: this one must not change anything any more.
-        log.warning("refused %s: %s", request.url.path, exc)
-        return error(503, f"this Brain is no longer the leader: {exc}")
+    async def unavailable(request: Request, exc: Exception) -> JSONResponse:
+        answer = unavailable_answer(exc, request.url.path)
+        assert answer is not None
+        return answer
 
 
 _UNPARSABLE = "There was an error parsing the body"  # FastAPI's words for a body it cannot read

@@ -5,6 +5,7 @@ parsing, and the documents every router returns."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,14 +16,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from adapters.eventstore import EventStore
+from adapters.eventstore import EventStore, StoreUnavailable
 from adapters.readmodel import Reader
 from domain.events import parse_time as domain_parse_time
 from services.brain.dispatcher import Dispatcher
 from services.brain.idempotency import IdempotentDispatch
+from services.brain.leadership import Fenced
 from services.ports.jobs import JobQueue
 from services.ports.output import OutputFeed
 
+log = logging.getLogger("baker.api")
 MAX_SEQ = 2**63 - 1  # SQLite's largest integer
 
 
@@ -146,3 +149,14 @@ class EventDoc(Document):
     data: dict[str, Any]
     trace_id: str | None = None
     causation_id: str | None = None
+
+
+def unavailable_answer(exc: Exception, path: str) -> JSONResponse | None:
+    """The answer to a failure any route may meet, or None: the event store down, or this
+    Brain fenced (another took a newer generation: this one must change nothing any more)."""
+    if isinstance(exc, StoreUnavailable):
+        return error(503, f"event store unavailable: {exc}")
+    if isinstance(exc, Fenced):
+        log.warning("refused %s: %s", path, exc)
+        return error(503, f"this Brain is no longer the leader: {exc}")
+    return None

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from domain.errors import FieldError
 from domain.events import (
@@ -18,8 +18,6 @@ from domain.events import (
 )
 from domain.ids import InvalidId, check_id
 from domain.labels import parse_filters
-from domain.queue import QueueFull
-from domain.specs import parse_job_spec
 from projections import queries
 from projections.jobs import FoldError, JobRow, fold_job
 from projections.pit import jobs_as_of, seq_at
@@ -33,8 +31,9 @@ from services.api.context import (
     parse_count,
     parse_time,
 )
-from services.api.job_control import HEADER, dispatch_with_key, with_header_key
-from services.brain.dispatcher import DispatchFailed, JobAlreadyFinished, JobNotFound
+from services.api.dispatch_route import Dispatched, DispatchRequest, answer_dispatch
+from services.api.job_control import HEADER
+from services.brain.dispatcher import JobAlreadyFinished, JobNotFound
 
 router = APIRouter()
 JobId = Annotated[str, Field(min_length=1, max_length=128)]
@@ -49,33 +48,6 @@ JOB_EVENT_TYPES = (
 SSE: dict[int | str, dict[str, Any]] = {
     200: {"description": "Server-Sent Events", "content": {"text/event-stream": {}}}
 }
-
-
-class DispatchRequest(BaseModel):
-    """A job to run: `agent` {prompt, model?, maxTokens?, system?}, `command` {command},
-    or `http` {url, method?, headers?, json?, timeoutSeconds?}."""
-
-    model_config = ConfigDict(extra="ignore")
-    type: Literal["agent", "command", "http"]
-    payload: dict[str, Any]
-    timeoutSeconds: int | None = Field(default=None, ge=1, le=86_400)  # noqa: N815 - JSON name
-    labels: dict[str, Any] | None = Field(default=None, description="{key: value}, filterable")
-    idempotencyKey: str | None = Field(  # noqa: N815
-        default=None, description="a repeat within BAKER_IDEMPOTENCY_TTL answers the first job"
-    )
-    priority: Literal["high", "normal", "low"] | None = None  # DESIGN §11: the job's lane
-    # Job control (DESIGN §11): checked by `parse_job_spec`, so a bad one is a 400 naming it.
-    retry: Any = None
-    runAt: Any = None  # noqa: N815
-    delaySeconds: Any = None  # noqa: N815
-    concurrencyKey: Any = None  # noqa: N815
-    concurrencyLimit: Any = None  # noqa: N815
-
-
-class Dispatched(BaseModel):
-    id: str
-    status: Literal["dispatched", "scheduled"]  # scheduled: a delayed job (runAt)
-    traceId: str | None = None  # noqa: N815
 
 
 class Job(Document):
@@ -166,24 +138,9 @@ async def dispatch(body: DispatchRequest, request: Request) -> Any:
     it (read-your-writes), from the event log while the read model has not caught up. With an
     idempotency key (`idempotencyKey` or the `Idempotency-Key` header), a repeat within the TTL
     answers 200 with the first job, and the key with another job 422."""
-    ctx = ctx_of(request)
-    try:
-        doc = with_header_key(body.model_dump(exclude_none=True), request.headers.get(HEADER))
-        spec = parse_job_spec(doc)
-    except FieldError as exc:
-        return error(400, str(exc), field=exc.field)
-    if spec.idempotency_key is not None:
-        return await dispatch_with_key(ctx, spec)
-    try:
-        done = await ctx.dispatcher.dispatch(spec)
-    except QueueFull as exc:
-        return error(503, str(exc))
-    except DispatchFailed as exc:
-        return error(503, f"the job could not be queued: {exc}", id=exc.job_id)
-    ctx.wrote(done.seq)
-    return JSONResponse(
-        {"id": done.job_id, "status": done.status, "traceId": done.trace_id}, status_code=202
-    )
+    # A valid body is answered before it gets here (`services.api.dispatch_route`): this
+    # route documents it and answers the invalid ones, with FastAPI's validation errors.
+    return await answer_dispatch(ctx_of(request), body, request.headers.get(HEADER))
 
 
 @router.get("/api/jobs", response_model=JobPage, response_model_exclude_unset=True)
