@@ -25,6 +25,7 @@ from projections.agent import USAGE_COLUMNS
 from projections.jobs import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
+    JOB_SET_AT_DISPATCH,
     LABEL_COLUMNS,
     JobRow,
     event_row,
@@ -32,7 +33,7 @@ from projections.jobs import (
     label_rows,
 )
 from projections.row_cache import RowCache, Rows
-from projections.schema import PROJECTIONS, ProjectionSpec
+from projections.schema import KEYS, PROJECTIONS, ProjectionSpec
 from projections.sql import WriteDb
 from projections.system import (
     BRAIN_COLUMNS,
@@ -98,6 +99,23 @@ class DeadLetter:
 def _upsert(table: str, columns: Sequence[str]) -> str:
     marks = ", ".join("?" for _ in columns)
     return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+
+
+def _upsert_in_place(table: str, columns: Sequence[str], fixed: Sequence[str] = ()) -> str:
+    """A whole-row write like `_upsert`'s, as an update of the row where it is: REPLACE
+    deletes the old row and inserts the new one, rewriting an entry in every index of the
+    table; an update rewrites only the indexes on the columns it sets, and `fixed` columns
+    (never changed once the row exists) are not set."""
+    keys = KEYS[table]
+    sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys and c not in fixed)
+    marks = ", ".join("?" for _ in columns)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "  # noqa: S608
+        f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets}"
+    )
+
+
+JOBS_UPSERT = _upsert_in_place("jobs", JOB_COLUMNS, JOB_SET_AT_DISPATCH)
 
 
 def _load(
@@ -176,7 +194,7 @@ def apply_jobs(db: WriteDb, items: list[Item], cache: Rows) -> list[DeadLetter]:
         changed.add(job_id)
         document = item.raw or encode_event(item.envelope)
         events.append(event_row(item.envelope, item.seq, document, new["updated_at"]))
-    db.executemany(_upsert("jobs", JOB_COLUMNS), [tuple(rows[j].values()) for j in changed])
+    db.executemany(JOBS_UPSERT, [tuple(rows[j].values()) for j in changed])
     cache.put("jobs", {j: rows[j] for j in changed})
     db.executemany(_upsert("job_events", EVENT_COLUMNS), events)
     db.executemany(_upsert("job_labels", LABEL_COLUMNS), labels)

@@ -78,6 +78,9 @@ class JobRow(TypedDict):
 
 
 JOB_COLUMNS: tuple[str, ...] = tuple(JobRow.__annotations__)
+# Set by `JobDispatched` and by nothing after it (`fold_job` refuses a second dispatch): a
+# row's later writes leave them, and the index on `dispatched_seq`, as they are.
+JOB_SET_AT_DISPATCH: tuple[str, ...] = ("type", "dispatched_seq")
 
 
 class FoldError(ValueError):

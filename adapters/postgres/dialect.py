@@ -5,7 +5,9 @@ The folds and queries stay one body of code; the differences are few and mechani
 - `?` placeholders become `%s` (and a literal `%` becomes `%%`), outside quoted text;
 - `INSERT OR REPLACE INTO t (cols)` becomes `INSERT ... ON CONFLICT (t's key) DO UPDATE SET
   c = excluded.c` for every other column (a whole-row replace, as SQLite's), and
-  `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`;
+  `INSERT OR IGNORE` becomes `ON CONFLICT DO NOTHING`; an upsert already written that way
+  (`... ON CONFLICT (key) DO UPDATE SET c = excluded.c, ...`, each column set to the new
+  row's value) is left as it is, and staged like a replace;
 - `BEGIN IMMEDIATE` (SQLite: take the write lock now) becomes `BEGIN` and a lock on the
   `checkpoints` table that only another writer waits for (readers never do), so two
   projectors never apply the same events: the second reads the first one's checkpoints.
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -36,6 +38,12 @@ APPEND_ONLY = frozenset({"job_events"})  # keyed by the stream sequence: written
 # on a key already there (a retried job's phase again) back to the staged upsert.
 MOSTLY_NEW = frozenset({"job_events", "job_latency"})
 _INSERT = re.compile(r"^INSERT OR (REPLACE|IGNORE) INTO (\w+) \(([^)]*)\)(.*)$", re.DOTALL)
+# An upsert that sets columns to the new row's values only: a replace of those columns.
+_SET_NEW = re.compile(
+    r"^INSERT INTO (\w+) \(([^)]*)\) VALUES \([?, ]*\)"
+    r"( ON CONFLICT \([^)]*\) DO UPDATE SET (\w+ = excluded\.\w+(?:, \w+ = excluded\.\w+)*))$"
+)
+_ASSIGN = re.compile(r"(\w+) = excluded\.(\w+)")
 
 
 @lru_cache(maxsize=1024)
@@ -75,19 +83,49 @@ class Staged:
     merge: str
     direct: str | None  # COPY straight into the table, for tables whose rows are mostly new
 
+    fixed: tuple[int, ...] = ()  # columns an upsert does not set: the first row's stay
+
     def distinct(self, rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
         key = itemgetter(*self.keys)
         ordered = rows if self.keep_last else rows[::-1]  # the one put in last stays
-        return list(dict(zip(map(key, ordered), ordered, strict=True)).values())
+        chosen = dict(zip(map(key, ordered), ordered, strict=True))
+        if not self.fixed:
+            return list(chosen.values())
+        first = dict(zip(map(key, rows[::-1]), rows[::-1], strict=True))
+        return [self._overlay(row, first[k]) for k, row in chosen.items()]
+
+    def _overlay(self, last: Sequence[Any], first: Sequence[Any]) -> Sequence[Any]:
+        if last is first:
+            return last
+        row = list(last)
+        for i in self.fixed:
+            row[i] = first[i]
+        return tuple(row)
 
 
 @lru_cache(maxsize=64)
 def staged(sql: str) -> Staged | None:
-    """How to stage `sql` (an `INSERT OR REPLACE/IGNORE` of one row of ours), else None."""
+    """How to stage `sql` (an `INSERT OR REPLACE/IGNORE`, or an upsert setting the new
+    row's values, of one row of ours), else None."""
     match = _INSERT.match(sql)
-    if match is None:
+    if match is not None:
+        verb, table, columns, _rest = match.groups()
+        return _staged(table, columns, verb == "REPLACE", _on_conflict(verb, table, columns))
+    upsert = _SET_NEW.match(sql)
+    if upsert is None or not _sets_new_values(upsert.group(4)):
         return None
-    verb, table, columns, _rest = match.groups()
+    table, columns, conflict, sets = upsert.groups()
+    plan = _staged(table, columns, True, conflict)
+    names = [c.strip() for c in columns.split(",")]
+    unset = {n for n in names if n not in KEYS[table]} - {a for a, _ in _ASSIGN.findall(sets)}
+    return replace(plan, fixed=tuple(sorted(names.index(n) for n in unset)))
+
+
+def _sets_new_values(sets: str) -> bool:
+    return all(a == b for a, b in _ASSIGN.findall(sets))
+
+
+def _staged(table: str, columns: str, keep_last: bool, conflict: str) -> Staged:
     names = [c.strip() for c in columns.split(",")]
     stage = f"baker_stage_{table}"
     keys = tuple(names.index(k) for k in KEYS[table])
@@ -96,12 +134,12 @@ def staged(sql: str) -> Staged | None:
         table=table,
         stage=stage,
         keys=keys,
-        keep_last=verb == "REPLACE",
+        keep_last=keep_last,
         # Temporary, so never seen by another session; emptied by every commit.
         create=f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table}) ON COMMIT DELETE ROWS",
         copy=f"COPY {stage} ({listed}) FROM STDIN",
         merge=f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage}"  # noqa: S608
-        + _on_conflict(verb, table, columns),
+        + conflict,
         direct=f"COPY {table} ({listed}) FROM STDIN" if table in MOSTLY_NEW else None,
     )
 

@@ -16,6 +16,7 @@ import pytest
 
 from adapters.postgres.connection import STAGE_FROM, PgWriteDb, search_path
 from adapters.postgres.schema import PG_DDL
+from projections.jobs import JOB_COLUMNS
 from projections.schema import DDL
 from tests.support.postgres import postgres_url
 
@@ -24,6 +25,10 @@ __all__ = ["postgres_url"]
 LATENCY = "INSERT OR REPLACE INTO job_latency (job_id, phase, type, ms) VALUES (?, ?, ?, ?)"
 LABELS = "INSERT OR IGNORE INTO job_labels (job_id, key, value) VALUES (?, ?, ?)"
 TASKS = "INSERT OR REPLACE INTO tasks (id, goal, status) VALUES (?, ?, ?)"
+JOBS = (  # as `projections.engine.JOBS_UPSERT`: type and dispatched_seq are set once
+    "INSERT INTO jobs (id, type, status, dispatched_seq) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET status = excluded.status"
+)
 
 
 @pytest.fixture
@@ -64,6 +69,21 @@ def test_replace_keeps_the_last_row_of_a_key_and_replaces_stored_ones(both: Any)
     last_of_t1 = max(i for i in range(count) if i % 40 == 1)
     assert len(found) == 40 and found["t-1"][1] == f"goal {last_of_t1}"
     assert found["t-9"][1] != "kept"
+
+
+def test_an_update_in_place_keeps_the_last_row_and_the_columns_it_does_not_set(
+    both: Any,
+) -> None:
+    run(both, JOBS, [("j-1", "command", "queued", 1), ("j-50", "http", "queued", 2)])
+    count = STAGE_FROM + 20
+    rows = [(f"j-{i % 40}", "agent", f"status {i}", 100 + i) for i in range(count)]
+    run(both, JOBS, rows)
+    seq = JOB_COLUMNS.index("dispatched_seq")
+    found = {r[0]: (r[1], r[2], r[seq]) for r in table(both, "jobs")}
+    last_of_j1 = max(i for i in range(count) if i % 40 == 1)
+    assert found["j-1"] == ("command", f"status {last_of_j1}", 1)  # its type and seq kept
+    assert found["j-2"] == ("agent", f"status {max(i for i in range(count) if i % 40 == 2)}", 102)
+    assert found["j-50"] == ("http", "queued", 2) and len(found) == 41
 
 
 def test_ignore_keeps_the_first_row_of_a_key_and_stored_ones(both: Any) -> None:

@@ -3,7 +3,13 @@ typed PostgreSQL tables (`adapters.postgres.schema`): pure text, no database."""
 
 from __future__ import annotations
 
-from adapters.postgres.dialect import LOCK_WRITERS, copy_statement, placeholders, to_postgres
+from adapters.postgres.dialect import (
+    LOCK_WRITERS,
+    copy_statement,
+    placeholders,
+    staged,
+    to_postgres,
+)
 from adapters.postgres.schema import PG_DDL, column
 
 
@@ -72,3 +78,34 @@ def test_only_append_only_tables_are_copied() -> None:
     assert copy_statement(events) == "COPY job_events (seq, job_id) FROM STDIN"
     assert copy_statement("INSERT OR REPLACE INTO jobs (id, status) VALUES (?, ?)") is None
     assert copy_statement("DELETE FROM job_stats WHERE count = 0") is None
+
+
+def test_an_upsert_setting_the_new_values_is_kept_and_staged_as_a_replace() -> None:
+    text = (
+        "INSERT INTO jobs (id, type, status) VALUES (?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET status = excluded.status"
+    )
+    assert to_postgres(text) == (text.replace("?", "%s"),)
+    plan = staged(text)
+    assert plan is not None and plan.keep_last and plan.keys == (0,)
+    assert plan.merge == (
+        "INSERT INTO jobs (id, type, status) SELECT id, type, status FROM baker_stage_jobs "
+        "ON CONFLICT (id) DO UPDATE SET status = excluded.status"
+    )
+    # Rows of one job in a batch: as row by row, the first row's `type` (the insert) and
+    # the last row's `status` (the updates after it) stay.
+    rows = [("j", "a", "queued"), ("k", "c", "x"), ("j", "b", "running"), ("j", "b", "done")]
+    assert plan.distinct(rows) == [("j", "a", "done"), ("k", "c", "x")]
+
+
+def test_an_upsert_that_adds_to_the_stored_row_is_not_staged() -> None:
+    adds = (
+        "INSERT INTO job_stats (type, status, count) VALUES (?, ?, ?) "
+        "ON CONFLICT (type, status) DO UPDATE SET count = job_stats.count + excluded.count"
+    )
+    assert staged(adds) is None  # folding its rows first would lose the sums
+    crossed = (
+        "INSERT INTO jobs (id, type, status) VALUES (?, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET status = excluded.type"
+    )
+    assert staged(crossed) is None

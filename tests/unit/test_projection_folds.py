@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from domain import events as ev
 from domain.events import DomainEvent, Envelope
-from projections.jobs import FoldError, JobRow, fold_job
+from projections.jobs import JOB_SET_AT_DISPATCH, FoldError, JobRow, fold_job
 from projections.system import fold_brain, fold_extension, fold_handoff, fold_service, fold_task
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
@@ -23,11 +24,17 @@ def env(event: DomainEvent, version: int, seconds: float = 0, agg_id: str = "x-1
     )
 
 
+def set_at_dispatch(row: Mapping[str, object]) -> list[object]:
+    return [row[c] for c in JOB_SET_AT_DISPATCH]
+
+
 def run_job(*steps: tuple[DomainEvent, float]) -> tuple[JobRow, list[tuple[str, int]]]:
     row: JobRow | None = None
     lat: list[tuple[str, int]] = []
     for version, (event, at) in enumerate(steps, 1):
         change = fold_job(row, env(event, version, at, "job-1"), 100 + version)
+        if row is not None:  # the read model's update leaves these columns as they were
+            assert set_at_dispatch(change.row) == set_at_dispatch(row)
         row, lat = change.row, lat + change.latencies
     assert row is not None
     return row, lat
