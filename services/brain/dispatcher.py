@@ -8,7 +8,8 @@ that no worker will see and nobody is told about.
 from __future__ import annotations
 
 import logging
-import uuid
+import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,8 +64,12 @@ class Origin:
     schedule: dict[str, Any] | None = None  # {name, slot}: the schedule slot that fired it
 
 
-def new_job_id() -> str:
-    return f"job-{uuid.uuid4().hex[:16]}"
+def new_job_id(clock_ns: Callable[[], int] = time.time_ns) -> str:
+    """`job-`, the time in ms (12 hex digits), 48 random bits: ids made one after another
+    sort together, so each new job lands on the same few pages of the read model's indexes
+    keyed by job id instead of on a random page (less to write per transaction); unique as
+    long as two jobs of one millisecond do not draw the same 48 bits."""
+    return f"job-{clock_ns() // 1_000_000:012x}{secrets.token_hex(6)}"
 
 
 class Dispatcher:

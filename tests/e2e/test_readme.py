@@ -20,7 +20,7 @@ import pytest
 from tests.e2e.procs import BakerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
-JOB_ID = re.compile(r"job-[0-9a-f]{16}")
+JOB_ID = re.compile(r"job-[0-9a-f]{16,}")
 LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} +[A-Z]+ |HTTP Request", re.MULTILINE)
 
 

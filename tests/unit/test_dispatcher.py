@@ -4,6 +4,7 @@ a queue that refuses leaves a failed job, never a dispatched one nobody will run
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -12,7 +13,13 @@ from adapters.eventstore import InMemoryEventStore
 from domain.commands import FailJob
 from domain.queue import QueueFull
 from domain.specs import parse_job_spec
-from services.brain.dispatcher import Dispatcher, DispatchFailed, JobAlreadyFinished, JobNotFound
+from services.brain.dispatcher import (
+    Dispatcher,
+    DispatchFailed,
+    JobAlreadyFinished,
+    JobNotFound,
+    new_job_id,
+)
 from services.executor import CommandExecutor, Outcome
 from tests.fakes.jobqueue import FakeJobQueue
 
@@ -116,3 +123,12 @@ async def test_cancel_of_an_unknown_or_finished_job_is_refused_without_a_signal(
     with pytest.raises(JobAlreadyFinished):
         await dispatcher.cancel("job-f")
     assert queue.cancels == {}
+
+
+def test_job_ids_sort_by_the_millisecond_they_were_made_in() -> None:
+    ms = 1_796_000_000_000  # 2026-12
+    at = [new_job_id(lambda t=t: t * 1_000_000) for t in (ms, ms, ms + 1, ms + 1_000)]
+    assert all(re.fullmatch(r"job-[0-9a-f]{24}", i) for i in at)
+    assert at[0][:16] == at[1][:16] == f"job-{ms:012x}" and at[0] != at[1]
+    assert at[1] < at[2] < at[3]
+    assert len({new_job_id() for _ in range(1000)}) == 1000
