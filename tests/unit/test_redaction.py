@@ -72,7 +72,8 @@ def test_each_kind_of_secret_is_masked_keeping_what_says_which(text: str, masked
 @pytest.mark.parametrize(
     "text",
     [
-        "job-0123456789abcdef",  # our ids
+        "job-0123456789abcdef",  # our ids (before 2026-12-06)
+        "job-019af4e2c1d03f9a8b7c6d5e",  # our ids: ms + 48 random bits
         "3f786850e387550fdab836ed7e6dc881de23001b",  # a commit id (40 hex: the AWS length)
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",  # sha256
         "123e4567-e89b-12d3-a456-426614174000",  # a UUID
