@@ -23,6 +23,7 @@ class BakerProcess:
 
     def __init__(self, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
         full_env = {**os.environ, **(env or {})}
+        self.args = args
         self.proc = subprocess.Popen(
             [BAKER, *args],
             stdout=subprocess.PIPE,
@@ -44,14 +45,27 @@ class BakerProcess:
         self._queue.put(None)
 
     def wait(self, timeout: float = 30.0) -> int:
-        """Wait for the exit; every line printed is then in `lines`."""
-        code = self.proc.wait(timeout)
+        """Wait for the exit; every line printed is then in `lines`. A process still running
+        after `timeout` is killed, and the error carries what it printed."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+            self._drain(timeout)
+            raise TimeoutError(
+                f"baker {' '.join(self.args)} still ran {timeout:.0f} s later "
+                "(killed); its output:\n" + "\n".join(self.lines[-200:])
+            ) from None
+        self._drain(timeout)
+        return code
+
+    def _drain(self, timeout: float) -> None:
         self._reader.join(timeout)
         while not self._queue.empty():
             line = self._queue.get_nowait()
             if line is not None:
                 self.lines.append(line)
-        return code
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
         """Block until a line containing `text` is printed; fail with the output so far."""
