@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from operator import itemgetter
 from typing import Any
@@ -112,21 +112,26 @@ def staged(sql: str) -> Staged | None:
         verb, table, columns, _rest = match.groups()
         return _staged(table, columns, verb == "REPLACE", _on_conflict(verb, table, columns))
     upsert = _SET_NEW.match(sql)
-    if upsert is None or not _sets_new_values(upsert.group(4)):
+    if upsert is None:
         return None
     table, columns, conflict, sets = upsert.groups()
-    plan = _staged(table, columns, True, conflict)
-    names = [c.strip() for c in columns.split(",")]
-    unset = {n for n in names if n not in KEYS[table]} - {a for a, _ in _ASSIGN.findall(sets)}
-    return replace(plan, fixed=tuple(sorted(names.index(n) for n in unset)))
+    assigned = _ASSIGN.findall(sets)
+    if any(column != value for column, value in assigned):
+        return None  # a column set from another one: not a replace
+    names = _names(columns)
+    kept = {n for n in names if n not in KEYS[table]} - {column for column, _ in assigned}
+    fixed = tuple(i for i, n in enumerate(names) if n in kept)
+    return _staged(table, columns, True, conflict, fixed)
 
 
-def _sets_new_values(sets: str) -> bool:
-    return all(a == b for a, b in _ASSIGN.findall(sets))
+def _names(columns: str) -> list[str]:
+    return [c.strip() for c in columns.split(",")]
 
 
-def _staged(table: str, columns: str, keep_last: bool, conflict: str) -> Staged:
-    names = [c.strip() for c in columns.split(",")]
+def _staged(
+    table: str, columns: str, keep_last: bool, conflict: str, fixed: tuple[int, ...] = ()
+) -> Staged:
+    names = _names(columns)
     stage = f"baker_stage_{table}"
     keys = tuple(names.index(k) for k in KEYS[table])
     listed = ", ".join(names)
@@ -141,6 +146,7 @@ def _staged(table: str, columns: str, keep_last: bool, conflict: str) -> Staged:
         merge=f"INSERT INTO {table} ({listed}) SELECT {listed} FROM {stage}"  # noqa: S608
         + conflict,
         direct=f"COPY {table} ({listed}) FROM STDIN" if table in MOSTLY_NEW else None,
+        fixed=fixed,
     )
 
 
@@ -148,7 +154,7 @@ def _on_conflict(verb: str, table: str, columns: str) -> str:
     if verb == "IGNORE":
         return " ON CONFLICT DO NOTHING"
     keys = KEYS[table]
-    others = [c.strip() for c in columns.split(",") if c.strip() not in keys]
+    others = [c for c in _names(columns) if c not in keys]
     if not others:
         return f" ON CONFLICT ({', '.join(keys)}) DO NOTHING"
     sets = ", ".join(f"{c} = excluded.{c}" for c in others)
