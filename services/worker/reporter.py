@@ -114,9 +114,10 @@ class Reporter:
         reason: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        """The result message, then the terminal status (the Brain takes the first it sees;
-        the result comes first so the terminal event carries it); both are stored before the
-        job is acked."""
+        """The result message alone, stored before the job is acked: it carries the final
+        status, and a terminal status after it would be a duplicate that the Brain fetches,
+        decides as a no-op and acks (DESIGN §3 lets a worker send either; a Brain takes the
+        first it sees)."""
         payload = encode_result(
             self.job_id,
             status,
@@ -130,4 +131,4 @@ class Reporter:
             budget=details if reason == "budget_exceeded" else None,
         )
         result_msg = Report("result", self.job_id, status, payload, self._headers, self._msg_id())
-        await self._send([result_msg, self._status(status, error=error)])
+        await self._send([result_msg])
