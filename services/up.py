@@ -23,7 +23,7 @@ from services.bootstrap import runtime
 from services.bootstrap.brain_process import start_brain_process, stop_brain_process
 from services.config import Settings
 from services.projector import ProjectorFailed
-from services.signals import stop_on_signals
+from services.signals import stop_on_signals, watch_stopping
 
 log = logging.getLogger("baker.up")
 
@@ -54,6 +54,7 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
         passwords = records.passwords(settings.data_dir)
     as_role = _role_urls(url, passwords)
     stop_on_signals(options.stop)
+    watch: asyncio.Task[None] | None = None
     try:
         if embedded is not None and embedded.pid is not None:
             records.record(settings.data_dir, url, embedded.pid)  # the CLI finds it there
@@ -73,6 +74,7 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             print("baker up: running; Ctrl-C or SIGTERM stops everything", flush=True)
             await options.stop.wait()
             print("baker up: stopping", flush=True)
+            watch = watch_stopping(log)
             await stop_brain_process(proc)
     except ProjectorFailed as exc:
         log.error("%s", exc)
@@ -82,6 +84,8 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             if embedded.pid is not None:
                 records.forget(settings.data_dir, embedded.pid)
             await asyncio.to_thread(embedded.stop)
+        if watch is not None:
+            watch.cancel()
     return 0
 
 

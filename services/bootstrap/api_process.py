@@ -34,6 +34,7 @@ from services.bootstrap.runtime import Runtime, heartbeat_for
 from services.brain.dispatcher import Dispatcher
 from services.config import Settings
 from services.executor import CommandExecutor
+from services.signals import wait_stopped
 
 log = logging.getLogger("baker.api")
 
@@ -109,6 +110,6 @@ async def _awaited(work: Awaitable[None]) -> None:
 async def stop_api_process(proc: ApiProcess) -> None:
     """After `stop` is set: stop serving, wait for the loops, close the read model."""
     proc.server.should_exit = True
-    await asyncio.gather(*proc.tasks, return_exceptions=True)
+    await wait_stopped(proc.tasks, log)
     await proc.last_seen.stop()
     await proc.read_model.close()

@@ -45,6 +45,7 @@ from services.executor import CommandExecutor
 from services.monitor.monitor import Monitor
 from services.projector import ProjectorFailed, ProjectorSettings
 from services.projector_standby import StandbyProjector
+from services.signals import wait_stopped
 from services.topic import BusTopic
 from services.worker.worker import Worker
 
@@ -287,7 +288,7 @@ async def _raise_first(tasks: list[asyncio.Task[Any]]) -> None:
 async def stop_brain_process(proc: BrainProcess) -> None:
     """After `stop` is set: stop serving HTTP, let workers finish, wait for every loop."""
     proc.api.should_exit = True
-    await asyncio.gather(*proc.tasks, return_exceptions=True)
+    await wait_stopped(proc.tasks, log)
     await proc.brain.queue.close()
     for conn in [*(conn for _, conn in proc.workers), *proc.connections]:
         with contextlib.suppress(Exception):

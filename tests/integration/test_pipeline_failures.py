@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -19,6 +18,7 @@ from domain.wire import DispatchMessage
 from services.brain.brain import BrainSettings
 from tests.e2e.procs import BakerProcess
 from tests.integration.pipeline import Pipeline, running_pipeline, types
+from tests.polling import until
 
 
 def command(text: str, timeout: int | None = None) -> object:
@@ -26,14 +26,6 @@ def command(text: str, timeout: int | None = None) -> object:
     if timeout:
         doc["timeoutSeconds"] = timeout
     return parse_job_spec(doc)
-
-
-async def until(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.02)  # polling the condition
 
 
 def worker_process(pipe: Pipeline) -> BakerProcess:
