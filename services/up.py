@@ -33,6 +33,7 @@ class UpOptions:
     nats_port: int = -1
     workers: int = 2
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    on_stopping: Callable[[], None] = lambda: None  # once the stop begins
 
 
 async def run_up(settings: Settings, options: UpOptions) -> int:
@@ -75,6 +76,7 @@ async def run_up(settings: Settings, options: UpOptions) -> int:
             await options.stop.wait()
             print("baker up: stopping", flush=True)
             watch = watch_stopping(log)
+            options.on_stopping()
             await stop_brain_process(proc)
     except ProjectorFailed as exc:
         log.error("%s", exc)

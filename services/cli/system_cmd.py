@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 from collections.abc import Callable
 from typing import Any
 
@@ -60,7 +61,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
         usage_error("baker up: --nats-port must be a port (0-65535), or -1 for a free one")
     if args.workers:
         checked_command_sandbox(settings)  # a sandbox it cannot set up stops it at once
-    return run_async(run_up(settings, UpOptions(nats_port=args.nats_port, workers=args.workers)))
+    options = UpOptions(nats_port=args.nats_port, workers=args.workers, on_stopping=_stacks_later)
+    return run_async(run_up(settings, options))
+
+
+def _stacks_later() -> None:
+    """The process is stopping: should it still run in 30 s (a thread the event loop's end or
+    the interpreter's exit waits for), every thread's stack goes to stderr, every 30 s."""
+    faulthandler.dump_traceback_later(30.0, repeat=True)
 
 
 def cmd_provision(args: argparse.Namespace, settings: Settings) -> int:
