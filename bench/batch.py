@@ -35,17 +35,17 @@ async def _batches(http: OverHttp, jobs: int) -> tuple[float, float]:
     pending = list(sizes)
     ids: list[str] = []
 
-    async def client(n: int) -> None:
+    async def client() -> None:
         while pending:
             size = pending.pop()
-            answer = await http.clients[n].post("/api/jobs/batch", json={"jobs": [JOB] * size})
+            answer = await http.reader.post("/api/jobs/batch", json={"jobs": [JOB] * size})
             if answer.status_code != 202:
                 raise RuntimeError(f"POST /api/jobs/batch answered {answer.status_code}: "
                                    f"{answer.text[:200]}")  # fmt: skip
             ids.extend(answer.json()["ids"])
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(n) for n in range(min(CLIENTS, len(sizes)))))
+    await asyncio.gather(*(client() for _ in range(min(CLIENTS, len(sizes)))))
     posted = time.perf_counter() - start
     http.waiting = set(ids) - http.completed
     http.all_done.clear()
