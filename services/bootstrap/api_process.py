@@ -20,6 +20,7 @@ from typing import Any
 
 import uvicorn
 
+from adapters.http_server import CoalescedHttp
 from adapters.nats.bus import NatsBus
 from adapters.nats.job_queue import JetStreamJobQueue
 from adapters.nats.output import NatsOutput
@@ -82,7 +83,7 @@ async def start_api_process(
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host,
         port=settings.api_port if port is None else port, log_level="warning",
-        access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+        access_log=False, lifespan="off", http=CoalescedHttp, timeout_graceful_shutdown=5,
     ))  # fmt: skip
     proc = ApiProcess(ctx.brain.instance, server, read_model, last_seen)
     beat = heartbeat_for(NatsBus(rt.nc), "api", settings.heartbeat_every)

@@ -14,6 +14,7 @@ from typing import Any, Literal, Protocol
 import uvicorn
 
 from adapters.executors.command import prefer_pidfd_watcher
+from adapters.http_server import CoalescedHttp
 from adapters.nats.bus import NatsBus
 from adapters.nats.client import Client
 from adapters.nats.event_store import JetStreamEventStore
@@ -120,7 +121,7 @@ async def start_brain_process(
     )  # fmt: skip
     server = uvicorn.Server(uvicorn.Config(
         create_app(ctx), host=settings.api_host, port=settings.api_port, log_level="warning",
-        access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+        access_log=False, lifespan="off", http=CoalescedHttp, timeout_graceful_shutdown=5,
     ))  # fmt: skip
     connections: list[Client] = []
     if monitor:  # `baker up`: the monitor runs here, on its own connection, and knows every
