@@ -74,10 +74,11 @@ def awaiting(task: asyncio.Task[Any]) -> str:
     return " > ".join(steps) or "(no frame)"
 
 
+_PACKAGES = frozenset({"adapters", "services", "domain", "projections"})
+
+
 def _short(path: str) -> str:
     """A path from the package root on, or the file's name for another library's."""
     parts = path.replace("\\", "/").split("/")
-    for root in ("adapters", "services", "domain", "projections"):
-        if root in parts:
-            return "/".join(parts[len(parts) - 1 - parts[::-1].index(root) :])
-    return "/".join(parts[-2:])
+    roots = [i for i, part in enumerate(parts) if part in _PACKAGES]
+    return "/".join(parts[roots[-1] :] if roots else parts[-2:])

@@ -49,9 +49,14 @@ async def a_turn() -> None:
     await asyncio.sleep(0)
 
 
-async def test_the_writes_of_one_turn_go_out_as_one() -> None:
+def coalescing() -> tuple[FakeTransport, CoalescingTransport]:
+    """A coalescing transport over a fake one (made inside a running loop)."""
     raw = FakeTransport()
-    out = CoalescingTransport(raw)
+    return raw, CoalescingTransport(raw)
+
+
+async def test_the_writes_of_one_turn_go_out_as_one() -> None:
+    raw, out = coalescing()
     out.write(b"HTTP/1.1 202 Accepted\r\n\r\n")
     out.write(memoryview(b'{"id":'))
     out.writelines([b'"job-1"', b"}"])
@@ -65,15 +70,13 @@ async def test_the_writes_of_one_turn_go_out_as_one() -> None:
 
 
 async def test_close_writes_what_waits_first_and_abort_drops_it() -> None:
-    raw = FakeTransport()
-    out = CoalescingTransport(raw)
+    raw, out = coalescing()
     out.write(b"last words")
     out.close()
     assert raw.writes == [b"last words"] and raw.closed
     await a_turn()  # the flush scheduled by the write finds nothing left
     assert raw.writes == [b"last words"]
-    raw2 = FakeTransport()
-    out2 = CoalescingTransport(raw2)
+    raw2, out2 = coalescing()
     out2.write(b"never sent")
     out2.abort()
     await a_turn()
@@ -81,8 +84,7 @@ async def test_close_writes_what_waits_first_and_abort_drops_it() -> None:
 
 
 async def test_nothing_is_written_to_a_closing_transport_and_eof_follows_the_data() -> None:
-    raw = FakeTransport()
-    out = CoalescingTransport(raw)
+    raw, out = coalescing()
     out.write(b"data")
     out.write_eof()
     assert raw.writes == [b"data"] and raw.eof
@@ -93,7 +95,7 @@ async def test_nothing_is_written_to_a_closing_transport_and_eof_follows_the_dat
 
 
 async def test_other_names_go_to_the_transport() -> None:
-    out = CoalescingTransport(FakeTransport())
+    _, out = coalescing()
     assert out.get_extra_info("peername") == ("127.0.0.1", 1234)
     assert out.is_closing() is False
 
