@@ -24,6 +24,7 @@ from projections.pit import jobs_as_of, seq_at
 from services.api import sse
 from services.api.context import (
     MAX_SEQ,
+    ApiContext,
     Document,
     EventDoc,
     ctx_of,
@@ -204,20 +205,24 @@ async def get_job(job_id: JobId, request: Request) -> Any:
     db = await ctx.read_model.db()
     doc = await queries.get_job(db, job_id)
     if doc is None:
-        doc = await _job_from_log(ctx.store, job_id)
+        doc = await _job_from_log(ctx, job_id)
     return doc if doc is not None else error(404, f"no job {job_id!r}")
 
 
-async def _job_from_log(store: Any, job_id: str) -> dict[str, Any] | None:
-    """The job's row as the projector will write it, folded from its events."""
-    loaded = await store.load("job", job_id)
+async def _job_from_log(ctx: ApiContext, job_id: str) -> dict[str, Any] | None:
+    """The job's row as the projector will write it, folded from its events. What it shows
+    counts as written by this API: a page read after it waits until it shows as much."""
+    loaded = await ctx.store.load("job", job_id)
     row: JobRow | None = None
     for item in loaded.events:
         try:
             row = fold_job(row, item.envelope, item.seq).row
         except FoldError:
             return None  # what the projector sends to dead letters: not a job to show
-    return queries.job_document(row) if row is not None else None
+    if row is None:
+        return None
+    ctx.wrote(loaded.events[-1].seq)
+    return queries.job_document(row)
 
 
 @router.get("/api/jobs/{job_id}/history", response_model=History, response_model_exclude_unset=True)

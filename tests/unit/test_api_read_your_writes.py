@@ -100,3 +100,15 @@ async def test_a_page_waits_for_what_this_api_dispatched(
     assert waits.asked == [(2, 2.0)]  # the newest event this API appended, bounded
     assert (await client.get("/api/events")).status_code == 200
     assert waits.asked == [(2, 2.0), (2, 2.0)]
+
+
+async def test_a_page_waits_for_what_a_read_from_the_log_showed(
+    lagging: tuple[httpx.AsyncClient, Waits, Any],
+) -> None:
+    client, waits, store = lagging
+    job_id = (await client.post("/api/jobs", json=JOB)).json()["id"]
+    await store.execute("job", job_id, RecordStatus(status="running", attempt=1, worker_id="w-1"))
+    await store.execute("job", job_id, RecordStatus(status="completed", attempt=1))
+    assert (await client.get(f"/api/jobs/{job_id}")).json()["status"] == "completed"
+    assert (await client.get("/api/jobs", params={"status": "completed"})).status_code == 200
+    assert waits.asked == [(3, 2.0)]  # the completion it showed, not only the dispatch
